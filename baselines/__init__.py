@@ -1,0 +1,1 @@
+"""Codec plugins other than Diff-SIT: ffmpeg anchors, reference encoders, learned baselines."""

@@ -1,0 +1,23 @@
+"""AV1 anchor: SVT-AV1 through ffmpeg, low-delay prediction structure, fixed QP (qindex 1..63)."""
+
+from __future__ import annotations
+
+from .ffmpeg_anchor import FFmpegAnchor
+
+
+class SvtAv1(FFmpegAnchor):
+    name = "svtav1"
+    extension = ".obu"
+    encoder, decoder, muxer = "libsvtav1", "libdav1d", "obu"
+    qp_range = (1, 63)
+    default_rates = (40, 46, 52, 57, 62)
+    default_preset = 8
+
+    def encoder_args(self, qp: int) -> list[str]:
+        # rc=0 is CQP; pred-struct=1 is low delay; temporal filtering and overlays off so
+        # that no frame is coded that the viewer does not see.
+        keyint = -1 if self.intra_period == -1 else self.intra_period
+        params = f"rc=0:qp={qp}:pred-struct=1:keyint={keyint}:scd=0:enable-tf=0:aq-mode=0:enable-overlays=0"
+        if self.threads:
+            params += f":lp={self.threads}"
+        return ["-c:v", "libsvtav1", "-preset", str(self.preset), "-svtav1-params", params]

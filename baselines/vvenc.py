@@ -1,0 +1,29 @@
+"""VVC anchor: libvvenc through ffmpeg, low delay, fixed QP, 10-bit internally."""
+
+from __future__ import annotations
+
+from .ffmpeg_anchor import FFmpegAnchor
+
+
+class VVenC(FFmpegAnchor):
+    name = "vvenc"
+    extension = ".266"
+    encoder, decoder, muxer = "libvvenc", "vvc", "vvc"
+    # libvvenc accepts only yuv420p10le, and ffmpeg's VVC decoder returns 10 bits: 8-bit
+    # sources are shifted up on the way in and rounded back to 8 bits for measuring.
+    coding_bit_depth = 10
+    qp_range = (0, 63)
+    default_rates = (27, 32, 37, 42, 47)
+    default_preset = "medium"
+
+    def encoder_args(self, qp: int) -> list[str]:
+        # libvvenc's defaults are random access with reordering, an intra refresh every
+        # second and perceptual QPA: none of them is a low-delay fixed-QP anchor. Low delay
+        # only admits DecodingRefreshType=none, so a finite intra period gives non-IRAP
+        # intra pictures, which is still one intra frame per period.
+        period = -1 if self.intra_period == -1 else self.intra_period
+        params = f"PicReordering=0:DecodingRefreshType=none:GOPSize=8:IntraPeriod={period}"
+        args = ["-c:v", "libvvenc", "-preset", str(self.preset), "-qp", str(qp), "-qpa", "0", "-vvenc-params", params]
+        if self.threads:
+            args[4:4] = ["-threads", str(self.threads)]
+        return args

@@ -1,0 +1,27 @@
+"""AVC anchor: libx264 through ffmpeg, low delay P, fixed QP."""
+
+from __future__ import annotations
+
+from .ffmpeg_anchor import FFmpegAnchor
+
+_ONE_GOP = 1 << 30  # x264 has no "infinite" keyint; this is longer than any test sequence
+
+
+class X264(FFmpegAnchor):
+    name = "x264"
+    extension = ".264"
+    encoder, decoder, muxer = "libx264", "h264", "h264"
+    qp_range = (0, 51)
+    default_rates = (27, 32, 37, 42, 47)
+    default_preset = "medium"
+
+    def encoder_args(self, qp: int) -> list[str]:
+        gop = _ONE_GOP if self.intra_period == -1 else self.intra_period
+        args = [
+            "-c:v", "libx264", "-preset", str(self.preset), "-qp", str(qp), "-bf", "0",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-aq-mode", "0", "-mbtree", "0",
+        ]  # fmt: skip
+        if self.threads:
+            args += ["-threads", str(self.threads)]
+        return args

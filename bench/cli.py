@@ -1,0 +1,178 @@
+"""``python -m bench``: run sweeps and inspect datasets and codecs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import datasets as ds
+from .codec import UnknownCodec, accepted_options, codec_class, codec_names, create_codec, parse_codec_spec
+from .metrics import UnknownMetric, default_metrics, resolve_metrics
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed without a traceback, exit status 2."""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not WxH, e.g. 1920x1080") from None
+
+
+def _frames(text: str) -> int:
+    if text.lower() == "all":
+        return 0
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError("--frames must be a positive number or 'all'")
+    return n
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help=f"folder holding the standard test sets (default: ${ds.DATA_ENV})")
+
+
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help=f"{', '.join(ds.DATASETS)}, or a .yuv file / folder of them")
+    _add_data_args(p)
+    p.add_argument("--sequences", type=_csv, help="comma-separated subset of the dataset's sequences")
+    p.add_argument("--frames", type=_frames, help="first N frames (default: 96 for standard sets, 33 for sample; 'all')")
+    p.add_argument("-s", "--size", type=_size, help="WxH of raw .yuv input whose name does not say")
+    p.add_argument("--fps", type=float, help="frame rate of raw .yuv input whose name does not say")
+    p.add_argument("--bit-depth", type=int, choices=(8, 10), help="bit depth of raw .yuv input whose name does not say")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="sweep codecs x sequences x rate points and write results")
+    run.add_argument("--codec", required=True, type=_csv, help="codec[:opt=val...][,codec...], e.g. x265,vvenc:preset=fast")
+    _add_input_args(run)
+    run.add_argument("--rates", type=_csv, help="rate points in the codec's own knob (QP for anchors), comma-separated")
+    run.add_argument("--metrics", type=_csv, help=f"metrics or columns (default: {','.join(default_metrics())})")
+    run.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes)")
+    run.add_argument("--out", type=Path, help="results folder (default: results/<dataset>/<codec>/)")
+    run.add_argument("--force", action="store_true", help="redo jobs already recorded as done")
+    run.add_argument("--intra-period", type=int, help="frames between intra frames for codecs that take it (-1: one intra frame, the default)")
+    run.add_argument("--ffmpeg", help="ffmpeg binary for the ffmpeg anchors (default: $BENCH_FFMPEG, else imageio-ffmpeg's)")
+    run.add_argument("--device", default="cpu", help="device for metrics and learned codecs: cpu, cuda, cuda:1")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    dsp = sub.add_parser("datasets", help="list each sequence of each dataset as found or missing")
+    _add_data_args(dsp)
+
+    cdp = sub.add_parser("codecs", help="list codecs, their default rate ladders, and whether they can run here")
+    cdp.add_argument("--ffmpeg", help="ffmpeg binary to check the anchors against")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs}[args.command](args)
+    except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - planning errors (missing encoder, busy store) read best bare
+        from .store import StoreBusy
+        from .sweep import PlanError
+
+        if isinstance(e, (PlanError, StoreBusy)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _codec_specs(args) -> list[tuple[str, dict]]:
+    specs = []
+    for item in args.codec:
+        name, opts = parse_codec_spec(item)
+        cls = codec_class(name)  # raises UnknownCodec listing the valid names
+        accepted = accepted_options(cls)
+        for key, value in (("intra_period", args.intra_period), ("ffmpeg", args.ffmpeg), ("device", args.device if args.device != "cpu" else None)):
+            if value is not None and key in accepted and key not in opts:
+                opts[key] = value
+        specs.append((name, opts))
+    return specs
+
+
+def cmd_run(args) -> int:
+    from .store import ResultsStore
+    from .sweep import LocalExecutor, execute, plan, provenance
+
+    specs = _codec_specs(args)
+    dataset = ds.get_dataset(args.dataset, size=args.size, fps=args.fps, bit_depth=args.bit_depth)
+    root = ds.data_root(args.data_root)
+    sequences = dataset.resolve(root, args.sequences)
+    frames = dataset.default_frames if args.frames is None else args.frames
+    metrics = resolve_metrics(args.metrics) if args.metrics else default_metrics()
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+
+    outs: dict[Path, list[tuple[str, dict]]] = {}
+    for name, opts in specs:
+        out = args.out or Path("results") / dataset.name / name
+        outs.setdefault(out, []).append((name, opts))
+
+    failed = 0
+    for out, group in outs.items():
+        store = ResultsStore(out)
+        with store.lock():
+            p = plan(codecs=group, dataset=dataset.name, sequences=sequences, rates=args.rates, frames=frames,
+                     metrics=metrics, device=args.device, out=out, force=args.force)  # fmt: skip
+            if p.skipped:
+                print(f"{out}: {len(p.skipped)} job(s) already done, skipped (--force to redo)", file=sys.stderr)
+            records = execute(p, LocalExecutor(args.jobs), store, provenance(p.codecs), progress=not args.quiet)
+        bad = [r for r in records if r["status"] != "done"]
+        failed += len(bad)
+        for r in bad:
+            print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
+        print(f"{out}: {len(records) - len(bad)} done, {len(bad)} failed, {len(p.skipped)} skipped -> {out / 'summary.csv'}")
+    return 1 if failed else 0
+
+
+def cmd_datasets(args) -> int:
+    root = ds.data_root(args.data_root)
+    print(f"data root: {root or f'(none: set --data-root or ${ds.DATA_ENV})'}   cache: {ds.cache_dir()}")
+    for name, dataset in ds.DATASETS.items():
+        statuses = dataset.status(root)
+        found = sum(s.found for s in statuses)
+        print(f"\n{name}: {dataset.description} — {found}/{len(statuses)} found")
+        for s in statuses:
+            mark = "found  " if s.found else "MISSING"
+            where = s.sequence.path if s.found else ", ".join(map(str, s.looked_at))
+            note = f"  [{s.note}]" if s.note else ""
+            print(f"  {mark} {s.sequence.name:<16} {where}{note}")
+    return 0
+
+
+def cmd_codecs(args) -> int:
+    print(f"{'codec':<10} {'rate':<8} {'default ladder':<24} status")
+    for name in codec_names():
+        try:
+            cls = codec_class(name)
+            opts = {"ffmpeg": args.ffmpeg} if args.ffmpeg and "ffmpeg" in accepted_options(cls) else {}
+            codec = create_codec(name, **opts)
+            ladder = ",".join(map(str, codec.default_rates))
+            try:
+                codec.check()
+                status = "ok"
+            except Exception as e:  # noqa: BLE001
+                status = f"cannot run: {e}"
+            print(f"{name:<10} {codec.rate_name:<8} {ladder:<24} {status}")
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
+            print(f"{name:<10} {'?':<8} {'?':<24} broken plugin: {e}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

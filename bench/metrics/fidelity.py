@@ -1,0 +1,124 @@
+"""Fidelity metrics: PSNR on the 4:2:0 planes, PSNR on RGB, MS-SSIM on RGB.
+
+Conventions (DCVC's, the ones learned-video-coding papers report):
+- every value is per frame; sequence values are the mean of per-frame values, not the PSNR
+  of the pooled MSE (which ffmpeg's summary line and some CompressAI scripts print);
+- ``psnr_yuv = (6*Y + U + V) / 8`` on the 4:2:0 planes, peak ``2**bit_depth - 1``;
+- ``psnr_rgb`` over all samples of the BT.709 RGB frame in [0, 1];
+- ``ms_ssim_rgb``: MS-SSIM per RGB channel, then the channel mean; 11x11 Gaussian window
+  (sigma 1.5), 'valid' filtering, 2x2 mean downsampling, 5 scales, or 4 scales with HM's
+  renormalised weights when the frame is smaller than 176 pixels (e.g. QCIF).
+A frame identical to its reference has infinite PSNR; it is reported as PSNR_MAX.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._kernels import sse_per_frame
+from . import FrameBatch, Metric, MetricError
+
+PSNR_MAX = 100.0
+
+
+def psnr_from_mse(mse: np.ndarray, peak: float) -> np.ndarray:
+    mse = np.asarray(mse, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = 10.0 * np.log10(peak * peak / mse)
+    return np.minimum(out, PSNR_MAX)
+
+
+class PSNR(Metric):
+    """PSNR of Y, U, V and their 6:1:1 weighted mean, from exact integer squared errors."""
+
+    name = "psnr"
+    columns = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv")
+
+    def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
+        peak = (1 << batch.bit_depth) - 1
+        out = {}
+        for plane in "yuv":
+            a, b = getattr(batch.ref, plane), getattr(batch.dist, plane)
+            mse = sse_per_frame(np.asarray(a), np.asarray(b)) / (a.shape[1] * a.shape[2])
+            out[f"psnr_{plane}"] = psnr_from_mse(mse, peak)
+        out["psnr_yuv"] = (6 * out["psnr_y"] + out["psnr_u"] + out["psnr_v"]) / 8
+        return out
+
+
+class PSNRRGB(Metric):
+    name = "psnr_rgb"
+    columns = ("psnr_rgb",)
+
+    def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
+        d = batch.ref_rgb.to(torch.float64) - batch.dist_rgb.to(torch.float64)
+        mse = d.square().mean(dim=(1, 2, 3)).cpu().numpy()
+        return {"psnr_rgb": psnr_from_mse(mse, 1.0)}
+
+
+# MS-SSIM ------------------------------------------------------------------------------------
+
+_WEIGHTS_5 = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_WEIGHTS_4 = (0.0517, 0.3295, 0.3462, 0.2726)  # HM's weights for frames under 176 pixels
+_K1, _K2 = 0.01, 0.03
+
+
+def _gaussian(size: int = 11, sigma: float = 1.5, *, dtype=torch.float64, device=None) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - size // 2
+    g = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _ssim_cs(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM and contrast-structure of (B,1,H,W) images in [0, 1], 'valid' windows."""
+    c1, c2 = _K1**2, _K2**2
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # one separable filter pass for all five
+    n = stack.shape[1]
+    k = win.numel()
+    f = F.conv2d(stack, win.view(1, 1, 1, k).expand(n, 1, 1, k), groups=n)
+    f = F.conv2d(f, win.view(1, 1, k, 1).expand(n, 1, k, 1), groups=n)
+    mu1, mu2, e11, e22, e12 = f.unbind(1)
+    s11, s22, s12 = e11 - mu1 * mu1, e22 - mu2 * mu2, e12 - mu1 * mu2
+    cs = (2 * s12 + c2) / (s11 + s22 + c2)
+    ssim = (2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs
+    return ssim.mean(dim=(-1, -2)), cs.mean(dim=(-1, -2))
+
+
+def _halve(x: torch.Tensor) -> torch.Tensor:
+    # 2x2 mean; an odd last row/column is averaged with itself (DCVC's reflect-mode filter).
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+    return F.avg_pool2d(x, 2)
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM of (N,C,H,W) images in [0, 1], per image and channel -> (N, C)."""
+    n, c, h, w = x.shape
+    if min(h, w) < 88:
+        raise MetricError(f"MS-SSIM needs frames of at least 88x88 pixels, got {w}x{h}")
+    weights = _WEIGHTS_5 if min(h, w) >= 176 else _WEIGHTS_4
+    win = _gaussian(device=x.device, dtype=x.dtype)
+    a, b = x.reshape(n * c, 1, h, w), y.reshape(n * c, 1, h, w)
+    terms = []
+    for level in range(len(weights)):
+        ssim, cs = _ssim_cs(a, b, win)
+        last = level == len(weights) - 1
+        # relu: a negative contrast-structure term to a fractional power would be NaN
+        terms.append(torch.relu(ssim if last else cs) ** weights[level])
+        if not last:
+            a, b = _halve(a), _halve(b)
+    return torch.stack(terms).prod(dim=0).view(n, c)
+
+
+class MSSSIMRGB(Metric):
+    name = "ms_ssim_rgb"
+    columns = ("ms_ssim_rgb",)
+
+    def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
+        x = batch.ref_rgb.to(self.device)
+        y = batch.dist_rgb.to(self.device)
+        # float64 on CPU keeps values reproducible to ~1e-12; float32 on accelerators
+        dtype = torch.float64 if x.device.type == "cpu" else torch.float32
+        return {"ms_ssim_rgb": ms_ssim(x.to(dtype), y.to(dtype)).mean(dim=1).cpu().numpy()}
