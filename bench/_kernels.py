@@ -104,3 +104,73 @@ def sse_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact integer sum of squared differences of each frame of two (N,H,W) code arrays."""
     n, h, _ = a.shape
     return _sse_rows(a, b).reshape(n, h).sum(axis=1)
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _ssim_cs_rows(x, y, win, c1, c2):  # pragma: no cover - compiled
+    """Per-row sums of the SSIM and contrast-structure maps, 'valid' Gaussian windows.
+
+    x, y: (B, H, W) float64. Returns two (B, H-k+1) arrays of row sums. The five local
+    moments are filtered horizontally into a buffer, then vertically while the SSIM formula
+    is evaluated, so no full-size map of any moment is ever written twice.
+    """
+    b, h, w = x.shape
+    k = win.shape[0]
+    ho = h - k + 1
+    wo = w - k + 1
+    hx = np.empty((b, h, 5, wo))
+    for r in prange(b * h):
+        f = r // h
+        i = r % h
+        for j in range(wo):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            s4 = 0.0
+            for t in range(k):
+                a = x[f, i, j + t]
+                c = y[f, i, j + t]
+                g = win[t]
+                s0 += g * a
+                s1 += g * c
+                s2 += g * a * a
+                s3 += g * c * c
+                s4 += g * a * c
+            hx[f, i, 0, j] = s0
+            hx[f, i, 1, j] = s1
+            hx[f, i, 2, j] = s2
+            hx[f, i, 3, j] = s3
+            hx[f, i, 4, j] = s4
+    ssim_rows = np.zeros((b, ho))
+    cs_rows = np.zeros((b, ho))
+    for r in prange(b * ho):
+        f = r // ho
+        i = r % ho
+        acc = np.zeros((5, wo))
+        for t in range(k):
+            g = win[t]
+            for m in range(5):
+                for j in range(wo):
+                    acc[m, j] += g * hx[f, i + t, m, j]
+        ss = 0.0
+        cc = 0.0
+        for j in range(wo):
+            mu1 = acc[0, j]
+            mu2 = acc[1, j]
+            s11 = acc[2, j] - mu1 * mu1
+            s22 = acc[3, j] - mu2 * mu2
+            s12 = acc[4, j] - mu1 * mu2
+            cs = (2.0 * s12 + c2) / (s11 + s22 + c2)
+            cc += cs
+            ss += (2.0 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs
+        ssim_rows[f, i] = ss
+        cs_rows[f, i] = cc
+    return ssim_rows, cs_rows
+
+
+def ssim_cs(x: np.ndarray, y: np.ndarray, win: np.ndarray, c1: float, c2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean SSIM and mean contrast-structure of each (H, W) plane of (B, H, W) float64 arrays."""
+    ssim_rows, cs_rows = _ssim_cs_rows(np.ascontiguousarray(x), np.ascontiguousarray(y), win, c1, c2)
+    n = ssim_rows.shape[1] * (x.shape[2] - win.shape[0] + 1)
+    return ssim_rows.sum(axis=1) / n, cs_rows.sum(axis=1) / n

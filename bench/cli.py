@@ -113,7 +113,6 @@ def cmd_run(args) -> int:
     dataset = ds.get_dataset(args.dataset, size=args.size, fps=args.fps, bit_depth=args.bit_depth)
     root = ds.data_root(args.data_root)
     sequences = dataset.resolve(root, args.sequences)
-    frames = dataset.default_frames if args.frames is None else args.frames
     metrics = resolve_metrics(args.metrics) if args.metrics else default_metrics()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -127,8 +126,10 @@ def cmd_run(args) -> int:
     for out, group in outs.items():
         store = ResultsStore(out)
         with store.lock():
-            p = plan(codecs=group, dataset=dataset.name, sequences=sequences, rates=args.rates, frames=frames,
-                     metrics=metrics, device=args.device, out=out, force=args.force)  # fmt: skip
+            p = plan(codecs=group, dataset=dataset.name, sequences=sequences, rates=args.rates, frames=args.frames,
+                     default_frames=dataset.default_frames, metrics=metrics, device=args.device, out=out, force=args.force)  # fmt: skip
+            for note in p.notes:
+                print(f"note: {note}", file=sys.stderr)
             if p.skipped:
                 print(f"{out}: {len(p.skipped)} job(s) already done, skipped (--force to redo)", file=sys.stderr)
             records = execute(p, LocalExecutor(args.jobs), store, provenance(p.codecs), progress=not args.quiet)

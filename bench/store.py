@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,12 @@ class StoreBusy(RuntimeError):
     pass
 
 
+WORK_PREFIX = ".work-"  # per-job scratch folders
+TMP_MARK = ".tmp-"  # half-written files
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -90,7 +95,17 @@ class ResultsStore:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StoreBusy(f"another `bench run` is writing to {self.root}; wait for it or use another --out") from None
+            self._remove_stale()
             yield self
+
+    def _remove_stale(self) -> None:
+        """Temporaries of a sweep that was killed: safe to delete once we hold the lock."""
+        for d in (self.root, self.jobs_dir, self.bitstreams):
+            for p in d.glob(".*"):
+                if p.is_dir() and p.name.startswith(WORK_PREFIX):
+                    shutil.rmtree(p, ignore_errors=True)
+                elif p.is_file() and TMP_MARK in p.name:
+                    p.unlink(missing_ok=True)
 
     # --- per-job records ------------------------------------------------------------------
 

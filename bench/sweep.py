@@ -38,7 +38,7 @@ from . import ffmpeg
 from .codec import Codec, create_codec
 from .datasets import Sequence
 from .metrics import create_metric, measure
-from .store import ResultsStore, dumps, safe_name
+from .store import WORK_PREFIX, ResultsStore, dumps, safe_name
 from .video import Video
 
 
@@ -176,7 +176,7 @@ def run_job(job: Job) -> JobResult:
         metrics = [create_metric(m, device=job.device) for m in job.metrics]
         ref = job.sequence.open(frames=job.frames, start=job.start)
         store.ensure()
-        with tempfile.TemporaryDirectory(prefix=f".{job.job_id}.", dir=store.root) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{job.job_id}.", dir=store.root) as tmp:
             work = Path(tmp)
             t0 = time.perf_counter()
             produced = codec.encode(ref, job.rate, work)
@@ -288,6 +288,7 @@ def plan(
     rates: list[str] | None,
     frames: int | None,
     metrics: list[str],
+    default_frames: int = 96,
     device: str,
     out: Path,
     force: bool = False,
@@ -304,15 +305,27 @@ def plan(
         built[name] = codec
     for m in metrics:
         try:
-            create_metric(m, device=device).check()
+            metric = create_metric(m, device=device)
+            metric.check()
         except Exception as e:  # noqa: BLE001
             problems.append(f"metric {m}: {e}")
+            continue
+        for seq in sequences:
+            why = metric.unsupported(seq.width, seq.height)
+            if why:
+                problems.append(f"metric {m} on {seq.name}: {why}")
     lengths = {}
+    notes = []
     for seq in sequences:
         have = seq.available_frames()
-        n = have if frames in (None, 0) else frames
-        if n > have:
-            problems.append(f"{seq.name} has {have} frames, fewer than --frames {frames} ({seq.path})")
+        if frames is None:  # the dataset's default length is a cap, not a demand
+            n = min(default_frames, have)
+            if n < default_frames:
+                notes.append(f"{seq.name} has {have} frames; using all of them (default is {default_frames})")
+        else:
+            n = have if frames == 0 else frames
+            if n > have:
+                problems.append(f"{seq.name} has {have} frames, fewer than --frames {frames} ({seq.path})")
         lengths[seq.name] = n
     if problems:
         raise PlanError("cannot start the sweep:\n  " + "\n  ".join(problems))
@@ -332,7 +345,7 @@ def plan(
                     skipped.append(job)
                 else:
                     jobs.append(job)
-    return Plan(jobs, skipped, built)
+    return Plan(jobs, skipped, built, notes)
 
 
 def _has_metrics(record: dict, metrics: list[str]) -> bool:

@@ -77,6 +77,10 @@ class Metric(ABC):
     def check(self) -> None:
         """Raise MetricUnavailable if the metric cannot run (missing weights, binary)."""
 
+    def unsupported(self, width: int, height: int) -> str | None:
+        """Why frames of this size cannot be measured, or None (checked at plan time)."""
+        return None
+
     @abstractmethod
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
         """One value per frame of the batch for each column."""
