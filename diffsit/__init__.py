@@ -1,5 +1,5 @@
 """Diff-SIT: sparse temporal encoding refined by one-step video diffusion (arXiv 2603.18501).
 
-The codec arrives with issue 5; this package is a placeholder for its modules so that the
-layout of DESIGN.md §3 holds from the start.
+The codec's modules (STEM, ODFTE, bitstream, training) land here; it will plug into the
+harness through the ``bench.codecs`` entry point like any other codec.
 """
