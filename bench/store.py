@@ -176,7 +176,7 @@ class ResultsStore:
         if provenance is not None:
             manifest["provenance"] = provenance
         manifest["jobs"] = {
-            r["job_id"]: {k: r.get(k) for k in ("status", "dataset", "sequence", "codec", "rate", "config", "source", "bitstream", "bitstream_md5", "timings", "error", "finished")}
+            r["job_id"]: {k: r.get(k) for k in ("status", "dataset", "sequence", "codec", "rate", "config", "codec_config", "source", "bitstream", "bitstream_md5", "timings", "error", "finished")}
             for r in records
         }
         manifest["counts"] = {"done": len(done), "failed": sum(r.get("status") == "failed" for r in records)}

@@ -49,6 +49,8 @@ def test_tables_follow_the_contract(swept):
     assert "bframes=0" in " ".join(prov["codecs"]["x265"]["last_command"] or prov["codecs"]["x265"]["encoder_args_template"])
     job = next(iter(manifest["jobs"].values()))
     assert job["source"]["frames"] == 4 and job["config"]["codec_options"] == {"preset": "ultrafast"}
+    # the exact command and binary of each job
+    assert "-x265-params" in job["codec_config"]["last_command"] and job["codec_config"]["ffmpeg_version"].startswith("ffmpeg")
 
 
 def test_bpp_is_file_bits_over_unpadded_pixels(swept):
