@@ -72,13 +72,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     cdp = sub.add_parser("codecs", help="list codecs, their default rate ladders, and whether they can run here")
     cdp.add_argument("--ffmpeg", help="ffmpeg binary to check the anchors against")
+
+    results_help = "results folder or summary.csv, repeatable (default: everything under results/ but results/golden)"
+    pl = sub.add_parser("plot", help="RD curves per dataset and metric, and a paper-style grid")
+    pl.add_argument("--results", action="append", type=Path, help=results_help)
+    pl.add_argument("--out", type=Path, default=Path("results/plots"), help="where the figures go (default: results/plots)")
+    pl.add_argument("--metrics", type=_csv, help="metric columns to plot (default: every known one present)")
+    pl.add_argument("--per-sequence", action="store_true", help="also one figure per sequence")
+    pl.add_argument("--ms-ssim-db", action="store_true", help="plot MS-SSIM as -10*log10(1-MS-SSIM)")
+    pl.add_argument("--format", type=_csv, default=["png", "pdf"], help="file formats (png,pdf,svg)")
+
+    bdp = sub.add_parser("bdrate", help="BD-rate tables against an anchor codec")
+    bdp.add_argument("--anchor", required=True, help="codec the others are compared with")
+    bdp.add_argument("--results", action="append", type=Path, help=results_help)
+    bdp.add_argument("--metric", action="append", help="metric column (repeatable; default: every known one present)")
+    bdp.add_argument("--method", default="pchip", choices=("pchip", "akima", "cubic"), help="interpolation (default pchip, as JVET CTC)")
+    bdp.add_argument("--format", default="md", choices=("md", "csv", "latex"))
+    bdp.add_argument("--convex-hull", action="store_true", help="fit only the points on each codec's RD convex hull")
+    bdp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges, as a fraction of their union")
+    bdp.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
+
+    ck = sub.add_parser("check", help="CI: rerun the golden configuration and fail on metric drift")
+    ck.add_argument("--golden", required=True, type=Path, help="golden set folder (config.json, summary.csv, tolerances.json)")
+    ck.add_argument("--results", type=Path, help="compare these results instead of running the configuration")
+    ck.add_argument("--update", action="store_true", help="rewrite the golden tables from a fresh run, on purpose")
+    ck.add_argument("--keep", type=Path, help="run the configuration into this folder and keep it")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs}[args.command](args)
+        commands = {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs, "plot": cmd_plot, "bdrate": cmd_bdrate, "check": cmd_check}
+        return commands[args.command](args)
     except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -173,6 +199,61 @@ def cmd_codecs(args) -> int:
         except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
             print(f"{name:<10} {'?':<8} {'?':<24} broken plugin: {e}")
     return 0
+
+
+def _summaries(paths: list[Path] | None):
+    from .store import read_summaries
+
+    if paths:
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise UsageError(f"results not found: {', '.join(map(str, missing))}")
+        df = read_summaries(paths)
+    else:
+        root = Path("results")
+        dirs = [p.parent for p in sorted(root.rglob("summary.csv")) if "golden" not in p.relative_to(root).parts]
+        df = read_summaries(dirs)
+    if df.empty:
+        raise UsageError("no summary.csv rows found; run `python -m bench run` first or pass --results DIR")
+    return df
+
+
+def cmd_plot(args) -> int:
+    from .report import write_plots
+
+    files = write_plots(_summaries(args.results), args.out, metrics=args.metrics, per_sequence=args.per_sequence,
+                        ms_ssim_db=args.ms_ssim_db, formats=tuple(args.format))  # fmt: skip
+    print(f"wrote {len(files)} files under {args.out} (points drawn: {args.out / 'curves.csv'})")
+    return 0
+
+
+def cmd_bdrate(args) -> int:
+    from .report import BDOptions, bd_table, format_bd
+
+    table = bd_table(_summaries(args.results), args.anchor, args.metric, BDOptions(args.method, args.convex_hull, args.min_overlap))
+    text = format_bd(table, args.format)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .drift import GoldenError, check, format_report
+
+    try:
+        table, ok = check(args.golden, args.results, do_update=args.update, keep=args.keep)
+    except GoldenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.update:
+        print(f"golden tables in {args.golden} rewritten from this run ({len(table)} values)")
+        return 0
+    print(format_report(table, ok))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

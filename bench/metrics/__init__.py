@@ -68,8 +68,6 @@ class Metric(ABC):
     name: ClassVar[str]
     #: result columns, one value per frame each
     columns: ClassVar[tuple[str, ...]]
-    #: True where larger is better (plots and BD-rate flip the others)
-    higher_is_better: ClassVar[bool] = True
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)

@@ -1,0 +1,144 @@
+"""Bjøntegaard deltas on top of the ``bjontegaard`` package, with every edge case named.
+
+- ``bd_rate``: average rate difference (percent) at equal quality over the overlapping
+  quality range; negative means the test codec needs fewer bits.
+- ``bd_metric``: average quality difference at equal rate, in the metric's own units, as
+  ``test - anchor`` (so for LPIPS, DISTS, Ewarp a negative value is an improvement).
+
+The interpolation method is a recorded option: JVET/JCT-VC CTC use piecewise cubic Hermite
+(``pchip``, the default), AV2 uses ``akima``, VCEG-M33 a cubic polynomial (``cubic``); they
+can differ by more than two points. Lower-is-better metrics are negated before fitting.
+Fewer than 4 points, too little overlap, or a curve whose quality does not rise with rate
+raise a :class:`BDError` subclass whose message is the reason to print in the table.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+METHODS = ("pchip", "akima", "cubic")
+LOWER_IS_BETTER = frozenset({"lpips", "dists", "ewarp"})
+MIN_POINTS = 4
+DEFAULT_MIN_OVERLAP = 0.5
+
+Points = Sequence[tuple[float, float]]
+
+
+class BDError(ValueError):
+    """A BD value that cannot be computed honestly; ``str(e)`` is the reason."""
+
+
+class TooFewPoints(BDError):
+    pass
+
+
+class NoOverlap(BDError):
+    pass
+
+
+class InsufficientOverlap(BDError):
+    pass
+
+
+class NotMonotonic(BDError):
+    pass
+
+
+class BadPoints(BDError):
+    pass
+
+
+def _prepare(points: Points, role: str, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(arr).all():
+        raise BadPoints(f"{role} has non-finite values")
+    if (arr[:, 0] <= 0).any():
+        raise BadPoints(f"{role} has a rate <= 0")
+    if len(arr) < MIN_POINTS:
+        raise TooFewPoints(f"{role} has {len(arr)} point(s); BD needs at least {MIN_POINTS}")
+    arr = arr[np.argsort(arr[:, 0])]
+    rate, q = arr[:, 0], (-arr[:, 1] if flip else arr[:, 1])
+    worse = np.flatnonzero(np.diff(q) <= 0)
+    if len(worse):
+        i = worse[0]
+        shown = arr[:, 1]
+        raise NotMonotonic(
+            f"{role} is not monotonic: quality goes from {shown[i]:.5g} at {rate[i]:.5g} to {shown[i + 1]:.5g} "
+            f"at {rate[i + 1]:.5g} (more rate, no better); try --convex-hull"
+        )
+    if len(np.unique(rate)) != len(rate):
+        raise NotMonotonic(f"{role} has two points at the same rate")
+    return rate, q
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, axis: str, min_overlap: float) -> None:
+    lo, hi = max(a.min(), b.min()), min(a.max(), b.max())
+    total = max(a.max(), b.max()) - min(a.min(), b.min())
+    frac = max(hi - lo, 0.0) / total if total > 0 else 0.0
+    if frac <= 0:
+        raise NoOverlap(f"the {axis} ranges do not overlap (anchor {a.min():.5g}..{a.max():.5g}, test {b.min():.5g}..{b.max():.5g})")
+    if frac < min_overlap:
+        raise InsufficientOverlap(f"the {axis} ranges overlap by {100 * frac:.0f}% of their union, less than {100 * min_overlap:.0f}%")
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown BD interpolation {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def bd_rate(anchor: Points, test: Points, *, method: str = "pchip", lower_is_better: bool = False, min_overlap: float = DEFAULT_MIN_OVERLAP) -> float:
+    """BD-rate in percent of ``test`` against ``anchor``; points are (rate, quality)."""
+    import bjontegaard
+
+    _check_method(method)
+    ra, qa = _prepare(anchor, "anchor", lower_is_better)
+    rt, qt = _prepare(test, "test", lower_is_better)
+    _overlap(qa, qt, "quality", min_overlap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overlap was checked above, with a stated reason
+        return float(bjontegaard.bd_rate(ra, qa, rt, qt, method=method, require_matching_points=False, min_overlap=0))
+
+
+def bd_metric(anchor: Points, test: Points, *, method: str = "pchip", lower_is_better: bool = False, min_overlap: float = DEFAULT_MIN_OVERLAP) -> float:
+    """Average quality difference (test - anchor, metric units) at equal log-rate."""
+    import bjontegaard
+
+    _check_method(method)
+    ra, qa = _prepare(anchor, "anchor", lower_is_better)
+    rt, qt = _prepare(test, "test", lower_is_better)
+    _overlap(np.log10(ra), np.log10(rt), "rate", min_overlap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = float(bjontegaard.bd_psnr(ra, qa, rt, qt, method=method, require_matching_points=False, min_overlap=0))
+    return -d if lower_is_better else d
+
+
+def convex_hull(points: Points, *, lower_is_better: bool = False) -> list[tuple[float, float]]:
+    """The points on the upper-left RD convex hull in (log rate, quality).
+
+    Drops points that are dominated (more rate, no better quality) or lie under the chord
+    of their neighbours; what remains is monotonic and concave, as encoders' operational
+    RD curves should be.
+    """
+    arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    arr = arr[np.argsort(arr[:, 0])]
+    sign = -1.0 if lower_is_better else 1.0
+    hull: list[tuple[float, float, int]] = []  # (log rate, signed quality, index)
+    for i, (r, q) in enumerate(arr):
+        p = (float(np.log10(r)), sign * float(q), i)
+        if hull and p[1] <= hull[-1][1]:
+            continue  # dominated
+        while len(hull) >= 2:
+            (x1, y1, _), (x2, y2, _) = hull[-2], hull[-1]
+            # drop the middle point if it lies under the chord from hull[-2] to p (points on a
+            # straight line are kept: they are on the hull)
+            cross = (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1)
+            if cross > 1e-12 * (abs(x2 - x1) + abs(p[0] - x1)) * (abs(y2 - y1) + abs(p[1] - y1) + 1e-300):
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    return [(float(arr[i, 0]), float(arr[i, 1])) for _, _, i in hull]

@@ -1,0 +1,314 @@
+"""Reports from summary.csv: RD curves, BD-rate tables.
+
+Reads only the results contract (summary.csv rows), so results made by other tools can be
+dropped in. The dataset-level curve of a codec is, per rate point, the mean bpp and the mean
+metric over the sequences (DCVC's convention); only sequences that a codec has at *every*
+rate point take part, so a failed job never biases a curve silently.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import bdrate as bd
+
+# column -> (axis label, higher is better); plot order
+METRIC_INFO: dict[str, tuple[str, bool]] = {
+    "psnr_yuv": ("PSNR-YUV (dB)", True),
+    "psnr_rgb": ("PSNR-RGB (dB)", True),
+    "psnr_y": ("PSNR-Y (dB)", True),
+    "ms_ssim_rgb": ("MS-SSIM (RGB)", True),
+    "lpips": ("LPIPS", False),
+    "dists": ("DISTS", False),
+    "clipiqa": ("CLIPIQA", True),
+    "vmaf": ("VMAF", True),
+    "ewarp": ("Ewarp (×10⁻³)", False),
+}
+DEFAULT_PLOT_METRICS = ("psnr_yuv", "psnr_rgb", "ms_ssim_rgb", "lpips", "dists", "clipiqa", "vmaf", "ewarp")
+PERCEPTUAL = ("lpips", "dists", "clipiqa", "ewarp")
+
+# Fixed styles for the codecs people compare, so a codec looks the same in every figure
+# and every paper-style grid; any other codec gets a style derived from its name.
+_STYLES = {
+    "x265": ("#1f77b4", "s"), "HM16.25": ("#1f77b4", "s"), "hm": ("#1f77b4", "s"),
+    "vvenc": ("#ff7f0e", "s"), "VTM17.0": ("#ff7f0e", "s"), "vtm": ("#ff7f0e", "s"),
+    "x264": ("#7f7f7f", "v"), "svtav1": ("#8c564b", "D"),
+    "DVC-P": ("#2ca02c", "^"), "DCVC-DC": ("#9467bd", "o"), "DCVC-FM": ("#e377c2", "o"),
+    "HNeRV": ("#17becf", "o"), "diffsit": ("#d62728", "^"), "Diff-SIT": ("#d62728", "^"),
+}  # fmt: skip
+_PALETTE = ("#bcbd22", "#17becf", "#9edae5", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#aec7e8")
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">")
+
+
+def codec_style(codec: str) -> tuple[str, str]:
+    if codec in _STYLES:
+        return _STYLES[codec]
+    h = zlib.crc32(codec.encode())  # stable across runs and machines, unlike hash()
+    return _PALETTE[h % len(_PALETTE)], _MARKERS[(h // len(_PALETTE)) % len(_MARKERS)]
+
+
+def metric_label(metric: str, ms_ssim_db: bool = False) -> str:
+    if metric == "ms_ssim_rgb" and ms_ssim_db:
+        return "MS-SSIM (dB) ↑"
+    label, up = METRIC_INFO.get(metric, (metric, metric not in bd.LOWER_IS_BETTER))
+    return f"{label} {'↑' if up else '↓'}"
+
+
+def present_metrics(summary: pd.DataFrame, wanted=DEFAULT_PLOT_METRICS) -> list[str]:
+    return [m for m in wanted if m in summary.columns and summary[m].notna().any()]
+
+
+def complete_sequences(rows: pd.DataFrame) -> set[str]:
+    """Sequences present at every rate point of one codec in one dataset."""
+    rates = rows["rate"].nunique()
+    counts = rows.groupby("sequence")["rate"].nunique()
+    return set(counts[counts == rates].index)
+
+
+def dataset_curves(summary: pd.DataFrame, metrics: list[str], sequences: dict[tuple[str, str], set[str]] | None = None) -> pd.DataFrame:
+    """Mean bpp and metrics per (dataset, codec, rate) over each codec's complete sequences."""
+    parts = []
+    for (dataset, codec), rows in summary.groupby(["dataset", "codec"], sort=True):
+        keep = sequences.get((dataset, codec)) if sequences else None
+        keep = complete_sequences(rows) if keep is None else keep
+        sel = rows[rows["sequence"].isin(keep)]
+        if sel.empty:
+            continue
+        g = sel.groupby("rate", sort=False)
+        curve = g[["bpp", *metrics]].mean()
+        curve["sequences"] = g["sequence"].nunique()
+        curve = curve.reset_index()
+        curve.insert(0, "codec", codec)
+        curve.insert(0, "dataset", dataset)
+        parts.append(curve.sort_values("bpp"))
+    cols = ["dataset", "codec", "rate", "bpp", *metrics, "sequences"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def ms_ssim_to_db(x):
+    return -10 * np.log10(1 - np.asarray(x, dtype=np.float64))
+
+
+# --- BD tables ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BDOptions:
+    method: str = "pchip"
+    convex_hull: bool = False
+    min_overlap: float = bd.DEFAULT_MIN_OVERLAP
+
+
+def _points(rows: pd.DataFrame, metric: str) -> list[tuple[float, float]]:
+    return [(float(r), float(q)) for r, q in zip(rows["bpp"], rows[metric]) if not (math.isnan(r) or math.isnan(q))]
+
+
+def _bd_cell(anchor_pts, test_pts, metric: str, opt: BDOptions) -> dict:
+    lower = metric in bd.LOWER_IS_BETTER
+    notes = []
+    if opt.convex_hull:
+        a2, t2 = bd.convex_hull(anchor_pts, lower_is_better=lower), bd.convex_hull(test_pts, lower_is_better=lower)
+        dropped = (len(anchor_pts) - len(a2), len(test_pts) - len(t2))
+        if any(dropped):
+            notes.append(f"convex hull dropped {dropped[0]} anchor / {dropped[1]} test point(s)")
+        anchor_pts, test_pts = a2, t2
+    cell = {"points_anchor": len(anchor_pts), "points_test": len(test_pts), "bd_rate": np.nan, "bd_metric": np.nan}
+    kw = dict(method=opt.method, lower_is_better=lower, min_overlap=opt.min_overlap)
+    try:
+        cell["bd_rate"] = bd.bd_rate(anchor_pts, test_pts, **kw)
+    except bd.BDError as e:
+        notes.append(f"BD-rate: {e}")
+    try:
+        cell["bd_metric"] = bd.bd_metric(anchor_pts, test_pts, **kw)
+    except bd.BDError as e:
+        notes.append(f"BD-metric: {e}")
+    cell["note"] = "; ".join(notes)
+    return cell
+
+
+def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = None, opt: BDOptions = BDOptions()) -> pd.DataFrame:
+    """BD-rate and BD-metric of every codec against ``anchor``, per dataset and sequence.
+
+    ``sequence`` is ``all`` for the dataset-level curve (mean bpp and metric per rate point
+    over the sequences both codecs have complete, as DCVC computes it) and ``mean`` for the
+    average of the per-sequence BD-rates (a different number; both are labelled).
+    """
+    if anchor not in set(summary["codec"]):
+        raise ValueError(f"anchor {anchor!r} is not in the results; codecs there: {', '.join(sorted(set(summary['codec'])))}")
+    metrics = metrics or present_metrics(summary)
+    rows = []
+    for dataset, ds_rows in summary.groupby("dataset", sort=True):
+        a_rows = ds_rows[ds_rows["codec"] == anchor]
+        for codec in sorted(set(ds_rows["codec"]) - {anchor}):
+            t_rows = ds_rows[ds_rows["codec"] == codec]
+            base = {"dataset": dataset, "codec": codec, "anchor": anchor, "method": opt.method}
+            if a_rows.empty:
+                for metric in metrics:
+                    rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan, "note": f"anchor {anchor} has no results on {dataset}"})
+                continue
+            a_seqs, t_seqs = complete_sequences(a_rows), complete_sequences(t_rows)
+            common = a_seqs & t_seqs
+            missing = sorted((set(a_rows["sequence"]) | set(t_rows["sequence"])) - common)
+            for metric in metrics:
+                if metric not in ds_rows or a_rows[metric].isna().all() or t_rows[metric].isna().all():
+                    rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan,
+                                 "note": f"{metric} is not measured for both codecs"})  # fmt: skip
+                    continue
+                per_seq = []
+                for seq in sorted(common):
+                    cell = _bd_cell(_points(a_rows[a_rows.sequence == seq], metric), _points(t_rows[t_rows.sequence == seq], metric), metric, opt)
+                    rows.append({**base, "sequence": seq, "metric": metric, **cell})
+                    per_seq.append(cell["bd_rate"])
+                if not common:
+                    rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan,
+                                 "note": "no sequence has every rate point of both codecs"})  # fmt: skip
+                    continue
+                curves = dataset_curves(ds_rows[ds_rows.codec.isin([anchor, codec])], [metric], {(dataset, anchor): common, (dataset, codec): common})
+                cell = _bd_cell(_points(curves[curves.codec == anchor], metric), _points(curves[curves.codec == codec], metric), metric, opt)
+                if missing:
+                    cell["note"] = "; ".join(filter(None, [cell["note"], f"over the {len(common)} sequence(s) both have complete; left out: {', '.join(missing)}"]))
+                rows.append({**base, "sequence": "all", "metric": metric, **cell})
+                mean = {"points_anchor": np.nan, "points_test": np.nan, "bd_metric": np.nan}
+                if per_seq and not any(math.isnan(v) for v in per_seq):
+                    rows.append({**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": float(np.mean(per_seq)), "note": "mean of per-sequence BD-rates"})
+                else:
+                    rows.append({**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": np.nan,
+                                 "note": "mean of per-sequence BD-rates: not every sequence has one"})  # fmt: skip
+    cols = ["dataset", "sequence", "codec", "anchor", "metric", "method", "bd_rate", "bd_metric", "points_anchor", "points_test", "note"]
+    out = pd.DataFrame(rows, columns=cols)
+    order = {"all": 0, "mean": 1}
+    out["_o"] = out["sequence"].map(lambda s: order.get(s, 2))
+    return out.sort_values(["dataset", "codec", "metric", "_o", "sequence"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def _cell_text(row) -> str:
+    if pd.isna(row["bd_rate"]):
+        return f"n/a ({row['note']})" if row["note"] else "n/a"
+    return f"{row['bd_rate']:+.2f}%"
+
+
+def format_bd(table: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return table.to_csv(index=False, float_format="%.6f")
+    if table.empty:
+        return "(no codec to compare with the anchor)\n"
+    anchor, method = table["anchor"].iloc[0], table["method"].iloc[0]
+    wide = table.assign(cell=table.apply(_cell_text, axis=1)).pivot_table(
+        index=["dataset", "sequence", "codec"], columns="metric", values="cell", aggfunc="first", sort=False
+    )
+    wide = wide.reset_index()
+    caption = f"BD-rate against {anchor} ({method} interpolation; negative = fewer bits for the same quality; sequence 'all' = dataset-level curve, 'mean' = mean of per-sequence BD-rates)"
+    if fmt == "md":
+        head = list(wide.columns)
+        lines = [f"**{caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in wide.itertuples(index=False)]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+        head = list(wide.columns)
+        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}", r"\begin{tabular}{" + "l" * 3 + "r" * (len(head) - 3) + "}", r"\toprule",
+                 " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]  # fmt: skip
+        lines += [" & ".join(esc(v) for v in r) + r" \\" for r in wide.itertuples(index=False)]
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown format {fmt!r}; choose md, csv or latex")
+
+
+# --- plots ---------------------------------------------------------------------------------------
+
+
+def _plot_curves(ax, curves: pd.DataFrame, metric: str, ms_ssim_db: bool) -> None:
+    for codec, rows in curves.groupby("codec", sort=True):
+        rows = rows.sort_values("bpp")
+        y = rows[metric].to_numpy(dtype=float)
+        if metric == "ms_ssim_rgb" and ms_ssim_db:
+            y = ms_ssim_to_db(y)
+        color, marker = codec_style(codec)
+        ax.plot(rows["bpp"].to_numpy(dtype=float), y, marker=marker, color=color, label=codec, linewidth=1.8, markersize=5)
+    ax.set_xlabel("bpp")
+    ax.set_ylabel(metric_label(metric, ms_ssim_db))
+    ax.grid(True, alpha=0.3)
+
+
+def plot_metric(curves: pd.DataFrame, metric: str, title: str, ms_ssim_db: bool = False):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")
+    _plot_curves(ax, curves, metric, ms_ssim_db)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_grid(curves: pd.DataFrame, datasets: list[str], metrics: list[str], ms_ssim_db: bool = False):
+    """Rows are datasets, columns are metrics, like the Diff-SIT paper's Figure 5."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.6 * len(metrics), 3.0 * len(datasets)), squeeze=False, layout="constrained")
+    for i, dataset in enumerate(datasets):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            sel = curves[(curves.dataset == dataset) & curves[metric].notna()]
+            _plot_curves(ax, sel, metric, ms_ssim_db)
+            ax.set_title(f"{dataset}: {metric_label(metric, ms_ssim_db)}", fontsize=9)
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", ncol=min(len(handles), 7), fontsize=8)
+    return fig
+
+
+def write_plots(summary: pd.DataFrame, out: Path, *, metrics: list[str] | None = None, per_sequence: bool = False,
+                ms_ssim_db: bool = False, formats=("png", "pdf")) -> list[Path]:  # fmt: skip
+    """Every figure, plus curves.csv with exactly the points drawn. Returns the files written."""
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = present_metrics(summary, metrics or DEFAULT_PLOT_METRICS)
+    if not metrics:
+        raise ValueError("no plottable metric column in the results")
+    curves = dataset_curves(summary, metrics)
+    written = []
+
+    def save(fig, stem: Path):
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for ext in formats:
+            path = stem.with_suffix(f".{ext}")
+            fig.savefig(path, dpi=150)
+            written.append(path)
+        plt.close(fig)
+
+    datasets = sorted(curves["dataset"].unique())
+    for dataset in datasets:
+        for metric in metrics:
+            sel = curves[(curves.dataset == dataset) & curves[metric].notna()]
+            if not sel.empty:
+                save(plot_metric(sel, metric, dataset, ms_ssim_db), out / dataset / metric)
+        if per_sequence:
+            ds_rows = summary[summary.dataset == dataset]
+            for seq, rows in ds_rows.groupby("sequence", sort=True):
+                seq_curves = rows.groupby(["codec", "rate"], as_index=False)[["bpp", *metrics]].mean()
+                seq_curves.insert(0, "dataset", dataset)
+                for metric in metrics:
+                    if seq_curves[metric].notna().any():
+                        save(plot_metric(seq_curves, metric, f"{dataset} / {seq}", ms_ssim_db), out / dataset / str(seq) / metric)
+    grid_metrics = [m for m in PERCEPTUAL if m in metrics] or metrics
+    save(plot_grid(curves, datasets, grid_metrics, ms_ssim_db), out / "grid")
+    path = out / "curves.csv"
+    curves.to_csv(path, index=False, float_format="%.10g")
+    written.append(path)
+    return written
