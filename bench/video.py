@@ -92,10 +92,10 @@ class Video:
             index = slice(index, index + 1)
         return replace(self, y=self.y[index], u=self.u[index], v=self.v[index])
 
-    def rgb(self, start: int = 0, stop: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
-        """Frames [start, stop) as (N, 3, H, W) float32 RGB in [0, 1]."""
+    def rgb(self, start: int = 0, stop: int | None = None, device: str | torch.device = "cpu", out: np.ndarray | None = None) -> torch.Tensor:
+        """Frames [start, stop) as (N, 3, H, W) float32 RGB in [0, 1] (into ``out`` on CPU)."""
         part = self[start:stop]
-        return yuv420_to_rgb(part.y, part.u, part.v, self.bit_depth, device=device)
+        return yuv420_to_rgb(part.y, part.u, part.v, self.bit_depth, device=device, out=out)
 
     def to_bit_depth(self, bit_depth: int) -> Video:
         """Change bit depth the way HM/VTM do: left shift up, round-half-up right shift down."""
@@ -201,12 +201,15 @@ def _as_tensor(a, device) -> torch.Tensor:
     return torch.from_numpy(a).to(device)
 
 
-def yuv420_to_rgb(y, u, v, bit_depth: int = 8, *, device: str | torch.device = "cpu") -> torch.Tensor:
-    """4:2:0 planes (N,H,W)/(N,H/2,W/2) of integer codes -> (N,3,H,W) float32 RGB in [0, 1]."""
+def yuv420_to_rgb(y, u, v, bit_depth: int = 8, *, device: str | torch.device = "cpu", out: np.ndarray | None = None) -> torch.Tensor:
+    """4:2:0 planes (N,H,W)/(N,H/2,W/2) of integer codes -> (N,3,H,W) float32 RGB in [0, 1].
+
+    On CPU, ``out`` may be a reusable float32 buffer that receives the result.
+    """
     if torch.device(device).type == "cpu" and not any(isinstance(p, torch.Tensor) for p in (y, u, v)):
         from ._kernels import yuv420_to_rgb_cpu
 
-        return torch.from_numpy(yuv420_to_rgb_cpu(np.asarray(y), np.asarray(u), np.asarray(v), bit_depth))
+        return torch.from_numpy(yuv420_to_rgb_cpu(np.asarray(y), np.asarray(u), np.asarray(v), bit_depth, out))
     # Accelerators (and tensors already on one): the same arithmetic in torch.
     scale = 1.0 / ((1 << bit_depth) - 1)
     ty = _as_tensor(y, device)

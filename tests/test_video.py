@@ -163,3 +163,13 @@ def test_parse_yuv_name(name, expected):
 
 def test_parse_yuv_name_without_geometry():
     assert parse_yuv_name("clip.yuv") is None
+
+
+def test_conversion_into_a_reused_buffer():
+    v = random_video(frames=3, height=40, width=64, seed=9)
+    buf = np.full((3, 3, 40, 64), -1.0, np.float32)
+    got = v.rgb(out=buf)
+    assert got.data_ptr() == torch.from_numpy(buf).data_ptr()
+    np.testing.assert_array_equal(buf, v.rgb().numpy())
+    with pytest.raises(ValueError, match="float32 array of shape"):
+        v.rgb(out=np.empty((2, 3, 40, 64), np.float32))

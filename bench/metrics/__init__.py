@@ -47,21 +47,27 @@ class UnknownMetric(KeyError):
 class FrameBatch:
     """Frames [start, stop) of a reference and a distorted video; RGB computed once, on demand."""
 
-    def __init__(self, ref: Video, dist: Video, start: int, stop: int, device: str | torch.device = "cpu"):
+    def __init__(self, ref: Video, dist: Video, start: int, stop: int, device: str | torch.device = "cpu", buffers: tuple[np.ndarray, np.ndarray] | None = None):
         self.ref, self.dist = ref[start:stop], dist[start:stop]
         self.start, self.stop, self.device = start, stop, torch.device(device)
         self.bit_depth = ref.bit_depth
+        # reused between batches by measure(); metrics must not keep the RGB tensors
+        self._buffers = buffers if self.device.type == "cpu" else None
+
+    def _rgb(self, video: Video, i: int) -> torch.Tensor:
+        out = self._buffers[i][: len(self)] if self._buffers is not None else None
+        return video.rgb(device=self.device, out=out)
 
     def __len__(self) -> int:
         return self.stop - self.start
 
     @cached_property
     def ref_rgb(self) -> torch.Tensor:
-        return self.ref.rgb(device=self.device)
+        return self._rgb(self.ref, 0)
 
     @cached_property
     def dist_rgb(self) -> torch.Tensor:
-        return self.dist.rgb(device=self.device)
+        return self._rgb(self.dist, 1)
 
 
 class Metric(ABC):
@@ -130,8 +136,10 @@ def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, d
     if ref.bit_depth != dist.bit_depth:
         raise MetricError(f"reference is {ref.bit_depth}-bit but the distorted video is {dist.bit_depth}-bit")
     values: dict[str, list[np.ndarray]] = {c: [] for m in metrics for c in m.columns}
+    shape = (min(batch, ref.frames), 3, ref.height, ref.width)
+    buffers = (np.empty(shape, np.float32), np.empty(shape, np.float32))
     for start in range(0, ref.frames, batch):
-        fb = FrameBatch(ref, dist, start, min(start + batch, ref.frames), device)
+        fb = FrameBatch(ref, dist, start, min(start + batch, ref.frames), device, buffers)
         for m in metrics:
             for col, v in m.compute(fb).items():
                 values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
