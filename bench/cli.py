@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--intra-period", type=int, help="frames between intra frames for codecs that take it (-1: one intra frame, the default)")
     run.add_argument("--ffmpeg", help="ffmpeg binary for the ffmpeg anchors (default: $BENCH_FFMPEG, else imageio-ffmpeg's)")
     run.add_argument("--device", default="cpu", help="device for metrics and learned codecs: cpu, cuda, cuda:1")
+    run.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS); see `bench doctor`")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    dr = sub.add_parser("doctor", help="list every weights file, whether it is present, and where to put it")
+    dr.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS)")
 
     dsp = sub.add_parser("datasets", help="list each sequence of each dataset as found or missing")
     _add_data_args(dsp)
@@ -102,8 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "weights", None):
+        from . import weights
+
+        os.environ[weights.ENV] = str(Path(args.weights).expanduser())  # workers inherit it
     try:
-        commands = {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs, "plot": cmd_plot, "bdrate": cmd_bdrate, "check": cmd_check}
+        commands = {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs, "plot": cmd_plot, "bdrate": cmd_bdrate, "check": cmd_check, "doctor": cmd_doctor}
         return commands[args.command](args)
     except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -140,6 +149,7 @@ def cmd_run(args) -> int:
     root = ds.data_root(args.data_root)
     sequences = dataset.resolve(root, args.sequences)
     metrics = resolve_metrics(args.metrics) if args.metrics else default_metrics()
+    explicit = bool(args.metrics)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
 
@@ -153,18 +163,41 @@ def cmd_run(args) -> int:
         store = ResultsStore(out)
         with store.lock():
             p = plan(codecs=group, dataset=dataset.name, sequences=sequences, rates=args.rates, frames=args.frames,
-                     default_frames=dataset.default_frames, metrics=metrics, device=args.device, out=out, force=args.force)  # fmt: skip
+                     default_frames=dataset.default_frames, metrics=metrics, metrics_explicit=explicit, device=args.device, out=out, force=args.force)  # fmt: skip
             for note in p.notes:
                 print(f"note: {note}", file=sys.stderr)
+            for m, why in p.skipped_metrics.items():
+                print(f"note: metric {m} skipped: {why}", file=sys.stderr)
             if p.skipped:
                 print(f"{out}: {len(p.skipped)} job(s) already done, skipped (--force to redo)", file=sys.stderr)
-            records = execute(p, LocalExecutor(args.jobs), store, provenance(p.codecs), progress=not args.quiet)
+            records = execute(p, LocalExecutor(args.jobs), store, provenance(p.codecs, skipped_metrics=p.skipped_metrics), progress=not args.quiet)
         bad = [r for r in records if r["status"] != "done"]
         failed += len(bad)
         for r in bad:
             print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
         print(f"{out}: {len(records) - len(bad)} done, {len(bad)} failed, {len(p.skipped)} skipped -> {out / 'summary.csv'}")
     return 1 if failed else 0
+
+
+def cmd_doctor(args) -> int:
+    from . import weights
+    from .metrics import METRICS, create_metric
+
+    print("weights files (looked for in: " + ", ".join(map(str, weights.search_dirs())) + ")")
+    for r in weights.doctor_rows():
+        mark = "present" if r["present"] else "MISSING"
+        print(f"  {mark} {r['file']:<40} {r['what']}" + (f"\n          at {r['path']}" if r["present"] else f"\n          from {r['url']}"))
+    print("\nmetrics:")
+    for name in METRICS:
+        try:
+            create_metric(name).check()
+            status = "can run"
+        except Exception as e:  # noqa: BLE001
+            status = f"cannot run: {e}"
+        print(f"  {name:<12} {status}")
+    print(f"\nFor offline use put the files in torch's hub cache ({weights.hub_dir()}/checkpoints, or hub/clip for RN50.pt; "
+          f"TORCH_HOME moves it) or in a folder passed as --weights DIR / ${weights.ENV}.")
+    return 0
 
 
 def cmd_datasets(args) -> int:

@@ -135,29 +135,8 @@ def create_codec(name: str, **options: Any) -> Codec:
     return cls(**options)
 
 
-def _convert(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for conv in (int, float):
-        try:
-            return conv(value)
-        except ValueError:
-            pass
-    return value
-
-
 def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``x265:preset=slow:threads=1`` -> ("x265", {"preset": "slow", "threads": 1})."""
-    name, *items = spec.strip().split(":")
-    opts = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"codec option {item!r} in {spec!r} is not KEY=VALUE")
-        opts[key.replace("-", "_")] = _convert(value)
-    return name, opts
+    from .spec import parse_spec
+
+    return parse_spec(spec)

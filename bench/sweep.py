@@ -37,6 +37,7 @@ import pandas as pd
 from . import ffmpeg
 from .codec import Codec, create_codec
 from .datasets import Sequence
+from . import weights
 from .metrics import create_metric, measure
 from .store import WORK_PREFIX, ResultsStore, dumps, safe_name
 from .video import Video
@@ -229,7 +230,8 @@ def run_job(job: Job) -> JobResult:
             "bpp": bits / (ref.frames * pixels),
             "bitstream": str(final.relative_to(store.root)),
             "bitstream_md5": _md5(final),
-            **{c: float(np.mean(v)) for c, v in values.items()},
+            # frame-pair metrics (ewarp) have no value on the first frame
+            **{c: float(np.nanmean(v)) for c, v in values.items()},
             **{k: round(v, 3) for k, v in timings.items()},
         }
         record.update(
@@ -278,6 +280,7 @@ class Plan:
     skipped: list[Job]
     codecs: dict[str, Codec]
     notes: list[str] = field(default_factory=list)
+    skipped_metrics: dict[str, str] = field(default_factory=dict)
 
 
 def plan(
@@ -289,6 +292,7 @@ def plan(
     frames: int | None,
     metrics: list[str],
     default_frames: int = 96,
+    metrics_explicit: bool = True,
     device: str,
     out: Path,
     force: bool = False,
@@ -303,17 +307,22 @@ def plan(
         except Exception as e:  # noqa: BLE001
             problems.append(f"codec {name}: {e}")
         built[name] = codec
+    runnable, skipped_metrics = [], {}
     for m in metrics:
         try:
             metric = create_metric(m, device=device)
             metric.check()
-        except Exception as e:  # noqa: BLE001
-            problems.append(f"metric {m}: {e}")
-            continue
-        for seq in sequences:
-            why = metric.unsupported(seq.width, seq.height)
+            why = "; ".join(f"{seq.name}: {w}" for seq in sequences if (w := metric.unsupported(seq.width, seq.height)))
             if why:
-                problems.append(f"metric {m} on {seq.name}: {why}")
+                raise ValueError(why)
+        except Exception as e:  # noqa: BLE001
+            if metrics_explicit:
+                problems.append(f"metric {m}: {e}")
+            else:  # the default set is "what can run here": record what was left out and why
+                skipped_metrics[m] = str(e)
+            continue
+        runnable.append(m)
+    metrics = runnable
     lengths = {}
     notes = []
     for seq in sequences:
@@ -345,16 +354,16 @@ def plan(
                     skipped.append(job)
                 else:
                     jobs.append(job)
-    return Plan(jobs, skipped, built, notes)
+    return Plan(jobs, skipped, built, notes, skipped_metrics)
 
 
 def _has_metrics(record: dict, metrics: list[str]) -> bool:
-    return set(metrics) <= set(record.get("metrics", {}))
+    return {m.split(":", 1)[0] for m in metrics} <= set(record.get("metrics", {}))
 
 
-def provenance(codecs: dict[str, Codec], argv: list[str] | None = None) -> dict[str, Any]:
+def provenance(codecs: dict[str, Codec], argv: list[str] | None = None, skipped_metrics: dict[str, str] | None = None) -> dict[str, Any]:
     versions = {}
-    for pkg in ("diffsit-bench", "numpy", "pandas", "torch", "numba", "imageio-ffmpeg"):
+    for pkg in ("diffsit-bench", "numpy", "pandas", "torch", "torchvision", "numba", "imageio-ffmpeg", "lpips", "DISTS-pytorch", "opencv-python-headless", "pyiqa"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -369,6 +378,8 @@ def provenance(codecs: dict[str, Codec], argv: list[str] | None = None) -> dict[
         "cpu_count": os.cpu_count(),
         "packages": versions,
         "codecs": {},
+        "metrics_skipped": skipped_metrics or {},
+        "weights_dirs": [str(p) for p in weights.search_dirs()],
     }
     for name, codec in codecs.items():
         try:

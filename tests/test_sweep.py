@@ -156,12 +156,15 @@ def test_weird_file_names_through_the_whole_sweep(weird_dir, capsys):
     rng = np.random.default_rng(0)
     write_yuv(Video(rng.integers(0, 255, (2, 64, 64), dtype=np.uint8), np.full((2, 32, 32), 128, np.uint8), np.full((2, 32, 32), 128, np.uint8)), src)
     out = weird_dir / "out dir"
-    # 64x64 is too small for MS-SSIM: refused before anything is encoded
-    assert run_cli("run", "--codec", "x265:preset=ultrafast", "--dataset", src, "--rates", 40, "--out", out, "--quiet") == 2
+    # 64x64 is too small for MS-SSIM: asked for explicitly, refused before anything is encoded
+    assert run_cli("run", "--codec", "x265:preset=ultrafast", "--dataset", src, "--rates", 40, "--out", out, "--quiet",
+                   "--metrics", "psnr,ms_ssim_rgb") == 2  # fmt: skip
     assert "MS-SSIM needs frames of at least 88x88" in capsys.readouterr().err
     assert not list(out.rglob("*.hevc"))
-    assert run_cli("run", "--codec", "x265:preset=ultrafast", "--dataset", src, "--rates", 40, "--out", out, "--quiet",
-                   "--metrics", "psnr,psnr_rgb") == 0  # fmt: skip
+    # by default it is left out, with the reason printed and recorded
+    assert run_cli("run", "--codec", "x265:preset=ultrafast", "--dataset", src, "--rates", 40, "--out", out, "--quiet") == 0
+    assert "metric ms_ssim_rgb skipped" in capsys.readouterr().err
+    assert "88x88" in json.loads((out / "manifest.json").read_text())["provenance"]["metrics_skipped"]["ms_ssim_rgb"]
     s = pd.read_csv(out / "summary.csv")
     assert s.sequence[0] == src.stem and (out / s.bitstream[0]).exists()
 

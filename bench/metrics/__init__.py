@@ -23,6 +23,11 @@ METRICS: dict[str, str] = {
     "psnr": "bench.metrics.fidelity:PSNR",
     "psnr_rgb": "bench.metrics.fidelity:PSNRRGB",
     "ms_ssim_rgb": "bench.metrics.fidelity:MSSSIMRGB",
+    "lpips": "bench.metrics.perceptual:LPIPS",
+    "dists": "bench.metrics.perceptual:DISTS",
+    "clipiqa": "bench.metrics.perceptual:CLIPIQA",
+    "vmaf": "bench.metrics.vmaf:VMAF",
+    "ewarp": "bench.metrics.temporal:Ewarp",
 }
 
 
@@ -74,6 +79,11 @@ class Metric(ABC):
     name: ClassVar[str]
     #: result columns, one value per frame each
     columns: ClassVar[tuple[str, ...]]
+    #: metrics that need the whole sequence at once (VMAF's temporal feature, Ewarp's frame
+    #: pairs) implement compute_sequence() instead of compute()
+    sequence_level: ClassVar[bool] = False
+    #: columns measured on frame pairs (t-1, t): frame 0 has no value (NaN), by definition
+    pair_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -85,9 +95,13 @@ class Metric(ABC):
         """Why frames of this size cannot be measured, or None (checked at plan time)."""
         return None
 
-    @abstractmethod
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
         """One value per frame of the batch for each column."""
+        raise NotImplementedError
+
+    def compute_sequence(self, ref: Video, dist: Video) -> dict[str, np.ndarray]:
+        """One value per frame of the sequence for each column (sequence-level metrics)."""
+        raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
         return {"metric": self.name, "columns": list(self.columns), "class": f"{type(self).__module__}.{type(self).__qualname__}"}
@@ -101,20 +115,35 @@ def metric_class(name: str) -> type[Metric]:
     return getattr(importlib.import_module(module), attr)
 
 
-def create_metric(name: str, **kwargs: Any) -> Metric:
-    return metric_class(name)(**kwargs)
+def create_metric(spec: str, **kwargs: Any) -> Metric:
+    """``create_metric("lpips", device="cuda")`` or ``create_metric("ewarp:flow=dis")``."""
+    from ..spec import parse_spec
+
+    name, options = parse_spec(spec)
+    cls = metric_class(name)
+    try:
+        return cls(**options, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"metric {name}: {e}") from None
 
 
-def resolve_metrics(names: list[str]) -> list[str]:
-    """Registry names for a list of registry names or column names (``psnr_y`` -> ``psnr``)."""
+def metric_name(spec: str) -> str:
+    return spec.split(":", 1)[0]
+
+
+def resolve_metrics(specs: list[str]) -> list[str]:
+    """Metric specs for a list of registry names or column names (``psnr_y`` -> ``psnr``),
+    keeping options (``ewarp:flow=dis``)."""
     by_column = {c: n for n in METRICS for c in metric_class(n).columns}
     out: list[str] = []
-    for name in names:
+    for spec in specs:
+        name, sep, opts = spec.partition(":")
         key = name if name in METRICS else by_column.get(name)
         if key is None:
             raise UnknownMetric(name)
-        if key not in out:
-            out.append(key)
+        full = key + sep + opts
+        if all(metric_name(o) != key for o in out):
+            out.append(full)
     return out
 
 
@@ -136,15 +165,26 @@ def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, d
     if ref.bit_depth != dist.bit_depth:
         raise MetricError(f"reference is {ref.bit_depth}-bit but the distorted video is {dist.bit_depth}-bit")
     values: dict[str, list[np.ndarray]] = {c: [] for m in metrics for c in m.columns}
-    shape = (min(batch, ref.frames), 3, ref.height, ref.width)
-    buffers = (np.empty(shape, np.float32), np.empty(shape, np.float32))
-    for start in range(0, ref.frames, batch):
-        fb = FrameBatch(ref, dist, start, min(start + batch, ref.frames), device, buffers)
-        for m in metrics:
-            for col, v in m.compute(fb).items():
+    per_frame = [m for m in metrics if not m.sequence_level]
+    if per_frame:
+        shape = (min(batch, ref.frames), 3, ref.height, ref.width)
+        buffers = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+        for start in range(0, ref.frames, batch):
+            fb = FrameBatch(ref, dist, start, min(start + batch, ref.frames), device, buffers)
+            for m in per_frame:
+                for col, v in m.compute(fb).items():
+                    values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
+    for m in metrics:
+        if m.sequence_level:
+            for col, v in m.compute_sequence(ref, dist).items():
                 values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
     out = {c: np.concatenate(v) if v else np.empty(0) for c, v in values.items()}
-    bad = {c: np.flatnonzero(~np.isfinite(v)).tolist() for c, v in out.items() if not np.isfinite(v).all()}
+    bad_len = {c: len(v) for c, v in out.items() if len(v) != ref.frames}
+    if bad_len:
+        raise MetricError(f"metric columns with the wrong number of values (expected {ref.frames}): {bad_len}")
+    pairs = {c for m in metrics for c in m.pair_columns}
+    checked = {c: (v[1:] if c in pairs else v) for c, v in out.items()}
+    bad = {c: (np.flatnonzero(~np.isfinite(v)) + (1 if c in pairs else 0)).tolist() for c, v in checked.items() if not np.isfinite(v).all()}
     if bad:
         detail = "; ".join(f"{c} at frames {idx[:10]}" for c, idx in bad.items())
         raise MetricError(f"non-finite metric values ({detail}); the job is recorded as failed rather than averaged")

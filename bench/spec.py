@@ -1,0 +1,33 @@
+"""``name:key=value:key=value`` specs for codecs and metrics on the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def convert(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``x265:preset=slow:threads=1`` -> ("x265", {"preset": "slow", "threads": 1})."""
+    name, *items = spec.strip().split(":")
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"option {item!r} in {spec!r} is not KEY=VALUE")
+        opts[key.replace("-", "_")] = convert(value)
+    return name, opts
