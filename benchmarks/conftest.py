@@ -49,3 +49,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section(f"harness / ffmpeg, {FRAMES} frames of {W}x{H}, {os.cpu_count()} cores (target <= 1.5x)")
         for line in lines:
             terminalreporter.write_line(line)
+    import sys
+
+    mod = sys.modules.get("test_metric_cost")
+    if mod is not None:
+        mod.pytest_terminal_summary_metric_costs(terminalreporter)

@@ -45,8 +45,17 @@ class _TorchMetric(Metric):
         if not self.random_weights and weights.locate(self.weights_key) is None:
             raise MetricUnavailable(weights.missing_message(self.weights_key))
 
-    def _backbone_state(self):
-        return None if self.random_weights else weights.load_state_dict(self.weights_key)
+    def _backbone_builder(self):
+        """For _backbone(): torchvision's architecture, with the located weights unless random."""
+        state = None if self.random_weights else weights.load_state_dict(self.weights_key)
+
+        def build(tv_constructor):
+            m = tv_constructor(weights=None)
+            if state is not None:
+                m.load_state_dict(state)
+            return m
+
+        return build
 
     @property
     def net(self) -> torch.nn.Module:
@@ -75,15 +84,7 @@ class LPIPS(_TorchMetric):
         import lpips
         import lpips.pretrained_networks as pn
 
-        state = self._backbone_state()
-
-        def alexnet(tv_alexnet):
-            m = tv_alexnet(weights=None)
-            if state is not None:
-                m.load_state_dict(state)
-            return m
-
-        with _backbone(pn.tv, "alexnet", alexnet):
+        with _backbone(pn.tv, "alexnet", self._backbone_builder()):
             # pretrained=True loads LPIPS's own linear layers from inside the lpips wheel
             return lpips.LPIPS(pretrained=True, net="alex", version="0.1", verbose=False)
 
@@ -102,15 +103,7 @@ class DISTS(_TorchMetric):
     def build(self) -> torch.nn.Module:
         import DISTS_pytorch.DISTS_pt as dp
 
-        state = self._backbone_state()
-
-        def vgg16(tv_vgg16):
-            m = tv_vgg16(weights=None)
-            if state is not None:
-                m.load_state_dict(state)
-            return m
-
-        with _backbone(dp.models, "vgg16", vgg16):
+        with _backbone(dp.models, "vgg16", self._backbone_builder()):
             net = dp.DISTS(load_weights=False)
         # DISTS-pytorch reads alpha/beta from sys.prefix, which is wrong in most installs; the
         # same file ships inside the package, so read it from there.

@@ -145,6 +145,8 @@ class Ewarp(Metric):
 
     @torch.no_grad()
     def compute_sequence(self, ref: Video, dist: Video) -> dict[str, np.ndarray]:
+        if dist.frames < 2:
+            raise MetricError("ewarp needs at least two frames")
         src = dist if self.on == "decoded" else ref
         out = np.full(dist.frames, np.nan)
         for t in range(1, dist.frames):
@@ -152,8 +154,6 @@ class Ewarp(Metric):
             bw = self.backend(src, t, t - 1, self.device).float()
             pair = dist.rgb(t - 1, t + 1, device=self.device)
             out[t] = SCALE * float(warp_error(pair[:1], pair[1:], fw, bw)[0])
-        if dist.frames < 2:
-            raise MetricError("ewarp needs at least two frames")
         return {"ewarp": out}
 
     def describe(self):
