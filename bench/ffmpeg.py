@@ -134,7 +134,7 @@ def run(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-            raise FFmpegError(f"ffmpeg timed out after {timeout}s: {' '.join(map(str, cmd))}")
+            raise FFmpegError(f"ffmpeg timed out after {timeout}s: {' '.join(map(str, cmd))}") from None
     finally:
         if errf is not None:
             errf.close()

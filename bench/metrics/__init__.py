@@ -9,7 +9,7 @@ converts to RGB once and shares it) and returns one value per frame for each of 
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
+from abc import ABC
 from functools import cached_property
 from typing import Any, ClassVar
 
