@@ -81,7 +81,7 @@ def _overlap(a: np.ndarray, b: np.ndarray, axis: str, min_overlap: float) -> Non
     if frac <= 0:
         raise NoOverlap(f"the {axis} ranges do not overlap (anchor {a.min():.5g}..{a.max():.5g}, test {b.min():.5g}..{b.max():.5g})")
     if frac < min_overlap:
-        raise InsufficientOverlap(f"the {axis} ranges overlap by {100 * frac:.0f}% of their union, less than {100 * min_overlap:.0f}%")
+        raise InsufficientOverlap(f"the {axis} ranges overlap by {100 * frac:.1f}% of their union, less than {100 * min_overlap:.0f}%")
 
 
 def _check_method(method: str) -> None:
