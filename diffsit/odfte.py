@@ -1,0 +1,135 @@
+"""ODFTE: one-step diffusion with a frame-type embedder, on diffusers' Wan2.1 classes.
+
+    x~ (intermediate video from STEM, RGB in [0, 1])
+      -> tokenize: z^n = 2 x~ - 1 (the Wan VAE's input range)                      [our reading]
+      -> z~^n = z^n + c, c = FTE(type map)  (zero-initialised, so training starts at z^n)
+      -> Wan VAE encoder (trainable) -> normalised latent z_t
+      -> WanTransformer3DModel at t* (trainable, LoRA through peft), velocity v
+      -> one flow-matching Euler step to t = 0:  z_0 = z_t - (t*/1000) v
+      -> Wan VAE decoder (frozen) -> x^ in [0, 1]
+
+The text condition is a cached embedding of the empty prompt (a buffer saved with the
+weights), so no text encoder is needed at decode time. t* defaults to 399, as the same lab's
+one-step restorer DOVE uses; the paper does not give it.
+
+Configs: ``tiny`` builds the same classes at CPU size (random until trained); ``wan2.1-1.3b``
+loads ``AutoencoderKLWan`` and ``WanTransformer3DModel`` from a local
+Wan2.1-T2V-1.3B-Diffusers folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+DEFAULT_T_STAR = 399
+NUM_TRAIN_TIMESTEPS = 1000
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+
+
+@dataclass
+class ODFTEConfig:
+    vae: dict[str, Any] = field(default_factory=dict)
+    transformer: dict[str, Any] = field(default_factory=dict)
+    t_star: int = DEFAULT_T_STAR
+    text_tokens: int = 8
+    fte_channels: int = 16
+    lora_rank: int = 4
+    pretrained_dir: str | None = None  # Wan2.1-T2V-1.3B-Diffusers folder for the real model
+
+
+def tiny_config() -> ODFTEConfig:
+    """Same classes as Wan2.1, sized for a CPU (the diffusers test suite's tiny shapes)."""
+    return ODFTEConfig(
+        vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]),
+        transformer=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+                         text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                         qk_norm="rms_norm_across_heads", rope_max_seq_len=32),  # fmt: skip
+        text_tokens=8,
+        fte_channels=8,
+    )
+
+
+def wan_13b_config(folder: str | Path) -> ODFTEConfig:
+    return ODFTEConfig(pretrained_dir=str(folder), text_tokens=512, fte_channels=32, lora_rank=64)
+
+
+def one_step(z_t: torch.Tensor, velocity: torch.Tensor, t_star: int) -> torch.Tensor:
+    """The flow-matching Euler step from sigma = t*/1000 to 0 (diffusers' FlowMatchEuler, shift 1)."""
+    return z_t - (t_star / NUM_TRAIN_TIMESTEPS) * velocity
+
+
+class FrameTypeEmbedder(nn.Module):
+    """f_type: the per-frame type map (1 backbone, 0 MV) -> an offset c in the tokenized space.
+
+    A small 3-D conv net whose last layer starts at zero, so an untrained FTE changes nothing.
+    """
+
+    def __init__(self, channels: int = 16, out_channels: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv3d(1, channels, 3, padding=1), nn.SiLU(),
+            nn.Conv3d(channels, channels, 3, padding=1), nn.SiLU(),
+            nn.Conv3d(channels, out_channels, 3, padding=1),
+        )  # fmt: skip
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, type_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """type_map (B, T) -> c shaped like ``like`` (B, 3, T, H, W)."""
+        b, _, t, h, w = like.shape
+        m = type_map.to(like.dtype).view(b, 1, t, 1, 1).expand(b, 1, t, h, w)
+        return self.net(m)
+
+
+class ODFTE(nn.Module):
+    def __init__(self, config: ODFTEConfig):
+        super().__init__()
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+        self.config = config
+        if config.pretrained_dir:
+            root = Path(config.pretrained_dir)
+            self.vae = AutoencoderKLWan.from_pretrained(root / "vae", local_files_only=True)
+            self.transformer = WanTransformer3DModel.from_pretrained(root / "transformer", local_files_only=True)
+        else:
+            self.vae = AutoencoderKLWan(**config.vae)
+            self.transformer = WanTransformer3DModel(**config.transformer)
+        text_dim = self.transformer.config.text_dim
+        self.register_buffer("text_embedding", torch.zeros(1, config.text_tokens, text_dim))
+        self.fte = FrameTypeEmbedder(config.fte_channels)
+        mean = torch.tensor(self.vae.config.latents_mean, dtype=torch.float32)
+        std = torch.tensor(self.vae.config.latents_std, dtype=torch.float32)
+        self.register_buffer("latents_mean", mean.view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("latents_inv_std", (1.0 / std).view(1, -1, 1, 1, 1), persistent=False)
+        # The VAE decoder stays frozen, as the paper's Wan decoder does.
+        for p in [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]:
+            p.requires_grad_(False)
+
+    def add_lora(self) -> None:
+        from peft import LoraConfig
+
+        self.transformer.add_adapter(LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_rank, target_modules=list(LORA_TARGETS), init_lora_weights=True))
+
+    def set_text_embedding(self, embedding: torch.Tensor) -> None:
+        """Cache the (umT5) embedding of the empty prompt, computed once outside the codec."""
+        self.text_embedding.copy_(embedding.reshape(self.text_embedding.shape))
+
+    def forward(self, x_tilde: torch.Tensor, type_map: torch.Tensor, *, use_fte: bool = True) -> torch.Tensor:
+        """x_tilde (B, 3, T, H, W) in [0, 1], T = 1 + 4k and H, W multiples of 16 -> x_hat in [0, 1]."""
+        z = x_tilde * 2 - 1
+        if use_fte:
+            z = z + self.fte(type_map, z)
+        latent = self.vae.encode(z).latent_dist.mode()
+        z_t = (latent - self.latents_mean) * self.latents_inv_std
+        b = z_t.shape[0]
+        t = torch.full((b,), self.config.t_star, device=z_t.device, dtype=torch.long)
+        text = self.text_embedding.to(z_t.dtype).expand(b, -1, -1)
+        v = self.transformer(z_t, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+        z_0 = one_step(z_t, v, self.config.t_star)
+        out = self.vae.decode(z_0 / self.latents_inv_std + self.latents_mean, return_dict=False)[0]
+        return ((out.clamp(-1, 1) + 1) / 2).to(x_tilde.dtype)

@@ -1,0 +1,1 @@
+"""STEM, sparse temporal encoding: the intra, P and MV-frame coders."""

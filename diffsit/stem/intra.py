@@ -1,0 +1,136 @@
+"""STEM's intra coder: a hyperprior plus a spatial (checkerboard) prior, CompressAI entropy coding.
+
+In the manner of DCVC-DC's IntraNoAR, which splits the latent into four interleaved parts
+coded in turn; here it is split into two (the checkerboard of He et al. 2021): the *anchor*
+half is coded with parameters from the hyperprior alone, the other half with parameters from
+the hyperprior and a context computed from the decoded anchors.
+
+Encoder and decoder compute every entropy parameter with the same code
+(:meth:`IntraCoder._params`) from the same already-decoded tensors, so on one machine the
+decoder reproduces the encoder's reconstruction exactly. Across machines the float
+convolutions that produce the parameters must agree too, which holds for one CPU type and
+thread count, as for every learned codec that entropy-codes with float parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _down(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 5, stride=2, padding=2), nn.LeakyReLU(0.1))
+
+
+def _up(cin: int, cout: int, act: bool = True) -> nn.Module:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout * 4, 3, padding=1), nn.PixelShuffle(2)]
+    if act:
+        layers.append(nn.LeakyReLU(0.1))
+    return nn.Sequential(*layers)
+
+
+def checkerboard(shape: tuple[int, ...], device=None) -> torch.Tensor:
+    """1 on anchor positions ((i + j) even), 0 elsewhere, broadcastable over (B, C, H, W)."""
+    h, w = shape[-2:]
+    i = torch.arange(h, device=device).view(-1, 1)
+    j = torch.arange(w, device=device).view(1, -1)
+    return ((i + j) % 2 == 0).to(torch.float32).view(1, 1, h, w)
+
+
+class IntraCoder(nn.Module):
+    """Image (B, 3, H, W) in [0, 1], H and W multiples of 64 -> strings -> image."""
+
+    def __init__(self, n: int = 32, m: int = 48):
+        super().__init__()
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+        self.g_a = nn.Sequential(_down(3, n), _down(n, n), _down(n, n), nn.Conv2d(n, m, 5, stride=2, padding=2))
+        self.g_s = nn.Sequential(_up(m, n), _up(n, n), _up(n, n), _up(n, 3, act=False))
+        self.h_a = nn.Sequential(nn.Conv2d(m, n, 3, padding=1), nn.LeakyReLU(0.1), _down(n, n), nn.Conv2d(n, n, 5, stride=2, padding=2))
+        self.h_s = nn.Sequential(_up(n, n), _up(n, n), nn.Conv2d(n, 2 * m, 3, padding=1))
+        self.context = nn.Conv2d(m, 2 * m, 5, padding=2)
+        self.fuse = nn.Sequential(nn.Conv2d(4 * m, 2 * m, 1), nn.LeakyReLU(0.1), nn.Conv2d(2 * m, 2 * m, 1))
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian = GaussianConditional(None)
+
+    # --- entropy parameters: one code path for encoder and decoder ---------------------------
+
+    def _params(self, hyper: torch.Tensor, anchors_hat: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = self.context(anchors_hat) if anchors_hat is not None else torch.zeros_like(hyper)
+        scales, means = self.fuse(torch.cat([hyper, ctx], dim=1)).chunk(2, dim=1)
+        return F.softplus(scales) + 0.11, means
+
+    # --- training --------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> dict:
+        """Reconstruction and likelihoods, with additive-noise quantization (training)."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        hyper = self.h_s(z_hat)
+        mask = checkerboard(y.shape, y.device)
+        s_a, m_a = self._params(hyper, None)
+        _, lik_a = self.gaussian(y, s_a, means=m_a)
+        anchors = self._ste(y, m_a) * mask  # decoder input: straight-through rounding
+        s_b, m_b = self._params(hyper, anchors)
+        _, lik_b = self.gaussian(y, s_b, means=m_b)
+        y_hat = self._ste(y, m_a) * mask + self._ste(y, m_b) * (1 - mask)
+        y_lik = torch.where(mask.bool().expand_as(y), lik_a, lik_b)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    @staticmethod
+    def _ste(y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        return torch.round(y - means).detach() + (y - means) - (y - means).detach() + means
+
+    # --- coding ------------------------------------------------------------------------------
+
+    def update(self) -> None:
+        """Build the CDF tables the range coder needs (after training or loading)."""
+        from compressai.entropy_models.entropy_models import GaussianConditional
+
+        self.entropy_bottleneck.update(force=True)
+        scale_table = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
+        GaussianConditional.update_scale_table(self.gaussian, scale_table, force=True)
+
+    def _code_half(self, y, scales, means, mask, string: bytes | None = None) -> tuple[torch.Tensor, bytes]:
+        """Encode (``string`` None) or decode the positions where mask == 1.
+
+        Returns their dequantized values (as the decoder sees them) and the string."""
+        sel = mask.bool().expand_as(scales)
+        idx = self.gaussian.build_indexes(scales[sel].view(1, 1, -1))
+        mu = means[sel].view(1, 1, -1)
+        if string is None:
+            string = self.gaussian.compress(y[sel].view(1, 1, -1), idx, means=mu)[0]
+        values = self.gaussian.decompress([string], idx, means=mu)
+        out = torch.zeros_like(scales)
+        out[sel] = values.view(-1).to(out.dtype)
+        return out, string
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        """One image -> [z, anchors, non-anchors] strings, and the reconstruction the decoder will make."""
+        if x.shape[0] != 1:
+            raise ValueError("compress one image at a time")
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        y_hat, strings = self._code_y(z_hat, y)
+        return [z_strings[0], *strings], self.g_s(y_hat).clamp(0, 1)
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], size: tuple[int, int]) -> torch.Tensor:
+        zh, zw = size[0] // 64, size[1] // 64
+        z_hat = self.entropy_bottleneck.decompress([strings[0]], (zh, zw))
+        y_hat, _ = self._code_y(z_hat, None, strings[1:])
+        return self.g_s(y_hat).clamp(0, 1)
+
+    def _code_y(self, z_hat, y, strings=None):
+        hyper = self.h_s(z_hat)
+        mask = checkerboard(hyper.shape, hyper.device)
+        s_a, m_a = self._params(hyper, None)
+        a_hat, a_str = self._code_half(y, s_a, m_a, mask, None if strings is None else strings[0])
+        s_b, m_b = self._params(hyper, a_hat * mask)
+        b_hat, b_str = self._code_half(y, s_b, m_b, 1 - mask, None if strings is None else strings[1])
+        return a_hat * mask + b_hat * (1 - mask), [a_str, b_str]

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from diffsit.gop import type_map  # noqa: E402
+from diffsit.odfte import ODFTE, FrameTypeEmbedder, one_step, tiny_config  # noqa: E402
+
+
+def test_one_step_equals_diffusers_flow_match_euler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    g = torch.Generator().manual_seed(0)
+    z_t = torch.randn(1, 16, 3, 4, 4, generator=g)
+    v = torch.randn(z_t.shape, generator=g)
+    for t_star in (399, 250, 999):
+        sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+        sched.set_timesteps(sigmas=[t_star / 1000])
+        assert float(sched.timesteps[0]) == pytest.approx(t_star)
+        ref = sched.step(v, sched.timesteps[0], z_t, return_dict=False)[0]
+        torch.testing.assert_close(one_step(z_t, v, t_star), ref)
+
+
+def test_fte_starts_at_zero():
+    fte = FrameTypeEmbedder(8)
+    like = torch.zeros(2, 3, 9, 16, 16)
+    tm = torch.from_numpy(type_map(9)).expand(2, 9)
+    assert torch.count_nonzero(fte(tm, like)) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    m = ODFTE(tiny_config())
+    m.add_lora()
+    return m
+
+
+def test_tiny_forward_shape_and_range(tiny):
+    x = torch.rand(1, 3, 9, 32, 32)
+    tm = torch.from_numpy(type_map(9))[None]
+    with torch.no_grad():
+        y = tiny(x, tm)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    with torch.no_grad():  # the zero-initialised FTE changes nothing yet
+        torch.testing.assert_close(tiny(x, tm, use_fte=False), y)
+
+
+def test_tiny_backward_trains_what_the_paper_trains(tiny):
+    x = torch.rand(1, 3, 9, 32, 32)
+    tm = torch.from_numpy(type_map(9))[None]
+    tiny.zero_grad(set_to_none=True)
+    tiny(x, tm).square().mean().backward()
+    grads = {n: p.grad for n, p in tiny.named_parameters()}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("vae.encoder"))
+    assert any(g is not None for n, g in grads.items() if "lora" in n)
+    assert any(g is not None for n, g in grads.items() if n.startswith("fte"))
+    assert all(g is None for n, g in grads.items() if n.startswith("vae.decoder"))  # frozen
+    lora = [n for n, p in tiny.transformer.named_parameters() if "lora" in n]
+    assert any("to_q" in n for n in lora) and any("ffn" in n for n in lora)
