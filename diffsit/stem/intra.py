@@ -39,14 +39,19 @@ def checkerboard(shape: tuple[int, ...], device=None) -> torch.Tensor:
 
 
 class IntraCoder(nn.Module):
-    """Image (B, 3, H, W) in [0, 1], H and W multiples of 64 -> strings -> image."""
+    """Image (B, C, H, W), H and W multiples of 64 -> strings -> image.
 
-    def __init__(self, n: int = 32, m: int = 48):
+    ``channels=3, clamp=True`` codes RGB frames in [0, 1]; the MV coder reuses it for
+    2-channel flow fields (``clamp=False``).
+    """
+
+    def __init__(self, n: int = 32, m: int = 48, channels: int = 3, clamp: bool = True):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
-        self.g_a = nn.Sequential(_down(3, n), _down(n, n), _down(n, n), nn.Conv2d(n, m, 5, stride=2, padding=2))
-        self.g_s = nn.Sequential(_up(m, n), _up(n, n), _up(n, n), _up(n, 3, act=False))
+        self.clamp = clamp
+        self.g_a = nn.Sequential(_down(channels, n), _down(n, n), _down(n, n), nn.Conv2d(n, m, 5, stride=2, padding=2))
+        self.g_s = nn.Sequential(_up(m, n), _up(n, n), _up(n, n), _up(n, channels, act=False))
         self.h_a = nn.Sequential(nn.Conv2d(m, n, 3, padding=1), nn.LeakyReLU(0.1), _down(n, n), nn.Conv2d(n, n, 5, stride=2, padding=2))
         self.h_s = nn.Sequential(_up(n, n), _up(n, n), nn.Conv2d(n, 2 * m, 3, padding=1))
         self.context = nn.Conv2d(m, 2 * m, 5, padding=2)
@@ -117,14 +122,18 @@ class IntraCoder(nn.Module):
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         y_hat, strings = self._code_y(z_hat, y)
-        return [z_strings[0], *strings], self.g_s(y_hat).clamp(0, 1)
+        return [z_strings[0], *strings], self._out(y_hat)
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], size: tuple[int, int]) -> torch.Tensor:
         zh, zw = size[0] // 64, size[1] // 64
         z_hat = self.entropy_bottleneck.decompress([strings[0]], (zh, zw))
         y_hat, _ = self._code_y(z_hat, None, strings[1:])
-        return self.g_s(y_hat).clamp(0, 1)
+        return self._out(y_hat)
+
+    def _out(self, y_hat: torch.Tensor) -> torch.Tensor:
+        x = self.g_s(y_hat)
+        return x.clamp(0, 1) if self.clamp else x
 
     def _code_y(self, z_hat, y, strings=None):
         hyper = self.h_s(z_hat)

@@ -1,0 +1,72 @@
+"""STEM's MV-frame coder: flow from the group's backbone, coded with a hyperprior, then a warp.
+
+An MV frame carries only motion. The encoder estimates the flow on the MV frame's grid that
+points into the group's *reconstructed* backbone (so the prediction is a backward warp,
+pred(x) = backbone(x + F(x))), codes it with the hyperprior + spatial-prior transform coder
+(2 channels, scaled by ``FLOW_SCALE``), and the decoder warps the backbone by the decoded
+flow. There is no residual: what the warp cannot explain is left to ODFTE.
+
+The encoder-side flow estimate is OpenCV DIS on luma (no weights, not differentiable; it is
+an *input* to the learned MV encoder, so training does not need its gradient).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .intra import IntraCoder
+
+FLOW_SCALE = 16.0  # pixels; brings typical flows to O(1) for the transform
+
+
+def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample (B,C,H,W) ``image`` at x + flow (B,2,H,W) in pixels; bilinear, border-clamped."""
+    _, _, h, w = image.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device), torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    return F.grid_sample(image, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def estimate_flow(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """DIS flow on the target's grid pointing into the reference; RGB (1,3,H,W) in [0, 1]."""
+    import cv2
+
+    def luma(x):
+        y = 0.2126 * x[0, 0] + 0.7152 * x[0, 1] + 0.0722 * x[0, 2]
+        return (y.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flow = dis.calc(np.ascontiguousarray(luma(target)), np.ascontiguousarray(luma(reference)), None)
+    return torch.from_numpy(flow).permute(2, 0, 1)[None].to(target.device, target.dtype)
+
+
+class MVCoder(torch.nn.Module):
+    def __init__(self, n: int = 32, m: int = 32):
+        super().__init__()
+        self.flow_coder = IntraCoder(n, m, channels=2, clamp=False)
+
+    def update(self) -> None:
+        self.flow_coder.update()
+
+    def forward(self, flow: torch.Tensor, backbone_hat: torch.Tensor) -> dict:
+        out = self.flow_coder(flow / FLOW_SCALE)
+        flow_hat = out["x_hat"] * FLOW_SCALE
+        return {"x_hat": backbone_warp_clamped(backbone_hat, flow_hat), "flow_hat": flow_hat, "likelihoods": out["likelihoods"]}
+
+    @torch.no_grad()
+    def compress(self, frame: torch.Tensor, backbone_hat: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        flow = estimate_flow(frame, backbone_hat)
+        strings, flow_hat = self.flow_coder.compress(flow / FLOW_SCALE)
+        return strings, backbone_warp_clamped(backbone_hat, flow_hat * FLOW_SCALE)
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], backbone_hat: torch.Tensor) -> torch.Tensor:
+        flow_hat = self.flow_coder.decompress(strings, tuple(backbone_hat.shape[-2:]))
+        return backbone_warp_clamped(backbone_hat, flow_hat * FLOW_SCALE)
+
+
+def backbone_warp_clamped(backbone_hat: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    return backward_warp(backbone_hat, flow).clamp(0, 1)
