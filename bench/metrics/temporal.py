@@ -29,21 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import weights
+from ..flow import backward_warp as warp
 from ..video import Video
 from . import Metric, MetricError, MetricUnavailable
 
 SCALE = 1e3
 FLOWS = ("auto", "raft", "raft_small", "dis")
 ON = ("decoded", "source")
-
-
-def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample (N,C,H,W) ``x`` at x + flow (flow (N,2,H,W) in pixels), bilinear, border-clamped."""
-    n, _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=flow.dtype), torch.arange(w, device=x.device, dtype=flow.dtype), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(x, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def occlusion_mask(fw: torch.Tensor, bw: torch.Tensor) -> torch.Tensor:

@@ -14,20 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from bench.flow import backward_warp
 
 from .intra import IntraCoder
 
 FLOW_SCALE = 16.0  # pixels; brings typical flows to O(1) for the transform
-
-
-def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample (B,C,H,W) ``image`` at x + flow (B,2,H,W) in pixels; bilinear, border-clamped."""
-    _, _, h, w = image.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device), torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(image, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def estimate_flow(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
