@@ -73,7 +73,11 @@ class IntraCoder(nn.Module):
         y = self.g_a(x)
         z = self.h_a(y)
         z_hat, z_lik = self.entropy_bottleneck(z)
-        hyper = self.h_s(z_hat)
+        y_hat, y_lik = self.train_y(y, self.h_s(z_hat))
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    def train_y(self, y: torch.Tensor, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two-pass model as coding uses it: noise likelihoods, straight-through values."""
         mask = checkerboard(y.shape, y.device)
         s_a, m_a = self._params(hyper, None)
         _, lik_a = self.gaussian(y, s_a, means=m_a)
@@ -81,8 +85,7 @@ class IntraCoder(nn.Module):
         s_b, m_b = self._params(hyper, anchors)
         _, lik_b = self.gaussian(y, s_b, means=m_b)
         y_hat = self._ste(y, m_a) * mask + self._ste(y, m_b) * (1 - mask)
-        y_lik = torch.where(mask.bool().expand_as(y), lik_a, lik_b)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
+        return y_hat, torch.where(mask.bool().expand_as(y), lik_a, lik_b)
 
     @staticmethod
     def _ste(y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -121,22 +124,22 @@ class IntraCoder(nn.Module):
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_hat, strings = self._code_y(z_hat, y)
+        y_hat, strings = self._code_y(self.h_s(z_hat), y)
         return [z_strings[0], *strings], self._out(y_hat)
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], size: tuple[int, int]) -> torch.Tensor:
         zh, zw = size[0] // 64, size[1] // 64
         z_hat = self.entropy_bottleneck.decompress([strings[0]], (zh, zw))
-        y_hat, _ = self._code_y(z_hat, None, strings[1:])
+        y_hat, _ = self._code_y(self.h_s(z_hat), None, strings[1:])
         return self._out(y_hat)
 
     def _out(self, y_hat: torch.Tensor) -> torch.Tensor:
         x = self.g_s(y_hat)
         return x.clamp(0, 1) if self.clamp else x
 
-    def _code_y(self, z_hat, y, strings=None):
-        hyper = self.h_s(z_hat)
+    def _code_y(self, hyper, y, strings=None):
+        """Code y (or decode it from ``strings``) given the prior ``hyper`` (B, 2M, h, w)."""
         mask = checkerboard(hyper.shape, hyper.device)
         s_a, m_a = self._params(hyper, None)
         a_hat, a_str = self._code_half(y, s_a, m_a, mask, None if strings is None else strings[0])

@@ -1,0 +1,71 @@
+"""STEM's P coder for backbone frames: conditional coding from the previous backbone.
+
+DCVC-DC's DMC in small: motion estimation (DIS, current -> reference grid), motion coding
+(the MV coder's flow transform), motion compensation of reference *features* by the decoded
+flow, context generation, a contextual encoder and decoder that see the context, and an
+entropy model whose prior adds a temporal prior from the context to the hyperprior (with the
+same checkerboard spatial prior as the intra coder).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from bench.flow import backward_warp
+
+from .intra import IntraCoder, _down
+from .mv import FLOW_SCALE, estimate_flow
+
+
+class PCoder(nn.Module):
+    def __init__(self, n: int = 32, m: int = 48, ctx: int = 16):
+        super().__init__()
+        self.motion = IntraCoder(32, 32, channels=2, clamp=False)
+        self.feature = nn.Sequential(nn.Conv2d(3, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, ctx, 3, padding=1))
+        self.refine = nn.Sequential(nn.Conv2d(ctx + 3, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, ctx, 3, padding=1))
+        # the contextual codec: the intra coder's transforms and entropy model, on [frame, context]
+        self.codec = IntraCoder(n, m, channels=3 + ctx, clamp=False)
+        self.codec.g_s[-1] = nn.Sequential(nn.Conv2d(n, 4 * n, 3, padding=1), nn.PixelShuffle(2), nn.LeakyReLU(0.1))
+        self.out = nn.Sequential(nn.Conv2d(n + ctx, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, 3, 3, padding=1))
+        self.temporal_prior = nn.Sequential(_down(ctx, n), _down(n, n), _down(n, n), nn.Conv2d(n, 2 * m, 5, stride=2, padding=2))
+
+    def update(self) -> None:
+        self.motion.update()
+        self.codec.update()
+
+    def _context(self, ref_hat: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
+        warped = backward_warp(self.feature(ref_hat), flow_hat)
+        return self.refine(torch.cat([warped, backward_warp(ref_hat, flow_hat)], dim=1))
+
+    def _decode_frame(self, y_hat: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.cat([self.codec.g_s(y_hat), ctx], dim=1))
+
+    def forward(self, cur: torch.Tensor, ref_hat: torch.Tensor, flow: torch.Tensor) -> dict:
+        m = self.motion(flow / FLOW_SCALE)
+        ctx = self._context(ref_hat, m["x_hat"] * FLOW_SCALE)
+        y = self.codec.g_a(torch.cat([cur, ctx], dim=1))
+        z_hat, z_lik = self.codec.entropy_bottleneck(self.codec.h_a(y))
+        y_hat, y_lik = self.codec.train_y(y, self.codec.h_s(z_hat) + self.temporal_prior(ctx))
+        return {"x_hat": self._decode_frame(y_hat, ctx), "likelihoods": {"mv": m["likelihoods"], "y": y_lik, "z": z_lik}}
+
+    @torch.no_grad()
+    def compress(self, cur: torch.Tensor, ref_hat: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        flow = estimate_flow(cur, ref_hat)
+        mv_strings, flow_hat = self.motion.compress(flow / FLOW_SCALE)
+        ctx = self._context(ref_hat, flow_hat * FLOW_SCALE)
+        y = self.codec.g_a(torch.cat([cur, ctx], dim=1))
+        z = self.codec.h_a(y)
+        z_strings = self.codec.entropy_bottleneck.compress(z)
+        z_hat = self.codec.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        y_hat, y_strings = self.codec._code_y(self.codec.h_s(z_hat) + self.temporal_prior(ctx), y)
+        return [*mv_strings, z_strings[0], *y_strings], self._decode_frame(y_hat, ctx).clamp(0, 1)
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], ref_hat: torch.Tensor) -> torch.Tensor:
+        size = tuple(ref_hat.shape[-2:])
+        flow_hat = self.motion.decompress(strings[:3], size)
+        ctx = self._context(ref_hat, flow_hat * FLOW_SCALE)
+        z_hat = self.codec.entropy_bottleneck.decompress([strings[3]], (size[0] // 64, size[1] // 64))
+        y_hat, _ = self.codec._code_y(self.codec.h_s(z_hat) + self.temporal_prior(ctx), None, strings[4:])
+        return self._decode_frame(y_hat, ctx).clamp(0, 1)
