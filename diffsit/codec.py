@@ -1,0 +1,235 @@
+"""Diff-SIT as a codec: video -> bitstream file -> video, and its ``bench`` plugin.
+
+Encoding: frames become RGB (BT.709, the harness's conversion), are padded to a multiple of
+64 by edge replication, and are coded in the GOP's coding order by STEM (intra, P or MV
+coder), each from already-reconstructed references, into the container of
+``diffsit.bitstream``. Decoding rebuilds the intermediate video x~ from the file alone,
+refines it with ODFTE window by window (9+12m frames, the last window padded), crops back,
+and converts to 4:2:0. The encoder runs the same decoder-side steps to keep its own
+reconstruction, which the harness compares with the decoder's output.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.codec import Codec, CodecUnavailable, Rate, RateError
+from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
+
+from .bitstream import FrameRecord, Stream, decode_stream, encode_stream
+from .gop import FrameType, chunks, display_types, pad_indices, schedule
+
+
+class UntrainedModel(CodecUnavailable):
+    pass
+
+
+def _models_root() -> Path:
+    return Path(__file__).resolve().parent / "weights"
+
+
+def load_model(spec: str, *, allow_untrained: bool = False):
+    """``spec``: a model folder, a shipped model name, or ``random[:SEED]`` (untrained)."""
+    from .model import DiffSIT, random_model
+
+    if spec.startswith("random"):
+        if not allow_untrained:
+            raise UntrainedModel(
+                "the 'random' Diff-SIT model is untrained (random weights): its numbers mean nothing. "
+                "Pass allow_untrained=true (bench: --codec diffsit:allow_untrained=true; CLI: --allow-untrained) "
+                "to run it anyway, for tests and plumbing only."
+            )
+        seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        return random_model(seed)
+    folder = Path(spec)
+    if not folder.is_dir():
+        folder = _models_root() / spec
+    if not folder.is_dir():
+        raise CodecUnavailable(
+            f"no Diff-SIT model {spec!r}: not a folder, and not one of the shipped models in {_models_root()} "
+            "(none are shipped yet: trained weights come with the training pipeline). "
+            "Use --model DIR, or model=random with allow_untrained=true for plumbing tests."
+        )
+    model = DiffSIT.load(folder)
+    if not model.config.trained and not allow_untrained:
+        raise UntrainedModel(f"model {folder} is marked untrained; pass allow_untrained=true to use it anyway")
+    return model
+
+
+def stream_model_id(data: bytes) -> str:
+    """The model id in a stream's header (nothing else is trusted before the full check)."""
+    return decode_stream_header(data)
+
+
+def decode_stream_header(data: bytes) -> str:
+    import struct
+
+    from .bitstream import MAGIC, BitstreamError
+
+    if data[:4] != MAGIC or len(data) < 12:
+        raise BitstreamError(f"not a Diff-SIT stream: magic {data[:4]!r}, expected {MAGIC!r}")
+    (mlen,) = struct.unpack("<H", data[10:12])
+    if len(data) < 12 + mlen:
+        raise BitstreamError("truncated stream: no model id")
+    return data[12 : 12 + mlen].decode("utf-8", "replace")
+
+
+def spec_for_model_id(model_id: str) -> str:
+    """Which model to load for a stream: random models by seed, shipped ones by name."""
+    if "-random-seed" in model_id:
+        return f"random:{model_id.rsplit('seed', 1)[1]}"
+    return model_id
+
+
+def _frames_rgb(video: Video, device) -> torch.Tensor:
+    return pad_to_multiple(video.rgb(device=device), 64)
+
+
+@torch.no_grad()
+def encode_video(model, video: Video, *, device: str = "cpu") -> tuple[bytes, torch.Tensor]:
+    """Bitstream bytes and the decoder-side intermediate video x~ (padded, (N,3,H,W))."""
+    model.to(device)
+    frames = _frames_rgb(video, device)
+    n = video.frames
+    recon: dict[int, torch.Tensor] = {}
+    records = []
+    for fc in schedule(n, model.config.intra_period):
+        cur = frames[fc.index : fc.index + 1]
+        if fc.type is FrameType.INTRA:
+            strings, rec = model.intra.compress(cur)
+        elif fc.type is FrameType.PRED:
+            strings, rec = model.pframe.compress(cur, recon[fc.reference])
+        else:
+            strings, rec = model.mv.compress(cur, recon[fc.reference])
+        recon[fc.index] = rec
+        records.append(FrameRecord(fc.index, fc.type, tuple(strings)))
+    stream = Stream(model.model_id, model.weights_sha256(), video.width, video.height, Fraction(video.fps).limit_denominator(1001000),
+                    n, model.config.intra_period, records)  # fmt: skip
+    return encode_stream(stream), torch.cat([recon[i] for i in range(n)])
+
+
+@torch.no_grad()
+def decode_intermediate(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, torch.Tensor]:
+    """The stream and x~ rebuilt from the bytes alone."""
+    model.to(device)
+    stream = decode_stream(data, model_id=model.model_id, weights_sha256=model.weights_sha256())
+    ph, pw = -(-stream.height // 64) * 64, -(-stream.width // 64) * 64
+    recon: dict[int, torch.Tensor] = {}
+    expected = {fc.index: fc for fc in schedule(stream.frames, stream.intra_period)}
+    for rec in stream.records:
+        fc = expected[rec.index]
+        if fc.type is not rec.type:
+            raise ValueError(f"frame {rec.index} is coded as {rec.type.value} but the GOP says {fc.type.value}")
+        if rec.type is FrameType.INTRA:
+            recon[rec.index] = model.intra.decompress(list(rec.strings), (ph, pw))
+        elif rec.type is FrameType.PRED:
+            recon[rec.index] = model.pframe.decompress(list(rec.strings), recon[fc.reference])
+        else:
+            recon[rec.index] = model.mv.decompress(list(rec.strings), recon[fc.reference])
+    return stream, torch.cat([recon[i] for i in range(stream.frames)])
+
+
+@torch.no_grad()
+def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, dtype=None) -> torch.Tensor:
+    """ODFTE over 9+12m windows; (N,3,H,W) in [0,1] -> same shape."""
+    n = x_tilde.shape[0]
+    types = display_types(n, intra_period)
+    out = torch.empty_like(x_tilde)
+    for ch in chunks(n, model.config.window):
+        idx = pad_indices(ch)
+        clip = x_tilde[idx].permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, H, W)
+        tmap = torch.tensor([[1.0 if types[i].is_backbone else 0.0 for i in idx]], device=x_tilde.device)
+        if dtype is not None:
+            with torch.autocast(x_tilde.device.type, dtype=dtype):
+                y = model.odfte(clip, tmap, use_fte=use_fte)
+        else:
+            y = model.odfte(clip, tmap, use_fte=use_fte)
+        out[ch.start : ch.stop] = y[0].permute(1, 0, 2, 3)[: ch.stop - ch.start].to(out.dtype)
+    return out
+
+
+def to_video(rgb: torch.Tensor, width: int, height: int, fps: float) -> Video:
+    return rgb_to_yuv420(crop(rgb, height, width), 8, fps)
+
+
+class DiffSITCodec(Codec):
+    """``bench`` plugin. Rate points are λ values; each maps to the model ``{model}-lambda{λ}``."""
+
+    name = "diffsit"
+    rate_name = "lambda"
+    default_rates = (4, 2, 1, 0.5)
+    extension = ".dsit"
+
+    def __init__(self, *, model: str = "tiny", allow_untrained: bool = False, device: str = "cpu", dtype: str | None = None):
+        self.model_spec, self.allow_untrained, self.device = model, allow_untrained, device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[dtype]
+        self._models: dict[Any, Any] = {}
+        self._last: Video | None = None
+
+    def parse_rate(self, text: str | Rate) -> float:
+        try:
+            lam = float(text)
+        except (TypeError, ValueError):
+            raise RateError(f"diffsit: rate {text!r} is not a λ value (e.g. 0.5, 1, 2, 4)") from None
+        if lam <= 0:
+            raise RateError("diffsit: λ must be positive")
+        return lam
+
+    def _spec_for(self, lam: float) -> str:
+        if self.model_spec.startswith("random") or Path(self.model_spec).is_dir():
+            return self.model_spec
+        return f"{self.model_spec}-lambda{lam:g}"
+
+    def model_for(self, lam: float):
+        spec = self._spec_for(lam)
+        if spec not in self._models:
+            self._models[spec] = load_model(spec, allow_untrained=self.allow_untrained)
+        return self._models[spec]
+
+    def check(self) -> None:
+        import importlib.util
+
+        missing = [m for m in ("compressai", "diffusers", "peft", "safetensors") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise CodecUnavailable(f"diffsit needs the [diffsit] extra ({', '.join(missing)} missing): pip install 'diffsit-bench[diffsit]'")
+        for lam in self.default_rates[:1]:
+            self.model_for(lam)
+
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+        model = self.model_for(self.parse_rate(rate))
+        data, x_tilde = encode_video(model, video, device=self.device)
+        x_hat = refine(model, x_tilde, model.config.intra_period, dtype=self.dtype)
+        self._last = to_video(x_hat.cpu(), video.width, video.height, video.fps)
+        path = Path(workdir) / f"diffsit_lambda{self.parse_rate(rate):g}{self.extension}"
+        path.write_bytes(data)
+        return path
+
+    def decode(self, path: Path, workdir: Path) -> Video:
+        data = Path(path).read_bytes()
+        mid = stream_model_id(data)
+        model = next((m for m in self._models.values() if m.model_id == mid), None)
+        if model is None:
+            model = load_model(spec_for_model_id(mid), allow_untrained=self.allow_untrained)
+            self._models[mid] = model
+        stream, x_tilde = decode_intermediate(model, data, device=self.device)
+        x_hat = refine(model, x_tilde, stream.intra_period, dtype=self.dtype)
+        return to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps))
+
+    def encoder_reconstruction(self) -> Video | None:
+        return self._last
+
+    def describe(self) -> dict[str, Any]:
+        info = {**super().describe(), "model": self.model_spec, "allow_untrained": self.allow_untrained, "device": self.device,
+                "dtype": str(self.dtype) if self.dtype else "float32"}  # fmt: skip
+        for spec, m in self._models.items():
+            info.setdefault("models", {})[spec] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
+        return info
+
+
+def frames_equal(a: Video, b: Video) -> bool:
+    return all(np.array_equal(getattr(a, p), getattr(b, p)) for p in "yuv")

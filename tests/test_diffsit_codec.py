@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("compressai")
+pytest.importorskip("diffusers")
+
+from bench.cli import main as bench_main  # noqa: E402
+from bench.video import read_yuv, write_yuv  # noqa: E402
+from conftest import random_video  # noqa: E402
+from diffsit.__main__ import main as diffsit_main  # noqa: E402
+from diffsit.codec import encode_video, load_model, refine, to_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """5 frames of 72x40: not a multiple of 64, and not a whole number of groups."""
+    d = tmp_path_factory.mktemp("dsit")
+    v = random_video(frames=5, height=40, width=72, seed=3)
+    return write_yuv(v, d / "clip_72x40_25.yuv"), v
+
+
+def test_decode_in_a_separate_process_is_bit_identical_to_the_encoder(clip, tmp_path):
+    path, video = clip
+    stream = tmp_path / "clip.dsit"
+    assert diffsit_main(["encode", str(path), "-o", str(stream), "--model", "random", "--allow-untrained"]) == 0
+    # the encoder's own reconstruction, in this process
+    model = load_model("random", allow_untrained=True)
+    data, x_tilde = encode_video(model, video)
+    assert data == stream.read_bytes()  # deterministic encoder
+    enc_rec = to_video(refine(model, x_tilde), video.width, video.height, video.fps)
+    out = tmp_path / "rec.yuv"
+    res = subprocess.run([sys.executable, "-m", "diffsit", "decode", str(stream), "-o", str(out), "--allow-untrained"],
+                         capture_output=True, text=True, env=os.environ.copy())  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    dec = read_yuv(out, 72, 40)
+    for p in "yuv":
+        np.testing.assert_array_equal(getattr(dec, p), getattr(enc_rec, p))
+
+
+def test_corrupted_streams_are_clear_errors_and_leave_no_output(clip, tmp_path, capsys):
+    path, _ = clip
+    stream = tmp_path / "c.dsit"
+    assert diffsit_main(["encode", str(path), "-o", str(stream), "--model", "random", "--allow-untrained", "--frames", "2"]) == 0
+    data = stream.read_bytes()
+    for name, bad, msg in (("trunc", data[: len(data) // 2], "truncated|corrupted"), ("flip", data[:40] + bytes([data[40] ^ 1]) + data[41:], "CRC32"),
+                           ("magic", b"XXXX" + data[4:], "not a Diff-SIT stream")):  # fmt: skip
+        f = tmp_path / f"{name}.dsit"
+        f.write_bytes(bad)
+        out = tmp_path / f"{name}.yuv"
+        assert diffsit_main(["decode", str(f), "-o", str(out), "--allow-untrained"]) == 2
+        assert pytest.importorskip("re").search(msg, capsys.readouterr().err)
+        assert not out.exists()
+
+
+def test_other_weights_are_refused(clip, tmp_path, capsys):
+    path, _ = clip
+    stream = tmp_path / "s.dsit"
+    assert diffsit_main(["encode", str(path), "-o", str(stream), "--model", "random:0", "--allow-untrained", "--frames", "1"]) == 0
+    assert diffsit_main(["decode", str(stream), "-o", str(tmp_path / "r.yuv"), "--model", "random:1", "--allow-untrained"]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_untrained_model_is_refused_unless_asked(tmp_path, capsys):
+    rc = bench_main(["run", "--codec", "diffsit:model=random", "--dataset", "synthetic", "--frames", "2", "--rates", "1", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "untrained" in capsys.readouterr().err
+    assert diffsit_main(["encode", "nowhere_64x64_25.yuv", "-o", str(tmp_path / "x.dsit"), "--model", "random"]) == 2
+
+
+def test_through_the_harness_bpp_is_from_the_file(tmp_path):
+    out = tmp_path / "r"
+    rc = bench_main(["run", "--codec", "diffsit:model=random:allow_untrained=true", "--dataset", "synthetic", "--sequences", "testsrc2",
+                     "--frames", "2", "--rates", "1", "--metrics", "psnr", "--out", str(out), "--quiet"])  # fmt: skip
+    assert rc == 0  # the harness's encoder/decoder reconstruction check passed too
+    s = pd.read_csv(out / "summary.csv")
+    size = (out / s.bitstream[0]).stat().st_size
+    assert s.bpp[0] == pytest.approx(8 * size / (2 * 352 * 288))
+    rec = json.loads((out / "manifest.json").read_text())["jobs"]["diffsit-synthetic-testsrc2-1.0"]
+    assert rec["codec_config"]["models"]["random"]["trained"] is False
