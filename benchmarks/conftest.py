@@ -54,3 +54,6 @@ def pytest_terminal_summary(terminalreporter):
     mod = sys.modules.get("test_metric_cost")
     if mod is not None:
         mod.pytest_terminal_summary_metric_costs(terminalreporter)
+    mod = sys.modules.get("test_diffsit_speed")
+    if mod is not None:
+        mod.pytest_terminal_summary_diffsit(terminalreporter)

@@ -43,12 +43,13 @@ class ODFTEConfig:
 
 
 def tiny_config() -> ODFTEConfig:
-    """Same classes as Wan2.1, sized for a CPU (the diffusers test suite's tiny shapes)."""
+    """Same classes as Wan2.1, sized for a CPU (the diffusers test suite's tiny shapes, except
+    rope_max_seq_len, which bounds the latent token grid per side: 1024 as in Wan, not 32)."""
     return ODFTEConfig(
         vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]),
         transformer=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
                          text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-                         qk_norm="rms_norm_across_heads", rope_max_seq_len=32),  # fmt: skip
+                         qk_norm="rms_norm_across_heads", rope_max_seq_len=1024),  # fmt: skip
         text_tokens=8,
         fte_channels=8,
     )
@@ -119,17 +120,27 @@ class ODFTE(nn.Module):
         """Cache the (umT5) embedding of the empty prompt, computed once outside the codec."""
         self.text_embedding.copy_(embedding.reshape(self.text_embedding.shape))
 
-    def forward(self, x_tilde: torch.Tensor, type_map: torch.Tensor, *, use_fte: bool = True) -> torch.Tensor:
+    def sample(self, z_t: torch.Tensor, text: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        """Euler flow-matching from sigma = t*/1000 to 0 in ``steps`` equal steps (1 = Diff-SIT).
+
+        More steps exist for comparison (the paper's speed claim against multi-step diffusion)."""
+        sigmas = torch.linspace(self.config.t_star / NUM_TRAIN_TIMESTEPS, 0.0, steps + 1).tolist()
+        b = z_t.shape[0]
+        z = z_t
+        for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+            t = torch.full((b,), s * NUM_TRAIN_TIMESTEPS, device=z.device)
+            v = self.transformer(z, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+            z = z + (s_next - s) * v
+        return z
+
+    def forward(self, x_tilde: torch.Tensor, type_map: torch.Tensor, *, use_fte: bool = True, steps: int = 1) -> torch.Tensor:
         """x_tilde (B, 3, T, H, W) in [0, 1], T = 1 + 4k and H, W multiples of 16 -> x_hat in [0, 1]."""
         z = x_tilde * 2 - 1
         if use_fte:
             z = z + self.fte(type_map, z)
         latent = self.vae.encode(z).latent_dist.mode()
         z_t = (latent - self.latents_mean) * self.latents_inv_std
-        b = z_t.shape[0]
-        t = torch.full((b,), self.config.t_star, device=z_t.device, dtype=torch.long)
-        text = self.text_embedding.to(z_t.dtype).expand(b, -1, -1)
-        v = self.transformer(z_t, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
-        z_0 = one_step(z_t, v, self.config.t_star)
+        text = self.text_embedding.to(z_t.dtype).expand(z_t.shape[0], -1, -1)
+        z_0 = self.sample(z_t, text, steps)
         out = self.vae.decode(z_0 / self.latents_inv_std + self.latents_mean, return_dict=False)[0]
         return ((out.clamp(-1, 1) + 1) / 2).to(x_tilde.dtype)
