@@ -40,6 +40,9 @@ class ODFTEConfig:
     fte_channels: int = 16
     lora_rank: int = 4
     pretrained_dir: str | None = None  # Wan2.1-T2V-1.3B-Diffusers folder for the real model
+    # spatial tiling of the Wan VAE (diffusers' enable_tiling), so 1080p fits in memory; the
+    # temporal extent is already bounded by the 9+12m windows
+    vae_tiling: bool = False
 
 
 def tiny_config() -> ODFTEConfig:
@@ -56,7 +59,7 @@ def tiny_config() -> ODFTEConfig:
 
 
 def wan_13b_config(folder: str | Path) -> ODFTEConfig:
-    return ODFTEConfig(pretrained_dir=str(folder), text_tokens=512, fte_channels=32, lora_rank=64)
+    return ODFTEConfig(pretrained_dir=str(folder), text_tokens=512, fte_channels=32, lora_rank=64, vae_tiling=True)
 
 
 def one_step(z_t: torch.Tensor, velocity: torch.Tensor, t_star: int) -> torch.Tensor:
@@ -100,6 +103,8 @@ class ODFTE(nn.Module):
         else:
             self.vae = AutoencoderKLWan(**config.vae)
             self.transformer = WanTransformer3DModel(**config.transformer)
+        if config.vae_tiling:
+            self.vae.enable_tiling()
         text_dim = self.transformer.config.text_dim
         self.register_buffer("text_embedding", torch.zeros(1, config.text_tokens, text_dim))
         self.fte = FrameTypeEmbedder(config.fte_channels)

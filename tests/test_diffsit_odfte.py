@@ -91,3 +91,29 @@ def test_tiny_handles_frames_wider_than_512_pixels(tiny):
     tm = torch.from_numpy(type_map(5))[None]
     with torch.no_grad():
         assert tiny(x, tm).shape == x.shape
+
+
+def test_pretrained_folder_loads_the_wan_classes(tmp_path):
+    """The wan2.1-1.3b path, on a Diffusers-format folder (vae/, transformer/) of tiny weights."""
+    from diffsit.odfte import ODFTEConfig
+
+    torch.manual_seed(2)
+    src = ODFTE(tiny_config())
+    src.vae.save_pretrained(tmp_path / "vae")
+    src.transformer.save_pretrained(tmp_path / "transformer")
+    loaded = ODFTE(ODFTEConfig(pretrained_dir=str(tmp_path), text_tokens=8, fte_channels=8, vae_tiling=True))
+    for a, b in ((src.vae, loaded.vae), (src.transformer, loaded.transformer)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert loaded.vae.use_tiling
+    x = torch.rand(1, 3, 5, 32, 32)
+    with torch.no_grad():
+        assert loaded(x, torch.from_numpy(type_map(5))[None]).shape == x.shape
+
+
+def test_bf16_diffusion_path(tiny):
+    x = torch.rand(1, 3, 5, 32, 32)
+    tm = torch.from_numpy(type_map(5))[None]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = tiny(x, tm)
+    assert y.shape == x.shape and torch.isfinite(y.float()).all()
