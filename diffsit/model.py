@@ -19,6 +19,9 @@ import torch.nn as nn
 from .odfte import ODFTE, ODFTEConfig, tiny_config
 
 
+_DERIVED = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
+
+
 @dataclass
 class DiffSITConfig:
     name: str = "tiny"
@@ -65,12 +68,29 @@ class DiffSIT(nn.Module):
         self.mv.update()
         self.pframe.update()
 
+    @staticmethod
+    def derived(key: str) -> bool:
+        """CompressAI's range-coder tables: rebuilt from the parameters by update()."""
+        return key.endswith(_DERIVED)
+
     def weights_sha256(self) -> bytes:
         h = hashlib.sha256()
         for name, t in sorted(self.state_dict().items()):
+            if self.derived(name):
+                continue
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.digest()
+
+    def from_wan_folder(self, key: str) -> bool:
+        """Weights that come unchanged from the Wan2.1 folder (frozen decoder, base DiT), which a
+        pretrained-based model does not save again: only STEM, the FTE, LoRA, the (trained) VAE
+        encoder and the text embedding are ours."""
+        if not self.config.odfte.pretrained_dir:
+            return False
+        frozen = key.startswith(("odfte.vae.decoder.", "odfte.vae.post_quant_conv."))
+        base_dit = key.startswith("odfte.transformer.") and "lora_" not in key
+        return frozen or base_dit
 
     def save(self, folder: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -78,7 +98,7 @@ class DiffSIT(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(self.config.to_json())
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not (self.from_wan_folder(k) or self.derived(k))}
         save_file(state, str(folder / "model.safetensors"), metadata={"model_id": self.model_id, "trained": str(self.config.trained)})
         return folder
 
@@ -92,7 +112,10 @@ class DiffSIT(nn.Module):
             if not f.is_file():
                 raise FileNotFoundError(f"Diff-SIT model folder {folder} lacks {f.name}")
         model = cls(DiffSITConfig.from_json(cfg.read_text()))
-        model.load_state_dict(load_file(str(weights)))
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+        ours_missing = [k for k in missing if not (model.from_wan_folder(k) or model.derived(k))]
+        if unexpected or ours_missing:
+            raise ValueError(f"{weights} does not fit this model: missing {ours_missing[:5]}, unexpected {unexpected[:5]}")
         model.update()
         return model.eval()
 
