@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.datasets import DatasetError, PathDataset
     from bench.video import VideoError, write_yuv
 
-    from .bitstream import BitstreamError
-    from .codec import decode_intermediate, encode_video, load_model, refine, spec_for_model_id, stream_model_id, to_video
+    from .bitstream import BitstreamError, stream_model_id
+    from .codec import decode_intermediate, encode_video, load_model, refine, spec_for_model_id, to_video
 
     try:
         if args.command == "encode":

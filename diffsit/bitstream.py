@@ -106,6 +106,18 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
 
+def stream_model_id(data: bytes) -> str:
+    """The model id a stream names, read before the full check so the right model can load."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise BitstreamError(f"not a Diff-SIT stream: magic {data[:4]!r}, expected {MAGIC!r}")
+    if len(data) < 12:
+        raise BitstreamError("truncated stream: no header")
+    (mlen,) = struct.unpack("<H", data[10:12])
+    if len(data) < 12 + mlen:
+        raise BitstreamError("truncated stream: no model id")
+    return data[12 : 12 + mlen].decode("utf-8", "replace")
+
+
 def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: bytes | None = None) -> Stream:
     """Parse and check a stream; with model_id/weights given, refuse any other model's stream."""
     if len(data) < 4 or data[:4] != MAGIC:

@@ -15,13 +15,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.codec import Codec, CodecUnavailable, Rate, RateError
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
-from .bitstream import FrameRecord, Stream, decode_stream, encode_stream
+from .bitstream import FrameRecord, Stream, decode_stream, encode_stream, stream_model_id
 from .gop import FrameType, chunks, display_types, pad_indices, schedule
 
 
@@ -59,24 +58,6 @@ def load_model(spec: str, *, allow_untrained: bool = False):
     if not model.config.trained and not allow_untrained:
         raise UntrainedModel(f"model {folder} is marked untrained; pass allow_untrained=true to use it anyway")
     return model
-
-
-def stream_model_id(data: bytes) -> str:
-    """The model id in a stream's header (nothing else is trusted before the full check)."""
-    return decode_stream_header(data)
-
-
-def decode_stream_header(data: bytes) -> str:
-    import struct
-
-    from .bitstream import MAGIC, BitstreamError
-
-    if data[:4] != MAGIC or len(data) < 12:
-        raise BitstreamError(f"not a Diff-SIT stream: magic {data[:4]!r}, expected {MAGIC!r}")
-    (mlen,) = struct.unpack("<H", data[10:12])
-    if len(data) < 12 + mlen:
-        raise BitstreamError("truncated stream: no model id")
-    return data[12 : 12 + mlen].decode("utf-8", "replace")
 
 
 def spec_for_model_id(model_id: str) -> str:
@@ -230,6 +211,3 @@ class DiffSITCodec(Codec):
             info.setdefault("models", {})[spec] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
         return info
 
-
-def frames_equal(a: Video, b: Video) -> bool:
-    return all(np.array_equal(getattr(a, p), getattr(b, p)) for p in "yuv")

@@ -55,3 +55,14 @@ def test_frame_count_must_match():
     s.records = s.records[:-1]
     with pytest.raises(BitstreamError, match="says 7 frames"):
         decode_stream(encode_stream(s))
+
+
+def test_model_id_can_be_read_before_the_full_check():
+    from diffsit.bitstream import stream_model_id
+
+    data = encode_stream(_stream())
+    assert stream_model_id(data) == "tiny-lambda1"
+    with pytest.raises(BitstreamError, match="not a Diff-SIT stream"):
+        stream_model_id(b"HEVC" + data[4:])
+    with pytest.raises(BitstreamError, match="truncated"):
+        stream_model_id(data[:14])
