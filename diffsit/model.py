@@ -57,13 +57,15 @@ class DiffSIT(nn.Module):
         self.pframe = PCoder(**config.pframe)
         self.odfte = ODFTE(config.odfte)
         self.odfte.add_lora()
+        self._sha256: bytes | None = None
 
     @property
     def model_id(self) -> str:
         return self.config.name
 
     def update(self) -> None:
-        """Entropy-coder tables, after training or loading."""
+        """Entropy-coder tables, after training or loading (weights may have changed: rehash)."""
+        self._sha256 = None
         self.intra.update()
         self.mv.update()
         self.pframe.update()
@@ -74,6 +76,13 @@ class DiffSIT(nn.Module):
         return key.endswith(_DERIVED)
 
     def weights_sha256(self) -> bytes:
+        """Hash of the weights, computed once per update(): every encode, decode and manifest
+        asks for it, and a Wan-1.3B model has gigabytes to hash."""
+        if self._sha256 is None:
+            self._sha256 = self._hash()
+        return self._sha256
+
+    def _hash(self) -> bytes:
         h = hashlib.sha256()
         for name, t in sorted(self.state_dict().items()):
             if self.derived(name):
