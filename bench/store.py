@@ -17,6 +17,8 @@ where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+
 import contextlib
 import fcntl
 import json
@@ -203,3 +205,12 @@ def read_summaries(dirs: list[str | os.PathLike]) -> pd.DataFrame:
             df["results_dir"] = str(f.parent)
             parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SUMMARY_FIRST)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (bitstreams, test-clip fingerprints)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

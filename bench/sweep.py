@@ -39,7 +39,7 @@ from .codec import Codec, create_codec
 from .datasets import Sequence
 from . import weights
 from .metrics import create_metric, measure
-from .store import WORK_PREFIX, ResultsStore, dumps, safe_name
+from .store import WORK_PREFIX, ResultsStore, dumps, file_digest, safe_name
 from .video import Video
 
 
@@ -143,14 +143,6 @@ class LocalExecutor:
 # --- the job --------------------------------------------------------------------------------
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _same_video(a: Video, b: Video) -> bool:
     return (a.frames, a.height, a.width) == (b.frames, b.height, b.width) and all(
         np.array_equal(getattr(a, p), getattr(b, p)) for p in "yuv"
@@ -229,7 +221,7 @@ def run_job(job: Job) -> JobResult:
             # bpp from the file the decoder read, at the original (unpadded) size
             "bpp": bits / (ref.frames * pixels),
             "bitstream": str(final.relative_to(store.root)),
-            "bitstream_md5": _md5(final),
+            "bitstream_md5": file_digest(final, "md5"),
             # frame-pair metrics (ewarp) have no value on the first frame
             **{c: float(np.nanmean(v)) for c, v in values.items()},
             **{k: round(v, 3) for k, v in timings.items()},

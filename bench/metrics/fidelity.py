@@ -95,16 +95,19 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2)
 
 
-def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM of (N,C,H,W) images in [0, 1], per image and channel -> (N, C)."""
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+    """MS-SSIM of (N,C,H,W) images in [0, 1], per image and channel -> (N, C).
+
+    ``differentiable=True`` (a training loss) keeps the computation in torch, in the inputs'
+    precision, on any device."""
     n, c, h, w = x.shape
     if min(h, w) < _MIN_SIDE:
         raise MetricError(f"MS-SSIM needs frames of at least {_MIN_SIDE}x{_MIN_SIDE} pixels, got {w}x{h}")
     weights = _WEIGHTS_5 if min(h, w) >= 176 else _WEIGHTS_4
-    cpu = x.device.type == "cpu"
+    cpu = x.device.type == "cpu" and not differentiable
     # CPU: a fused float64 kernel (torch's depthwise convolutions are ~10x slower there);
-    # accelerators: the same algorithm with torch convolutions.
-    dtype = torch.float64 if cpu else torch.float32
+    # accelerators and training: the same algorithm with torch convolutions.
+    dtype = torch.float64 if cpu else x.dtype if differentiable else torch.float32
     win = _gaussian(device=x.device, dtype=dtype)
     a, b = x.reshape(n * c, 1, h, w).to(dtype), y.reshape(n * c, 1, h, w).to(dtype)
     terms = []
