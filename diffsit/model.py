@@ -26,8 +26,10 @@ _DERIVED = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
 class DiffSITConfig:
     name: str = "tiny"
     intra: dict = field(default_factory=lambda: {"n": 32, "m": 48})
-    mv: dict = field(default_factory=lambda: {"n": 32, "m": 32})
-    pframe: dict = field(default_factory=lambda: {"n": 32, "m": 48, "ctx": 16})
+    # the motion coders are the smallest that still learn flow well: the four shipped tiny
+    # models must fit in 16 MB
+    mv: dict = field(default_factory=lambda: {"n": 20, "m": 20})
+    pframe: dict = field(default_factory=lambda: {"n": 32, "m": 48, "ctx": 16, "mv_n": 20, "mv_m": 20})
     odfte: ODFTEConfig = field(default_factory=tiny_config)
     window: int = 9  # ODFTE window, 9 + 12m frames
     intra_period: int = -1
@@ -101,15 +103,28 @@ class DiffSIT(nn.Module):
         base_dit = key.startswith("odfte.transformer.") and "lora_" not in key
         return frozen or base_dit
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, metadata: dict[str, str] | None = None, dtype: torch.dtype | None = None) -> Path:
+        """``metadata``: strings stored in the safetensors header (training provenance).
+        ``dtype``: store floating-point weights in it (float16 for the shipped models; they
+        are loaded back into float32, and the stream hash is of the loaded weights)."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(self.config.to_json())
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not (self.from_wan_folder(k) or self.derived(k))}
-        save_file(state, str(folder / "model.safetensors"), metadata={"model_id": self.model_id, "trained": str(self.config.trained)})
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        meta = {**(metadata or {}), "model_id": self.model_id, "trained": str(self.config.trained), "storage_dtype": str(dtype or "float32")}
+        save_file(state, str(folder / "model.safetensors"), metadata=meta)
         return folder
+
+    @staticmethod
+    def read_metadata(folder: str | Path) -> dict[str, str]:
+        from safetensors import safe_open
+
+        with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
+            return dict(f.metadata() or {})
 
     @classmethod
     def load(cls, folder: str | Path) -> DiffSIT:

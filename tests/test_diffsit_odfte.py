@@ -70,7 +70,19 @@ def test_tiny_forward_shape_and_range(tiny):
         torch.testing.assert_close(tiny(x, tm, use_fte=False), y)
 
 
-def test_tiny_backward_trains_what_the_paper_trains(tiny):
+def test_untrained_residual_odfte_is_the_identity(tiny):
+    """tiny's residual form starts with a zero DiT output layer: x^ = x~ until trained."""
+    x = torch.rand(1, 3, 9, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(tiny(x, torch.from_numpy(type_map(9))[None]), x, atol=1e-6, rtol=0)
+
+
+def test_tiny_backward_trains_what_the_paper_trains():
+    torch.manual_seed(0)
+    tiny = ODFTE(tiny_config())
+    tiny.add_lora()
+    with torch.no_grad():  # as after some training: a non-zero DiT output layer
+        tiny.transformer.proj_out.weight.normal_(0, 0.05)
     x = torch.rand(1, 3, 9, 32, 32)
     tm = torch.from_numpy(type_map(9))[None]
     tiny.zero_grad(set_to_none=True)

@@ -19,9 +19,9 @@ from .mv import FLOW_SCALE, estimate_flow
 
 
 class PCoder(nn.Module):
-    def __init__(self, n: int = 32, m: int = 48, ctx: int = 16):
+    def __init__(self, n: int = 32, m: int = 48, ctx: int = 16, mv_n: int = 32, mv_m: int = 32):
         super().__init__()
-        self.motion = IntraCoder(32, 32, channels=2, clamp=False)
+        self.motion = IntraCoder(mv_n, mv_m, channels=2, clamp=False)
         self.feature = nn.Sequential(nn.Conv2d(3, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, ctx, 3, padding=1))
         self.refine = nn.Sequential(nn.Conv2d(ctx + 3, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, ctx, 3, padding=1))
         # the contextual codec: the intra coder's transforms and entropy model, on [frame, context]
