@@ -1,4 +1,4 @@
-"""``python -m diffsit encode|decode``: Diff-SIT on raw 4:2:0 files."""
+"""``python -m diffsit encode|decode|train|ablate``: Diff-SIT on raw 4:2:0 files, its training, its ablations."""
 
 from __future__ import annotations
 
@@ -24,7 +24,31 @@ def main(argv: list[str] | None = None) -> int:
     for a in (enc, dec):
         a.add_argument("--allow-untrained", action="store_true", help="run an untrained (random) model: tests only")
         a.add_argument("--device", default="cpu")
+    tr = sub.add_parser("train", help="train one stage from a config, or the shipped tiny models' recipe")
+    how = tr.add_mutually_exclusive_group(required=True)
+    how.add_argument("--config", type=Path, help="a training config (JSON; keys of diffsit.train.config.TrainConfig)")
+    how.add_argument("--recipe", choices=["tiny"], help="every run of a named recipe, in order")
+    tr.add_argument("--out", type=Path, required=True, help="run folder (the recipe: a folder of run folders); resumed if it holds a checkpoint")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (JSON value), e.g. --set steps=10")
+    tr.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    tr.add_argument("--scale", type=float, default=1.0, help="recipe: multiply every step count (0.01 for a smoke test)")
+    tr.add_argument("--install", action="store_true", help="recipe: copy the results into diffsit/weights (what --codec diffsit loads)")
+    ab = sub.add_parser("ablate", help="x~ vs x^, FTE on/off, whole clip vs per frame, MV vs all-P, at each lambda")
+    ab.add_argument("--dataset", default="sample")
+    ab.add_argument("--data-root")
+    ab.add_argument("--sequences", help="comma-separated sequence names (default: all)")
+    ab.add_argument("--frames", type=int, default=9, help="first N frames of each sequence (default 9: one ODFTE window)")
+    ab.add_argument("--lambdas", default="0.5,1,2,4")
+    ab.add_argument("--model", default="tiny", help="model family (tiny -> tiny-lambdaL), a folder, or random[:SEED]")
+    ab.add_argument("--metrics", help="comma-separated metrics (default: every one that can run here)")
+    ab.add_argument("--out", type=Path, default=Path("results/ablation"))
+    ab.add_argument("--allow-untrained", action="store_true")
+    ab.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "ablate":
+        return _ablate(args)
 
     from bench.codec import CodecUnavailable
     from bench.datasets import DatasetError, PathDataset
@@ -55,6 +79,55 @@ def main(argv: list[str] | None = None) -> int:
     except (BitstreamError, CodecUnavailable, DatasetError, VideoError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _train(args) -> int:
+    import json
+
+    from .train.config import TrainConfig
+    from .train.data import TrainDataError
+
+    try:
+        if args.recipe:
+            from .train.recipe import run_recipe
+
+            run_recipe(args.out, scale=args.scale, install=args.install)
+            return 0
+        from .train.trainer import train
+
+        d = json.loads(args.config.read_text())
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            try:
+                d[key] = json.loads(value)
+            except json.JSONDecodeError:
+                d[key] = value
+        result = train(TrainConfig.from_dict(d), args.out, resume=not args.no_resume)
+        print(f"model written to {result}")
+    except (OSError, ValueError, TrainDataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _ablate(args) -> int:
+    from bench.codec import CodecUnavailable
+    from bench.datasets import DatasetError
+    from bench.metrics import MetricUnavailable
+
+    from .ablate import ablate
+
+    try:
+        ablate(args.dataset, frames=args.frames, lambdas=[float(v) for v in args.lambdas.split(",")], model=args.model,
+               sequences=args.sequences.split(",") if args.sequences else None, metrics=args.metrics.split(",") if args.metrics else None,
+               data_root=args.data_root, device=args.device, allow_untrained=args.allow_untrained, out=args.out)  # fmt: skip
+    except (CodecUnavailable, DatasetError, MetricUnavailable, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((args.out / "ablation.md").read_text())
     return 0
 
 

@@ -1,0 +1,78 @@
+"""Training configuration: one JSON file (or dict) per run, stored in every checkpoint.
+
+A *run* trains one stage of one model:
+
+- stage 0: the Wan VAE as an autoencoder (MSE); afterwards its decoder is frozen and the
+  per-channel latent mean and std are measured and written into the model config (as Wan's
+  published ``latents_mean``/``latents_std`` were);
+- stage 1: STEM alone, lambda * R + w_d * MSE(x~, x) over whole GOP clips;
+- stage 2: end to end, lambda * R + w_d * MSE(x^, x) + w_p * perceptual(x^, x)
+  + w_t * MSE(x~, x), with the VAE decoder frozen.
+
+R is bits per pixel over the clip (all frame types), MSE is on RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    stage: int = 1
+    name: str = "tiny"  # the model's id (e.g. tiny-lambda2); stage 2 models are marked trained
+    lam: float = 1.0  # the rate weight lambda (larger -> lower rate)
+    steps: int = 1000
+    batch_size: int = 4
+    frames: int = 9  # clip length: one ODFTE window (9 + 12m)
+    crop: tuple[int, int] = (128, 128)
+    lr: float = 1e-4
+    lr_aux: float = 1e-3  # CompressAI's entropy-bottleneck quantiles
+    warmup: int = 50
+    decay_from: float = 0.8  # fraction of steps after which the lr falls linearly to 10 %
+    grad_clip: float = 1.0
+    distortion_weight: float = 100.0  # w_d
+    perceptual: str = "auto"  # auto | lpips | dists | ms_ssim | none
+    perceptual_weight: float = 4.0  # w_p
+    tilde_weight: float = 0.25  # w_t, stage 2: keeps x~ an image (the encoder's flow runs on it)
+    dit: str = "lora"  # lora | full: which DiT weights stage 2 trains
+    data: list[str] = field(default_factory=lambda: ["photos"])
+    data_weights: list[float] = field(default_factory=lambda: [1.0])
+    seed: int = 0
+    init: str | None = None  # a model folder or run folder to start from; None: a fresh model
+    init_odfte: str | None = None  # take ODFTE weights (and config) from here instead
+    model: dict = field(default_factory=dict)  # DiffSITConfig overrides for a fresh model
+    log_every: int = 10
+    checkpoint_every: int = 200
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA, none on CPU) | no | bf16 | fp16
+    tensorboard: bool = False
+
+    def __post_init__(self):
+        self.crop = tuple(self.crop)
+        if self.stage not in (0, 1, 2):
+            raise ValueError(f"stage must be 0, 1 or 2, got {self.stage}")
+        if self.perceptual not in ("auto", "lpips", "dists", "ms_ssim", "none"):
+            raise ValueError(f"perceptual must be auto, lpips, dists, ms_ssim or none, got {self.perceptual!r}")
+        if self.dit not in ("lora", "full"):
+            raise ValueError(f"dit must be lora or full, got {self.dit!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None

@@ -1,0 +1,376 @@
+"""The training loop: one stage of one model, under accelerate.
+
+Device placement, mixed precision (bf16 on CUDA by default) and DDP come from ``accelerate``,
+so the same script runs as ``python -m diffsit train``, under ``accelerate launch`` and under
+``torchrun``. The whole loss is computed inside ``TrainStep.forward`` so DDP sees one forward
+per step. Batches are a pure function of (seed, step, rank) and the torch RNG (quantization
+noise) is checkpointed, so a resumed run continues exactly as an uninterrupted one would.
+
+A run folder holds::
+
+    log.csv                 step, losses, bpp per frame type, PSNR of x~ and x^, lr, s/step
+    checkpoint/             latest state: config.json, model.safetensors, training_state.pt
+    model/                  the result: a Diff-SIT model folder (what the codec loads)
+
+``model.safetensors`` metadata carries the training config, the data description, the git
+commit, the step, and which perceptual term was used.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..gop import FrameType, display_types, schedule
+from ..stem.mv import estimate_flow
+from .config import TrainConfig
+from .data import ClipSampler, build_source
+
+LOG_FIELDS = ("step", "stage", "loss", "bpp", "bpp_intra", "bpp_p", "bpp_mv", "psnr_tilde", "psnr_hat", "perceptual", "aux", "lr", "sec_per_step")
+
+
+def bits(likelihoods) -> torch.Tensor:
+    """Total bits of a (nested) likelihood dict, as CompressAI's RD loss counts them."""
+    if isinstance(likelihoods, dict):
+        return sum(bits(v) for v in likelihoods.values())
+    return -torch.log2(likelihoods.clamp_min(1e-9)).sum()
+
+
+def _flows(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """DIS flow per batch element (an input to the learned coders, so it carries no gradient)."""
+    with torch.no_grad():
+        return torch.cat([estimate_flow(target[i : i + 1].float(), reference[i : i + 1].float()) for i in range(target.shape[0])])
+
+
+def gop_forward(model, clip: torch.Tensor, intra_period: int = -1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """STEM over a clip (B, T, 3, H, W) in the codec's coding order, differentiably.
+
+    Every reference is the *reconstructed* frame, as at decode time, so gradients run along
+    the P chain. Returns x~ (B, T, 3, H, W) and the bits of each frame type."""
+    recon: dict[int, torch.Tensor] = {}
+    spent = {t: clip.new_zeros(()) for t in FrameType}
+    for fc in schedule(clip.shape[1], intra_period):
+        cur = clip[:, fc.index]
+        if fc.type is FrameType.INTRA:
+            out = model.intra(cur)
+            rec = out["x_hat"].clamp(0, 1)
+        elif fc.type is FrameType.PRED:
+            ref = recon[fc.reference]
+            out = model.pframe(cur, ref, _flows(cur, ref))
+            rec = out["x_hat"].clamp(0, 1)
+        else:
+            ref = recon[fc.reference]
+            out = model.mv(_flows(cur, ref), ref)
+            rec = out["x_hat"]
+        recon[fc.index] = rec
+        spent[fc.type] = spent[fc.type] + bits(out["likelihoods"])
+    return torch.stack([recon[i] for i in range(clip.shape[1])], dim=1), spent
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.detach().float(), b.detach().float()).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class Perceptual(nn.Module):
+    """The perceptual term of stage 2: LPIPS or DISTS when their ImageNet weights are present,
+    else 1 - MS-SSIM (differentiable, the harness's MS-SSIM in torch)."""
+
+    def __init__(self, choice: str):
+        super().__init__()
+        from bench import weights
+
+        if choice == "auto":
+            choice = "lpips" if weights.locate("alexnet") else "dists" if weights.locate("vgg16") else "ms_ssim"
+        self.choice = choice
+        self.net = None
+        if choice in ("lpips", "dists"):
+            from bench.metrics.perceptual import DISTS, LPIPS
+
+            self.net = (LPIPS if choice == "lpips" else DISTS)().net  # raises, naming the file, if missing
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Mean over frames of (N, 3, H, W) in [0, 1]."""
+        if self.choice == "none":
+            return x.new_zeros(())
+        if self.choice == "lpips":
+            return self.net(x_hat, x, normalize=True).mean()
+        if self.choice == "dists":
+            return self.net(x_hat, x, batch_average=True)
+        from bench.metrics.fidelity import ms_ssim
+
+        return 1 - ms_ssim(x_hat.float(), x.float(), differentiable=True).mean()
+
+
+class TrainStep(nn.Module):
+    """model + loss: forward(clip) -> (loss, logs)."""
+
+    def __init__(self, model, config: TrainConfig):
+        super().__init__()
+        self.model, self.config = model, config
+        self.perceptual = Perceptual(config.perceptual if config.stage == 2 else "none")
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, m = self.config, self.model
+        b, t, _, h, w = clip.shape
+        logs: dict[str, float] = {}
+        aux = sum(c.entropy_bottleneck.loss() for c in _entropy_coders(m))
+        if cfg.stage == 0:
+            z = clip.permute(0, 2, 1, 3, 4) * 2 - 1
+            rec = m.odfte.vae.decode(m.odfte.vae.encode(z).latent_dist.mode(), return_dict=False)[0]
+            rec = (rec + 1) / 2
+            loss = F.mse_loss(rec, clip.permute(0, 2, 1, 3, 4))
+            logs.update(loss=loss.item(), psnr_hat=_psnr(rec, clip.permute(0, 2, 1, 3, 4)))
+            return loss, logs
+        x_tilde, spent = gop_forward(m, clip, m.config.intra_period)
+        pixels = b * t * h * w
+        bpp = sum(spent.values()) / pixels
+        logs.update(bpp=bpp.item(), bpp_intra=spent[FrameType.INTRA].item() / pixels, bpp_p=spent[FrameType.PRED].item() / pixels,
+                    bpp_mv=spent[FrameType.MV].item() / pixels, psnr_tilde=_psnr(x_tilde, clip), aux=aux.item())  # fmt: skip
+        if cfg.stage == 1:
+            loss = cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_tilde, clip)
+        else:
+            types = display_types(t, m.config.intra_period)
+            tmap = torch.tensor([[1.0 if ty.is_backbone else 0.0 for ty in types]] * b, device=clip.device)
+            x_hat = m.odfte(x_tilde.permute(0, 2, 1, 3, 4), tmap).permute(0, 2, 1, 3, 4)
+            perc = self.perceptual(x_hat.reshape(b * t, 3, h, w), clip.reshape(b * t, 3, h, w))
+            loss = (cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_hat, clip) + cfg.perceptual_weight * perc
+                    + cfg.tilde_weight * cfg.distortion_weight * F.mse_loss(x_tilde, clip))  # fmt: skip
+            logs.update(psnr_hat=_psnr(x_hat, clip), perceptual=perc.item())
+        logs["loss"] = loss.item()  # the RD objective; the aux (quantile) loss is logged apart
+        return loss + aux, logs
+
+
+def _entropy_coders(model):
+    return [model.intra, model.mv.flow_coder, model.pframe.motion, model.pframe.codec]
+
+
+def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(main, aux) parameters of a stage; everything else gets requires_grad False."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    odfte = model.odfte
+    if config.stage == 0:
+        modules = [odfte.vae]
+    else:
+        modules = [model.intra, model.mv, model.pframe]
+        if config.stage == 2:
+            modules += [odfte.fte, odfte.vae.encoder, odfte.vae.quant_conv]
+    for mod in modules:
+        for p in mod.parameters():
+            p.requires_grad_(True)
+    if config.stage == 2:
+        for name, p in odfte.transformer.named_parameters():
+            p.requires_grad_(config.dit == "full" or "lora_" in name)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    aux = [p for n, p in named if n.endswith("quantiles")]
+    main = [p for n, p in named if not n.endswith("quantiles")]
+    return main, aux
+
+
+def git_provenance() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10).stdout.strip() != ""  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit or None, "dirty": dirty}
+
+
+def _lr_lambda(config: TrainConfig):
+    def f(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        start = int(config.decay_from * config.steps)
+        if step < start:
+            return 1.0
+        return 1.0 - 0.9 * (step - start) / max(1, config.steps - start)
+
+    return f
+
+
+def build_model(config: TrainConfig):
+    from ..model import DiffSIT, DiffSITConfig
+    from ..odfte import ODFTEConfig
+
+    if config.init:
+        model = DiffSIT.load(_model_folder(config.init))
+    else:
+        overrides = dict(config.model)
+        if "odfte" in overrides:
+            overrides["odfte"] = ODFTEConfig(**overrides["odfte"])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            model = DiffSIT(DiffSITConfig(**overrides))
+    if config.init_odfte:
+        donor = DiffSIT.load(_model_folder(config.init_odfte))
+        model.config.odfte = donor.config.odfte
+        from ..odfte import ODFTE
+
+        model.odfte = ODFTE(donor.config.odfte)
+        model.odfte.add_lora()
+        model.odfte.load_state_dict(donor.odfte.state_dict())
+    model.config.name = config.name
+    return model
+
+
+def _model_folder(path: str | Path) -> Path:
+    """A run folder's result, its latest checkpoint, or a model folder itself."""
+    p = Path(path)
+    for cand in (p / "model", p / "checkpoint", p):
+        if (cand / "model.safetensors").is_file():
+            return cand
+    raise FileNotFoundError(f"{path}: no Diff-SIT model here (looked for model/, checkpoint/ and model.safetensors)")
+
+
+@torch.no_grad()
+def measure_latent_stats(model, sampler: ClipSampler, batches: int = 8, batch_size: int = 4, device="cpu") -> None:
+    """Per-channel mean and std of the VAE's latents over training clips, into the config and
+    the normalisation buffers (Wan's ``latents_mean``/``latents_std`` are such statistics)."""
+    lat = []
+    for i in range(batches):
+        clip = sampler.batch(10_000_000 + i, batch_size).to(device)
+        lat.append(model.odfte.vae.encode(clip.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mode().float().cpu())
+    z = torch.cat(lat).transpose(0, 1).reshape(lat[0].shape[1], -1)
+    mean, std = z.mean(dim=1), z.std(dim=1).clamp_min(1e-3)
+    model.config.odfte.vae["latents_mean"] = [round(v, 6) for v in mean.tolist()]
+    model.config.odfte.vae["latents_std"] = [round(v, 6) for v in std.tolist()]
+    model.odfte.latents_mean.copy_(mean.view_as(model.odfte.latents_mean))
+    model.odfte.latents_inv_std.copy_((1 / std).view_as(model.odfte.latents_inv_std))
+    model.odfte.vae.register_to_config(latents_mean=model.config.odfte.vae["latents_mean"], latents_std=model.config.odfte.vae["latents_std"])
+
+
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, metadata: dict) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp, metadata={**metadata, "step": str(step)})
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    torch.save(state, tmp / "training_state.pt")
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)  # the commit point: a kill leaves either the old or the new checkpoint
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress: bool = True, until: int | None = None) -> Path | None:
+    """Run one stage; returns the result's model folder (``out/model``).
+
+    ``until``: stop after that step, leaving a checkpoint and no result (None returned), as a
+    killed run would; the next call resumes it."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from ..model import DiffSIT
+
+    out = Path(out)
+    cuda = torch.cuda.is_available()
+    precision = ("bf16" if cuda else "no") if config.mixed_precision == "auto" else config.mixed_precision
+    acc = Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+                      log_with="tensorboard" if config.tensorboard else None, project_dir=str(out))  # fmt: skip
+    sampler = ClipSampler([build_source(s) for s in config.data], list(config.data_weights), config.frames, config.crop, config.seed)
+    ckpt = out / "checkpoint"
+    start = 0
+    if resume and (ckpt / "training_state.pt").is_file():
+        saved = TrainConfig.from_dict(json.loads(DiffSIT.read_metadata(ckpt)["training_config"]))
+        if saved != config:
+            raise ValueError(f"{ckpt} was written by a different training config; use another --out, or --no-resume to start over")
+        model = DiffSIT.load(ckpt)
+        state = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=False)
+        start = state["step"]
+    else:
+        model, state = build_model(config), None
+    model.train()
+    main, aux = trainable_parameters(model, config)
+    optimizer = torch.optim.Adam([{"params": main, "lr": config.lr}, {"params": aux, "lr": config.lr_aux}])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0])
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    else:
+        torch.manual_seed(config.seed * 1000 + acc.process_index)
+    step_module = TrainStep(model, config)
+    step_module, optimizer, scheduler = acc.prepare(step_module, optimizer, scheduler)
+    metadata = {"training_config": config.to_json(), "data": json.dumps(sampler.describe()), "git": json.dumps(git_provenance()),
+                "stage": str(config.stage), "perceptual": acc.unwrap_model(step_module).perceptual.choice,
+                "processes": str(acc.num_processes)}  # fmt: skip
+    if config.tensorboard:
+        acc.init_trackers("diffsit", config={k: v for k, v in json.loads(config.to_json()).items() if isinstance(v, (int, float, str, bool))})
+    log_path = out / "log.csv"
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(config.to_json())
+        if start == 0 or not log_path.is_file():
+            with open(log_path, "w", newline="") as fh:
+                csv.writer(fh).writerow(LOG_FIELDS)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=start, disable=not (progress and acc.is_main_process), desc=f"stage {config.stage} {config.name}")
+    tick = time.perf_counter()
+    for step in range(start, config.steps):
+        clip = sampler.batch(step, config.batch_size, acc.process_index).to(acc.device)
+        with acc.autocast():
+            loss, logs = step_module(clip)
+        optimizer.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        if config.grad_clip:
+            acc.clip_grad_norm_(main, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        bar.update(1)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            row = {"step": done, "stage": config.stage, "lr": scheduler.get_last_lr()[0],
+                   "sec_per_step": (time.perf_counter() - tick) / config.log_every, **logs}  # fmt: skip
+            tick = time.perf_counter()
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "bpp", "psnr_tilde", "psnr_hat") if k in row})
+            if acc.is_main_process:
+                with open(log_path, "a", newline="") as fh:
+                    csv.writer(fh).writerow([row.get(k, "") for k in LOG_FIELDS])
+            if config.tensorboard:
+                acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=done)
+        if (done % config.checkpoint_every == 0 or done == config.steps or done == until) and done != start:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                _save_checkpoint(ckpt, acc.unwrap_model(step_module).model, optimizer, scheduler, done, metadata)
+        if done == until:
+            bar.close()
+            acc.end_training()
+            return None
+    bar.close()
+    acc.wait_for_everyone()
+    model = acc.unwrap_model(step_module).model
+    result = out / "model"
+    if acc.is_main_process:
+        model.eval()
+        if config.stage == 0:
+            measure_latent_stats(model, sampler, device=acc.device)
+        model.config.trained = config.stage == 2
+        model.config.description = (f"Diff-SIT {model.config.name}, trained by diffsit.train stage {config.stage}"
+                                    f" (lambda={config.lam:g}, {config.steps} steps); see model.safetensors metadata")  # fmt: skip
+        model.update()
+        tmp = result.with_name("model.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(tmp, metadata={**metadata, "step": str(config.steps)})
+        shutil.rmtree(result, ignore_errors=True)
+        tmp.rename(result)
+    acc.wait_for_everyone()
+    acc.end_training()
+    return result

