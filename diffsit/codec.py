@@ -32,6 +32,11 @@ def _models_root() -> Path:
     return Path(__file__).resolve().parent / "weights"
 
 
+def shipped_models() -> list[str]:
+    root = _models_root()
+    return sorted(p.name for p in root.iterdir() if (p / "model.safetensors").is_file()) if root.is_dir() else []
+
+
 def load_model(spec: str, *, allow_untrained: bool = False):
     """``spec``: a model folder, a shipped model name, or ``random[:SEED]`` (untrained)."""
     from .model import DiffSIT, random_model
@@ -51,8 +56,8 @@ def load_model(spec: str, *, allow_untrained: bool = False):
     if not folder.is_dir():
         raise CodecUnavailable(
             f"no Diff-SIT model {spec!r}: not a folder, and not one of the shipped models in {_models_root()} "
-            "(none are shipped yet: trained weights come with the training pipeline). "
-            "Use --model DIR, or model=random with allow_untrained=true for plumbing tests."
+            f"(shipped: {', '.join(shipped_models()) or 'none'}). "
+            "Use --model DIR (a folder from python -m diffsit train), or model=random with allow_untrained=true for plumbing tests."
         )
     model = DiffSIT.load(folder)
     if not model.config.trained and not allow_untrained:
@@ -116,13 +121,17 @@ def decode_intermediate(model, data: bytes, *, device: str = "cpu") -> tuple[Str
 
 
 @torch.no_grad()
-def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, dtype=None) -> torch.Tensor:
-    """ODFTE over 9+12m windows; (N,3,H,W) in [0,1] -> same shape."""
+def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, per_frame: bool = False, dtype=None) -> torch.Tensor:
+    """ODFTE over 9+12m windows; (N,3,H,W) in [0,1] -> same shape.
+
+    ``per_frame=True`` refines each frame on its own (a window of one frame): the ablation
+    against refining the whole clip at once."""
     n = x_tilde.shape[0]
     types = display_types(n, intra_period)
     out = torch.empty_like(x_tilde)
-    for ch in chunks(n, model.config.window):
-        idx = pad_indices(ch)
+    windows = [list(range(i, i + 1)) for i in range(n)] if per_frame else [pad_indices(ch) for ch in chunks(n, model.config.window)]
+    for idx in windows:
+        start, stop = idx[0], max(idx) + 1
         clip = x_tilde[idx].permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, H, W)
         tmap = torch.tensor([[1.0 if types[i].is_backbone else 0.0 for i in idx]], device=x_tilde.device)
         if dtype is not None:
@@ -130,8 +139,26 @@ def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: boo
                 y = model.odfte(clip, tmap, use_fte=use_fte)
         else:
             y = model.odfte(clip, tmap, use_fte=use_fte)
-        out[ch.start : ch.stop] = y[0].permute(1, 0, 2, 3)[: ch.stop - ch.start].to(out.dtype)
+        out[start:stop] = y[0].permute(1, 0, 2, 3)[: stop - start].to(out.dtype)
     return out
+
+
+@torch.no_grad()
+def encode_all_p(model, video: Video, *, device: str = "cpu") -> tuple[bytes, torch.Tensor]:
+    """The ablation's alternative to MV frames: frame 0 intra, every later frame a P frame
+    from the previous reconstruction (one long chain), in the same container. Not a valid
+    Diff-SIT stream (the decoder follows the sparse GOP); for counting bits and x~ quality."""
+    model.to(device)
+    frames = _frames_rgb(video, device)
+    recon, records = [], []
+    for i in range(video.frames):
+        cur = frames[i : i + 1]
+        strings, rec = model.intra.compress(cur) if i == 0 else model.pframe.compress(cur, recon[-1])
+        recon.append(rec)
+        records.append(FrameRecord(i, FrameType.INTRA if i == 0 else FrameType.PRED, tuple(strings)))
+    stream = Stream(model.model_id, model.weights_sha256(), video.width, video.height, Fraction(video.fps).limit_denominator(1001000),
+                    video.frames, model.config.intra_period, records)  # fmt: skip
+    return encode_stream(stream), torch.cat(recon)
 
 
 def to_video(rgb: torch.Tensor, width: int, height: int, fps: float) -> Video:
@@ -146,8 +173,8 @@ class DiffSITCodec(Codec):
     default_rates = (4, 2, 1, 0.5)
     extension = ".dsit"
 
-    def __init__(self, *, model: str = "tiny", allow_untrained: bool = False, device: str = "cpu", dtype: str | None = None):
-        self.model_spec, self.allow_untrained, self.device = model, allow_untrained, device
+    def __init__(self, *, model: str = "tiny", allow_untrained: bool = False, device: str = "cpu", dtype: str | None = None, verify: bool = False):
+        self.model_spec, self.allow_untrained, self.device, self.verify = model, allow_untrained, device, verify
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[dtype]
         self._models: dict[Any, Any] = {}
         self._last: Video | None = None
@@ -184,8 +211,12 @@ class DiffSITCodec(Codec):
     def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
         model = self.model_for(self.parse_rate(rate))
         data, x_tilde = encode_video(model, video, device=self.device)
-        x_hat = refine(model, x_tilde, model.config.intra_period, dtype=self.dtype)
-        self._last = to_video(x_hat.cpu(), video.width, video.height, video.fps)
+        # The encoder needs only x~. With verify=true it also runs ODFTE, so the harness can
+        # check that the decoder reproduces the encoder's output exactly (doubles the time).
+        self._last = None
+        if self.verify:
+            x_hat = refine(model, x_tilde, model.config.intra_period, dtype=self.dtype)
+            self._last = to_video(x_hat.cpu(), video.width, video.height, video.fps)
         path = Path(workdir) / f"diffsit_lambda{self.parse_rate(rate):g}{self.extension}"
         path.write_bytes(data)
         return path
@@ -206,7 +237,7 @@ class DiffSITCodec(Codec):
 
     def describe(self) -> dict[str, Any]:
         info = {**super().describe(), "model": self.model_spec, "allow_untrained": self.allow_untrained, "device": self.device,
-                "dtype": str(self.dtype) if self.dtype else "float32"}  # fmt: skip
+                "dtype": str(self.dtype) if self.dtype else "float32", "verify": self.verify}  # fmt: skip
         for spec, m in self._models.items():
             info.setdefault("models", {})[spec] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
         return info

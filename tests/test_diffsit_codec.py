@@ -76,11 +76,32 @@ def test_untrained_model_is_refused_unless_asked(tmp_path, capsys):
 
 def test_through_the_harness_bpp_is_from_the_file(tmp_path):
     out = tmp_path / "r"
-    rc = bench_main(["run", "--codec", "diffsit:model=random:allow_untrained=true", "--dataset", "synthetic", "--sequences", "testsrc2",
-                     "--frames", "2", "--rates", "1", "--metrics", "psnr", "--out", str(out), "--quiet"])  # fmt: skip
-    assert rc == 0  # the harness's encoder/decoder reconstruction check passed too
+    rc = bench_main(["run", "--codec", "diffsit:model=random:allow_untrained=true:verify=true", "--dataset", "synthetic", "--sequences",
+                     "testsrc2", "--frames", "2", "--rates", "1", "--metrics", "psnr", "--out", str(out), "--quiet"])  # fmt: skip
+    assert rc == 0  # with verify=true the harness's encoder/decoder reconstruction check ran and passed
     s = pd.read_csv(out / "summary.csv")
     size = (out / s.bitstream[0]).stat().st_size
     assert s.bpp[0] == pytest.approx(8 * size / (2 * 352 * 288))
     rec = json.loads((out / "manifest.json").read_text())["jobs"]["diffsit-synthetic-testsrc2-1.0"]
     assert rec["codec_config"]["models"]["random"]["trained"] is False
+
+
+def test_ablation_table(tmp_path):
+    from diffsit.ablate import VARIANTS, ablate
+
+    df = ablate("synthetic", frames=3, lambdas=[1], model="random", sequences=["testsrc2"], metrics=["psnr", "ewarp:flow=dis"],
+                allow_untrained=True, out=tmp_path, log=lambda *_: None)  # fmt: skip
+    assert list(df["variant"]) == list(VARIANTS)
+    v = df.set_index("variant")
+    assert len({v.loc[k, "bpp"] for k in ("x_tilde", "x_hat", "x_hat_no_fte", "x_hat_per_frame")}) == 1  # one bitstream
+    assert v.loc["all_p", "bpp"] != v.loc["x_tilde", "bpp"]
+    md = (tmp_path / "ablation.md").read_text()
+    assert "bits saved by MV frames vs all-P" in md and "tiny-random-seed0" in md
+    assert (tmp_path / "ablation.csv").is_file()
+
+
+def test_ablate_cli_errors(tmp_path, capsys):
+    assert diffsit_main(["ablate", "--dataset", "nope", "--out", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert diffsit_main(["ablate", "--dataset", "synthetic", "--model", "random", "--out", str(tmp_path)]) == 2
+    assert "untrained" in capsys.readouterr().err

@@ -1,0 +1,142 @@
+"""``python -m diffsit ablate``: the paper's ablations, measured through the harness.
+
+At each lambda, on every sequence of a ``bench`` dataset (the first ``--frames`` frames):
+
+==================  =====================================================================
+variant             what it is
+==================  =====================================================================
+``x_tilde``         STEM's intermediate video x~ (before ODFTE), the stream's bits
+``x_hat``           Diff-SIT: ODFTE over whole windows with the frame-type embedder
+``x_hat_no_fte``    ODFTE with the FTE switched off (same weights, c = 0)
+``x_hat_per_frame`` ODFTE on each frame alone (windows of one frame): temporal consistency
+``all_p``           x~ when every frame after the first is a P frame (no MV frames): bits
+==================  =====================================================================
+
+The first four share one bitstream, so they compare at exactly equal bits. Metrics are the
+harness's (``bench.metrics``): every one that can run here unless ``--metrics`` says which.
+Output: ``ablation.csv`` (per sequence) and ``ablation.md`` (dataset means per lambda, the
+differences that matter, and the model and metric provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+VARIANTS = ("x_tilde", "x_hat", "x_hat_no_fte", "x_hat_per_frame", "all_p")
+HIGHER_IS_BETTER = {"psnr_y": True, "psnr_yuv": True, "psnr_rgb": True, "ms_ssim_rgb": True, "vmaf": True, "clipiqa": True,
+                    "lpips": False, "dists": False, "ewarp": False}  # fmt: skip
+SUMMARY_COLUMNS = ("psnr_yuv", "psnr_rgb", "ms_ssim_rgb", "vmaf", "lpips", "dists", "clipiqa", "ewarp")
+
+
+def _metrics(specs: list[str] | None, width: int, height: int):
+    from bench.metrics import MetricUnavailable, create_metric, default_metrics, resolve_metrics
+
+    chosen, skipped = [], {}
+    for spec in resolve_metrics(specs) if specs else default_metrics():
+        m = create_metric(spec)
+        try:
+            m.check()
+            why = m.unsupported(width, height)
+        except MetricUnavailable as e:
+            why = str(e).splitlines()[0]
+        if why and specs:
+            raise MetricUnavailable(f"{spec}: {why}")
+        if why:
+            skipped[spec] = why
+        else:
+            chosen.append(m)
+    return chosen, skipped
+
+
+def _summarise(values: dict[str, np.ndarray]) -> dict[str, float]:
+    return {c: float(np.nanmean(v)) for c, v in values.items()}
+
+
+def ablate(dataset: str = "sample", *, frames: int = 9, lambdas=(0.5, 1, 2, 4), model: str = "tiny", sequences: list[str] | None = None,
+           metrics: list[str] | None = None, data_root: str | None = None, device: str = "cpu", allow_untrained: bool = False,
+           out: str | Path = "results/ablation", log=print) -> pd.DataFrame:  # fmt: skip
+    from bench.datasets import get_dataset
+    from bench.metrics import measure
+
+    from .codec import encode_all_p, encode_video, load_model, refine, to_video
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = get_dataset(dataset)
+    rows, skipped_all, models = [], {}, {}
+    for seq in ds.resolve(data_root, sequences):
+        video = seq.open(frames=min(frames, seq.available_frames()))
+        pixels = video.frames * video.width * video.height
+        chosen, skipped = _metrics(metrics, video.width, video.height)
+        skipped_all.update(skipped)
+        for lam in lambdas:
+            spec = model if model.startswith("random") or Path(model).is_dir() else f"{model}-lambda{lam:g}"
+            m = load_model(spec, allow_untrained=allow_untrained)
+            models[f"{lam:g}"] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
+            t0 = time.perf_counter()
+            data, x_tilde = encode_video(m, video, device=device)
+            p_data, p_tilde = encode_all_p(m, video, device=device)
+            ip = m.config.intra_period
+            decoded = {
+                "x_tilde": (x_tilde, len(data)),
+                "x_hat": (refine(m, x_tilde, ip), len(data)),
+                "x_hat_no_fte": (refine(m, x_tilde, ip, use_fte=False), len(data)),
+                "x_hat_per_frame": (refine(m, x_tilde, ip, per_frame=True), len(data)),
+                "all_p": (p_tilde, len(p_data)),
+            }
+            for variant, (rgb, nbytes) in decoded.items():
+                dist = to_video(rgb.cpu(), video.width, video.height, video.fps)
+                row = {"dataset": dataset, "sequence": seq.name, "lambda": lam, "variant": variant, "frames": video.frames,
+                       "bytes": nbytes, "bpp": 8 * nbytes / pixels, **_summarise(measure(video, dist, chosen))}  # fmt: skip
+                rows.append(row)
+            log(f"{seq.name} lambda={lam:g}: {8 * len(data) / pixels:.4f} bpp (all-P {8 * len(p_data) / pixels:.4f}), {time.perf_counter() - t0:.0f} s")
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "ablation.csv", index=False)
+    (out / "ablation.md").write_text(report(df, models=models, skipped=skipped_all, frames=frames))
+    return df
+
+
+def dataset_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over sequences of bpp and each metric, per (lambda, variant)."""
+    cols = [c for c in df.columns if c in HIGHER_IS_BETTER or c == "bpp"] + [c for c in df.columns if c.startswith("psnr_") and c not in HIGHER_IS_BETTER]
+    return df.groupby(["lambda", "variant"], sort=False)[list(dict.fromkeys(cols))].mean().reset_index()
+
+
+def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None = None, frames: int | None = None) -> str:
+    means = dataset_means(df)
+    metric_cols = [c for c in SUMMARY_COLUMNS if c in means.columns]
+    lines = ["# Diff-SIT ablation", "",
+             f"Dataset {', '.join(sorted(df['dataset'].unique()))}: {', '.join(df['sequence'].unique())}"
+             + (f", first {frames} frames" if frames else "") + ". Values are means over sequences.", ""]  # fmt: skip
+    lines.append("| λ | variant | bpp | " + " | ".join(f"{c} {'↑' if HIGHER_IS_BETTER[c] else '↓'}" for c in metric_cols) + " |")
+    lines.append("|---" * (3 + len(metric_cols)) + "|")
+    for _, r in means.iterrows():
+        lines.append(f"| {r['lambda']:g} | {r['variant']} | {r['bpp']:.4f} | " + " | ".join(_fmt(c, r[c]) for c in metric_cols) + " |")
+    lines += ["", "## Differences (dataset means)", "",
+              "| λ | bits saved by MV frames vs all-P | ODFTE: x̂ − x̃ | FTE: on − off | Ewarp whole clip / per frame |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for lam, g in means.groupby("lambda", sort=False):
+        v = g.set_index("variant")
+        saved = 1 - v.loc["x_tilde", "bpp"] / v.loc["all_p", "bpp"]
+        key = next((c for c in ("lpips", "dists", "psnr_rgb", "psnr_yuv") if c in v.columns), None)
+        odfte = f"{key} {v.loc['x_hat', key] - v.loc['x_tilde', key]:+.4g}" if key else "–"
+        fte = f"{key} {v.loc['x_hat', key] - v.loc['x_hat_no_fte', key]:+.4g}" if key else "–"
+        ew = f"{v.loc['x_hat', 'ewarp']:.3f} / {v.loc['x_hat_per_frame', 'ewarp']:.3f}" if "ewarp" in v.columns else "–"
+        lines.append(f"| {lam:g} | {100 * saved:.1f} % | {odfte} | {fte} | {ew} |")
+    if models:
+        lines += ["", "## Models", "", "```json", json.dumps(models, indent=2), "```"]
+    if skipped:
+        lines += ["", "## Metrics not measured", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
+    lines += ["", "ewarp is ×1e-3 (the harness's unit); x̃, x̂, x̂ without FTE and x̂ per frame share one bitstream."]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(col: str, v: float) -> str:
+    if np.isnan(v):
+        return "–"
+    return f"{v:.4f}" if col in ("ms_ssim_rgb", "lpips", "dists", "clipiqa") else f"{v:.3f}" if col == "ewarp" else f"{v:.2f}"
