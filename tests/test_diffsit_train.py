@@ -232,3 +232,29 @@ def test_ddp_with_two_cpu_processes(tmp_path, launcher):
     assert res.returncode == 0, res.stderr[-3000:]
     meta = DiffSIT.read_metadata(tmp_path / "ddp" / "model")
     assert meta["processes"] == "2"
+
+
+def test_stage_2_on_a_wan_folder_model_trains_lora_and_saves_only_ours(tmp_path):
+    """The full-scale path: a model whose ODFTE comes from a Wan2.1 Diffusers folder (here the
+    tiny shapes, saved with save_pretrained as Wan's are) trains LoRA, not the base DiT, and
+    its result holds only our weights."""
+    from diffsit.odfte import ODFTE, tiny_config
+
+    torch.manual_seed(4)
+    base = ODFTE(tiny_config())
+    base.vae.save_pretrained(tmp_path / "wan" / "vae")
+    base.transformer.save_pretrained(tmp_path / "wan" / "transformer")
+    odfte = {"pretrained_dir": str(tmp_path / "wan"), "text_tokens": 8, "fte_channels": 8}
+    cfg = _small_config(stage=2, steps=2, frames=5, crop=(128, 128), data=["lavfi:testsrc2=size=128x128:rate=25"],
+                        model={"name": "wanlike", "odfte": odfte}, perceptual="ms_ssim")  # fmt: skip
+    result = train(cfg, tmp_path / "run", progress=False)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(result / "model.safetensors"))
+    assert any("lora_" in k for k in saved) and not any(k.startswith("odfte.vae.decoder.") for k in saved)
+    assert not any(k.startswith("odfte.transformer.") and "lora_" not in k for k in saved)
+    back = DiffSIT.load(result)
+    base_dit = {k: v for k, v in base.transformer.state_dict().items()}
+    for k, v in back.odfte.transformer.state_dict().items():
+        if "lora_" not in k and k.replace("base_layer.", "") in base_dit:
+            assert torch.equal(v, base_dit[k.replace("base_layer.", "")]), k  # the base DiT is untouched

@@ -58,6 +58,10 @@ class IntraCoder(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(4 * m, 2 * m, 1), nn.LeakyReLU(0.1), nn.Conv2d(2 * m, 2 * m, 1))
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian = GaussianConditional(None)
+        # Training only: what the decoder sees. False: straight-through rounding (as coded);
+        # True: additive uniform noise, which lets a freshly initialised encoder, whose
+        # latents all round to the mean, start transmitting (set by diffsit.train).
+        self.noisy_decoder_input = False
 
     # --- entropy parameters: one code path for encoder and decoder ---------------------------
 
@@ -81,11 +85,16 @@ class IntraCoder(nn.Module):
         mask = checkerboard(y.shape, y.device)
         s_a, m_a = self._params(hyper, None)
         _, lik_a = self.gaussian(y, s_a, means=m_a)
-        anchors = self._ste(y, m_a) * mask  # decoder input: straight-through rounding
+        anchors = self._q(y, m_a) * mask  # decoder input
         s_b, m_b = self._params(hyper, anchors)
         _, lik_b = self.gaussian(y, s_b, means=m_b)
-        y_hat = self._ste(y, m_a) * mask + self._ste(y, m_b) * (1 - mask)
+        y_hat = anchors + self._q(y, m_b) * (1 - mask)
         return y_hat, torch.where(mask.bool().expand_as(y), lik_a, lik_b)
+
+    def _q(self, y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        if self.noisy_decoder_input and self.training:
+            return y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        return self._ste(y, means)
 
     @staticmethod
     def _ste(y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,13 @@ class TrainConfig:
     perceptual_weight: float = 4.0  # w_p
     tilde_weight: float = 0.25  # w_t, stage 2: keeps x~ an image (the encoder's flow runs on it)
     dit: str = "lora"  # lora | full: which DiT weights stage 2 trains
+    # stage 1: also intra-code every frame of the clip, with this weight on its own RD loss. A
+    # GOP clip holds one intra frame, so without it the intra coder sees a few images a step
+    # (DCVC-style training starts from a separately trained intra model instead).
+    intra_all_frames: float = 0.0
+    # what STEM's decoders see in training: ste (straight-through rounding, as coded) or noise
+    # (additive uniform noise: for training from scratch; fine-tune with ste afterwards)
+    quantize: str = "ste"
     data: list[str] = field(default_factory=lambda: ["photos"])
     data_weights: list[float] = field(default_factory=lambda: [1.0])
     seed: int = 0
@@ -55,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"stage must be 0, 1 or 2, got {self.stage}")
         if self.perceptual not in ("auto", "lpips", "dists", "ms_ssim", "none"):
             raise ValueError(f"perceptual must be auto, lpips, dists, ms_ssim or none, got {self.perceptual!r}")
+        if self.quantize not in ("ste", "noise"):
+            raise ValueError(f"quantize must be ste or noise, got {self.quantize!r}")
         if self.dit not in ("lora", "full"):
             raise ValueError(f"dit must be lora or full, got {self.dit!r}")
         if self.steps < 1 or self.batch_size < 1:

@@ -31,7 +31,7 @@ DATA_WEIGHTS = [0.9, 0.1]
 
 # steps per run (at scale 1), chosen for ~75 min in all on 2 cores (measured: ~0.5 s per VAE
 # step, 1.3 s per STEM step, ~4 s per end-to-end step)
-STEPS = {"vae": 400, "stem": 700, "stem-L": 200, "e2e": 200, "e2e-L": 80}
+STEPS = {"vae": 400, "stem": 600, "stem-L": 150, "e2e": 150, "e2e-L": 60}
 
 
 def tiny_recipe(scale: float = 1.0, seed: int = 0) -> list[tuple[str, TrainConfig]]:
@@ -42,11 +42,12 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0) -> list[tuple[str, TrainConfi
     runs = [
         ("vae", TrainConfig(stage=0, name="tiny-vae", steps=steps("vae"), batch_size=4, crop=(64, 64), lr=3e-3,
                             **{**common, "frames": 5})),  # fmt: skip
-        ("stem", TrainConfig(stage=1, name="tiny-stem", lam=1.0, steps=steps("stem"), batch_size=4, lr=3e-4, init="vae", **common)),
+        ("stem", TrainConfig(stage=1, name="tiny-stem", lam=1.0, steps=steps("stem"), batch_size=4, lr=5e-4, init="vae",
+                             intra_all_frames=1.0, quantize="noise", **common)),  # fmt: skip
     ]
     for lam in LAMBDAS:
         runs.append((f"stem-{lam:g}", TrainConfig(stage=1, name=f"tiny-stem-lambda{lam:g}", lam=lam, steps=steps("stem-L"),
-                                                   batch_size=4, lr=1e-4, warmup=10, init="stem", **common)))  # fmt: skip
+                                                   batch_size=4, lr=1e-4, warmup=10, init="stem", intra_all_frames=0.5, **common)))  # fmt: skip
     runs.append(("e2e", TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=2e-4, dit="full",
                                     init="stem-1", **common)))  # fmt: skip
     for lam in LAMBDAS:

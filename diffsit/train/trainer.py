@@ -51,6 +51,12 @@ def _flows(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return torch.cat([estimate_flow(target[i : i + 1].float(), reference[i : i + 1].float()) for i in range(target.shape[0])])
 
 
+def _clamp_ste(x: torch.Tensor) -> torch.Tensor:
+    """The decoder's clamp to [0, 1] in value, the identity in gradient: a plain clamp would stop
+    the gradient of every out-of-range pixel, which stalls a decoder that starts out of range."""
+    return x + (x.clamp(0, 1) - x).detach()
+
+
 def gop_forward(model, clip: torch.Tensor, intra_period: int = -1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """STEM over a clip (B, T, 3, H, W) in the codec's coding order, differentiably.
 
@@ -62,11 +68,11 @@ def gop_forward(model, clip: torch.Tensor, intra_period: int = -1) -> tuple[torc
         cur = clip[:, fc.index]
         if fc.type is FrameType.INTRA:
             out = model.intra(cur)
-            rec = out["x_hat"].clamp(0, 1)
+            rec = _clamp_ste(out["x_hat"])
         elif fc.type is FrameType.PRED:
             ref = recon[fc.reference]
             out = model.pframe(cur, ref, _flows(cur, ref))
-            rec = out["x_hat"].clamp(0, 1)
+            rec = _clamp_ste(out["x_hat"])
         else:
             ref = recon[fc.reference]
             out = model.mv(_flows(cur, ref), ref)
@@ -138,6 +144,11 @@ class TrainStep(nn.Module):
                     bpp_mv=spent[FrameType.MV].item() / pixels, psnr_tilde=_psnr(x_tilde, clip), aux=aux.item())  # fmt: skip
         if cfg.stage == 1:
             loss = cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_tilde, clip)
+            if cfg.intra_all_frames:
+                frames = clip.reshape(b * t, 3, h, w)
+                out = m.intra(frames)
+                intra_bpp = bits(out["likelihoods"]) / pixels
+                loss = loss + cfg.intra_all_frames * (cfg.lam * intra_bpp + cfg.distortion_weight * F.mse_loss(_clamp_ste(out["x_hat"]), frames))
         else:
             types = display_types(t, m.config.intra_period)
             tmap = torch.tensor([[1.0 if ty.is_backbone else 0.0 for ty in types]] * b, device=clip.device)
@@ -295,6 +306,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
     else:
         model, state = build_model(config), None
     model.train()
+    for coder in _entropy_coders(model):
+        coder.noisy_decoder_input = config.quantize == "noise"
     main, aux = trainable_parameters(model, config)
     optimizer = torch.optim.Adam([{"params": main, "lr": config.lr}, {"params": aux, "lr": config.lr_aux}])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0])

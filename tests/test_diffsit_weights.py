@@ -1,0 +1,54 @@
+"""The shipped tiny Diff-SIT models: present, small, trained, with provenance, and a rate ladder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("compressai")
+pytest.importorskip("diffusers")
+
+from diffsit.codec import DiffSITCodec, _models_root, encode_video, load_model, shipped_models  # noqa: E402
+from diffsit.model import DiffSIT  # noqa: E402
+
+LAMBDAS = (0.5, 1, 2, 4)
+NAMES = [f"tiny-lambda{lam:g}" for lam in LAMBDAS]
+
+
+def test_four_models_ship_within_16_mb():
+    assert set(NAMES) <= set(shipped_models())
+    total = sum(f.stat().st_size for name in NAMES for f in (_models_root() / name).iterdir())
+    assert total <= 16_000_000, total
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_is_trained_with_provenance(name):
+    folder = _models_root() / name
+    model = load_model(name)  # refuses untrained models, so this also checks the flag
+    assert model.config.trained and model.model_id == name
+    meta = DiffSIT.read_metadata(folder)
+    cfg = json.loads(meta["training_config"])
+    assert cfg["stage"] == 2 and f"lambda{cfg['lam']:g}" in name
+    data = json.loads(meta["data"])
+    kinds = {s["kind"] for s in data["sources"]}
+    assert kinds <= {"photos", "lavfi"}  # never the sample test clips
+    assert json.loads(meta["git"]).get("commit") and meta["perceptual"] in ("lpips", "dists", "ms_ssim")
+    assert meta["storage_dtype"] == "torch.float16"
+
+
+def test_the_codec_loads_the_shipped_ladder_by_default():
+    codec = DiffSITCodec()
+    codec.check()
+    assert {codec.model_for(lam).model_id for lam in LAMBDAS} == set(NAMES)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 6 is open: the shipped tiny weights (150 STEM + 60 end-to-end steps per lambda) do not "
+                   "yet give a monotone rate ladder; retrain with a longer recipe and this must pass")
+def test_bpp_falls_as_lambda_grows():
+    from bench.datasets import get_dataset
+
+    (seq,) = get_dataset("sample").resolve(None, ["carphone"])
+    video = seq.open(frames=6)
+    sizes = [len(encode_video(load_model(n), video)[0]) for n in NAMES]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4, sizes
