@@ -1,4 +1,4 @@
-"""The recipe that trains the shipped ``tiny`` models: one command, about 75 minutes on 2 CPU cores.
+"""The recipe that trains the shipped ``tiny`` models: one command, about an hour on 2 CPU cores (62 min measured).
 
     python -m diffsit train --recipe tiny --out runs/tiny --install
 
@@ -29,8 +29,8 @@ LAMBDAS = (0.5, 1.0, 2.0, 4.0)
 DATA = ["photos", "lavfi:gradients=size=384x256:rate=25:speed=0.015:nb_colors=3"]
 DATA_WEIGHTS = [0.9, 0.1]
 
-# steps per run (at scale 1), chosen for ~75 min in all on 2 cores (measured: ~0.5 s per VAE
-# step, 1.3 s per STEM step, ~4 s per end-to-end step)
+# steps per run (at scale 1): 62 min in all on 2 cores (measured: ~0.6 s per VAE
+# step, ~1.5 s per STEM step, ~4 s per end-to-end step)
 STEPS = {"vae": 400, "stem": 600, "stem-L": 150, "e2e": 150, "e2e-L": 60}
 
 
