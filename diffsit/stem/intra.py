@@ -58,6 +58,12 @@ class IntraCoder(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(4 * m, 2 * m, 1), nn.LeakyReLU(0.1), nn.Conv2d(2 * m, 2 * m, 1))
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian = GaussianConditional(None)
+        # Per-channel quantization gain (step 1/g), the rate knob of gained variable-rate
+        # codecs (Cui et al., CVPR 2021): y, and the predicted means and scales, are scaled
+        # by g before rounding and y back after, so the transforms and the prior work in one
+        # unit space. A lambda fine-tune moves this one parameter per channel quickly (its
+        # own learning rate), where re-learning the transforms' scale takes many steps.
+        self.log_gain = nn.Parameter(torch.zeros(1, m, 1, 1))
         # Training only: what the decoder sees. False: straight-through rounding (as coded);
         # True: additive uniform noise, which lets a freshly initialised encoder, whose
         # latents all round to the mean, start transmitting (set by diffsit.train).
@@ -83,12 +89,13 @@ class IntraCoder(nn.Module):
     def train_y(self, y: torch.Tensor, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two-pass model as coding uses it: noise likelihoods, straight-through values."""
         mask = checkerboard(y.shape, y.device)
+        g = self.log_gain.exp()
         s_a, m_a = self._params(hyper, None)
-        _, lik_a = self.gaussian(y, s_a, means=m_a)
-        anchors = self._q(y, m_a) * mask  # decoder input
+        _, lik_a = self.gaussian(y * g, s_a * g, means=m_a * g)
+        anchors = self._q(y * g, m_a * g) / g * mask  # decoder input
         s_b, m_b = self._params(hyper, anchors)
-        _, lik_b = self.gaussian(y, s_b, means=m_b)
-        y_hat = anchors + self._q(y, m_b) * (1 - mask)
+        _, lik_b = self.gaussian(y * g, s_b * g, means=m_b * g)
+        y_hat = anchors + self._q(y * g, m_b * g) / g * (1 - mask)
         return y_hat, torch.where(mask.bool().expand_as(y), lik_a, lik_b)
 
     def _q(self, y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -150,8 +157,11 @@ class IntraCoder(nn.Module):
     def _code_y(self, hyper, y, strings=None):
         """Code y (or decode it from ``strings``) given the prior ``hyper`` (B, 2M, h, w)."""
         mask = checkerboard(hyper.shape, hyper.device)
+        g = self.log_gain.exp()
+        ys = None if y is None else y * g
         s_a, m_a = self._params(hyper, None)
-        a_hat, a_str = self._code_half(y, s_a, m_a, mask, None if strings is None else strings[0])
+        a_hat, a_str = self._code_half(ys, s_a * g, m_a * g, mask, None if strings is None else strings[0])
+        a_hat = a_hat / g
         s_b, m_b = self._params(hyper, a_hat * mask)
-        b_hat, b_str = self._code_half(y, s_b, m_b, 1 - mask, None if strings is None else strings[1])
-        return a_hat * mask + b_hat * (1 - mask), [a_str, b_str]
+        b_hat, b_str = self._code_half(ys, s_b * g, m_b * g, 1 - mask, None if strings is None else strings[1])
+        return a_hat * mask + b_hat / g * (1 - mask), [a_str, b_str]

@@ -30,6 +30,7 @@ class TrainConfig:
     crop: tuple[int, int] = (128, 128)
     lr: float = 1e-4
     lr_aux: float = 1e-3  # CompressAI's entropy-bottleneck quantiles
+    lr_gain: float = 1e-2  # the coders' per-channel quantization gains (log scale): the fast rate knob
     warmup: int = 50
     decay_from: float = 0.8  # fraction of steps after which the lr falls linearly to 10 %
     grad_clip: float = 1.0
@@ -38,6 +39,9 @@ class TrainConfig:
     perceptual_weight: float = 4.0  # w_p
     tilde_weight: float = 0.25  # w_t, stage 2: keeps x~ an image (the encoder's flow runs on it)
     dit: str = "lora"  # lora | full: which DiT weights stage 2 trains
+    # stage 2: False freezes STEM (its rate and x~ stay those of the stage-1 model) and trains
+    # ODFTE alone, at a quarter of the cost per step
+    train_stem: bool = True
     # stage 1: also intra-code every frame of the clip, with this weight on its own RD loss. A
     # GOP clip holds one intra frame, so without it the intra coder sees a few images a step
     # (DCVC-style training starts from a separately trained intra model instead).

@@ -137,7 +137,8 @@ class TrainStep(nn.Module):
             loss = F.mse_loss(rec, clip.permute(0, 2, 1, 3, 4))
             logs.update(loss=loss.item(), psnr_hat=_psnr(rec, clip.permute(0, 2, 1, 3, 4)))
             return loss, logs
-        x_tilde, spent = gop_forward(m, clip, m.config.intra_period)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (cfg.stage == 1 or cfg.train_stem)):
+            x_tilde, spent = gop_forward(m, clip, m.config.intra_period)
         pixels = b * t * h * w
         bpp = sum(spent.values()) / pixels
         logs.update(bpp=bpp.item(), bpp_intra=spent[FrameType.INTRA].item() / pixels, bpp_p=spent[FrameType.PRED].item() / pixels,
@@ -173,7 +174,7 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
     if config.stage == 0:
         modules = [odfte.vae]
     else:
-        modules = [model.intra, model.mv, model.pframe]
+        modules = [model.intra, model.mv, model.pframe] if config.stage == 1 or config.train_stem else []
         if config.stage == 2:
             modules += [odfte.fte, odfte.vae.encoder, odfte.vae.quant_conv]
     for mod in modules:
@@ -309,8 +310,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
     for coder in _entropy_coders(model):
         coder.noisy_decoder_input = config.quantize == "noise"
     main, aux = trainable_parameters(model, config)
-    optimizer = torch.optim.Adam([{"params": main, "lr": config.lr}, {"params": aux, "lr": config.lr_aux}])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0])
+    gains = {id(p) for n, p in model.named_parameters() if n.endswith("log_gain")}
+    optimizer = torch.optim.Adam([{"params": [p for p in main if id(p) not in gains], "lr": config.lr},
+                                  {"params": aux, "lr": config.lr_aux},
+                                  {"params": [p for p in main if id(p) in gains], "lr": config.lr_gain}])  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0, _lr_lambda(config)])
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
