@@ -195,6 +195,17 @@ def cmd_doctor(args) -> int:
         except Exception as e:  # noqa: BLE001
             status = f"cannot run: {e}"
         print(f"  {name:<12} {status}")
+    print("\ncodecs (what each needs beyond the Python packages):")
+    for name in codec_names():
+        try:
+            reqs = create_codec(name).requirements()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
+            print(f"  {name}: cannot tell ({e})")
+            continue
+        if not reqs:
+            print(f"  {name}: nothing else")
+        for r in reqs:
+            print(f"  {name}: {'present' if r.present else 'MISSING'} {r.what}" + (f"\n          at {r.where}" if r.present else f"\n          {r.fix}"))
     print(f"\nFor offline use put the files in torch's hub cache ({weights.hub_dir()}/checkpoints, or hub/clip for RN50.pt; "
           f"TORCH_HOME moves it) or in a folder passed as --weights DIR / ${weights.ENV}.")
     return 0
@@ -216,7 +227,7 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_codecs(args) -> int:
-    print(f"{'codec':<10} {'rate':<8} {'default ladder':<24} status")
+    print(f"{'codec':<21} {'rate':<8} {'default ladder':<18} status")
     for name in codec_names():
         try:
             cls = codec_class(name)
@@ -228,9 +239,11 @@ def cmd_codecs(args) -> int:
                 status = "ok"
             except Exception as e:  # noqa: BLE001
                 status = f"cannot run: {e}"
-            print(f"{name:<10} {codec.rate_name:<8} {ladder:<24} {status}")
+            reqs = codec.requirements()
+            have = f" [needs {sum(r.present for r in reqs)}/{len(reqs)} present]" if reqs else ""
+            print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {status}{have}")
         except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
-            print(f"{name:<10} {'?':<8} {'?':<24} broken plugin: {e}")
+            print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")
     return 0
 
 

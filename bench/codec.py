@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,6 +48,17 @@ class RateError(ValueError):
     """A rate point that the codec does not accept."""
 
 
+@dataclass(frozen=True)
+class Requirement:
+    """One thing a codec needs on this machine (a binary, a checkout, a weights file), for
+    ``bench codecs`` and ``bench doctor``: whether it is there, and how to get it if not."""
+
+    what: str
+    present: bool
+    where: str = ""  # where it was found, or where it was looked for
+    fix: str = ""  # how to provide it
+
+
 class Codec(ABC):
     """Base class of every codec plugin."""
 
@@ -68,6 +80,15 @@ class Codec(ABC):
 
     def check(self) -> None:
         """Raise CodecUnavailable, saying what is missing and how to fix it, if it cannot run."""
+        missing = [r for r in self.requirements() if not r.present]
+        if missing:
+            r = missing[0]
+            more = f"; and {len(missing) - 1} more missing (`python -m bench doctor` lists them)" if len(missing) > 1 else ""
+            raise CodecUnavailable(f"{r.what} not found (looked in {r.where}): {r.fix}{more}")
+
+    def requirements(self) -> list[Requirement]:
+        """What this codec needs outside the Python packages, each marked present or not."""
+        return []
 
     @abstractmethod
     def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:

@@ -77,24 +77,33 @@ def search_dirs(subdir: str = "checkpoints") -> list[Path]:
     return dirs
 
 
-def locate(key: str) -> Path | None:
-    wf = WEIGHTS[key]
-    for d in search_dirs(wf.hub_subdir):
-        p = d / wf.filename
+def find_file(filename: str, subdir: str = "checkpoints") -> Path | None:
+    """A weights file by name in the search folders (codec plugins use this for their own files)."""
+    for d in search_dirs(subdir):
+        p = d / filename
         if p.is_file() and p.stat().st_size > 0:
             return p
     return None
 
 
-def missing_message(key: str) -> str:
+def locate(key: str) -> Path | None:
     wf = WEIGHTS[key]
-    dirs = search_dirs(wf.hub_subdir)
+    return find_file(wf.filename, wf.hub_subdir)
+
+
+def file_missing_message(filename: str, what: str, url: str, subdir: str = "checkpoints") -> str:
+    dirs = search_dirs(subdir)
     return (
-        f"{wf.what} weights not found: {wf.filename}. Looked in: {', '.join(map(str, dirs))}. "
-        f"On a machine with internet, download {wf.url} and put it in {dirs[-1]} "
+        f"{what} weights not found: {filename}. Looked in: {', '.join(map(str, dirs))}. "
+        f"On a machine with internet, download {url} and put it in {dirs[-1]} "
         f"(torch's hub cache; TORCH_HOME moves it) or in a folder you pass as --weights DIR / {ENV}=DIR. "
         f"`python -m bench doctor` lists every weights file."
     )
+
+
+def missing_message(key: str) -> str:
+    wf = WEIGHTS[key]
+    return file_missing_message(wf.filename, wf.what, wf.url, wf.hub_subdir)
 
 
 def require(key: str) -> Path:

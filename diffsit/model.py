@@ -137,7 +137,8 @@ class DiffSIT(nn.Module):
                 raise FileNotFoundError(f"Diff-SIT model folder {folder} lacks {f.name}")
         model = cls(DiffSITConfig.from_json(cfg.read_text()))
         missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
-        ours_missing = [k for k in missing if not (model.from_wan_folder(k) or model.derived(k))]
+        # log_gain: models saved before the coders had quantization gains keep gain 1 (zeros)
+        ours_missing = [k for k in missing if not (model.from_wan_folder(k) or model.derived(k) or k.endswith("log_gain"))]
         if unexpected or ours_missing:
             raise ValueError(f"{weights} does not fit this model: missing {ours_missing[:5]}, unexpected {unexpected[:5]}")
         model.update()
