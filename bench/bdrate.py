@@ -3,12 +3,15 @@
 - ``bd_rate``: average rate difference (percent) at equal quality over the overlapping
   quality range; negative means the test codec needs fewer bits.
 - ``bd_metric``: average quality difference at equal rate, in the metric's own units, as
-  ``test - anchor`` (so for LPIPS, DISTS, Ewarp a negative value is an improvement).
+  ``test - anchor`` (so for LPIPS, DISTS, Ewarp a negative value is an improvement). It
+  integrates quality over log-rate, so it exists where BD-rate does not: quality ranges that
+  do not overlap (while the rate ranges do), or a quality that does not rise with rate (Ewarp
+  of real codecs often does not).
 
 The interpolation method is a recorded option: JVET/JCT-VC CTC use piecewise cubic Hermite
 (``pchip``, the default), AV2 uses ``akima``, VCEG-M33 a cubic polynomial (``cubic``); they
 can differ by more than two points. Lower-is-better metrics are negated before fitting.
-Fewer than 4 points, too little overlap, or a curve whose quality does not rise with rate
+Fewer than 3 points (4 for ``cubic``), too little overlap, or a curve whose quality does not rise with rate
 raise a :class:`BDError` subclass whose message is the reason to print in the table.
 """
 
@@ -21,7 +24,10 @@ import numpy as np
 
 METHODS = ("pchip", "akima", "cubic")
 LOWER_IS_BETTER = frozenset({"lpips", "dists", "ewarp"})
-MIN_POINTS = 4
+# The cubic polynomial fit (VCEG-M33) needs 4 points. Piecewise interpolation (PCHIP, Akima)
+# is defined on 3: published curves often have 3 points (the Diff-SIT paper's HM/VTM, HNeRV),
+# and a 3-point BD with its caveat in the note is more use than none. 2 points stay refused.
+MIN_POINTS = {"pchip": 3, "akima": 3, "cubic": 4}
 DEFAULT_MIN_OVERLAP = 0.5
 
 Points = Sequence[tuple[float, float]]
@@ -51,18 +57,20 @@ class BadPoints(BDError):
     pass
 
 
-def _prepare(points: Points, role: str, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(points: Points, role: str, flip: bool, method: str = "pchip", monotonic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted by rate. ``monotonic``: quality must rise with rate (BD-rate inverts the curve;
+    BD-metric integrates quality over log-rate and needs only distinct rates)."""
     arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if not np.isfinite(arr).all():
         raise BadPoints(f"{role} has non-finite values")
     if (arr[:, 0] <= 0).any():
         raise BadPoints(f"{role} has a rate <= 0")
-    if len(arr) < MIN_POINTS:
-        raise TooFewPoints(f"{role} has {len(arr)} point(s); BD needs at least {MIN_POINTS}")
+    if len(arr) < MIN_POINTS[method]:
+        raise TooFewPoints(f"{role} has {len(arr)} point(s); {method} BD needs at least {MIN_POINTS[method]}")
     arr = arr[np.argsort(arr[:, 0])]
     rate, q = arr[:, 0], (-arr[:, 1] if flip else arr[:, 1])
     worse = np.flatnonzero(np.diff(q) <= 0)
-    if len(worse):
+    if monotonic and len(worse):
         i = worse[0]
         shown = arr[:, 1]
         raise NotMonotonic(
@@ -74,12 +82,17 @@ def _prepare(points: Points, role: str, flip: bool) -> tuple[np.ndarray, np.ndar
     return rate, q
 
 
-def _overlap(a: np.ndarray, b: np.ndarray, axis: str, min_overlap: float) -> None:
+def _overlap(a: np.ndarray, b: np.ndarray, axis: str, min_overlap: float, sign: float = 1.0) -> None:
+    """``sign`` -1: the values were negated for fitting (lower is better); name them as measured."""
     lo, hi = max(a.min(), b.min()), min(a.max(), b.max())
     total = max(a.max(), b.max()) - min(a.min(), b.min())
     frac = max(hi - lo, 0.0) / total if total > 0 else 0.0
     if frac <= 0:
-        raise NoOverlap(f"the {axis} ranges do not overlap (anchor {a.min():.5g}..{a.max():.5g}, test {b.min():.5g}..{b.max():.5g})")
+        def span(v):
+            x, y = sorted((sign * v.min(), sign * v.max()))
+            return f"{x:.5g}..{y:.5g}"
+
+        raise NoOverlap(f"the {axis} ranges do not overlap (anchor {span(a)}, test {span(b)})")
     if frac < min_overlap:
         raise InsufficientOverlap(f"the {axis} ranges overlap by {100 * frac:.1f}% of their union, less than {100 * min_overlap:.0f}%")
 
@@ -94,9 +107,9 @@ def bd_rate(anchor: Points, test: Points, *, method: str = "pchip", lower_is_bet
     import bjontegaard
 
     _check_method(method)
-    ra, qa = _prepare(anchor, "anchor", lower_is_better)
-    rt, qt = _prepare(test, "test", lower_is_better)
-    _overlap(qa, qt, "quality", min_overlap)
+    ra, qa = _prepare(anchor, "anchor", lower_is_better, method)
+    rt, qt = _prepare(test, "test", lower_is_better, method)
+    _overlap(qa, qt, "quality", min_overlap, -1.0 if lower_is_better else 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overlap was checked above, with a stated reason
         return float(bjontegaard.bd_rate(ra, qa, rt, qt, method=method, require_matching_points=False, min_overlap=0))
@@ -107,8 +120,8 @@ def bd_metric(anchor: Points, test: Points, *, method: str = "pchip", lower_is_b
     import bjontegaard
 
     _check_method(method)
-    ra, qa = _prepare(anchor, "anchor", lower_is_better)
-    rt, qt = _prepare(test, "test", lower_is_better)
+    ra, qa = _prepare(anchor, "anchor", lower_is_better, method, monotonic=False)
+    rt, qt = _prepare(test, "test", lower_is_better, method, monotonic=False)
     _overlap(np.log10(ra), np.log10(rt), "rate", min_overlap)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     bdp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges, as a fraction of their union")
     bdp.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
 
+    im = sub.add_parser("import", help="turn a published results file into summary.csv rows (marked imported, with their source)")
+    im.add_argument("file", type=Path, help="the results file")
+    im.add_argument("--format", required=True, choices=("dcvc", "compressai", "long"),
+                    help="dcvc: DCVC's test_video.py JSON; compressai: CompressAI's results JSON; long: CSV of dataset,metric,codec,bpp,value")
+    im.add_argument("--codec", help="codec name for a dcvc file (it does not name one)")
+    im.add_argument("--dataset", help="dataset of a compressai file; for the others, keep only this dataset")
+    im.add_argument("--psnr-space", default="rgb", choices=("rgb", "yuv"), help="what a dcvc file's ave_all_frame_psnr is (its --yuv420 0 or 1)")
+    im.add_argument("--source", help="provenance text for the source column (default: file name and SHA-256)")
+    im.add_argument("--out", type=Path, help="folder for summary.csv (default: results/imported/<file stem>)")
+    im.add_argument("--force", action="store_true", help="replace earlier imported rows in --out")
+
     ck = sub.add_parser("check", help="CI: rerun the golden configuration and fail on metric drift")
     ck.add_argument("--golden", required=True, type=Path, help="golden set folder (config.json, summary.csv, tolerances.json)")
     ck.add_argument("--results", type=Path, help="compare these results instead of running the configuration")
@@ -112,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ[weights.ENV] = str(Path(args.weights).expanduser())  # workers inherit it
     try:
-        commands = {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs, "plot": cmd_plot, "bdrate": cmd_bdrate, "check": cmd_check, "doctor": cmd_doctor}
+        commands = {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs, "plot": cmd_plot, "bdrate": cmd_bdrate, "check": cmd_check, "doctor": cmd_doctor,
+                    "import": cmd_import}
         return commands[args.command](args)
-    except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, ValueError, TypeError) as e:
+    except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - planning errors (missing encoder, busy store) read best bare
@@ -284,6 +296,25 @@ def cmd_bdrate(args) -> int:
         print(f"wrote {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .importer import import_results, write_imported
+
+    df = import_results(args.file, args.format, codec=args.codec, dataset=args.dataset, psnr_space=args.psnr_space, source=args.source)
+    out = args.out or Path("results") / "imported" / args.file.stem
+    existing = out / "summary.csv"
+    if existing.exists():
+        import pandas as pd
+
+        old = pd.read_csv(existing)
+        if "imported" not in old or not old["imported"].fillna(False).astype(bool).all():
+            raise UsageError(f"{out} holds results of runs, not imported ones; choose another --out")
+        if not args.force:
+            raise UsageError(f"{existing} exists (imported earlier); pass --force to replace it")
+    path = write_imported(df, out, path=args.file, fmt=args.format)
+    print(f"imported {len(df)} row(s): {df['codec'].nunique()} codec(s) x {df['dataset'].nunique()} dataset(s) -> {path}")
     return 0
 
 

@@ -18,6 +18,8 @@ import pandas as pd
 
 from . import bdrate as bd
 
+DATASET_LEVEL = "*"  # the sequence of imported dataset-level rows (bench.importer)
+
 # column -> (axis label, higher is better); plot order
 METRIC_INFO: dict[str, tuple[str, bool]] = {
     "psnr_yuv": ("PSNR-YUV (dB)", True),
@@ -83,11 +85,12 @@ def dataset_curves(summary: pd.DataFrame, metrics: list[str], sequences: dict[tu
         g = sel.groupby("rate", sort=False)
         curve = g[["bpp", *metrics]].mean()
         curve["sequences"] = g["sequence"].nunique()
+        curve["imported"] = bool(sel["imported"].fillna(False).astype(bool).any()) if "imported" in sel else False
         curve = curve.reset_index()
         curve.insert(0, "codec", codec)
         curve.insert(0, "dataset", dataset)
         parts.append(curve.sort_values("bpp"))
-    cols = ["dataset", "codec", "rate", "bpp", *metrics, "sequences"]
+    cols = ["dataset", "codec", "rate", "bpp", *metrics, "sequences", "imported"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
@@ -128,7 +131,7 @@ def _bd_cell(anchor_pts, test_pts, metric: str, opt: BDOptions) -> dict:
         cell["bd_metric"] = bd.bd_metric(anchor_pts, test_pts, **kw)
     except bd.BDError as e:
         notes.append(f"BD-metric: {e}")
-    cell["note"] = "; ".join(notes)
+    cell["note"] = " | ".join(notes)
     return cell
 
 
@@ -153,6 +156,12 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
                     rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan, "note": f"anchor {anchor} has no results on {dataset}"})
                 continue
             a_seqs, t_seqs = complete_sequences(a_rows), complete_sequences(t_rows)
+            if DATASET_LEVEL in a_seqs | t_seqs:
+                # imported dataset-level results (a paper's curve): only the dataset-level
+                # curves can be compared, each over the sequences its side has
+                for metric in metrics:
+                    rows.append({**base, "sequence": "all", "metric": metric, **_level_cell(ds_rows, dataset, anchor, codec, a_seqs, t_seqs, metric, opt)})
+                continue
             common = a_seqs & t_seqs
             missing = sorted((set(a_rows["sequence"]) | set(t_rows["sequence"])) - common)
             for metric in metrics:
@@ -172,7 +181,7 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
                 curves = dataset_curves(ds_rows[ds_rows.codec.isin([anchor, codec])], [metric], {(dataset, anchor): common, (dataset, codec): common})
                 cell = _bd_cell(_points(curves[curves.codec == anchor], metric), _points(curves[curves.codec == codec], metric), metric, opt)
                 if missing:
-                    cell["note"] = "; ".join(filter(None, [cell["note"], f"over the {len(common)} sequence(s) both have complete; left out: {', '.join(missing)}"]))
+                    cell["note"] = " | ".join(filter(None, [cell["note"], f"over the {len(common)} sequence(s) both have complete; left out: {', '.join(missing)}"]))
                 rows.append({**base, "sequence": "all", "metric": metric, **cell})
                 mean = {"points_anchor": np.nan, "points_test": np.nan, "bd_metric": np.nan}
                 if per_seq and not any(math.isnan(v) for v in per_seq):
@@ -180,16 +189,38 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
                 else:
                     rows.append({**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": np.nan,
                                  "note": "mean of per-sequence BD-rates: not every sequence has one"})  # fmt: skip
-    cols = ["dataset", "sequence", "codec", "anchor", "metric", "method", "bd_rate", "bd_metric", "points_anchor", "points_test", "note"]
+    cols = ["dataset", "sequence", "codec", "anchor", "metric", "method", "bd_rate", "bd_metric", "points_anchor", "points_test", "note", "curves"]
     out = pd.DataFrame(rows, columns=cols)
     order = {"all": 0, "mean": 1}
     out["_o"] = out["sequence"].map(lambda s: order.get(s, 2))
     return out.sort_values(["dataset", "codec", "metric", "_o", "sequence"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
+def _level_cell(ds_rows, dataset, anchor, codec, a_seqs, t_seqs, metric, opt) -> dict:
+    a = ds_rows[ds_rows.codec == anchor]
+    t = ds_rows[ds_rows.codec == codec]
+    if metric not in ds_rows or a[metric].isna().all() or t[metric].isna().all():
+        return {"bd_rate": np.nan, "bd_metric": np.nan, "note": f"{metric} is not measured for both codecs"}
+    curves = dataset_curves(ds_rows[ds_rows.codec.isin([anchor, codec])], [metric], {(dataset, anchor): a_seqs, (dataset, codec): t_seqs})
+    cell = _bd_cell(_points(curves[curves.codec == anchor], metric), _points(curves[curves.codec == codec], metric), metric, opt)
+
+    def side(name, seqs):
+        return f"{name}: published dataset-level curve" if DATASET_LEVEL in seqs else f"{name}: mean over {len(seqs)} sequence(s)"
+
+    cell["curves"] = f"dataset level: {side(anchor, a_seqs)}; {side(codec, t_seqs)}"
+    return cell
+
+
 def _cell_text(row) -> str:
     if pd.isna(row["bd_rate"]):
-        return f"n/a ({row['note']})" if row["note"] else "n/a"
+        # a BD-metric at equal rate can exist where BD-rate cannot (e.g. quality ranges that
+        # do not overlap while the rate ranges do): show it rather than a bare n/a
+        has_metric = not pd.isna(row.get("bd_metric", np.nan))
+        notes = [n for n in str(row["note"] or "").split(" | ") if n and not (has_metric and n.startswith("BD-metric:"))]
+        text = f"n/a ({'; '.join(notes)})" if notes else "n/a"
+        if has_metric:
+            text += f"; BD-{row['metric']} {row['bd_metric']:+.4g}"
+        return text
     return f"{row['bd_rate']:+.2f}%"
 
 
@@ -230,7 +261,10 @@ def _plot_curves(ax, curves: pd.DataFrame, metric: str, ms_ssim_db: bool) -> Non
         if metric == "ms_ssim_rgb" and ms_ssim_db:
             y = ms_ssim_to_db(y)
         color, marker = codec_style(codec)
-        ax.plot(rows["bpp"].to_numpy(dtype=float), y, marker=marker, color=color, label=codec, linewidth=1.8, markersize=5)
+        # imported (published) curves are dashed, so a user's own runs stand out
+        published = "imported" in rows and bool(rows["imported"].any())
+        ax.plot(rows["bpp"].to_numpy(dtype=float), y, marker=marker, color=color, label=f"{codec} (published)" if published else codec,
+                linewidth=1.8, markersize=5, linestyle="--" if published else "-")  # fmt: skip
     ax.set_xlabel("bpp")
     ax.set_ylabel(metric_label(metric, ms_ssim_db))
     ax.grid(True, alpha=0.3)

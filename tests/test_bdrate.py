@@ -50,8 +50,12 @@ def test_different_point_counts_work():
 
 
 def test_too_few_points():
-    with pytest.raises(bd.TooFewPoints, match="test has 3 point"):
-        bd.bd_rate(_curve(), _curve(n=3))
+    with pytest.raises(bd.TooFewPoints, match="test has 2 point"):
+        bd.bd_rate(_curve(), _curve(n=2))
+    # the cubic fit needs 4 points; piecewise PCHIP/Akima give a number on 3 (published curves)
+    with pytest.raises(bd.TooFewPoints, match="test has 3 point.*cubic BD needs at least 4"):
+        bd.bd_rate(_curve(), _curve(n=3), method="cubic")
+    assert bd.bd_rate(_curve(n=4), _curve(scale=0.5, n=3)) == pytest.approx(-50.0, abs=1e-6)
 
 
 def test_no_overlap_and_too_little_overlap():

@@ -12,7 +12,7 @@ from bench.report import BDOptions, bd_table, codec_style, dataset_curves, forma
 def _summary():
     rows = []
     for dataset, seqs in (("setA", ("s1", "s2")), ("setB", ("s3",))):
-        for codec, scale, n in (("x265", 1.0, 5), ("vvenc", 0.6, 5), ("mine", 0.8, 3)):
+        for codec, scale, n in (("x265", 1.0, 5), ("vvenc", 0.6, 5), ("mine", 0.8, 2)):
             for seq_i, seq in enumerate(seqs):
                 for k in range(n):
                     bpp = 0.01 * 2**k * scale * (1 + 0.1 * seq_i)
@@ -46,15 +46,15 @@ def test_bd_table_dataset_level_per_sequence_and_reasons():
     lp = t[(t.dataset == "setA") & (t.sequence == "s1") & (t.codec == "vvenc") & (t.metric == "lpips")].iloc[0]
     assert lp.bd_rate == pytest.approx(-40.0, abs=1e-6)  # lower-is-better handled
     few = t[(t.codec == "mine") & (t.sequence == "all")]
-    assert few.bd_rate.isna().all() and few.note.str.contains("test has 3 point").all()
+    assert few.bd_rate.isna().all() and few.note.str.contains("test has 2 point").all()
     # every NaN carries its reason
     assert (t[t.bd_rate.isna()].note.str.len() > 0).all()
     for fmt in ("md", "latex"):
         text = format_bd(t, fmt)
-        assert "n/a (BD-rate: test has 3 point(s)" in text and "pchip" in text
+        assert "n/a (BD-rate: test has 2 point(s)" in text and "pchip" in text
         assert ("-40.00%" if fmt == "md" else r"-40.00\%") in text
     csv = format_bd(t, "csv")
-    assert csv.splitlines()[0] == "dataset,sequence,codec,anchor,metric,method,bd_rate,bd_metric,points_anchor,points_test,note"
+    assert csv.splitlines()[0] == "dataset,sequence,codec,anchor,metric,method,bd_rate,bd_metric,points_anchor,points_test,note,curves"
 
 
 def test_bd_table_unknown_anchor():

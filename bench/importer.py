@@ -1,0 +1,214 @@
+"""``python -m bench import``: published results files -> summary.csv rows.
+
+So a codec can be compared with numbers others published, without rerunning them. Every
+imported row says so (``imported`` True, ``source`` = the file and its SHA-256) and carries
+no bitstream. Formats:
+
+- ``long``: a CSV table with columns ``dataset, metric, codec, bpp, value`` (optionally
+  ``sequence`` and ``point``), one row per plotted point, as ``results/published/
+  diffsit_fig5.csv``. Points of one curve measured with several metrics are joined on their
+  bpp (4 decimals, the precision papers plot).
+- ``dcvc``: the JSON that microsoft/DCVC's ``test_video.py`` writes (and its anchors' result
+  files): ``{dataset: {sequence: {rate_index: {"ave_all_frame_bpp", "ave_all_frame_psnr",
+  "ave_all_frame_msssim", ["ave_all_frame_psnr_y"/_u/_v] ...}}}}``. The file does not name the
+  codec: pass ``--codec``. ``ave_all_frame_psnr`` is RGB PSNR for RGB tests and YUV PSNR for
+  ``--yuv420 1`` tests: pass ``--psnr-space rgb|yuv``.
+- ``compressai``: CompressAI's results JSON ``{"name", "description", "results": {"bpp": [...],
+  "psnr-rgb" | "psnr" | "psnr-yuv": [...], "ms-ssim-rgb" | "ms-ssim": [...]}}``, one
+  dataset-level curve; pass ``--dataset``.
+
+Dataset-level results (everything but per-sequence DCVC files) have sequence ``*``: reports
+compare them with the dataset-level curve of a user's runs (see :func:`bench.report.bd_table`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .store import atomic_write_text, file_digest
+
+FORMATS = ("long", "dcvc", "compressai")
+DATASET_LEVEL = "*"
+# the metric columns a long table may use (the results contract's names)
+KNOWN_METRICS = ("psnr_rgb", "psnr_yuv", "psnr_y", "psnr_u", "psnr_v", "ms_ssim_rgb", "lpips", "dists", "clipiqa", "vmaf", "ewarp")
+_METRIC_ALIASES = {"ms-ssim": "ms_ssim_rgb", "msssim": "ms_ssim_rgb", "ms_ssim": "ms_ssim_rgb", "psnr-rgb": "psnr_rgb", "psnr-yuv": "psnr_yuv",
+                   "ms-ssim-rgb": "ms_ssim_rgb", "e_warp": "ewarp", "clip-iqa": "clipiqa"}  # fmt: skip
+_DATASET_ALIASES = {"hevc_b": "hevc_b", "hevcb": "hevc_b", "classb": "hevc_b", "uvg": "uvg", "mcl_jcv": "mcl_jcv", "mcljcv": "mcl_jcv"}
+
+
+class ImportFormatError(ValueError):
+    """The file does not have the structure its format promises; the message says what is wrong."""
+
+
+def dataset_name(text: str) -> str:
+    """``HEVC_B``, ``HEVC-B``, ``UVG``, ``MCL-JCV`` -> the registry's names; others lower-cased."""
+    key = re.sub(r"[^a-z0-9]", "", text.lower())
+    for alias, name in _DATASET_ALIASES.items():
+        if key == alias.replace("_", ""):
+            return name
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def sequence_name(text: str) -> str:
+    """``BasketballDrive_1920x1080_50.yuv`` / ``videoSRC01_1920x1080_30`` -> the name before the geometry."""
+    stem = re.sub(r"\.(yuv|png|mp4)$", "", text, flags=re.I)
+    m = re.match(r"(.+?)_\d+x\d+", stem)
+    return m.group(1) if m else stem
+
+
+def _metric(name: str) -> str:
+    key = name.strip().lower()
+    key = _METRIC_ALIASES.get(key, key)
+    if key not in KNOWN_METRICS:
+        raise ImportFormatError(f"unknown metric {name!r}; use one of {', '.join(KNOWN_METRICS)} (aliases: {', '.join(_METRIC_ALIASES)})")
+    return key
+
+
+def read_long(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    need = {"dataset", "metric", "codec", "bpp", "value"}
+    if not need <= set(df.columns):
+        raise ImportFormatError(f"{path}: a long table needs the columns {', '.join(sorted(need))}; it has {', '.join(df.columns)}")
+    if "sequence" not in df:
+        df["sequence"] = DATASET_LEVEL
+    df["sequence"] = df["sequence"].fillna(DATASET_LEVEL).astype(str)
+    df["dataset"] = df["dataset"].astype(str).map(dataset_name)
+    df["metric"] = df["metric"].astype(str).map(_metric)
+    for col in ("bpp", "value"):
+        bad = pd.to_numeric(df[col], errors="coerce").isna()
+        if bad.any():
+            raise ImportFormatError(f"{path}: column {col} has non-numbers, first at data row {int(np.flatnonzero(bad)[0]) + 1}")
+        df[col] = df[col].astype(float)
+    if (df["bpp"] <= 0).any():
+        raise ImportFormatError(f"{path}: bpp must be positive (data row {int(np.flatnonzero(df['bpp'] <= 0)[0]) + 1})")
+    df["_bpp_key"] = df["bpp"].round(4)
+    dup = df.duplicated(["dataset", "sequence", "codec", "metric", "_bpp_key"])
+    if dup.any():
+        r = df[dup].iloc[0]
+        raise ImportFormatError(f"{path}: two {r['metric']} values for {r['codec']} on {r['dataset']} at bpp {r['bpp']:g}")
+    wide = df.pivot_table(index=["dataset", "sequence", "codec", "_bpp_key"], columns="metric", values="value", aggfunc="first").reset_index()
+    bpp = df.groupby(["dataset", "sequence", "codec", "_bpp_key"])["bpp"].mean().reset_index()
+    wide = wide.merge(bpp, on=["dataset", "sequence", "codec", "_bpp_key"]).drop(columns="_bpp_key")
+    wide.columns.name = None
+    return _number_rates(wide)
+
+
+def _number_rates(df: pd.DataFrame) -> pd.DataFrame:
+    """rate = the point's index along its curve, in order of increasing bpp."""
+    df = df.sort_values(["dataset", "codec", "sequence", "bpp"]).reset_index(drop=True)
+    df["rate"] = df.groupby(["dataset", "codec", "sequence"]).cumcount().astype(str)
+    return df
+
+
+def read_dcvc(path: Path, codec: str | None, psnr_space: str = "rgb") -> pd.DataFrame:
+    if not codec:
+        raise ImportFormatError("a DCVC results file does not name its codec: pass --codec NAME (e.g. DCVC-DC)")
+    if psnr_space not in ("rgb", "yuv"):
+        raise ImportFormatError(f"--psnr-space must be rgb or yuv, got {psnr_space!r}")
+    data = _json(path)
+    rows = []
+    for ds, seqs in _dict(data, path, "the top level (datasets)").items():
+        for seq, rates in _dict(seqs, path, f"dataset {ds!r}").items():
+            for rate, res in _dict(rates, path, f"{ds}/{seq}").items():
+                res = _dict(res, path, f"{ds}/{seq}/{rate}")
+                if "ave_all_frame_bpp" not in res:
+                    raise ImportFormatError(f"{path}: {ds}/{seq}/{rate} has no ave_all_frame_bpp (keys: {', '.join(sorted(res))[:200]})")
+                row = {"dataset": dataset_name(ds), "sequence": sequence_name(seq), "codec": codec, "rate": str(rate), "bpp": float(res["ave_all_frame_bpp"])}
+                if "frame_pixel_num" in res and "i_frame_num" in res:
+                    row["frames"] = int(res["i_frame_num"]) + int(res.get("p_frame_num", 0))
+                if "ave_all_frame_psnr" in res:
+                    row["psnr_rgb" if psnr_space == "rgb" else "psnr_yuv"] = float(res["ave_all_frame_psnr"])
+                if "ave_all_frame_msssim" in res and psnr_space == "rgb":
+                    row["ms_ssim_rgb"] = float(res["ave_all_frame_msssim"])
+                if all(f"ave_all_frame_psnr_{c}" in res for c in "yuv"):
+                    y, u, v = (float(res[f"ave_all_frame_psnr_{c}"]) for c in "yuv")
+                    row.update(psnr_y=y, psnr_u=u, psnr_v=v, psnr_yuv=(6 * y + u + v) / 8)
+                rows.append(row)
+    if not rows:
+        raise ImportFormatError(f"{path}: no results in the file")
+    return pd.DataFrame(rows)
+
+
+def read_compressai(path: Path, dataset: str | None) -> pd.DataFrame:
+    if not dataset:
+        raise ImportFormatError("a CompressAI results file does not name its dataset: pass --dataset NAME (e.g. uvg)")
+    data = _dict(_json(path), path, "the top level")
+    if "results" not in data or "name" not in data:
+        raise ImportFormatError(f"{path}: a CompressAI results file has 'name' and 'results'; this one has {', '.join(data)}")
+    res = _dict(data["results"], path, "results")
+    if "bpp" not in res:
+        raise ImportFormatError(f"{path}: results has no 'bpp' list")
+    cols = {"bpp": "bpp", "psnr-rgb": "psnr_rgb", "psnr": "psnr_rgb", "psnr-yuv": "psnr_yuv", "ms-ssim-rgb": "ms_ssim_rgb", "ms-ssim": "ms_ssim_rgb"}
+    out = {}
+    for key, col in cols.items():
+        if key in res and col not in out:
+            out[col] = [float(v) for v in res[key]]
+    n = len(out["bpp"])
+    bad = [c for c, v in out.items() if len(v) != n]
+    if bad:
+        raise ImportFormatError(f"{path}: {', '.join(bad)} have a different number of points than bpp ({n})")
+    df = pd.DataFrame(out)
+    df.insert(0, "codec", str(data["name"]))
+    df.insert(0, "sequence", DATASET_LEVEL)
+    df.insert(0, "dataset", dataset_name(dataset))
+    return _number_rates(df)
+
+
+def _json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ImportFormatError(f"{path}: not valid JSON ({e})") from None
+
+
+def _dict(obj, path: Path, where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise ImportFormatError(f"{path}: expected an object at {where}, found {type(obj).__name__}")
+    return obj
+
+
+def import_results(path: str | Path, fmt: str, *, codec: str | None = None, dataset: str | None = None, psnr_space: str = "rgb",
+                   source: str | None = None) -> pd.DataFrame:  # fmt: skip
+    """Rows in the summary.csv contract, marked imported, with their source."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ImportFormatError(f"unknown import format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if fmt == "long":
+        df = read_long(path)
+        if codec:
+            raise ImportFormatError("a long table names its codecs in its codec column; --codec is only for dcvc files")
+    elif fmt == "dcvc":
+        df = read_dcvc(path, codec, psnr_space)
+    else:
+        df = read_compressai(path, dataset)
+    if dataset and fmt != "compressai":
+        df = df[df["dataset"] == dataset_name(dataset)]
+        if df.empty:
+            raise ImportFormatError(f"{path}: no rows for dataset {dataset!r}")
+    df["imported"] = True
+    df["source"] = source or f"{path.name} (sha256 {file_digest(path)[:16]})"
+    for col in ("frames", "width", "height", "bytes", "bitstream", "bitstream_md5"):
+        if col not in df:
+            df[col] = np.nan
+    first = ["dataset", "sequence", "codec", "rate", "frames", "width", "height", "bytes", "bpp", "bitstream", "bitstream_md5"]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def write_imported(df: pd.DataFrame, out: str | Path, *, path: Path, fmt: str) -> Path:
+    """summary.csv and manifest.json (what was imported from where, when) in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "summary.csv", df.to_csv(index=False, float_format="%.10g"))
+    manifest = {"imported": {"file": str(path), "sha256": file_digest(path), "format": fmt, "rows": len(df),
+                             "codecs": sorted(df["codec"].unique()), "datasets": sorted(df["dataset"].unique()),
+                             "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}  # fmt: skip
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return out / "summary.csv"
