@@ -51,6 +51,17 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bit-depth", type=int, choices=(8, 10), help="bit depth of raw .yuv input whose name does not say")
 
 
+def _add_codec_location_args(p: argparse.ArgumentParser) -> None:
+    """Where codecs that are not Python packages live (passed to the codecs that take them)."""
+    p.add_argument("--hm-dir", help="HM source tree (bin/TAppEncoder, cfg/encoder_lowdelay_main10.cfg) for --codec hm (default: PATH)")
+    p.add_argument("--vtm-dir", help="VTM source tree (bin/EncoderApp, cfg/encoder_lowdelay_vtm.cfg) for --codec vtm (default: PATH)")
+    p.add_argument("--dcvc-root", help="a checkout of microsoft/DCVC, for --codec dcvc-dc / dcvc-fm")
+    p.add_argument("--dcvc-weights", help="folder of DCVC checkpoints (default: <dcvc-root>/<model>/checkpoints)")
+
+
+_LOCATION_OPTIONS = ("hm_dir", "vtm_dir", "dcvc_root", "dcvc_weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,18 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="redo jobs already recorded as done")
     run.add_argument("--intra-period", type=int, help="frames between intra frames for codecs that take it (-1: one intra frame, the default)")
     run.add_argument("--ffmpeg", help="ffmpeg binary for the ffmpeg anchors (default: $BENCH_FFMPEG, else imageio-ffmpeg's)")
+    _add_codec_location_args(run)
     run.add_argument("--device", default="cpu", help="device for metrics and learned codecs: cpu, cuda, cuda:1")
     run.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS); see `bench doctor`")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     dr = sub.add_parser("doctor", help="list every weights file, whether it is present, and where to put it")
     dr.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS)")
+    _add_codec_location_args(dr)
 
     dsp = sub.add_parser("datasets", help="list each sequence of each dataset as found or missing")
     _add_data_args(dsp)
 
     cdp = sub.add_parser("codecs", help="list codecs, their default rate ladders, and whether they can run here")
     cdp.add_argument("--ffmpeg", help="ffmpeg binary to check the anchors against")
+    _add_codec_location_args(cdp)
 
     results_help = "results folder or summary.csv, repeatable (default: everything under results/ but results/golden)"
     pl = sub.add_parser("plot", help="RD curves per dataset and metric, and a paper-style grid")
@@ -145,7 +159,9 @@ def _codec_specs(args) -> list[tuple[str, dict]]:
         name, opts = parse_codec_spec(item)
         cls = codec_class(name)  # raises UnknownCodec listing the valid names
         accepted = accepted_options(cls)
-        for key, value in (("intra_period", args.intra_period), ("ffmpeg", args.ffmpeg), ("device", args.device if args.device != "cpu" else None)):
+        given = [("intra_period", args.intra_period), ("ffmpeg", args.ffmpeg), ("device", args.device if args.device != "cpu" else None)]
+        given += [(k, getattr(args, k, None)) for k in _LOCATION_OPTIONS]
+        for key, value in given:
             if value is not None and key in accepted and key not in opts:
                 opts[key] = value
         specs.append((name, opts))
@@ -210,7 +226,7 @@ def cmd_doctor(args) -> int:
     print("\ncodecs (what each needs beyond the Python packages):")
     for name in codec_names():
         try:
-            reqs = create_codec(name).requirements()
+            reqs = create_codec(name, **_location_opts(args, codec_class(name))).requirements()
         except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
             print(f"  {name}: cannot tell ({e})")
             continue
@@ -221,6 +237,11 @@ def cmd_doctor(args) -> int:
     print(f"\nFor offline use put the files in torch's hub cache ({weights.hub_dir()}/checkpoints, or hub/clip for RN50.pt; "
           f"TORCH_HOME moves it) or in a folder passed as --weights DIR / ${weights.ENV}.")
     return 0
+
+
+def _location_opts(args, cls) -> dict:
+    accepted = accepted_options(cls)
+    return {k: getattr(args, k) for k in ("ffmpeg", *_LOCATION_OPTIONS) if getattr(args, k, None) and k in accepted}
 
 
 def cmd_datasets(args) -> int:
@@ -243,8 +264,7 @@ def cmd_codecs(args) -> int:
     for name in codec_names():
         try:
             cls = codec_class(name)
-            opts = {"ffmpeg": args.ffmpeg} if args.ffmpeg and "ffmpeg" in accepted_options(cls) else {}
-            codec = create_codec(name, **opts)
+            codec = create_codec(name, **_location_opts(args, cls))
             ladder = ",".join(map(str, codec.default_rates))
             try:
                 codec.check()

@@ -1,0 +1,222 @@
+"""HM and VTM, the reference encoders, driven through the user's own binaries.
+
+``hm`` runs ``TAppEncoder``/``TAppDecoder`` (HM-16.x), ``vtm`` runs ``EncoderApp``/``DecoderApp``
+(VTM). Neither ships with any Python package, so they are looked for in ``hm_dir``/``vtm_dir``
+(the source tree: ``bin/`` and ``cfg/``; ``--hm-dir``/``--vtm-dir`` on the command line) or
+on PATH. The configuration is the tree's low-delay file (HM: ``cfg/encoder_lowdelay_main10.cfg``,
+VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option.
+
+The command line follows DCVC's test conditions (DESIGN.md §5)::
+
+    TAppEncoder -c encoder_lowdelay_main10.cfg --InputFile=in.yuv --BitstreamFile=out.bin
+        --DecodingRefreshType=2 --InputBitDepth=8 --OutputBitDepth=8 --OutputBitDepthC=8
+        --InputChromaFormat=420 --FrameRate=50 --FramesToBeEncoded=96 --SourceWidth=1920
+        --SourceHeight=1080 --IntraPeriod=-1 --QP=37 --Level=6.2 --ReconFile=rec.yuv
+
+(``--ReconFile`` added: the harness checks the decoder against it). The encoder's log is kept
+beside the bitstream as ``<bitstream>.enc.log``; a failure quotes its tail. The decoder runs
+``-b out.bin -o dec.yuv -d 8`` (output rounded to 8 bits, as the ffmpeg anchors return).
+The bitstream's picture size is read back with ffmpeg's parser, so decoding needs only the file.
+HM's and VTM's ``--FrameRate`` is an integer: 29.97 fps is passed as 30 (only rate control,
+which fixed-QP coding does not use, reads it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench import ffmpeg
+from bench.codec import Codec, CodecError, Rate, RateError, Requirement
+from bench.video import Video, read_yuv, write_yuv
+
+_GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc).*?, (\d+)x(\d+)")
+_FPS = re.compile(r"Stream #0:0.*?Video:.*?, (\d+(?:\.\d+)?) fps")
+
+
+class ReferenceEncoder(Codec):
+    encoder_names: ClassVar[tuple[str, ...]]
+    decoder_names: ClassVar[tuple[str, ...]]
+    default_cfg: ClassVar[str]
+    dir_option: ClassVar[str]
+    muxer: ClassVar[str]  # ffmpeg's raw elementary-stream demuxer, to read the picture size back
+    qp_range: ClassVar[tuple[int, int]] = (0, 51)
+    default_rates = (27, 32, 37, 42, 47)
+    extension = ".bin"
+
+    def __init__(self, *, root: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2",
+                 ffmpeg: str | None = None):  # fmt: skip
+        if intra_period == 0 or intra_period < -1:
+            raise ValueError(f"intra_period must be -1 (one intra frame) or a positive number, got {intra_period}")
+        self.root = Path(root).expanduser() if root else None
+        self.cfg = Path(cfg).expanduser() if cfg else None
+        self.intra_period = intra_period
+        self.level = str(level)
+        self.ffmpeg = ffmpeg
+        self._last: Video | None = None
+        self._last_command: list[str] = []
+
+    # --- finding the binaries and the cfg -----------------------------------------------------
+
+    def _find(self, names: tuple[str, ...]) -> Path | None:
+        if self.root is not None:
+            for sub in ("bin", "."):
+                for name in names:
+                    p = self.root / sub / name
+                    if p.is_file() and os.access(p, os.X_OK):
+                        return p
+            # HM/VTM's cmake/make builds put them deeper: bin/umake/gcc-*/x86_64/release/
+            for name in names:
+                for p in sorted((self.root / "bin").rglob(name)) if (self.root / "bin").is_dir() else []:
+                    if p.is_file() and os.access(p, os.X_OK):
+                        return p
+            return None
+        for name in names:
+            found = shutil.which(name)
+            if found:
+                return Path(found)
+        return None
+
+    def _cfg_path(self) -> Path | None:
+        if self.cfg is not None:
+            return self.cfg if self.cfg.is_file() else None
+        roots = [self.root] if self.root is not None else []
+        exe = self._find(self.encoder_names)
+        if exe is not None and self.root is None:  # on PATH: try the tree the binary was built in
+            roots += [exe.parent.parent, exe.parent]
+        for r in roots:
+            p = r / "cfg" / self.default_cfg
+            if p.is_file():
+                return p
+        return None
+
+    def requirements(self) -> list[Requirement]:
+        where = f"{self.root}/bin" if self.root else "PATH"
+        how = f"build {self.label} and pass {self.dir_option}=PATH/TO/{self.label} (its source tree), or put its bin/ on PATH"
+        reqs = []
+        for kind, names in (("encoder", self.encoder_names), ("decoder", self.decoder_names)):
+            exe = self._find(names)
+            reqs.append(Requirement(f"{self.label} {kind} ({' or '.join(names)})", exe is not None, str(exe) if exe else where, how))
+        cfg = self._cfg_path()
+        looked = str(self.cfg) if self.cfg else (f"{self.root}/cfg" if self.root else "cfg/ beside the encoder's bin/")
+        reqs.append(Requirement(f"{self.label} low-delay configuration {self.cfg.name if self.cfg else self.default_cfg}", cfg is not None,
+                                str(cfg) if cfg else looked, f"pass {self.dir_option}=TREE (with cfg/{self.default_cfg}) or cfg=FILE"))  # fmt: skip
+        return reqs
+
+    @property
+    def label(self) -> str:
+        return self.name.upper()
+
+    # --- protocol ------------------------------------------------------------------------------
+
+    def parse_rate(self, text: str | Rate) -> int:
+        qp = super().parse_rate(text)
+        lo, hi = self.qp_range
+        if not lo <= qp <= hi:
+            raise RateError(f"{self.name}: QP {qp} is outside {lo}..{hi}")
+        return qp
+
+    def encoder_command(self, exe: Path, cfg: Path, video: Video, qp: int, yuv: Path, out: Path, recon: Path) -> list[str]:
+        return [
+            str(exe), "-c", str(cfg),
+            f"--InputFile={yuv}", f"--BitstreamFile={out}",
+            "--DecodingRefreshType=2",
+            f"--InputBitDepth={video.bit_depth}", "--OutputBitDepth=8", "--OutputBitDepthC=8",
+            "--InputChromaFormat=420",
+            f"--FrameRate={max(1, round(video.fps))}", f"--FramesToBeEncoded={video.frames}",
+            f"--SourceWidth={video.width}", f"--SourceHeight={video.height}",
+            f"--IntraPeriod={self.intra_period}", f"--QP={qp}", f"--Level={self.level}",
+            f"--ReconFile={recon}",
+        ]  # fmt: skip
+
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+        qp = self.parse_rate(rate)
+        self.check()
+        exe, cfg = self._find(self.encoder_names), self._cfg_path()
+        workdir = Path(workdir)
+        out = workdir / f"{self.name}_qp{qp}{self.extension}"
+        yuv, recon = workdir / f"{self.name}_qp{qp}.input.yuv", workdir / f"{self.name}_qp{qp}.recon.yuv"
+        write_yuv(video, yuv)
+        cmd = self.encoder_command(exe, cfg, video, qp, yuv, out, recon)
+        self._last_command = cmd
+        log = out.with_name(out.name + ".enc.log")
+        try:
+            _run(cmd, log, f"{self.label} encoder")
+        finally:
+            yuv.unlink(missing_ok=True)
+        if not out.is_file() or out.stat().st_size == 0:
+            raise CodecError(f"{self.label} encoder wrote no bitstream to {out}; its log: {log}")
+        self._last = read_yuv(recon, video.width, video.height, bit_depth=8, fps=video.fps) if recon.is_file() else None
+        return out
+
+    def decode(self, path: Path, workdir: Path) -> Video:
+        path = Path(path)
+        exe = self._find(self.decoder_names)
+        if exe is None:
+            self.check()
+        out = Path(workdir) / f"{path.stem}.decoded.yuv"
+        _run([str(exe), "-b", str(path), "-o", str(out), "-d", "8"], Path(workdir) / f"{path.name}.dec.log", f"{self.label} decoder")
+        width, height, fps = self._geometry(path)
+        return read_yuv(out, width, height, bit_depth=8, fps=fps)
+
+    def _geometry(self, path: Path) -> tuple[int, int, float]:
+        exe = ffmpeg.ffmpeg_exe(self.ffmpeg)
+        probe = subprocess.run([exe, "-hide_banner", "-nostdin", "-f", self.muxer, "-i", str(path)], capture_output=True, text=True, timeout=120)
+        m = _GEOMETRY.search(probe.stderr)
+        if not m:
+            raise CodecError(f"{self.name}: cannot read the picture size of {path} with ffmpeg's {self.muxer} parser: {ffmpeg.tail(probe.stderr)}")
+        fps = _FPS.search(probe.stderr)
+        return int(m.group(1)), int(m.group(2)), float(fps.group(1)) if fps else 25.0
+
+    def encoder_reconstruction(self) -> Video | None:
+        return self._last
+
+    def describe(self) -> dict[str, Any]:
+        enc, dec = self._find(self.encoder_names), self._find(self.decoder_names)
+        return {**super().describe(), "encoder": str(enc) if enc else None, "decoder": str(dec) if dec else None,
+                "cfg": str(self._cfg_path()) if self._cfg_path() else None, "intra_period": self.intra_period, "level": self.level,
+                "last_command": self._last_command}  # fmt: skip
+
+
+def _run(cmd: list[str], log: Path, what: str) -> None:
+    try:
+        with open(log, "w") as f:
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise CodecError(f"{what} could not start ({cmd[0]}): {e}") from e
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise CodecError(f"{what} failed (exit {proc.returncode}); log {log}:\n{tail}")
+
+
+class HM(ReferenceEncoder):
+    """HEVC reference encoder HM-16.x (the paper's HM16.25), low delay, main10."""
+
+    name = "hm"
+    encoder_names = ("TAppEncoder", "TAppEncoderStatic")
+    decoder_names = ("TAppDecoder", "TAppDecoderStatic")
+    default_cfg = "encoder_lowdelay_main10.cfg"
+    dir_option = "hm_dir"
+    muxer = "hevc"
+
+    def __init__(self, *, hm_dir: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2", ffmpeg: str | None = None):
+        super().__init__(root=hm_dir, cfg=cfg, intra_period=intra_period, level=level, ffmpeg=ffmpeg)
+
+
+class VTM(ReferenceEncoder):
+    """VVC reference encoder VTM (the paper's VTM17.0), low delay."""
+
+    name = "vtm"
+    encoder_names = ("EncoderApp", "EncoderAppStatic")
+    decoder_names = ("DecoderApp", "DecoderAppStatic")
+    default_cfg = "encoder_lowdelay_vtm.cfg"
+    dir_option = "vtm_dir"
+    muxer = "vvc"
+    qp_range = (0, 63)
+
+    def __init__(self, *, vtm_dir: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2", ffmpeg: str | None = None):
+        super().__init__(root=vtm_dir, cfg=cfg, intra_period=intra_period, level=level, ffmpeg=ffmpeg)

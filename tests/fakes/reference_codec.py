@@ -1,0 +1,68 @@
+"""FAKE HM/VTM executables for tests: they follow the reference software's command-line
+contract (TAppEncoder/EncoderApp ``-c CFG --Key=Value ...``; TAppDecoder/DecoderApp ``-b -o -d``)
+but code with ffmpeg (libx265 for HM, libvvenc for VTM), so they write real HEVC/VVC streams.
+
+Installed by the tests as ``TAppEncoder`` etc. (the role comes from the file name). Each call
+appends its argv to ``$FAKE_REFERENCE_LOG`` (JSON lines); ``$FAKE_REFERENCE_FAIL`` makes the
+encoder fail the way HM does on a bad option.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+
+ROLE = Path(sys.argv[0]).name
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def log():
+    path = os.environ.get("FAKE_REFERENCE_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"role": ROLE, "argv": sys.argv[1:]}) + "\n")
+
+
+def encoder(args):
+    if args[:1] != ["-c"] or not Path(args[1]).is_file():
+        sys.exit(f"Error: cannot open configuration file {args[1:2]}")
+    opts = {}
+    for a in args[2:]:
+        if not a.startswith("--") or "=" not in a:
+            sys.exit(f"Error: unhandled argument {a}")
+        key, value = a[2:].split("=", 1)
+        opts[key] = value
+    if os.environ.get("FAKE_REFERENCE_FAIL"):
+        print("HM software: Encoder Version [16.25]")
+        sys.exit("Error parsing option \"Level\" with argument \"9.9\".")
+    w, h, n, qp = opts["SourceWidth"], opts["SourceHeight"], opts["FramesToBeEncoded"], int(opts["QP"])
+    pix_in = "yuv420p" if opts["InputBitDepth"] == "8" else "yuv420p10le"
+    vvc = ROLE.startswith("Encoder")
+    codec = ["-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-qp", str(qp), "-qpa", "0", "-f", "vvc"] if vvc else \
+        ["-c:v", "libx265", "-x265-params", f"qp={qp}:bframes=0:log-level=error", "-f", "hevc"]
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_in, "-s", f"{w}x{h}",
+                    "-r", opts["FrameRate"], "-i", opts["InputFile"], "-frames:v", n, *codec, opts["BitstreamFile"]], check=True)
+    print(f"POC    0 TId: 0 ( I-SLICE, QP {qp} )")
+    if "ReconFile" in opts:
+        decode(opts["BitstreamFile"], opts["ReconFile"], vvc)
+    print("Total Time: 0.1 sec.")
+
+
+def decode(bitstream, out, vvc):
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "vvc" if vvc else "hevc", "-i", bitstream,
+                    "-f", "rawvideo", "-pix_fmt", "yuv420p", out], check=True)
+
+
+def decoder(args):
+    opts = dict(zip(args[::2], args[1::2]))
+    if set(opts) != {"-b", "-o", "-d"} or opts["-d"] != "8":
+        sys.exit(f"unexpected decoder arguments {args}")
+    decode(opts["-b"], opts["-o"], ROLE.startswith("Decoder"))
+
+
+if __name__ == "__main__":
+    log()
+    encoder(sys.argv[1:]) if "Encoder" in ROLE else decoder(sys.argv[1:])

@@ -1,0 +1,143 @@
+"""The hm and vtm codecs against FAKE reference executables (tests/fakes/reference_codec.py).
+
+The fakes follow HM's and VTM's command-line contract but code with ffmpeg, so the streams
+are real HEVC/VVC; what is tested is the wrapper: how binaries and cfg files are found, the
+exact encoder and decoder command lines (DCVC's test conditions), the kept encoder log, and
+every error path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.codec import CodecError, CodecUnavailable, RateError, create_codec
+
+FAKE = Path(__file__).parent / "fakes" / "reference_codec.py"
+ROLES = {"hm": ("TAppEncoder", "TAppDecoder", "encoder_lowdelay_main10.cfg"), "vtm": ("EncoderApp", "DecoderApp", "encoder_lowdelay_vtm.cfg")}
+
+
+def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True) -> Path:
+    enc, dec, cfg = ROLES[kind]
+    (root / "bin").mkdir(parents=True)
+    if binaries:
+        script = f"#!{sys.executable}\n" + FAKE.read_text()
+        for name in (enc, dec):
+            p = root / "bin" / name
+            p.write_text(script)
+            p.chmod(0o755)
+    if with_cfg:
+        (root / "cfg").mkdir()
+        (root / "cfg" / cfg).write_text("#======== File I/O ===\nGOPSize : 4\n")
+    return root
+
+
+@pytest.fixture
+def calls(tmp_path, monkeypatch):
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("FAKE_REFERENCE_LOG", str(log))
+    return lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.parametrize("kind", ["hm", "vtm"])
+def test_exact_command_lines_and_round_trip(kind, tmp_path, calls, synthetic):
+    tree = make_tree(tmp_path / kind.upper(), kind)
+    codec = create_codec(kind, **{f"{kind}_dir": str(tree)})
+    assert all(r.present for r in codec.requirements())
+    video = synthetic["testsrc2"].open(frames=3)
+    work = tmp_path / "work"
+    work.mkdir()
+    path = codec.encode(video, 37, work)
+    enc, dec, cfg = ROLES[kind]
+    (call,) = calls()
+    assert call["role"] == enc
+    assert call["argv"] == [
+        "-c", str(tree / "cfg" / cfg),
+        f"--InputFile={work / f'{kind}_qp37.input.yuv'}", f"--BitstreamFile={path}",
+        "--DecodingRefreshType=2", "--InputBitDepth=8", "--OutputBitDepth=8", "--OutputBitDepthC=8", "--InputChromaFormat=420",
+        f"--FrameRate={round(video.fps)}", "--FramesToBeEncoded=3", f"--SourceWidth={video.width}", f"--SourceHeight={video.height}",
+        "--IntraPeriod=-1", "--QP=37", "--Level=6.2", f"--ReconFile={work / f'{kind}_qp37.recon.yuv'}",
+    ]  # fmt: skip
+    assert (work / f"{path.name}.enc.log").read_text().count("POC") == 1  # the encoder's log is kept beside the bitstream
+    assert not (work / f"{kind}_qp37.input.yuv").exists()  # the raw input copy is removed
+    decoded = codec.decode(path, work)
+    assert calls()[-1] == {"role": dec, "argv": ["-b", str(path), "-o", str(work / f"{kind}_qp37.decoded.yuv"), "-d", "8"]}
+    assert (decoded.width, decoded.height, decoded.frames) == (video.width, video.height, 3)
+    assert np.array_equal(decoded.y, codec.encoder_reconstruction().y)
+    assert codec.describe()["last_command"][0] == str(tree / "bin" / enc)
+
+
+def test_intra_period_level_and_cfg_options(tmp_path, calls, synthetic):
+    tree = make_tree(tmp_path / "HM", "hm")
+    mycfg = tmp_path / "my_ld.cfg"
+    mycfg.write_text("GOPSize : 4\n")
+    codec = create_codec("hm", hm_dir=str(tree), intra_period=32, level="4.1", cfg=str(mycfg))
+    codec.encode(synthetic["testsrc2"].open(frames=2), 42, tmp_path)
+    argv = calls()[0]["argv"]
+    assert argv[:2] == ["-c", str(mycfg)] and "--IntraPeriod=32" in argv and "--Level=4.1" in argv and "--QP=42" in argv
+    with pytest.raises(ValueError, match="intra_period"):
+        create_codec("hm", intra_period=0)
+    with pytest.raises(RateError, match="outside 0..51"):
+        codec.parse_rate(52)
+    assert create_codec("vtm").parse_rate(60) == 60
+
+
+def test_found_on_path_with_cfg_beside_bin(tmp_path, monkeypatch, calls, synthetic):
+    tree = make_tree(tmp_path / "VTM", "vtm")
+    monkeypatch.setenv("PATH", f"{tree / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    codec = create_codec("vtm")
+    codec.check()
+    codec.encode(synthetic["testsrc2"].open(frames=1), 40, tmp_path)
+    assert calls()[0]["argv"][1] == str(tree / "cfg" / "encoder_lowdelay_vtm.cfg")
+
+
+def test_missing_binaries_and_cfg_are_named(tmp_path, monkeypatch, synthetic):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    codec = create_codec("hm")
+    reqs = codec.requirements()
+    assert [r.present for r in reqs] == [False, False, False] and "TAppEncoder" in reqs[0].what
+    with pytest.raises(CodecUnavailable, match=r"HM encoder \(TAppEncoder or TAppEncoderStatic\) not found \(looked in PATH\).*hm_dir"):
+        codec.check()
+    nocfg = make_tree(tmp_path / "HM", "hm", with_cfg=False)
+    codec = create_codec("hm", hm_dir=str(nocfg))
+    with pytest.raises(CodecUnavailable, match=r"encoder_lowdelay_main10.cfg not found \(looked in .*HM/cfg\)"):
+        codec.encode(synthetic["testsrc2"].open(frames=1), 37, tmp_path)
+    nobin = make_tree(tmp_path / "VTM", "vtm", binaries=False)
+    with pytest.raises(CodecUnavailable, match=r"VTM encoder \(EncoderApp or EncoderAppStatic\) not found \(looked in .*VTM/bin\)"):
+        create_codec("vtm", vtm_dir=str(nobin)).check()
+
+
+def test_encoder_failure_quotes_its_log(tmp_path, monkeypatch, synthetic):
+    tree = make_tree(tmp_path / "HM", "hm")
+    monkeypatch.setenv("FAKE_REFERENCE_FAIL", "1")
+    with pytest.raises(CodecError, match=r"(?s)HM encoder failed \(exit 1\).*Error parsing option \"Level\""):
+        create_codec("hm", hm_dir=str(tree)).encode(synthetic["testsrc2"].open(frames=1), 37, tmp_path)
+    assert (tmp_path / "hm_qp37.bin.enc.log").read_text().startswith("HM software")
+
+
+def test_decoder_refuses_a_non_hevc_file(tmp_path):
+    tree = make_tree(tmp_path / "HM", "hm")
+    bad = tmp_path / "x.bin"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(CodecError):
+        create_codec("hm", hm_dir=str(tree)).decode(bad, tmp_path)
+
+
+def test_bench_run_passes_hm_dir(tmp_path, calls):
+    import pandas as pd
+
+    from bench.cli import main
+
+    tree = make_tree(tmp_path / "HM", "hm")
+    rc = main(["run", "--codec", "hm", "--hm-dir", str(tree), "--dataset", "synthetic", "--sequences", "testsrc2", "--frames", "2",
+               "--rates", "37", "--metrics", "psnr", "--out", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    assert rc == 0 and calls()[0]["role"] == "TAppEncoder"
+    s = pd.read_csv(tmp_path / "r" / "summary.csv")
+    assert s.loc[0, "codec"] == "hm" and s.loc[0, "bytes"] > 0
+    assert shutil.which("TAppEncoder") is None  # nothing leaked onto PATH
