@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecUnavailable, Rate, RateError
+from bench.codec import Codec, CodecUnavailable, Rate
 from bench.video import Video, iter_yuv_bytes, read_yuv
 
 _PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
@@ -60,13 +60,6 @@ class FFmpegAnchor(Codec):
     @property
     def exe(self) -> str:
         return ffmpeg.ffmpeg_exe(self.ffmpeg)
-
-    def parse_rate(self, text: str | Rate) -> int:
-        qp = super().parse_rate(text)
-        lo, hi = self.qp_range
-        if not lo <= qp <= hi:
-            raise RateError(f"{self.name}: QP {qp} is outside {lo}..{hi}")
-        return qp
 
     def check(self) -> None:
         try:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecError, Rate, RateError, Requirement
+from bench.codec import Codec, CodecError, Rate, Requirement
 from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc).*?, (\d+)x(\d+)")
@@ -112,13 +112,6 @@ class ReferenceEncoder(Codec):
         return self.name.upper()
 
     # --- protocol ------------------------------------------------------------------------------
-
-    def parse_rate(self, text: str | Rate) -> int:
-        qp = super().parse_rate(text)
-        lo, hi = self.qp_range
-        if not lo <= qp <= hi:
-            raise RateError(f"{self.name}: QP {qp} is outside {lo}..{hi}")
-        return qp
 
     def encoder_command(self, exe: Path, cfg: Path, video: Video, qp: int, yuv: Path, out: Path, recon: Path) -> list[str]:
         return [

@@ -70,13 +70,18 @@ class Codec(ABC):
     default_rates: ClassVar[tuple[Rate, ...]] = ()
     #: bitstream file extension
     extension: ClassVar[str] = ".bin"
+    #: the valid QPs of a QP-driven codec (checked by parse_rate); None: no range
+    qp_range: ClassVar[tuple[int, int] | None] = None
 
     def parse_rate(self, text: str | Rate) -> Rate:
         """Turn a ``--rates`` item into this codec's rate value; raise RateError if invalid."""
         try:
-            return int(text)
+            value = int(text)
         except (TypeError, ValueError):
             raise RateError(f"{self.name}: rate {text!r} is not an integer {self.rate_name}") from None
+        if self.qp_range is not None and not self.qp_range[0] <= value <= self.qp_range[1]:
+            raise RateError(f"{self.name}: QP {value} is outside {self.qp_range[0]}..{self.qp_range[1]}")
+        return value
 
     def check(self) -> None:
         """Raise CodecUnavailable, saying what is missing and how to fix it, if it cannot run."""
