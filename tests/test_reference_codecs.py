@@ -141,3 +141,24 @@ def test_bench_run_passes_hm_dir(tmp_path, calls):
     s = pd.read_csv(tmp_path / "r" / "summary.csv")
     assert s.loc[0, "codec"] == "hm" and s.loc[0, "bytes"] > 0
     assert shutil.which("TAppEncoder") is None  # nothing leaked onto PATH
+
+
+def test_codecs_and_doctor_show_what_each_baseline_needs(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    tree = make_tree(tmp_path / "HM", "hm")
+    assert main(["codecs", "--hm-dir", str(tree)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "ok" in lines["hm"] and "[needs 3/3 present]" in lines["hm"]
+    assert "cannot run: VTM encoder (EncoderApp or EncoderAppStatic) not found" in lines["vtm"] and "[needs 0/3 present]" in lines["vtm"]
+    assert "ssf2020-mse-5-1dd7d574.pth.tar not found" in lines["ssf2020"] and "[needs 0/5 present]" in lines["ssf2020"]
+    assert "checkout of microsoft/DCVC with DCVC-FM not found" in lines["dcvc-fm"]
+    assert main(["doctor", "--hm-dir", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert f"hm: present HM encoder (TAppEncoder or TAppEncoderStatic)\n          at {tree / 'bin' / 'TAppEncoder'}" in out
+    assert "vtm: MISSING VTM low-delay configuration encoder_lowdelay_vtm.cfg" in out
+    assert "bmshj2018-hyperprior: MISSING bmshj2018-hyperprior quality 1 (mse) weights bmshj2018-hyperprior-1-7eb97409.pth.tar" in out
+    assert "dcvc-dc: MISSING DCVC-DC checkpoint cvpr2023_video_yuv420_psnr.pth.tar" in out
+    assert "x265: nothing else" in out
