@@ -160,6 +160,34 @@ def test_stage_parameters():
     lora = {n for n, p in model.odfte.transformer.named_parameters() if p.requires_grad}
     assert lora and all("lora_" in n for n in lora)
     assert all(p.requires_grad for p in model.odfte.vae.encoder.parameters())
+    assert all(p.requires_grad for p in model.intra.parameters())  # end to end by default
+    trainable_parameters(model, TrainConfig(stage=2, dit="full", train_stem=False))
+    assert not any(p.requires_grad for m in (model.intra, model.mv, model.pframe) for p in m.parameters())
+    assert all(p.requires_grad for p in model.odfte.transformer.parameters())
+
+
+def test_stage2_with_stem_frozen_moves_only_odfte(tmp_path):
+    cfg = TrainConfig(stage=2, steps=2, batch_size=1, frames=5, crop=(128, 128), dit="full", train_stem=False, perceptual="ms_ssim",
+                      lr=1e-3, log_every=1, checkpoint_every=100, data=["lavfi:testsrc2=size=192x160:rate=25"], data_weights=[1.0])  # fmt: skip
+    torch.manual_seed(0)
+    before = random_model(0).state_dict()
+    init = tmp_path / "init"
+    random_model(0).save(init)
+    cfg.init = str(init)
+    after = DiffSIT.load(train(cfg, tmp_path / "run", progress=False)).state_dict()
+    stem = [k for k in before if k.split(".")[0] in ("intra", "mv", "pframe") and before[k].is_floating_point()]
+    assert all(torch.equal(before[k], after[k]) for k in stem)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("odfte.transformer"))
+
+
+def test_gains_get_their_own_learning_rate(tmp_path):
+    cfg = TrainConfig(stage=1, steps=1, batch_size=1, frames=3, crop=(64, 64), lr=1e-4, lr_gain=0.05, log_every=1,
+                      data=["lavfi:testsrc2=size=128x128:rate=25"], data_weights=[1.0])  # fmt: skip
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
+    lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
+    assert len(lrs) == 3 and lrs[2] > 10 * lrs[0]  # main, aux (quantiles), gains
 
 
 # --- checkpoints ----------------------------------------------------------------------------
