@@ -123,8 +123,6 @@ class DCVCCodec(Codec):
 
     def nets(self):
         if self._nets is None:
-            import torch
-
             m = self.modules()
             helper = m["utils.stream_helper"]
             i_net, p_net = self._architectures(m)
@@ -132,11 +130,22 @@ class DCVCCodec(Codec):
                 net.load_state_dict(helper.get_state_dict(str(self.weight_path(name))))
                 net.to(self.device).eval()
             self._update(i_net, p_net)
-            torch.set_grad_enabled(False)
             self._nets = (i_net, p_net)
         return self._nets
 
     # --- protocol ------------------------------------------------------------------------------
+
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+        import torch
+
+        with torch.no_grad():
+            return self._encode(video, rate, Path(workdir))
+
+    def decode(self, path: Path, workdir: Path) -> Video:
+        import torch
+
+        with torch.no_grad():
+            return self._decode(Path(path), Path(workdir))
 
     def _is_intra(self, index: int) -> bool:
         # -1 is one intra frame, explicitly (DESIGN.md §8: DCVC-FM's own `i % -1 == 0` is always true)
@@ -213,7 +222,7 @@ class DCVCFM(DCVCCodec):
     def _fa_idx(self, i: int) -> int:
         return 3 if i % self.RESET_INTERVAL == 1 else self.INDEX_MAP[i % self.RATE_GOP]
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def _encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
         q = self.parse_rate(rate)
         i_net, p_net = self.nets()
         sh = self.modules()["utils.stream_helper"]
@@ -239,7 +248,7 @@ class DCVCFM(DCVCCodec):
         self._last = self._video(planes, video.fps)
         return path
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def _decode(self, path: Path, workdir: Path) -> Video:
         i_net, p_net = self.nets()
         sh = self.modules()["utils.stream_helper"]
         sps_helper, planes, dpb, pending = sh.SPSHelper(), [], None, []
@@ -313,7 +322,7 @@ class DCVCDC(DCVCCodec):
         pick = lambda s: float(interp(float(s[-1]), float(s[0]), self.rate_num)[q])  # noqa: E731 - min, max as theirs
         return pick(i_s), pick(mv_s), pick(y_s)
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def _encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
         q = self.parse_rate(rate)
         i_net, p_net = self.nets()
         i_scale, mv_scale, y_scale = self.q_scales(q)
@@ -334,7 +343,7 @@ class DCVCDC(DCVCCodec):
         header = {"model": self.name, "rate": q, "rate_num": self.rate_num, "frames": video.frames, "fps": video.fps, "intra_period": self.intra_period}
         return write_container(Path(workdir) / f"{self.name}_q{q}{self.extension}", header, frames)
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def _decode(self, path: Path, workdir: Path) -> Video:
         header, frames = read_container(path)
         if header.get("model") != self.name:
             raise CodecError(f"{path} was not written by dcvc-dc (header model {header.get('model')!r})")

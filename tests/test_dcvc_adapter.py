@@ -121,3 +121,9 @@ def test_bench_run_passes_dcvc_root(tmp_path):
     assert rc == 0
     s = pd.read_csv(tmp_path / "r" / "summary.csv")
     assert s.loc[0, "codec"] == "dcvc-fm" and s.loc[0, "bytes"] > 0 and s.loc[0, "psnr_yuv"] > 20
+
+
+def test_adapter_leaves_autograd_alone(tmp_path):
+    make_checkout(tmp_path / "DCVC", "DCVC-FM")
+    create_codec("dcvc-fm", dcvc_root=str(tmp_path / "DCVC")).encode(_video(2), 10, tmp_path)
+    assert torch.is_grad_enabled()
