@@ -309,6 +309,8 @@ def cmd_bdrate(args) -> int:
     from .report import BDOptions, bd_table, format_bd
 
     table = bd_table(_summaries(args.results), args.anchor, args.metric, BDOptions(args.method, args.convex_hull, args.min_overlap))
+    if table.attrs.get("datasets_without_anchor"):
+        print(f"note: {args.anchor} has no results on {', '.join(table.attrs['datasets_without_anchor'])}: left out", file=sys.stderr)
     text = format_bd(table, args.format)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

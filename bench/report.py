@@ -145,16 +145,16 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
     if anchor not in set(summary["codec"]):
         raise ValueError(f"anchor {anchor!r} is not in the results; codecs there: {', '.join(sorted(set(summary['codec'])))}")
     metrics = metrics or present_metrics(summary)
-    rows = []
+    rows, without_anchor = [], []
     for dataset, ds_rows in summary.groupby("dataset", sort=True):
         a_rows = ds_rows[ds_rows["codec"] == anchor]
+        if a_rows.empty:
+            # e.g. the published curves of datasets a user has not run: nothing to compare
+            without_anchor.append(dataset)
+            continue
         for codec in sorted(set(ds_rows["codec"]) - {anchor}):
             t_rows = ds_rows[ds_rows["codec"] == codec]
             base = {"dataset": dataset, "codec": codec, "anchor": anchor, "method": opt.method}
-            if a_rows.empty:
-                for metric in metrics:
-                    rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan, "note": f"anchor {anchor} has no results on {dataset}"})
-                continue
             a_seqs, t_seqs = complete_sequences(a_rows), complete_sequences(t_rows)
             if DATASET_LEVEL in a_seqs | t_seqs:
                 # imported dataset-level results (a paper's curve): only the dataset-level
@@ -193,7 +193,9 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
     out = pd.DataFrame(rows, columns=cols)
     order = {"all": 0, "mean": 1}
     out["_o"] = out["sequence"].map(lambda s: order.get(s, 2))
-    return out.sort_values(["dataset", "codec", "metric", "_o", "sequence"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    out = out.sort_values(["dataset", "codec", "metric", "_o", "sequence"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    out.attrs["datasets_without_anchor"] = without_anchor
+    return out
 
 
 def _level_cell(ds_rows, dataset, anchor, codec, a_seqs, t_seqs, metric, opt) -> dict:

@@ -161,3 +161,14 @@ def test_plot_overlays_published_curves(tmp_path):
     curves = pd.read_csv(tmp_path / "curves.csv")
     assert curves[curves.codec == "Diff-SIT"].imported.all() and not curves[curves.codec == "diffsit"].imported.any()
     assert (tmp_path / "uvg" / "lpips.png").is_file() and (tmp_path / "grid.png").is_file()
+
+
+def test_bdrate_leaves_out_datasets_the_anchor_has_not_run(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    pd.DataFrame([{"dataset": "sample", "sequence": "bikes", "codec": c, "rate": str(k), "bpp": b * (1 if c == "x265" else 0.8), "psnr_yuv": 30 + 3 * k}
+                  for c in ("x265", "vvenc") for k, b in enumerate([0.01, 0.02, 0.04, 0.08])]).to_csv(mine / "summary.csv", index=False)  # fmt: skip
+    assert main(["bdrate", "--anchor", "x265", "--results", str(mine), "--results", str(FIG5_SUMMARY.parent)]) == 0
+    out, err = capsys.readouterr()
+    assert "x265 has no results on hevc_b, mcl_jcv, uvg: left out" in err
+    assert "| sample | all | vvenc |" in out and "hevc_b" not in out
