@@ -43,8 +43,6 @@ def test_the_codec_loads_the_shipped_ladder_by_default():
     assert {codec.model_for(lam).model_id for lam in LAMBDAS} == set(NAMES)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 is open: the shipped tiny weights (150 STEM + 60 end-to-end steps per lambda) do not "
-                   "yet give a monotone rate ladder; retrain with a longer recipe and this must pass")
 def test_bpp_falls_as_lambda_grows():
     from bench.datasets import get_dataset
 
