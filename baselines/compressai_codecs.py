@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import weights
-from bench.codec import Codec, CodecError, Rate, RateError, Requirement
+from bench.codec import Codec, CodecError, Rate, RateError, Requirement, check_intra_period, is_intra_frame
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from .container import read_container, write_container
@@ -222,8 +222,7 @@ class SSF2020(CompressAICodec):
 
     def __init__(self, *, metric: str = "mse", device: str = "cpu", intra_period: int = -1, random_weights_for_tests: bool = False):
         super().__init__(metric=metric, device=device, random_weights_for_tests=random_weights_for_tests)
-        if intra_period == 0 or intra_period < -1:
-            raise ValueError(f"intra_period must be -1 (one key frame) or a positive number, got {intra_period}")
+        check_intra_period(intra_period)
         self.intra_period = intra_period
         self._ref = None
 
@@ -236,10 +235,6 @@ class SSF2020(CompressAICodec):
     def _random(self, cls, quality: int):
         return cls()
 
-    def _is_key(self, index: int) -> bool:
-        # -1 means one key frame, explicitly (DESIGN.md §8: `i % -1 == 0` is always true)
-        return index == 0 if self.intra_period == -1 else index % self.intra_period == 0
-
     def _header_extra(self) -> dict:
         return {"intra_period": self.intra_period}
 
@@ -249,7 +244,7 @@ class SSF2020(CompressAICodec):
 
     def _encode_frame(self, net, x, index: int):
         shape = (x.shape[-2] // self.multiple, x.shape[-1] // self.multiple)
-        if self._is_key(index):
+        if is_intra_frame(index, self.intra_period):
             x_rec, out = net.encode_keyframe(x)
             strings = [s[0] for s in out["strings"]]
         else:
@@ -261,7 +256,7 @@ class SSF2020(CompressAICodec):
         return strings, self._decode_frame(net, strings, shape, index)
 
     def _decode_frame(self, net, strings, z_shape, index: int):
-        if self._is_key(index):
+        if is_intra_frame(index, self.intra_period):
             x = net.decode_keyframe([[strings[0]], [strings[1]]], z_shape)
         else:
             parts = {"motion": [[strings[0]], [strings[1]]], "residual": [[strings[2]], [strings[3]]]}

@@ -35,10 +35,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.codec import Codec, CodecError, CodecUnavailable, Rate, RateError, Requirement
+from bench.codec import Codec, CodecError, CodecUnavailable, Rate, RateError, Requirement, check_intra_period, is_intra_frame
 from bench.video import Video
 
 from .container import read_container, write_container
+
+def _intra_dpb(x_hat) -> dict:
+    """DCVC's decoded-picture buffer after an intra frame (both families use this shape)."""
+    return {"ref_frame": x_hat, "ref_feature": None, "ref_mv_feature": None, "ref_y": None, "ref_mv_y": None}
+
 
 BUILD_HINT = "cd {src} && mkdir -p build && cd build && cmake ../cpp -DCMAKE_BUILD_TYPE=Release && make -j"
 
@@ -53,8 +58,7 @@ class DCVCCodec(Codec):
 
     def __init__(self, *, dcvc_root: str | None = None, dcvc_weights: str | None = None, device: str = "cpu", intra_period: int = -1,
                  image_weights: str | None = None, video_weights: str | None = None):  # fmt: skip
-        if intra_period == 0 or intra_period < -1:
-            raise ValueError(f"intra_period must be -1 (one intra frame) or a positive number, got {intra_period}")
+        check_intra_period(intra_period)
         self.root = Path(dcvc_root).expanduser() if dcvc_root else None
         self.weights_dir = Path(dcvc_weights).expanduser() if dcvc_weights else None
         self.device = device
@@ -147,10 +151,6 @@ class DCVCCodec(Codec):
         with torch.no_grad():
             return self._decode(Path(path), Path(workdir))
 
-    def _is_intra(self, index: int) -> bool:
-        # -1 is one intra frame, explicitly (DESIGN.md §8: DCVC-FM's own `i % -1 == 0` is always true)
-        return index == 0 if self.intra_period == -1 else index % self.intra_period == 0
-
     def _to_444(self, video: Video, i: int):
         import torch
 
@@ -215,10 +215,6 @@ class DCVCFM(DCVCCodec):
         i_net.update(None)
         p_net.update(None)
 
-    @staticmethod
-    def _empty_dpb(x_hat) -> dict:
-        return {"ref_frame": x_hat, "ref_feature": None, "ref_mv_feature": None, "ref_y": None, "ref_mv_y": None}
-
     def _fa_idx(self, i: int) -> int:
         return 3 if i % self.RESET_INTERVAL == 1 else self.INDEX_MAP[i % self.RATE_GOP]
 
@@ -231,7 +227,7 @@ class DCVCFM(DCVCCodec):
         with open(path, "wb") as out:
             for i in range(video.frames):
                 x, pads = self._to_444(video, i)
-                intra = self._is_intra(i)
+                intra = is_intra_frame(i, self.intra_period)
                 fa_idx = 0 if intra else self._fa_idx(i)
                 if not intra and i % self.RESET_INTERVAL == 1:
                     dpb["ref_feature"] = None
@@ -241,7 +237,7 @@ class DCVCFM(DCVCCodec):
                 if new:
                     sh.write_sps(out, sps)
                 if intra:
-                    dpb = self._empty_dpb(i_net.encode(x, q, sps_id, out)["x_hat"])
+                    dpb = _intra_dpb(i_net.encode(x, q, sps_id, out)["x_hat"])
                 else:
                     dpb = p_net.encode(x, dpb, q, fa_idx, sps_id, out)["dpb"]
                 planes.append(self._to_420(dpb["ref_frame"], pads, video.height, video.width))
@@ -269,7 +265,7 @@ class DCVCFM(DCVCCodec):
                     sps_id, bit_stream = pending.pop(0), None
                 sps = sps_helper.get_sps_by_id(sps_id)
                 if header["nal_type"] == sh.NalType.NAL_I:
-                    dpb = self._empty_dpb(i_net.decompress(bit_stream, sps)["x_hat"])
+                    dpb = _intra_dpb(i_net.decompress(bit_stream, sps)["x_hat"])
                 else:
                     if dpb is None:
                         raise CodecError(f"{path}: a P frame before any I frame")
@@ -330,9 +326,9 @@ class DCVCDC(DCVCCodec):
         tmp = Path(workdir) / f"{self.name}_q{q}.frame.bin"
         for i in range(video.frames):
             x, pads = self._to_444(video, i)
-            if self._is_intra(i):
+            if is_intra_frame(i, self.intra_period):
                 res = i_net.encode_decode(x, i_scale, str(tmp), pic_width=video.width, pic_height=video.height)
-                dpb = {"ref_frame": res["x_hat"], "ref_feature": None, "ref_mv_feature": None, "ref_y": None, "ref_mv_y": None}
+                dpb = _intra_dpb(res["x_hat"])
             else:
                 res = p_net.encode_decode(x, dpb, str(tmp), pic_width=video.width, pic_height=video.height, mv_y_q_scale=mv_scale, y_q_scale=y_scale)
                 dpb = res["dpb"]
@@ -354,10 +350,10 @@ class DCVCDC(DCVCCodec):
         planes, dpb = [], None
         for i, (data,) in enumerate(frames):
             tmp.write_bytes(data)
-            if self._is_intra(i):
+            if is_intra_frame(i, self.intra_period):
                 h, w, q_index, stream = sh.decode_i(str(tmp))
                 x = i_net.decompress(stream, h, w, q_index / 100)["x_hat"]
-                dpb = {"ref_frame": x, "ref_feature": None, "ref_mv_feature": None, "ref_y": None, "ref_mv_y": None}
+                dpb = _intra_dpb(x)
             else:
                 h, w, mv_q, y_q, stream = sh.decode_p(str(tmp))
                 dpb = p_net.decompress(dpb, stream, h, w, mv_q / 100, y_q / 100)["dpb"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecUnavailable, Rate
+from bench.codec import Codec, CodecUnavailable, Rate, check_intra_period
 from bench.video import Video, iter_yuv_bytes, read_yuv
 
 _PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
@@ -41,8 +41,7 @@ class FFmpegAnchor(Codec):
         preset: str | int | None = None,
         threads: int | None = None,
     ):
-        if intra_period == 0 or intra_period < -1:
-            raise ValueError(f"intra_period must be -1 (one intra frame) or a positive number, got {intra_period}")
+        check_intra_period(intra_period)
         self.ffmpeg = ffmpeg
         self.intra_period = intra_period
         self.preset = self.default_preset if preset is None else preset

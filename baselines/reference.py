@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecError, Rate, Requirement
+from bench.codec import Codec, CodecError, Rate, Requirement, check_intra_period
 from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc).*?, (\d+)x(\d+)")
@@ -50,8 +50,7 @@ class ReferenceEncoder(Codec):
 
     def __init__(self, *, root: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2",
                  ffmpeg: str | None = None):  # fmt: skip
-        if intra_period == 0 or intra_period < -1:
-            raise ValueError(f"intra_period must be -1 (one intra frame) or a positive number, got {intra_period}")
+        check_intra_period(intra_period)
         self.root = Path(root).expanduser() if root else None
         self.cfg = Path(cfg).expanduser() if cfg else None
         self.intra_period = intra_period

@@ -59,6 +59,19 @@ class Requirement:
     fix: str = ""  # how to provide it
 
 
+def check_intra_period(intra_period: int) -> int:
+    """-1 (one intra frame) or a positive period; anything else is a ValueError."""
+    if intra_period == 0 or intra_period < -1:
+        raise ValueError(f"intra_period must be -1 (one intra frame) or a positive number, got {intra_period}")
+    return intra_period
+
+
+def is_intra_frame(index: int, intra_period: int) -> bool:
+    """Whether frame ``index`` is intra coded. -1 is handled explicitly: ``i % -1 == 0`` is
+    always true in Python, which silently turned one-intra-frame runs all-intra (DESIGN.md §8)."""
+    return index == 0 if intra_period == -1 else index % intra_period == 0
+
+
 class Codec(ABC):
     """Base class of every codec plugin."""
 
