@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.video import VideoError, write_yuv
 
     from .bitstream import BitstreamError, stream_model_id
-    from .codec import decode_intermediate, encode_video, load_model, refine, spec_for_model_id, to_video
+    from .codec import decode_intermediate, encode_video, load_model, reconstruct, spec_for_model_id, to_video
 
     try:
         if args.command == "encode":
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             (seq,) = PathDataset(args.input, size=size, fps=args.fps).resolve(None)
             video = seq.open(frames=args.frames)
             model = load_model(args.model, allow_untrained=args.allow_untrained)
-            data, _ = encode_video(model, video, device=args.device)
+            data = encode_video(model, video, device=args.device, output=False).data
             tmp = args.output.with_name(f".{args.output.name}.tmp")
             tmp.write_bytes(data)
             tmp.replace(args.output)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             data = args.input.read_bytes()
             model = load_model(args.model or spec_for_model_id(stream_model_id(data)), allow_untrained=args.allow_untrained)
             stream, x_tilde = decode_intermediate(model, data, device=args.device)
-            video = to_video(refine(model, x_tilde, stream.intra_period).cpu(), stream.width, stream.height, float(stream.fps))
+            video = to_video(reconstruct(model, stream, x_tilde).cpu(), stream.width, stream.height, float(stream.fps))
             write_yuv(video, args.output)  # atomic: no partial file on failure
             print(f"{args.output}: {video.frames} frames {video.width}x{video.height}")
     except (BitstreamError, CodecUnavailable, DatasetError, VideoError, FileNotFoundError) as e:

@@ -5,14 +5,22 @@ At each lambda, on every sequence of a ``bench`` dataset (the first ``--frames``
 ==================  =====================================================================
 variant             what it is
 ==================  =====================================================================
-``x_tilde``         STEM's intermediate video x~ (before ODFTE), the stream's bits
-``x_hat``           Diff-SIT: ODFTE over whole windows with the frame-type embedder
-``x_hat_no_fte``    ODFTE with the FTE switched off (same weights, c = 0)
-``x_hat_per_frame`` ODFTE on each frame alone (windows of one frame): temporal consistency
+``x_tilde``         STEM's intermediate video x~ (before ODFTE): the stream without its
+                    strength map
+``x_hat``           Diff-SIT's output: ODFTE over whole windows with the frame-type
+                    embedder, kept per block as the stream's strength map says; the
+                    stream's bits, map included
+``x_hat_full``      ODFTE's output as is (strength 1 everywhere, no map: the paper's
+                    decoder-only form), at x~'s bits
+``x_hat_no_fte``    ``x_hat_full`` with the FTE switched off (same weights, c = 0)
+``x_hat_per_frame`` ``x_hat_full`` on each frame alone (windows of one frame): temporal
+                    consistency
 ``all_p``           x~ when every frame after the first is a P frame (no MV frames): bits
 ==================  =====================================================================
 
-The first four share one bitstream, so they compare at exactly equal bits. Metrics are the
+All but ``all_p`` come from one bitstream; ``x_hat`` alone also spends the strength map's
+bytes (a fraction of a percent; its bpp column shows them). The FTE and per-frame rows are
+compared with ``x_hat_full``, so they measure ODFTE itself, not the encoder's choice. Metrics are the
 harness's (``bench.metrics``): every one that can run here unless ``--metrics`` says which.
 Output: ``ablation.csv`` (per sequence) and ``ablation.md`` (dataset means per lambda, the
 differences that matter, and the model and metric provenance).
@@ -27,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VARIANTS = ("x_tilde", "x_hat", "x_hat_no_fte", "x_hat_per_frame", "all_p")
+VARIANTS = ("x_tilde", "x_hat", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame", "all_p")
 HIGHER_IS_BETTER = {"psnr_y": True, "psnr_yuv": True, "psnr_rgb": True, "ms_ssim_rgb": True, "vmaf": True, "clipiqa": True,
                     "lpips": False, "dists": False, "ewarp": False}  # fmt: skip
 SUMMARY_COLUMNS = ("psnr_yuv", "psnr_rgb", "ms_ssim_rgb", "vmaf", "lpips", "dists", "clipiqa", "ewarp")
@@ -79,14 +87,15 @@ def ablate(dataset: str = "sample", *, frames: int = 9, lambdas=(0.5, 1, 2, 4), 
             m = load_model(spec, allow_untrained=allow_untrained)
             models[f"{lam:g}"] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
             t0 = time.perf_counter()
-            data, x_tilde = encode_video(m, video, device=device)
+            enc = encode_video(m, video, device=device)
             p_data, p_tilde = encode_all_p(m, video, device=device)
-            ip = m.config.intra_period
+            ip, x_tilde, stem = m.config.intra_period, enc.x_tilde, enc.stem_bytes
             decoded = {
-                "x_tilde": (x_tilde, len(data)),
-                "x_hat": (refine(m, x_tilde, ip), len(data)),
-                "x_hat_no_fte": (refine(m, x_tilde, ip, use_fte=False), len(data)),
-                "x_hat_per_frame": (refine(m, x_tilde, ip, per_frame=True), len(data)),
+                "x_tilde": (x_tilde, stem),
+                "x_hat": (enc.x_hat, len(enc.data)),
+                "x_hat_full": (enc.x_refined, stem),
+                "x_hat_no_fte": (refine(m, x_tilde, ip, use_fte=False), stem),
+                "x_hat_per_frame": (refine(m, x_tilde, ip, per_frame=True), stem),
                 "all_p": (p_tilde, len(p_data)),
             }
             for variant, (rgb, nbytes) in decoded.items():
@@ -94,7 +103,8 @@ def ablate(dataset: str = "sample", *, frames: int = 9, lambdas=(0.5, 1, 2, 4), 
                 row = {"dataset": dataset, "sequence": seq.name, "lambda": lam, "variant": variant, "frames": video.frames,
                        "bytes": nbytes, "bpp": 8 * nbytes / pixels, **_summarise(measure(video, dist, chosen))}  # fmt: skip
                 rows.append(row)
-            log(f"{seq.name} lambda={lam:g}: {8 * len(data) / pixels:.4f} bpp (all-P {8 * len(p_data) / pixels:.4f}), {time.perf_counter() - t0:.0f} s")
+            log(f"{seq.name} lambda={lam:g}: {8 * len(enc.data) / pixels:.4f} bpp (strength map {len(enc.data) - stem} bytes; all-P"
+                f" {8 * len(p_data) / pixels:.4f}), {time.perf_counter() - t0:.0f} s")  # fmt: skip
     df = pd.DataFrame(rows)
     df.to_csv(out / "ablation.csv", index=False)
     (out / "ablation.md").write_text(report(df, models=models, skipped=skipped_all, frames=frames))
@@ -118,16 +128,18 @@ def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None
     for _, r in means.iterrows():
         lines.append(f"| {r['lambda']:g} | {r['variant']} | {r['bpp']:.4f} | " + " | ".join(_fmt(c, r[c]) for c in metric_cols) + " |")
     lines += ["", "## Differences (dataset means)", "",
-              "| λ | bits saved by MV frames vs all-P | ODFTE: x̂ − x̃ | FTE: on − off | Ewarp whole clip / per frame |",
-              "|---|---|---|---|---|"]  # fmt: skip
+              "| λ | bits saved by MV frames vs all-P | strength map's bits | x̂ − x̃ | ODFTE as is: x̂_full − x̃ | FTE: on − off | Ewarp whole clip / per frame |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for lam, g in means.groupby("lambda", sort=False):
         v = g.set_index("variant")
         saved = 1 - v.loc["x_tilde", "bpp"] / v.loc["all_p", "bpp"]
+        overhead = v.loc["x_hat", "bpp"] / v.loc["x_tilde", "bpp"] - 1
         key = next((c for c in ("lpips", "dists", "psnr_rgb", "psnr_yuv") if c in v.columns), None)
         odfte = f"{key} {v.loc['x_hat', key] - v.loc['x_tilde', key]:+.4g}" if key else "–"
-        fte = f"{key} {v.loc['x_hat', key] - v.loc['x_hat_no_fte', key]:+.4g}" if key else "–"
-        ew = f"{v.loc['x_hat', 'ewarp']:.3f} / {v.loc['x_hat_per_frame', 'ewarp']:.3f}" if "ewarp" in v.columns else "–"
-        lines.append(f"| {lam:g} | {100 * saved:.1f} % | {odfte} | {fte} | {ew} |")
+        full = f"{key} {v.loc['x_hat_full', key] - v.loc['x_tilde', key]:+.4g}" if key else "–"
+        fte = f"{key} {v.loc['x_hat_full', key] - v.loc['x_hat_no_fte', key]:+.4g}" if key else "–"
+        ew = f"{v.loc['x_hat_full', 'ewarp']:.3f} / {v.loc['x_hat_per_frame', 'ewarp']:.3f}" if "ewarp" in v.columns else "–"
+        lines.append(f"| {lam:g} | {100 * saved:.1f} % | +{100 * overhead:.2f} % | {odfte} | {full} | {fte} | {ew} |")
     if models:
         lines += ["", "## Models", "", "```json", json.dumps(models, indent=2), "```"]
     if skipped:

@@ -12,12 +12,17 @@ Layout (all integers little-endian)::
         fps_num, fps_den  u32, u32
         frames         u32
         intra_period   i32
+        strength_block u16 (version 2; 0: no strength map, x^ is ODFTE's output as is)
     frames       ``frames`` records, in coding order:
         index          u32 (display index)
         type           u8  (0 = I, 1 = P, 2 = MV)
         n_strings      u8
         n_strings x (u32 length + bytes)   entropy-coded strings (CompressAI)
+    strength     (version 2, strength_block > 0) u32 length + the raw-deflated level map of
+                 every ODFTE window (``diffsit.strength``)
     crc32        u32      of everything before it
+
+Version 1 streams (no strength map) still decode, as ODFTE's output as is.
 
 A decoder refuses a stream with a wrong magic, an unknown version, a model or weights hash
 other than its own, a truncated or trailing byte, or a CRC mismatch, with a message saying
@@ -34,7 +39,8 @@ from fractions import Fraction
 from .gop import FrameType
 
 MAGIC = b"DSIT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _TYPE_CODE = {FrameType.INTRA: 0, FrameType.PRED: 1, FrameType.MV: 2}
 _CODE_TYPE = {v: k for k, v in _TYPE_CODE.items()}
 
@@ -64,9 +70,15 @@ class Stream:
     frames: int
     intra_period: int = -1
     records: list[FrameRecord] = field(default_factory=list)
+    strength_block: int = 0
+    strength: bytes = b""  # the raw-deflated level maps, as stored
 
     def payload_bytes(self) -> int:
         return sum(len(s) for r in self.records for s in r.strings)
+
+    def strength_bytes(self) -> int:
+        """What the strength map adds to the stream (its length field included)."""
+        return 4 + len(self.strength) if self.strength_block else 0
 
 
 def _fps_fraction(fps: float | Fraction) -> Fraction:
@@ -77,16 +89,21 @@ def encode_stream(stream: Stream) -> bytes:
     if len(stream.weights_sha256) != 32:
         raise ValueError("weights_sha256 must be 32 bytes")
     model = stream.model_id.encode("utf-8")
+    if not 0 <= stream.strength_block < 2**16:
+        raise ValueError(f"strength_block must fit in u16, got {stream.strength_block}")
     fps = _fps_fraction(stream.fps)
     header = (
         struct.pack("<H", len(model)) + model + stream.weights_sha256
-        + struct.pack("<HHIIIi", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period)
+        + struct.pack("<HHIIIiH", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period,
+                      stream.strength_block)
     )  # fmt: skip
     parts = [MAGIC, struct.pack("<HI", FORMAT_VERSION, len(header)), header]
     for r in stream.records:
         parts.append(struct.pack("<IBB", r.index, _TYPE_CODE[r.type], len(r.strings)))
         for s in r.strings:
             parts.append(struct.pack("<I", len(s)) + s)
+    if stream.strength_block:
+        parts.append(struct.pack("<I", len(stream.strength)) + stream.strength)
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -128,8 +145,8 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
     r = _Reader(body)
     r.take(4, "magic")
     version, header_len = r.unpack("<HI", "version")
-    if version != FORMAT_VERSION:
-        raise BitstreamError(f"stream format version {version}; this decoder reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise BitstreamError(f"stream format version {version}; this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if zlib.crc32(body) != crc:
         if header_len + 10 > len(body):
             raise BitstreamError(f"truncated stream: header of {header_len} bytes, {len(body) - 10} present")
@@ -138,6 +155,7 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
     mid = r.take(mlen, "model id").decode("utf-8")
     wsha = r.take(32, "weights hash")
     width, height, num, den, frames, intra_period = r.unpack("<HHIIIi", "geometry")
+    (strength_block,) = r.unpack("<H", "strength block") if version >= 2 else (0,)
     if model_id is not None and mid != model_id:
         raise ModelMismatch(f"stream was made by model {mid!r}; this decoder has {model_id!r}. Decode with --model {mid}")
     if weights_sha256 is not None and wsha != weights_sha256:
@@ -145,13 +163,17 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
             f"stream was made by model {mid!r} with weights {wsha.hex()[:12]}…, but the loaded weights are "
             f"{weights_sha256.hex()[:12]}…: decoding would produce garbage. Load the weights the stream was made with."
         )
-    stream = Stream(mid, wsha, width, height, Fraction(num, den), frames, intra_period)
-    while r.pos < len(body):
+    stream = Stream(mid, wsha, width, height, Fraction(num, den), frames, intra_period, strength_block=strength_block)
+    while r.pos < len(body) and len(stream.records) < frames:
         index, code, n = r.unpack("<IBB", "frame record")
         if code not in _CODE_TYPE:
             raise BitstreamError(f"corrupted stream: frame type code {code} at offset {r.pos - 2}")
         strings = tuple(r.take(r.unpack("<I", "string length")[0], f"frame {index} string") for _ in range(n))
         stream.records.append(FrameRecord(index, _CODE_TYPE[code], strings))
+    if strength_block and len(stream.records) == frames:
+        stream.strength = r.take(r.unpack("<I", "strength map length")[0], "strength map")
+    if r.pos != len(body):
+        raise BitstreamError(f"corrupted stream: {len(body) - r.pos} bytes after the last record")
     if len(stream.records) != frames or sorted(rec.index for rec in stream.records) != list(range(frames)):
         raise BitstreamError(f"stream header says {frames} frames but holds records for {len(stream.records)}")
     return stream

@@ -4,13 +4,16 @@ Encoding: frames become RGB (BT.709, the harness's conversion), are padded to a 
 64 by edge replication, and are coded in the GOP's coding order by STEM (intra, P or MV
 coder), each from already-reconstructed references, into the container of
 ``diffsit.bitstream``. Decoding rebuilds the intermediate video x~ from the file alone,
-refines it with ODFTE window by window (9+12m frames, the last window padded), crops back,
-and converts to 4:2:0. The encoder runs the same decoder-side steps to keep its own
-reconstruction, which the harness compares with the decoder's output.
+refines it with ODFTE window by window (9+12m frames, the last window padded), keeps of
+ODFTE's change what the stream's strength map says per block (``diffsit.strength``), crops
+back, and converts to 4:2:0. The encoder runs the same decoder-side steps: it needs ODFTE's
+output to choose the strength map, and keeps its reconstruction, which the harness compares
+with the decoder's output.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import torch
 from bench.codec import Codec, CodecUnavailable, Rate, RateError
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
+from . import strength
 from .bitstream import FrameRecord, Stream, decode_stream, encode_stream, stream_model_id
 from .gop import FrameType, chunks, display_types, pad_indices, schedule
 
@@ -76,9 +80,27 @@ def _frames_rgb(video: Video, device) -> torch.Tensor:
     return pad_to_multiple(video.rgb(device=device), 64)
 
 
+@dataclass
+class Encoded:
+    """What the encoder produced: the stream's bytes, and the videos the decoder will rebuild
+    (padded, (N, 3, H, W) RGB in [0, 1])."""
+
+    data: bytes
+    stream: Stream
+    x_tilde: torch.Tensor  # STEM's intermediate video
+    x_refined: torch.Tensor | None  # ODFTE's output as is (strength 1 everywhere: the paper's x^)
+    x_hat: torch.Tensor | None  # the decoded video: x~ + strength map * (x_refined - x~)
+
+    @property
+    def stem_bytes(self) -> int:
+        """The stream without its strength map: what x~ alone costs."""
+        return len(self.data) - self.stream.strength_bytes()
+
+
 @torch.no_grad()
-def encode_video(model, video: Video, *, device: str = "cpu") -> tuple[bytes, torch.Tensor]:
-    """Bitstream bytes and the decoder-side intermediate video x~ (padded, (N,3,H,W))."""
+def encode_video(model, video: Video, *, device: str = "cpu", dtype=None, output: bool = True) -> Encoded:
+    """Code ``video``. ODFTE runs here when the model signals a strength map (it needs ODFTE's
+    output to choose it) or when ``output`` asks for the decoded video."""
     model.to(device)
     frames = _frames_rgb(video, device)
     n = video.frames
@@ -94,9 +116,25 @@ def encode_video(model, video: Video, *, device: str = "cpu") -> tuple[bytes, to
             strings, rec = model.mv.compress(cur, recon[fc.reference])
         recon[fc.index] = rec
         records.append(FrameRecord(fc.index, fc.type, tuple(strings)))
+    x_tilde = torch.cat([recon[i] for i in range(n)])
+    block = model.config.strength_block
+    x_refined = refine(model, x_tilde, model.config.intra_period, dtype=dtype) if block or output else None
+    x_hat, packed = x_refined, b""
+    if block:
+        windows = chunks(n, model.config.window)
+        maps = [strength.choose(frames[c.start : c.stop], x_tilde[c.start : c.stop], x_refined[c.start : c.stop], block) for c in windows]
+        x_hat = _apply_strength(x_tilde, x_refined, maps, windows, block)
+        packed = strength.pack(maps)
     stream = Stream(model.model_id, model.weights_sha256(), video.width, video.height, Fraction(video.fps).limit_denominator(1001000),
-                    n, model.config.intra_period, records)  # fmt: skip
-    return encode_stream(stream), torch.cat([recon[i] for i in range(n)])
+                    n, model.config.intra_period, records, strength_block=block, strength=packed)  # fmt: skip
+    return Encoded(encode_stream(stream), stream, x_tilde, x_refined, x_hat)
+
+
+def _apply_strength(x_tilde, x_refined, maps, windows, block) -> torch.Tensor:
+    out = torch.empty_like(x_tilde)
+    for c, levels in zip(windows, maps, strict=True):
+        out[c.start : c.stop] = strength.apply(x_tilde[c.start : c.stop], x_refined[c.start : c.stop], levels, block)
+    return out
 
 
 @torch.no_grad()
@@ -141,6 +179,17 @@ def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: boo
             y = model.odfte(clip, tmap, use_fte=use_fte)
         out[start:stop] = y[0].permute(1, 0, 2, 3)[: stop - start].to(out.dtype)
     return out
+
+
+@torch.no_grad()
+def reconstruct(model, stream: Stream, x_tilde: torch.Tensor, *, dtype=None) -> torch.Tensor:
+    """x^ from x~ and the stream's strength map (ODFTE's output as is when it has none)."""
+    x_refined = refine(model, x_tilde, stream.intra_period, dtype=dtype)
+    if not stream.strength_block:
+        return x_refined
+    windows = chunks(stream.frames, model.config.window)
+    maps = strength.unpack(stream.strength, len(windows), strength.grid(x_tilde.shape[-2], x_tilde.shape[-1], stream.strength_block))
+    return _apply_strength(x_tilde, x_refined, maps, windows, stream.strength_block)
 
 
 @torch.no_grad()
@@ -210,15 +259,13 @@ class DiffSITCodec(Codec):
 
     def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
         model = self.model_for(self.parse_rate(rate))
-        data, x_tilde = encode_video(model, video, device=self.device)
-        # The encoder needs only x~. With verify=true it also runs ODFTE, so the harness can
-        # check that the decoder reproduces the encoder's output exactly (doubles the time).
-        self._last = None
-        if self.verify:
-            x_hat = refine(model, x_tilde, model.config.intra_period, dtype=self.dtype)
-            self._last = to_video(x_hat.cpu(), video.width, video.height, video.fps)
+        # With verify=true the encoder keeps its reconstruction, so the harness can check that
+        # the decoder reproduces it exactly (a model without a strength map then runs ODFTE
+        # only for this, doubling the time).
+        enc = encode_video(model, video, device=self.device, dtype=self.dtype, output=self.verify)
+        self._last = to_video(enc.x_hat.cpu(), video.width, video.height, video.fps) if self.verify else None
         path = Path(workdir) / f"diffsit_lambda{self.parse_rate(rate):g}{self.extension}"
-        path.write_bytes(data)
+        path.write_bytes(enc.data)
         return path
 
     def decode(self, path: Path, workdir: Path) -> Video:
@@ -229,7 +276,7 @@ class DiffSITCodec(Codec):
             model = load_model(spec_for_model_id(mid), allow_untrained=self.allow_untrained)
             self._models[mid] = model
         stream, x_tilde = decode_intermediate(model, data, device=self.device)
-        x_hat = refine(model, x_tilde, stream.intra_period, dtype=self.dtype)
+        x_hat = reconstruct(model, stream, x_tilde, dtype=self.dtype)
         return to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps))
 
     def encoder_reconstruction(self) -> Video | None:

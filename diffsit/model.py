@@ -32,6 +32,9 @@ class DiffSITConfig:
     pframe: dict = field(default_factory=lambda: {"n": 32, "m": 48, "ctx": 16, "mv_n": 20, "mv_m": 20})
     odfte: ODFTEConfig = field(default_factory=tiny_config)
     window: int = 9  # ODFTE window, 9 + 12m frames
+    # the encoder-chosen strength map's block size (diffsit.strength); 0: none, x^ is ODFTE's
+    # output as is (the paper's decoder-only form). Pixels of the padded frame.
+    strength_block: int = 32
     intra_period: int = -1
     trained: bool = False
     description: str = ""

@@ -16,7 +16,7 @@ from bench.cli import main as bench_main  # noqa: E402
 from bench.video import read_yuv, write_yuv  # noqa: E402
 from conftest import random_video  # noqa: E402
 from diffsit.__main__ import main as diffsit_main  # noqa: E402
-from diffsit.codec import encode_video, load_model, refine, to_video  # noqa: E402
+from diffsit.codec import encode_video, load_model, to_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,10 @@ def test_decode_in_a_separate_process_is_bit_identical_to_the_encoder(clip, tmp_
     assert diffsit_main(["encode", str(path), "-o", str(stream), "--model", "random", "--allow-untrained"]) == 0
     # the encoder's own reconstruction, in this process
     model = load_model("random", allow_untrained=True)
-    data, x_tilde = encode_video(model, video)
-    assert data == stream.read_bytes()  # deterministic encoder
-    enc_rec = to_video(refine(model, x_tilde), video.width, video.height, video.fps)
+    enc = encode_video(model, video)
+    assert enc.stream.strength_block and enc.stream.strength  # the strength map is in the stream
+    assert enc.data == stream.read_bytes()  # deterministic encoder
+    enc_rec = to_video(enc.x_hat, video.width, video.height, video.fps)
     out = tmp_path / "rec.yuv"
     res = subprocess.run([sys.executable, "-m", "diffsit", "decode", str(stream), "-o", str(out), "--allow-untrained"],
                          capture_output=True, text=True, env=os.environ.copy())  # fmt: skip
@@ -93,7 +94,10 @@ def test_ablation_table(tmp_path):
                 allow_untrained=True, out=tmp_path, log=lambda *_: None)  # fmt: skip
     assert list(df["variant"]) == list(VARIANTS)
     v = df.set_index("variant")
-    assert len({v.loc[k, "bpp"] for k in ("x_tilde", "x_hat", "x_hat_no_fte", "x_hat_per_frame")}) == 1  # one bitstream
+    assert len({v.loc[k, "bpp"] for k in ("x_tilde", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame")}) == 1  # one bitstream
+    assert v.loc["x_tilde", "bpp"] < v.loc["x_hat", "bpp"] < 1.05 * v.loc["x_tilde", "bpp"]  # plus the strength map
+    # each block's strength is picked for PSNR-YUV (linearised; tests/test_diffsit_strength.py checks the choice)
+    assert v.loc["x_hat", "psnr_yuv"] >= v.loc["x_tilde", "psnr_yuv"] - 0.01
     assert v.loc["all_p", "bpp"] != v.loc["x_tilde", "bpp"]
     md = (tmp_path / "ablation.md").read_text()
     assert "bits saved by MV frames vs all-P" in md and "tiny-random-seed0" in md

@@ -25,9 +25,9 @@ def test_save_load_round_trip(tmp_path):
     from conftest import random_video
     from diffsit.codec import decode_intermediate, encode_video
 
-    data, x_tilde = encode_video(m, random_video(frames=4, height=64, width=64, seed=1))
-    _, again = decode_intermediate(back, data)
-    assert torch.equal(again, x_tilde)
+    enc = encode_video(m, random_video(frames=4, height=64, width=64, seed=1))
+    _, again = decode_intermediate(back, enc.data)
+    assert torch.equal(again, enc.x_tilde)
 
 
 def test_wan_based_model_saves_only_our_weights(tmp_path):

@@ -1,0 +1,134 @@
+"""The encoder-chosen ODFTE strength map: its choice, its coding, and the stream versions."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from fractions import Fraction
+
+import pytest
+import torch
+
+from diffsit import strength
+from diffsit.bitstream import BitstreamError, FrameRecord, Stream, decode_stream, encode_stream
+from diffsit.gop import schedule
+
+SHA = hashlib.sha256(b"weights").digest()
+
+
+def test_each_block_gets_the_least_squares_level():
+    torch.manual_seed(0)
+    x_tilde = torch.rand(3, 3, 64, 96)
+    d = torch.randn(3, 3, 64, 96) * 0.05
+    # the source lies 0.5 of the way along ODFTE's change in the left blocks, 1.5 in the
+    # middle ones, and against it on the right
+    a = torch.tensor([0.5, 1.5, -1.0]).repeat_interleave(32)[None, None, None, :]
+    source = x_tilde + a * d
+    levels = strength.choose(source, x_tilde, x_tilde + d, 32)
+    assert levels.dtype == torch.uint8 and levels.shape == (2, 3)
+    assert (levels[:, 0] == 2).all() and (levels[:, 1] == 6).all() and (levels[:, 2] == 0).all()
+
+
+def _cost(x, source, weights):
+    """The criterion: PSNR-YUV's weighted squared error on the 4:2:0 planes."""
+    return sum(float((w * p**2).sum()) for w, p in zip(weights, strength.planes((x - source).double()), strict=True))
+
+
+def test_the_choice_never_does_worse_than_x_tilde_or_than_odfte_as_is():
+    torch.manual_seed(1)
+    source = torch.rand(5, 3, 80, 80) * 0.6 + 0.2
+    x_tilde = source + 0.05 * torch.randn_like(source)
+    x_refined = x_tilde + 0.05 * torch.randn_like(source) + 0.03 * (source - x_tilde)
+    w = strength.plane_weights(source, x_tilde)
+    for block in (16, 32, 64):
+        x_hat = strength.apply(x_tilde, x_refined, strength.choose(source, x_tilde, x_refined, block), block)
+        assert _cost(x_hat, source, w) <= min(_cost(x_tilde, source, w), _cost(x_refined, source, w))
+    # a block that does not divide the frame: the last row and column of blocks are partial
+    assert strength.choose(source, x_tilde, x_refined, 48).shape == (2, 2)
+    with pytest.raises(ValueError, match="must be even"):
+        strength.choose(source, x_tilde, x_refined, 33)
+
+
+def test_it_raises_the_harness_psnr_yuv():
+    from bench.metrics import create_metric, measure
+    from bench.video import rgb_to_yuv420
+
+    torch.manual_seed(2)
+    source = torch.rand(3, 3, 64, 64) * 0.6 + 0.2
+    x_tilde = source + 0.04 * torch.randn_like(source)
+    x_refined = x_tilde + 0.3 * (source - x_tilde) * (torch.rand(1, 1, 64, 64) > 0.5) + 0.02 * torch.randn_like(source)
+    x_hat = strength.apply(x_tilde, x_refined, strength.choose(source, x_tilde, x_refined, 16), 16)
+    ref = rgb_to_yuv420(source)
+
+    def psnr_yuv(x):
+        return float(measure(ref, rgb_to_yuv420(x), [create_metric("psnr")])["psnr_yuv"].mean())
+
+    assert psnr_yuv(x_hat) > max(psnr_yuv(x_tilde), psnr_yuv(x_refined))
+
+
+def test_maps_round_trip_and_corrupt_maps_are_clear_errors():
+    maps = [torch.randint(0, strength.LEVELS, (3, 4), dtype=torch.uint8) for _ in range(2)]
+    back = strength.unpack(strength.pack(maps), 2, (3, 4))
+    assert all(torch.equal(a, b) for a, b in zip(maps, back, strict=True))
+    with pytest.raises(BitstreamError, match="holds 24 entries, 3 windows"):
+        strength.unpack(strength.pack(maps), 3, (3, 4))
+    with pytest.raises(BitstreamError, match="strength level 9"):
+        strength.unpack(strength.pack([torch.full((3, 4), 9, dtype=torch.uint8)]), 1, (3, 4))
+    with pytest.raises(BitstreamError, match="does not inflate"):
+        strength.unpack(b"\xff\xff not deflate", 1, (3, 4))
+    with pytest.raises(BitstreamError, match="does not inflate"):
+        strength.unpack(strength.pack(maps)[:-2], 2, (3, 4))
+
+
+def _stream(block: int, payload: bytes = b"") -> Stream:
+    recs = [FrameRecord(f.index, f.type, (bytes([f.index]) * 4,)) for f in schedule(5)]
+    return Stream("tiny-lambda1", SHA, 176, 144, Fraction(25), 5, -1, recs, strength_block=block, strength=payload)
+
+
+def test_stream_carries_the_map_and_counts_its_bytes():
+    payload = strength.pack([torch.zeros(5, 6, dtype=torch.uint8)])
+    s = _stream(32, payload)
+    back = decode_stream(encode_stream(s))
+    assert back.strength_block == 32 and back.strength == payload
+    assert len(encode_stream(s)) - len(encode_stream(_stream(32, b""))) == len(payload) == s.strength_bytes() - 4
+    without = decode_stream(encode_stream(_stream(0)))
+    assert without.strength_block == 0 and without.strength == b"" and without.strength_bytes() == 0
+
+
+def test_trailing_bytes_after_the_map_are_refused():
+    data = encode_stream(_stream(32, b"xy"))
+    body = data[:-4] + b"extra"
+    with pytest.raises(BitstreamError, match="5 bytes after the last record"):
+        decode_stream(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_version_1_streams_still_decode_without_a_map():
+    v2 = encode_stream(_stream(0))
+    # version 1 had no strength_block field: drop it from the header and re-seal
+    (header_len,) = struct.unpack("<I", v2[6:10])
+    header = v2[10 : 10 + header_len - 2]
+    body = b"DSIT" + struct.pack("<HI", 1, len(header)) + header + v2[10 + header_len : -4]
+    back = decode_stream(body + struct.pack("<I", zlib.crc32(body)))
+    assert back.strength_block == 0 and len(back.records) == 5
+
+
+def test_codec_output_follows_the_map_and_block_zero_is_odfte_as_is():
+    pytest.importorskip("compressai")
+    pytest.importorskip("diffusers")
+    from conftest import random_video
+
+    from diffsit.codec import decode_intermediate, encode_video, reconstruct
+    from diffsit.model import random_model
+
+    video = random_video(frames=3, height=64, width=64, seed=2)
+    m = random_model(0)
+    enc = encode_video(m, video)
+    stream, x_tilde = decode_intermediate(m, enc.data)
+    assert torch.equal(reconstruct(m, stream, x_tilde), enc.x_hat)
+    m.config.strength_block = 0
+    plain = encode_video(m, video)
+    assert plain.stream.strength_bytes() == 0 and len(plain.data) == enc.stem_bytes
+    assert torch.equal(plain.x_hat, plain.x_refined) and torch.equal(plain.x_refined, enc.x_refined)
+    stream, x_tilde = decode_intermediate(m, plain.data)
+    assert torch.equal(reconstruct(m, stream, x_tilde), plain.x_refined)
