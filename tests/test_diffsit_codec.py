@@ -101,6 +101,7 @@ def test_ablation_table(tmp_path):
     assert v.loc["all_p", "bpp"] != v.loc["x_tilde", "bpp"]
     md = (tmp_path / "ablation.md").read_text()
     assert "bits saved by MV frames vs all-P" in md and "tiny-random-seed0" in md
+    assert "BD over the λ ladder needs at least 3 λ" in md
     assert (tmp_path / "ablation.csv").is_file()
 
 
@@ -109,3 +110,23 @@ def test_ablate_cli_errors(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert diffsit_main(["ablate", "--dataset", "synthetic", "--model", "random", "--out", str(tmp_path)]) == 2
     assert "untrained" in capsys.readouterr().err
+
+
+def test_ablation_report_compares_with_x_tilde_at_equal_bits():
+    from diffsit.ablate import report
+
+    rows = []
+    for lam, bpp, q in ((0.5, 0.4, 30.0), (1, 0.3, 29.0), (2, 0.2, 28.0), (4, 0.1, 26.0)):
+        for variant, dbpp, dq in (("x_tilde", 0, 0), ("x_hat", 0.002, 0.2), ("x_hat_full", 0, -0.1), ("x_hat_no_fte", 0, -0.1),
+                                  ("x_hat_per_frame", 0, -0.1), ("all_p", 0.1, 0.5)):  # fmt: skip
+            rows.append({"dataset": "d", "sequence": "s", "lambda": lam, "variant": variant, "bpp": bpp + dbpp, "psnr_yuv": q + dq,
+                         "ms_ssim_rgb": 0.9 - 0.1 * lam if variant != "x_hat" else 0.91 - 0.1 * lam,
+                         "ewarp": {0.5: 0.25, 1: 0.2, 2: 0.3, 4: 0.35}[lam]})  # fmt: skip
+    md = report(pd.DataFrame(rows))
+    table = md[md.index("## Against x̃ at equal bits") :]
+    psnr = next(line for line in table.splitlines() if line.startswith("| psnr_yuv"))
+    cells = [c.strip() for c in psnr.strip("|").split("|")]
+    assert float(cells[1].rstrip(" %")) < 0 and float(cells[2]) > 0  # x^ beats x~: fewer bits, more dB
+    assert float(cells[3].rstrip(" %")) > 0 and float(cells[4]) == pytest.approx(-0.1, abs=1e-6)  # ODFTE as is loses
+    ewarp = next(line for line in table.splitlines() if line.startswith("| ewarp"))
+    assert "n/a" in ewarp and "monotonic" in ewarp and "--convex-hull" not in ewarp  # Ewarp is best at λ 1 here: a reason, not a number
