@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("-s", "--size", help="WxH")
     enc.add_argument("--fps", type=float)
     enc.add_argument("--frames", type=int, help="first N frames (default: all)")
+    enc.add_argument("--strength-block", type=int, help="strength-map block in pixels (default: the model's; 0: ODFTE's output as is, the paper's form)")
     dec = sub.add_parser("decode", help="Diff-SIT bitstream -> raw 8-bit 4:2:0 .yuv")
     dec.add_argument("input", type=Path)
     dec.add_argument("-o", "--output", type=Path, required=True)
@@ -55,14 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     from bench.video import VideoError, write_yuv
 
     from .bitstream import BitstreamError, stream_model_id
-    from .codec import decode_intermediate, encode_video, load_model, reconstruct, spec_for_model_id, to_video
+    from .codec import check_strength_block, decode_intermediate, encode_video, load_model, reconstruct, spec_for_model_id, to_video
 
+    if args.command == "encode" and args.strength_block is not None:
+        try:
+            check_strength_block(args.strength_block)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         if args.command == "encode":
             size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
             (seq,) = PathDataset(args.input, size=size, fps=args.fps).resolve(None)
             video = seq.open(frames=args.frames)
             model = load_model(args.model, allow_untrained=args.allow_untrained)
+            if args.strength_block is not None:
+                model.config.strength_block = args.strength_block
             data = encode_video(model, video, device=args.device, output=False).data
             tmp = args.output.with_name(f".{args.output.name}.tmp")
             tmp.write_bytes(data)

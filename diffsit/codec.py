@@ -210,6 +210,15 @@ def encode_all_p(model, video: Video, *, device: str = "cpu") -> tuple[bytes, to
     return encode_stream(stream), torch.cat(recon)
 
 
+def check_strength_block(block: int | None) -> int | None:
+    """None (the model's own), 0 (no map), or an even block size up to the u16 the stream holds."""
+    if block is None:
+        return None
+    if isinstance(block, bool) or not isinstance(block, int) or block < 0 or block % 2 or block >= 2**16:
+        raise ValueError(f"strength_block must be 0 (no strength map: ODFTE's output as is) or an even block size in pixels below 65536, got {block!r}")
+    return block
+
+
 def to_video(rgb: torch.Tensor, width: int, height: int, fps: float) -> Video:
     return rgb_to_yuv420(crop(rgb, height, width), 8, fps)
 
@@ -222,8 +231,12 @@ class DiffSITCodec(Codec):
     default_rates = (4, 2, 1, 0.5)
     extension = ".dsit"
 
-    def __init__(self, *, model: str = "tiny", allow_untrained: bool = False, device: str = "cpu", dtype: str | None = None, verify: bool = False):
+    def __init__(self, *, model: str = "tiny", allow_untrained: bool = False, device: str = "cpu", dtype: str | None = None, verify: bool = False,
+                 strength_block: int | None = None):  # fmt: skip
+        """``strength_block``: override the model's strength-map block (0: ODFTE's output as is,
+        the paper's form). The stream records it, so decoding needs no option."""
         self.model_spec, self.allow_untrained, self.device, self.verify = model, allow_untrained, device, verify
+        self.strength_block = check_strength_block(strength_block)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[dtype]
         self._models: dict[Any, Any] = {}
         self._last: Video | None = None
@@ -245,7 +258,10 @@ class DiffSITCodec(Codec):
     def model_for(self, lam: float):
         spec = self._spec_for(lam)
         if spec not in self._models:
-            self._models[spec] = load_model(spec, allow_untrained=self.allow_untrained)
+            model = load_model(spec, allow_untrained=self.allow_untrained)
+            if self.strength_block is not None:
+                model.config.strength_block = self.strength_block
+            self._models[spec] = model
         return self._models[spec]
 
     def check(self) -> None:
@@ -285,6 +301,7 @@ class DiffSITCodec(Codec):
     def describe(self) -> dict[str, Any]:
         info = {**super().describe(), "model": self.model_spec, "allow_untrained": self.allow_untrained, "device": self.device,
                 "dtype": str(self.dtype) if self.dtype else "float32", "verify": self.verify}  # fmt: skip
+        info["strength_block"] = self.strength_block if self.strength_block is not None else "the model's"
         for spec, m in self._models.items():
             info.setdefault("models", {})[spec] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
         return info

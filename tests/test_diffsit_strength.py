@@ -132,3 +132,30 @@ def test_codec_output_follows_the_map_and_block_zero_is_odfte_as_is():
     assert torch.equal(plain.x_hat, plain.x_refined) and torch.equal(plain.x_refined, enc.x_refined)
     stream, x_tilde = decode_intermediate(m, plain.data)
     assert torch.equal(reconstruct(m, stream, x_tilde), plain.x_refined)
+
+
+def test_strength_block_option_of_the_plugin_and_the_cli(tmp_path, capsys):
+    pytest.importorskip("compressai")
+    pytest.importorskip("diffusers")
+    from conftest import random_video
+
+    from bench.video import write_yuv
+    from diffsit.__main__ import main as diffsit_main
+    from diffsit.bitstream import decode_stream
+    from diffsit.codec import DiffSITCodec
+
+    video = random_video(frames=2, height=64, width=64, seed=4)
+    codec = DiffSITCodec(model="random", allow_untrained=True, strength_block=0)
+    path = codec.encode(video, 1, tmp_path)
+    assert decode_stream(path.read_bytes()).strength_block == 0
+    assert codec.describe()["strength_block"] == 0
+    assert codec.decode(path, tmp_path).frames == 2  # the stream says how to decode
+    for bad in (-2, 7, 1 << 16, True):
+        with pytest.raises(ValueError, match="strength_block must be 0"):
+            DiffSITCodec(strength_block=bad)
+    src = write_yuv(video, tmp_path / "c_64x64_25.yuv")
+    out = tmp_path / "c.dsit"
+    assert diffsit_main(["encode", str(src), "-o", str(out), "--model", "random", "--allow-untrained", "--strength-block", "16"]) == 0
+    assert decode_stream(out.read_bytes()).strength_block == 16
+    assert diffsit_main(["encode", str(src), "-o", str(tmp_path / "x.dsit"), "--model", "random", "--allow-untrained", "--strength-block", "5"]) == 2
+    assert "strength_block must be 0" in capsys.readouterr().err and not (tmp_path / "x.dsit").exists()
