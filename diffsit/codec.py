@@ -184,11 +184,12 @@ def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: boo
 @torch.no_grad()
 def reconstruct(model, stream: Stream, x_tilde: torch.Tensor, *, dtype=None) -> torch.Tensor:
     """x^ from x~ and the stream's strength map (ODFTE's output as is when it has none)."""
-    x_refined = refine(model, x_tilde, stream.intra_period, dtype=dtype)
     if not stream.strength_block:
-        return x_refined
+        return refine(model, x_tilde, stream.intra_period, dtype=dtype)
+    # the map first: a corrupt one is refused before minutes of ODFTE, not after
     windows = chunks(stream.frames, model.config.window)
     maps = strength.unpack(stream.strength, len(windows), strength.grid(x_tilde.shape[-2], x_tilde.shape[-1], stream.strength_block))
+    x_refined = refine(model, x_tilde, stream.intra_period, dtype=dtype)
     return _apply_strength(x_tilde, x_refined, maps, windows, stream.strength_block)
 
 

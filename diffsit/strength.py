@@ -44,8 +44,6 @@ def grid(height: int, width: int, block: int) -> tuple[int, int]:
 def _block_sums(t: torch.Tensor, block: int) -> torch.Tensor:
     """(N, C, H, W) -> (gh, gw): the sum over frames, channels and each block's pixels."""
     s = t.sum(dim=(0, 1))[None, None]
-    if block == 0:
-        raise ValueError("block must be positive")
     gh, gw = grid(t.shape[-2], t.shape[-1], block)
     s = F.pad(s, (0, gw * block - t.shape[-1], 0, gh * block - t.shape[-2]))
     return F.avg_pool2d(s, block, divisor_override=1)[0, 0]
@@ -67,16 +65,20 @@ def planes(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 def plane_weights(source: torch.Tensor, x_tilde: torch.Tensor) -> list[torch.Tensor]:
     """w_tp, (N, 1, 1, 1) per plane: PSNR-YUV's weights over each frame's plane's squared
     error, linearised around x~."""
-    return [c / (p**2).sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) for c, p in zip(PLANE_WEIGHTS, planes((source - x_tilde).double()), strict=True)]
+    return _weights(planes((source - x_tilde).double()))
+
+
+def _weights(error_planes) -> list[torch.Tensor]:
+    return [c / (p**2).sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) for c, p in zip(PLANE_WEIGHTS, error_planes, strict=True)]
 
 
 def choose(source: torch.Tensor, x_tilde: torch.Tensor, x_refined: torch.Tensor, block: int) -> torch.Tensor:
     """The level index k per block (uint8, (gh, gw)) for one window of frames (N, 3, H, W)
     (H and W even, ``block`` even: the chroma blocks are half the size)."""
-    if block % 2:
-        raise ValueError(f"strength block must be even (4:2:0 chroma blocks are half the size), got {block}")
-    weights = plane_weights(source, x_tilde)
+    if block <= 0 or block % 2:
+        raise ValueError(f"strength block must be even and positive (4:2:0 chroma blocks are half the size), got {block}")
     e, d = planes((source - x_tilde).double()), planes((x_refined - x_tilde).double())
+    weights = _weights(e)
     s_ed = sum(_block_sums(w * ep * dp, block // (1 if i == 0 else 2)) for i, (w, ep, dp) in enumerate(zip(weights, e, d, strict=True)))
     s_dd = sum(_block_sums(w * dp * dp, block // (1 if i == 0 else 2)) for i, (w, dp) in enumerate(zip(weights, d, strict=True)))
     a = torch.arange(LEVELS, dtype=torch.float64) * STEP
