@@ -150,6 +150,30 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(stage, frames):
     assert after < 0.9 * before, (before, after)
 
 
+def test_temporal_term_is_the_error_of_frame_differences():
+    class Fixed(torch.nn.Module):  # stands in for ODFTE: a known x^
+        def __init__(self, video):
+            super().__init__()
+            self.video = video
+
+        def forward(self, x_tilde, tmap):
+            return self.video
+
+    clip = torch.nn.functional.interpolate(_fixed_clip(5)[0], size=(128, 128), mode="bilinear")[None]
+    x_hat = (clip + 0.05 * torch.randn(clip.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    model = random_model(0).train()
+    model.odfte = Fixed(x_hat.permute(0, 2, 1, 3, 4))
+    logs = {}
+    for wc in (0.0, 2.0):
+        step = TrainStep(model, TrainConfig(stage=2, frames=5, crop=(128, 128), batch_size=1, perceptual="ms_ssim", temporal_weight=wc))
+        torch.manual_seed(1)
+        with torch.no_grad():
+            logs[wc] = step(clip)[1]
+    expected = ((x_hat[:, 1:] - x_hat[:, :-1]) - (clip[:, 1:] - clip[:, :-1])).pow(2).mean().item()
+    assert logs[2.0]["temporal"] == pytest.approx(expected, rel=1e-5)
+    assert logs[2.0]["loss"] - logs[0.0]["loss"] == pytest.approx(2.0 * 100.0 * expected, rel=1e-4)
+
+
 def test_stage_parameters():
     model = random_model(0)
     main, aux = trainable_parameters(model, TrainConfig(stage=1))
@@ -235,6 +259,37 @@ def test_train_cli_errors(tmp_path, capsys):
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
     assert "unknown training source" in capsys.readouterr().err
     assert not (tmp_path / "o" / "model").exists()
+
+
+
+# --- the tiny recipe's data -----------------------------------------------------------------
+
+
+def test_recipe_trains_stage_2_on_real_video_and_stem_on_photos(tmp_path):
+    from diffsit.train.recipe import DATA, VIDEOS, tiny_recipe
+
+    for name in VIDEOS:
+        (tmp_path / name).write_bytes(b"")  # only their presence is checked before training
+    runs = dict(tiny_recipe(videos=tmp_path))
+    for name in ("vae", "stem", "stem-1", "stem-4"):
+        assert runs[name].data == DATA  # the rate ladder does not depend on the package
+    for name in ("e2e", "e2e-0.5", "e2e-4"):
+        cfg = runs[name]
+        assert cfg.data[: len(DATA)] == DATA and cfg.data[len(DATA) :] == [f"videos:{tmp_path / n}" for n in VIDEOS]
+        assert sum(cfg.data_weights) == pytest.approx(1.0)
+        assert sum(cfg.data_weights[len(DATA) :]) == pytest.approx(0.5)
+
+
+def test_recipe_without_its_videos_says_where_to_get_them(tmp_path, monkeypatch, capsys):
+    from diffsit.__main__ import main
+
+    (tmp_path / "vids").mkdir()
+    (tmp_path / "vids" / "tree.avi").write_bytes(b"")
+    monkeypatch.setenv("DIFFSIT_RECIPE_VIDEOS", str(tmp_path / "vids"))
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "Megamind.avi, vtest.avi are not in" in err and "apt-get install opencv-doc" in err and "DIFFSIT_RECIPE_VIDEOS" in err
+    assert not (tmp_path / "runs").exists()  # refused before any run folder is made
 
 
 # --- DDP ------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ class TrainConfig:
     perceptual: str = "auto"  # auto | lpips | dists | ms_ssim | none
     perceptual_weight: float = 4.0  # w_p
     tilde_weight: float = 0.25  # w_t, stage 2: keeps x~ an image (the encoder's flow runs on it)
+    # w_c, stage 2 (ours, not the paper's): weight of the MSE between x^'s and x's frame-to-frame
+    # differences, relative to w_d. Per-frame MSE leaves free how the error changes from frame
+    # to frame; this term makes ODFTE's error follow the source's motion rather than flicker
+    temporal_weight: float = 0.0
     dit: str = "lora"  # lora | full: which DiT weights stage 2 trains
     # stage 2: False freezes STEM (its rate and x~ stay those of the stage-1 model) and trains
     # ODFTE alone, at a quarter of the cost per step

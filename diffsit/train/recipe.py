@@ -20,20 +20,38 @@ The lambda fine-tunes mostly move the coders' quantization gains (their own lear
 starting points are the usual way to train a rate ladder (CompressAI fine-tunes its lower
 rates from a higher one); the paper does not say how its four models were started.
 
-Data: ``photos`` (9 parts in 10) and ffmpeg's ``gradients`` source (1 part), never the
-benchmark's sample clips. ``scale`` multiplies every step count (0.01 for a smoke test).
+Data: ``photos`` (9 parts in 10) and ffmpeg's ``gradients`` source (1 part) for stages 0 and
+1. Stage 2 adds real video: three clips that ship with OpenCV's examples (Debian/Ubuntu
+package ``opencv-doc``; ``VIDEOS`` below), half of its clips. A refiner learns what it is
+shown: trained on photo pans alone, ODFTE did not carry over to the camera noise, blur and
+motion of real video. STEM's stages keep the photo data, so the rate ladder they set does not
+depend on the package. Never the benchmark's sample clips. ``scale`` multiplies every step
+count (0.01 for a smoke test).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
+from .. import strength
 from .config import TrainConfig
 
 LAMBDAS = (0.5, 1.0, 2.0, 4.0)
 DATA = ["photos", "lavfi:gradients=size=384x256:rate=25:speed=0.015:nb_colors=3"]
 DATA_WEIGHTS = [0.9, 0.1]
+
+# Real video for stage 2: OpenCV's example clips, not the benchmark's. tree.avi (320x240, a
+# hand-held camera walking round a tree), Megamind.avi (720x528, an animated film trailer) and
+# vtest.avi (768x576, pedestrians under a fixed camera); Megamind_bugy.avi is a damaged copy
+# of Megamind and is left out.
+VIDEOS_DIR_ENV = "DIFFSIT_RECIPE_VIDEOS"
+VIDEOS_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
+VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
+# stage 2's w_c (ODFTE's error should move with the picture, not flicker; see TrainConfig) is
+# the one the encoder's strength map is chosen with, so the two agree
+TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
 # steps per run (at scale 1), ~60 min in all on 2 free cores (~0.6 s per VAE step, ~1.5 s per
 # STEM step, ~2.5 s per stage-2 step with STEM frozen: the tiny Wan VAE's frame-by-frame
@@ -41,11 +59,37 @@ DATA_WEIGHTS = [0.9, 0.1]
 STEPS = {"vae": 400, "stem": 800, "stem-L": 200, "e2e": 200, "e2e-L": 40}
 
 
-def tiny_recipe(scale: float = 1.0, seed: int = 0) -> list[tuple[str, TrainConfig]]:
+class RecipeDataError(FileNotFoundError):
+    """A file the recipe trains on is missing; the message says where to get it."""
+
+
+def videos_dir() -> Path:
+    return Path(os.environ.get(VIDEOS_DIR_ENV) or VIDEOS_DIR)
+
+
+def stage2_data(folder: Path | None = None) -> tuple[list[str], list[float]]:
+    """Stage 2's sources and weights: the photo data at half weight, and the real videos."""
+    folder = folder or videos_dir()
+    missing = [name for name in VIDEOS if not (folder / name).is_file()]
+    if missing:
+        raise RecipeDataError(
+            f"the tiny recipe's stage 2 trains on OpenCV's example videos, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not in {folder}. Install them with "
+            f"`apt-get install opencv-doc` (they land in {VIDEOS_DIR}), or, without root, "
+            f"`apt-get download opencv-doc && dpkg -x opencv-doc_*.deb DIR` and set "
+            f"{VIDEOS_DIR_ENV}=DIR/usr/share/doc/opencv-doc/examples/data"
+        )
+    real = 1.0 - sum(VIDEOS.values())
+    return [*DATA, *(f"videos:{folder / name}" for name in VIDEOS)], [w * real for w in DATA_WEIGHTS] + list(VIDEOS.values())
+
+
+def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -> list[tuple[str, TrainConfig]]:
     def steps(key: str) -> int:
         return max(2, int(round(STEPS[key] * scale)))
 
+    data2, weights2 = stage2_data(videos)
     common = dict(data=list(DATA), data_weights=list(DATA_WEIGHTS), seed=seed, frames=9)
+    common2 = {**common, "data": data2, "data_weights": weights2, "temporal_weight": TEMPORAL_WEIGHT}
     runs = [
         ("vae", TrainConfig(stage=0, name="tiny-vae", steps=steps("vae"), batch_size=4, crop=(64, 64), lr=3e-3,
                             **{**common, "frames": 5})),  # fmt: skip
@@ -56,11 +100,11 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0) -> list[tuple[str, TrainConfi
         runs.append((f"stem-{lam:g}", TrainConfig(stage=1, name=f"tiny-stem-lambda{lam:g}", lam=lam, steps=steps("stem-L"),
                                                    batch_size=4, lr=2e-4, warmup=10, init="stem", intra_all_frames=0.5, **common)))  # fmt: skip
     runs.append(("e2e", TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full",
-                                    train_stem=False, init="stem-1", **common)))  # fmt: skip
+                                    train_stem=False, init="stem-1", **common2)))  # fmt: skip
     for lam in LAMBDAS:
         runs.append((f"e2e-{lam:g}", TrainConfig(stage=2, name=f"tiny-lambda{lam:g}", lam=lam, steps=steps("e2e-L"), batch_size=2,
                                                  lr=5e-4, warmup=10, dit="full", train_stem=False, init=f"stem-{lam:g}", init_odfte="e2e",
-                                                 **common)))  # fmt: skip
+                                                 **common2)))  # fmt: skip
     return runs
 
 
@@ -75,7 +119,7 @@ def run_recipe(out: str | Path, *, scale: float = 1.0, install: bool = False, we
             if getattr(cfg, attr):
                 setattr(cfg, attr, str(out / getattr(cfg, attr)))
         folder = out / name
-        if (folder / "model" / "model.safetensors").is_file() and (folder / "train_config.json").read_text() == cfg.to_json():
+        if (folder / "model" / "model.safetensors").is_file() and _saved_config(folder) == cfg:
             results.append(folder / "model")
             continue
         results.append(train(cfg, folder, progress=progress))
@@ -84,6 +128,14 @@ def run_recipe(out: str | Path, *, scale: float = 1.0, install: bool = False, we
         for lam in LAMBDAS:
             install_model(out / f"e2e-{lam:g}" / "model", target_root / f"tiny-lambda{lam:g}")
     return results
+
+
+def _saved_config(folder: Path) -> TrainConfig | None:
+    """The config a finished run was trained with, keys added since then at their defaults."""
+    try:
+        return TrainConfig.from_file(folder / "train_config.json")
+    except (OSError, ValueError):
+        return None
 
 
 def install_model(src: Path, dst: Path) -> Path:

@@ -35,7 +35,7 @@ from ..stem.mv import estimate_flow
 from .config import TrainConfig
 from .data import ClipSampler, build_source
 
-LOG_FIELDS = ("step", "stage", "loss", "bpp", "bpp_intra", "bpp_p", "bpp_mv", "psnr_tilde", "psnr_hat", "perceptual", "aux", "lr", "sec_per_step")
+LOG_FIELDS = ("step", "stage", "loss", "bpp", "bpp_intra", "bpp_p", "bpp_mv", "psnr_tilde", "psnr_hat", "perceptual", "temporal", "aux", "lr", "sec_per_step")
 
 
 def bits(likelihoods) -> torch.Tensor:
@@ -155,9 +155,10 @@ class TrainStep(nn.Module):
             tmap = torch.tensor([[1.0 if ty.is_backbone else 0.0 for ty in types]] * b, device=clip.device)
             x_hat = m.odfte(x_tilde.permute(0, 2, 1, 3, 4), tmap).permute(0, 2, 1, 3, 4)
             perc = self.perceptual(x_hat.reshape(b * t, 3, h, w), clip.reshape(b * t, 3, h, w))
-            loss = (cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_hat, clip) + cfg.perceptual_weight * perc
-                    + cfg.tilde_weight * cfg.distortion_weight * F.mse_loss(x_tilde, clip))  # fmt: skip
-            logs.update(psnr_hat=_psnr(x_hat, clip), perceptual=perc.item())
+            temporal = F.mse_loss(x_hat.diff(dim=1), clip.diff(dim=1)) if t > 1 else x_hat.new_zeros(())
+            loss = (cfg.lam * bpp + cfg.distortion_weight * (F.mse_loss(x_hat, clip) + cfg.temporal_weight * temporal)
+                    + cfg.perceptual_weight * perc + cfg.tilde_weight * cfg.distortion_weight * F.mse_loss(x_tilde, clip))  # fmt: skip
+            logs.update(psnr_hat=_psnr(x_hat, clip), perceptual=perc.item(), temporal=temporal.item())
         logs["loss"] = loss.item()  # the RD objective; the aux (quantile) loss is logged apart
         return loss + aux, logs
 
