@@ -15,8 +15,11 @@ The choice is closed form. PSNR-YUV is (6 PSNR_Y + PSNR_U + PSNR_V) / 8 on the 4
 of ``bench.video.rgb_to_yuv420``, which are linear in RGB; linearised around x~, maximising it
 means minimising sum_{t,p} w_tp ||e_tp - a d_tp||^2 with w_tp = c_p / ||e_tp||^2, c = (6, 1, 1)
 (the harness averages PSNR over frames t, so each frame's plane is weighted by its own error),
-e = x - x~ and d = ODFTE(x~) - x~ on frame t, plane p. Per block that is a quadratic in a,
-evaluated at the 8 levels.
+e = x - x~ and d = ODFTE(x~) - x~ on frame t, plane p. To that the encoder adds the temporal
+term ODFTE was trained with (stage 2's w_c): w_c sum_{t,p} w'_tp ||De_tp - a Dd_tp||^2, D the
+difference from frame t-1 to t and w'_tp the mean of the two frames' weights, so that a change
+which gains PSNR by flickering is not kept. a is constant over a window, so per block the sum
+is still a quadratic in a, evaluated at the 8 levels.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def _block_sums(t: torch.Tensor, block: int) -> torch.Tensor:
 
 
 PLANE_WEIGHTS = (6.0, 1.0, 1.0)  # PSNR-YUV's weights of Y, U, V
+TEMPORAL_WEIGHT = 1.0  # w_c: the tiny recipe's stage-2 temporal_weight, so encoder and training agree
 
 
 def planes(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -72,15 +76,22 @@ def _weights(error_planes) -> list[torch.Tensor]:
     return [c / (p**2).sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) for c, p in zip(PLANE_WEIGHTS, error_planes, strict=True)]
 
 
-def choose(source: torch.Tensor, x_tilde: torch.Tensor, x_refined: torch.Tensor, block: int) -> torch.Tensor:
+def choose(source: torch.Tensor, x_tilde: torch.Tensor, x_refined: torch.Tensor, block: int, temporal_weight: float = TEMPORAL_WEIGHT) -> torch.Tensor:
     """The level index k per block (uint8, (gh, gw)) for one window of frames (N, 3, H, W)
-    (H and W even, ``block`` even: the chroma blocks are half the size)."""
+    (H and W even, ``block`` even: the chroma blocks are half the size). ``temporal_weight``
+    0 is PSNR-YUV alone."""
     if block <= 0 or block % 2:
         raise ValueError(f"strength block must be even and positive (4:2:0 chroma blocks are half the size), got {block}")
+    if temporal_weight < 0:
+        raise ValueError(f"temporal_weight must be >= 0, got {temporal_weight}")
     e, d = planes((source - x_tilde).double()), planes((x_refined - x_tilde).double())
-    weights = _weights(e)
-    s_ed = sum(_block_sums(w * ep * dp, block // (1 if i == 0 else 2)) for i, (w, ep, dp) in enumerate(zip(weights, e, d, strict=True)))
-    s_dd = sum(_block_sums(w * dp * dp, block // (1 if i == 0 else 2)) for i, (w, dp) in enumerate(zip(weights, d, strict=True)))
+    s_ed = s_dd = 0.0
+    for i, (w, ep, dp) in enumerate(zip(_weights(e), e, d, strict=True)):
+        b = block // (1 if i == 0 else 2)
+        s_ed, s_dd = s_ed + _block_sums(w * ep * dp, b), s_dd + _block_sums(w * dp * dp, b)
+        if temporal_weight and ep.shape[0] > 1:
+            wt, de, dd = temporal_weight * (w[1:] + w[:-1]) / 2, ep.diff(dim=0), dp.diff(dim=0)
+            s_ed, s_dd = s_ed + _block_sums(wt * de * dd, b), s_dd + _block_sums(wt * dd * dd, b)
     a = torch.arange(LEVELS, dtype=torch.float64) * STEP
     # the change in squared error each level makes, against keeping x~ (k = 0: no change)
     delta = a.view(-1, 1, 1) ** 2 * s_dd - 2 * a.view(-1, 1, 1) * s_ed

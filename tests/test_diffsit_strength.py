@@ -30,9 +30,13 @@ def test_each_block_gets_the_least_squares_level():
     assert (levels[:, 0] == 2).all() and (levels[:, 1] == 6).all() and (levels[:, 2] == 0).all()
 
 
-def _cost(x, source, weights):
-    """The criterion: PSNR-YUV's weighted squared error on the 4:2:0 planes."""
-    return sum(float((w * p**2).sum()) for w, p in zip(weights, strength.planes((x - source).double()), strict=True))
+def _cost(x, source, weights, temporal_weight=0.0):
+    """The criterion: PSNR-YUV's weighted squared error on the 4:2:0 planes, plus w_c times
+    that of the frame-to-frame differences (each weighted by the mean of its frames' weights)."""
+    cost = 0.0
+    for w, p in zip(weights, strength.planes((x - source).double()), strict=True):
+        cost += float((w * p**2).sum()) + temporal_weight * float(((w[1:] + w[:-1]) / 2 * p.diff(dim=0) ** 2).sum())
+    return cost
 
 
 def test_the_choice_never_does_worse_than_x_tilde_or_than_odfte_as_is():
@@ -42,12 +46,28 @@ def test_the_choice_never_does_worse_than_x_tilde_or_than_odfte_as_is():
     x_refined = x_tilde + 0.05 * torch.randn_like(source) + 0.03 * (source - x_tilde)
     w = strength.plane_weights(source, x_tilde)
     for block in (16, 32, 64):
-        x_hat = strength.apply(x_tilde, x_refined, strength.choose(source, x_tilde, x_refined, block), block)
-        assert _cost(x_hat, source, w) <= min(_cost(x_tilde, source, w), _cost(x_refined, source, w))
+        for wc in (0.0, 1.0, 4.0):
+            x_hat = strength.apply(x_tilde, x_refined, strength.choose(source, x_tilde, x_refined, block, temporal_weight=wc), block)
+            assert _cost(x_hat, source, w, wc) <= min(_cost(x_tilde, source, w, wc), _cost(x_refined, source, w, wc))
     # a block that does not divide the frame: the last row and column of blocks are partial
     assert strength.choose(source, x_tilde, x_refined, 48).shape == (2, 2)
     with pytest.raises(ValueError, match="must be even"):
         strength.choose(source, x_tilde, x_refined, 33)
+    with pytest.raises(ValueError, match="temporal_weight"):
+        strength.choose(source, x_tilde, x_refined, 32, temporal_weight=-1)
+
+
+def test_the_temporal_term_refuses_a_change_that_flickers():
+    # ODFTE's change d gains per-frame error in every frame but alternates in sign: with the
+    # temporal term the encoder keeps less of it than PSNR alone would
+    torch.manual_seed(3)
+    source = torch.rand(1, 3, 32, 32).repeat(6, 1, 1, 1) * 0.6 + 0.2
+    x_tilde = source + 0.05
+    sign = torch.tensor([1.0, -1.0] * 3).view(6, 1, 1, 1)
+    x_refined = x_tilde - 0.05 + 0.04 * sign
+    psnr_only = strength.choose(source, x_tilde, x_refined, 32, temporal_weight=0.0)
+    with_time = strength.choose(source, x_tilde, x_refined, 32, temporal_weight=1.0)
+    assert int(with_time[0, 0]) < int(psnr_only[0, 0])
 
 
 def test_it_raises_the_harness_psnr_yuv():
@@ -58,7 +78,7 @@ def test_it_raises_the_harness_psnr_yuv():
     source = torch.rand(3, 3, 64, 64) * 0.6 + 0.2
     x_tilde = source + 0.04 * torch.randn_like(source)
     x_refined = x_tilde + 0.3 * (source - x_tilde) * (torch.rand(1, 1, 64, 64) > 0.5) + 0.02 * torch.randn_like(source)
-    x_hat = strength.apply(x_tilde, x_refined, strength.choose(source, x_tilde, x_refined, 16), 16)
+    x_hat = strength.apply(x_tilde, x_refined, strength.choose(source, x_tilde, x_refined, 16, temporal_weight=0.0), 16)
     ref = rgb_to_yuv420(source)
 
     def psnr_yuv(x):
