@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ pytest.importorskip("diffusers")
 
 from diffsit.codec import DiffSITCodec, _models_root, encode_video, load_model, shipped_models  # noqa: E402
 from diffsit.model import DiffSIT  # noqa: E402
+from diffsit.train.recipe import VIDEOS  # noqa: E402
 
 LAMBDAS = (0.5, 1, 2, 4)
 NAMES = [f"tiny-lambda{lam:g}" for lam in LAMBDAS]
@@ -32,7 +34,9 @@ def test_shipped_model_is_trained_with_provenance(name):
     assert cfg["stage"] == 2 and f"lambda{cfg['lam']:g}" in name
     data = json.loads(meta["data"])
     kinds = {s["kind"] for s in data["sources"]}
-    assert kinds <= {"photos", "lavfi"}  # never the sample test clips
+    assert kinds <= {"photos", "lavfi", "videos"}
+    # real video only from the recipe's OpenCV clips: never the sample test clips
+    assert {Path(s["path"]).name for s in data["sources"] if s["kind"] == "videos"} <= set(VIDEOS)
     assert json.loads(meta["git"]).get("commit") and meta["perceptual"] in ("lpips", "dists", "ms_ssim")
     assert meta["storage_dtype"] == "torch.float16"
 
