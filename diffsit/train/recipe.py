@@ -43,9 +43,9 @@ DATA = ["photos", "lavfi:gradients=size=384x256:rate=25:speed=0.015:nb_colors=3"
 DATA_WEIGHTS = [0.9, 0.1]
 
 # Real video for stage 2: OpenCV's example clips, not the benchmark's. tree.avi (320x240, a
-# hand-held camera walking round a tree), Megamind.avi (720x528, an animated film trailer) and
-# vtest.avi (768x576, pedestrians under a fixed camera); Megamind_bugy.avi is a damaged copy
-# of Megamind and is left out.
+# webcam view of a tree through a window, leaves moving in the wind), Megamind.avi (720x528, an
+# animated film trailer) and vtest.avi (768x576, pedestrians under a fixed camera);
+# Megamind_bugy.avi is a damaged copy of Megamind and is left out.
 VIDEOS_DIR_ENV = "DIFFSIT_RECIPE_VIDEOS"
 VIDEOS_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
