@@ -56,7 +56,7 @@ TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 # steps per run (at scale 1), ~60 min in all on 2 free cores (~0.6 s per VAE step, ~1.5 s per
 # STEM step, ~2.5 s per stage-2 step with STEM frozen: the tiny Wan VAE's frame-by-frame
 # causal passes dominate)
-STEPS = {"vae": 400, "stem": 800, "stem-L": 200, "e2e": 400, "e2e-L": 60}
+STEPS = {"vae": 400, "stem": 800, "stem-L": 200, "e2e": 200, "e2e-L": 40}
 
 
 class RecipeDataError(FileNotFoundError):
@@ -99,7 +99,7 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
     for lam in LAMBDAS:
         runs.append((f"stem-{lam:g}", TrainConfig(stage=1, name=f"tiny-stem-lambda{lam:g}", lam=lam, steps=steps("stem-L"),
                                                    batch_size=4, lr=2e-4, warmup=10, init="stem", intra_all_frames=0.5, **common)))  # fmt: skip
-    runs.append(("e2e", TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=2e-3, dit="full",
+    runs.append(("e2e", TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full",
                                     train_stem=False, init="stem-1", **common2)))  # fmt: skip
     for lam in LAMBDAS:
         runs.append((f"e2e-{lam:g}", TrainConfig(stage=2, name=f"tiny-lambda{lam:g}", lam=lam, steps=steps("e2e-L"), batch_size=2,
