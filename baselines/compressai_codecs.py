@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import weights
-from bench.codec import Codec, CodecError, Rate, RateError, Requirement, check_intra_period, is_intra_frame
+from bench.codec import Codec, CodecError, EncodeResult, Rate, RateSpec, Requirement, check_intra_period, is_intra_frame
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
-from .container import read_container, write_container
+from .container import frame_sizes, read_container, write_container
 
 
 def _zoo(module: str):
@@ -50,6 +50,13 @@ class CompressAICodec(Codec):
     qualities: ClassVar[tuple[int, ...]]
     #: total stride of the hyper-latent: frames are padded to a multiple of it
     multiple: ClassVar[int] = 64
+    # RGB in [0, 1] from any depth in, the header's depth out (the models are depth-agnostic)
+    bit_depths = (8, 10)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "qualities" in cls.__dict__:
+            cls.rate_spec = RateSpec("choice", choices=cls.qualities)
 
     def __init__(self, *, metric: str = "mse", device: str = "cpu", random_weights_for_tests: bool = False):
         if metric not in ("mse", "ms-ssim"):
@@ -58,15 +65,8 @@ class CompressAICodec(Codec):
         self.device = device
         self.random_weights = bool(random_weights_for_tests)
         self._models: dict[int, Any] = {}
-        self._last: Video | None = None
 
     # --- rate points and weights ---------------------------------------------------------
-
-    def parse_rate(self, text: str | Rate) -> int:
-        q = super().parse_rate(text)
-        if q not in self.qualities:
-            raise RateError(f"{self.name}: quality {q} is not one of {', '.join(map(str, self.qualities))}")
-        return q
 
     def weights_url(self, quality: int) -> str:
         return _zoo(self.zoo_module).model_urls[self.architecture][self.metric][quality]
@@ -83,9 +83,14 @@ class CompressAICodec(Codec):
         for q in self.default_rates:
             name = self.weights_file(q)
             path = weights.find_file(name)
-            reqs.append(Requirement(f"{self.name} quality {q} ({self.metric}) weights {name}", path is not None,
-                                    str(path) if path else ", ".join(map(str, weights.search_dirs())),
-                                    f"download {self.weights_url(q)} into {weights.search_dirs()[-1]}"))  # fmt: skip
+            reqs.append(
+                Requirement(
+                    f"{self.name} quality {q} ({self.metric}) weights {name}",
+                    path is not None,
+                    str(path) if path else ", ".join(map(str, weights.search_dirs())),
+                    f"download {self.weights_url(q)} into {weights.search_dirs()[-1]}",
+                )
+            )
         return reqs
 
     def model(self, quality: int):
@@ -106,8 +111,11 @@ class CompressAICodec(Codec):
             if path is None:
                 from bench.codec import CodecUnavailable
 
-                raise CodecUnavailable(weights.file_missing_message(self.weights_file(quality), f"CompressAI {self.architecture} q{quality} ({self.metric})",
-                                                                    self.weights_url(quality)))  # fmt: skip
+                raise CodecUnavailable(
+                    weights.file_missing_message(
+                        self.weights_file(quality), f"CompressAI {self.architecture} q{quality} ({self.metric})", self.weights_url(quality)
+                    )
+                )
             from compressai.zoo.pretrained import load_pretrained
 
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -120,7 +128,7 @@ class CompressAICodec(Codec):
 
     # --- protocol ----------------------------------------------------------------------------
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
         import torch
 
         q = self.parse_rate(rate)
@@ -133,12 +141,27 @@ class CompressAICodec(Codec):
                 strings, x_rec = self._encode_frame(net, x, i)
                 frames.append(strings)
                 recon.append(crop(x_rec.clamp(0, 1), video.height, video.width).cpu())
-        header = {"model": self.architecture, "quality": q, "metric": self.metric, "width": video.width, "height": video.height,
-                  "fps": video.fps, "frames": video.frames, **self._header_extra()}  # fmt: skip
-        self._last = rgb_to_yuv420(torch.cat(recon), 8, video.fps)
-        return write_container(Path(workdir) / f"{self.name}_q{q}{self.extension}", header, frames)
+        header = {
+            "model": self.architecture,
+            "quality": q,
+            "metric": self.metric,
+            "width": video.width,
+            "height": video.height,
+            "fps": video.fps,
+            "frames": video.frames,
+            **self._header_extra(),
+        }
+        if video.bit_depth != 8:  # 8-bit streams stay byte-identical to those of earlier versions
+            header["bit_depth"] = video.bit_depth
+        path = write_container(Path(workdir) / f"{self.name}_q{q}{self.extension}", header, frames)
+        types = ["I" if self._is_intra(i) else "P" for i in range(video.frames)]
+        rec = rgb_to_yuv420(torch.cat(recon), video.bit_depth, video.fps)
+        return EncodeResult(path, frame_bytes=frame_sizes(frames), frame_types=types, reconstruction=rec, tools={"compressai": _version()})
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def _is_intra(self, index: int) -> bool:
+        return True
+
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
         import torch
 
         header, frames = read_container(path)
@@ -152,14 +175,16 @@ class CompressAICodec(Codec):
         with torch.no_grad():
             for i, strings in enumerate(frames):
                 out.append(crop(self._decode_frame(net, strings, (ph // self.multiple, pw // self.multiple), i).clamp(0, 1), h, w).cpu())
-        return rgb_to_yuv420(torch.cat(out), 8, float(header["fps"]))
-
-    def encoder_reconstruction(self) -> Video | None:
-        return self._last
+        return rgb_to_yuv420(torch.cat(out), bit_depth or int(header.get("bit_depth", 8)), float(header["fps"]))
 
     def describe(self) -> dict[str, Any]:
-        info = {**super().describe(), "architecture": self.architecture, "metric": self.metric, "device": self.device,
-                "weights": "RANDOM (random_weights_for_tests: results mean nothing)" if self.random_weights else "CompressAI zoo"}  # fmt: skip
+        info = {
+            **super().describe(),
+            "architecture": self.architecture,
+            "metric": self.metric,
+            "device": self.device,
+            "weights": "RANDOM (random_weights_for_tests: results mean nothing)" if self.random_weights else "CompressAI zoo",
+        }
         if importlib.util.find_spec("compressai") is not None:
             import compressai
 
@@ -238,6 +263,9 @@ class SSF2020(CompressAICodec):
     def _header_extra(self) -> dict:
         return {"intra_period": self.intra_period}
 
+    def _is_intra(self, index: int) -> bool:
+        return is_intra_frame(index, self.intra_period)
+
     def _reset(self, header: dict) -> None:
         self.intra_period = int(header.get("intra_period", -1))
         self._ref = None
@@ -266,6 +294,12 @@ class SSF2020(CompressAICodec):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "intra_period": self.intra_period}
+
+
+def _version() -> str:
+    import compressai
+
+    return compressai.__version__
 
 
 def _shapes(shape) -> list:

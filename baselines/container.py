@@ -4,7 +4,7 @@
     per frame: u8 string count, then per string: varint length, bytes
 
 Everything a decoder needs is in the file, so ``decode`` reads nothing else; every byte of
-it (header included) is counted in the rate, as DESIGN.md §2 asks.
+it (header included) is counted in the rate.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def _varint(n: int) -> bytes:
         out.append(byte | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+def frame_sizes(frames: list[list[bytes]]) -> list[int]:
+    """Bytes each frame takes in the file (its count byte, lengths and strings); the
+    header's bytes are the rest of the file."""
+    return [1 + sum(len(_varint(len(s))) + len(s) for s in strings) for strings in frames]
 
 
 def write_container(path: Path, header: dict, frames: list[list[bytes]]) -> Path:

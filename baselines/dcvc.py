@@ -35,10 +35,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.codec import Codec, CodecError, CodecUnavailable, Rate, RateError, Requirement, check_intra_period, is_intra_frame
+from bench.codec import (
+    Codec,
+    CodecError,
+    CodecOption,
+    CodecUnavailable,
+    EncodeResult,
+    Rate,
+    RateError,
+    RateSpec,
+    Requirement,
+    check_intra_period,
+    is_intra_frame,
+)
 from bench.video import Video
 
-from .container import read_container, write_container
+from .container import frame_sizes, read_container, write_container
+
 
 def _intra_dpb(x_hat) -> dict:
     """DCVC's decoded-picture buffer after an intra frame (both families use this shape)."""
@@ -55,9 +68,27 @@ class DCVCCodec(Codec):
     pad_multiple: ClassVar[int]
     extension = ".dcvc"
     rate_name = "q_index"
+    # planes are scaled by the source's peak on the way in and quantised to the depth asked
+    # for on the way out, as DCVC's own --yuv420 tests do for 8 and 10 bits
+    bit_depths = (8, 10)
 
-    def __init__(self, *, dcvc_root: str | None = None, dcvc_weights: str | None = None, device: str = "cpu", intra_period: int = -1,
-                 image_weights: str | None = None, video_weights: str | None = None):  # fmt: skip
+    @classmethod
+    def options(cls) -> list[CodecOption]:
+        return [
+            CodecOption("--dcvc-root", "dcvc_root", "a checkout of microsoft/DCVC, for --codec dcvc-dc / dcvc-fm"),
+            CodecOption("--dcvc-weights", "dcvc_weights", "folder of DCVC checkpoints (default: <dcvc-root>/<model>/checkpoints)"),
+        ]
+
+    def __init__(
+        self,
+        *,
+        dcvc_root: str | None = None,
+        dcvc_weights: str | None = None,
+        device: str = "cpu",
+        intra_period: int = -1,
+        image_weights: str | None = None,
+        video_weights: str | None = None,
+    ):
         check_intra_period(intra_period)
         self.root = Path(dcvc_root).expanduser() if dcvc_root else None
         self.weights_dir = Path(dcvc_weights).expanduser() if dcvc_weights else None
@@ -67,7 +98,6 @@ class DCVCCodec(Codec):
         self.video_file = video_weights or self.video_weights
         self._mods: dict[str, Any] | None = None
         self._nets = None
-        self._last: Video | None = None
 
     # --- where things are ------------------------------------------------------------------------
 
@@ -86,14 +116,25 @@ class DCVCCodec(Codec):
 
     def requirements(self) -> list[Requirement]:
         md = self.model_dir()
-        reqs = [Requirement(f"a checkout of microsoft/DCVC with {self.family}", md is not None,
-                            str(md) if md else (str(self.root) if self.root else "(no --dcvc-root given)"),
-                            "git clone https://github.com/microsoft/DCVC and pass --dcvc-root (dcvc_root=) pointing at it")]  # fmt: skip
+        reqs = [
+            Requirement(
+                f"a checkout of microsoft/DCVC with {self.family}",
+                md is not None,
+                str(md) if md else (str(self.root) if self.root else "(no --dcvc-root given)"),
+                "git clone https://github.com/microsoft/DCVC and pass --dcvc-root (dcvc_root=) pointing at it",
+            )
+        ]
         folder = self.weights_dir or (md / "checkpoints" if md else None)
         for name in (self.image_file, self.video_file):
             p = self.weight_path(name)
-            reqs.append(Requirement(f"{self.family} checkpoint {name}", p is not None, str(p or folder or "(no --dcvc-weights given)"),
-                                    f"download DCVC's pretrained models (see {self.family}/README.md) into {folder or '--dcvc-weights DIR'}"))  # fmt: skip
+            reqs.append(
+                Requirement(
+                    f"{self.family} checkpoint {name}",
+                    p is not None,
+                    str(p or folder or "(no --dcvc-weights given)"),
+                    f"download DCVC's pretrained models (see {self.family}/README.md) into {folder or '--dcvc-weights DIR'}",
+                )
+            )
         return reqs
 
     # --- the checkout's modules and networks -----------------------------------------------------
@@ -139,17 +180,17 @@ class DCVCCodec(Codec):
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
         import torch
 
         with torch.no_grad():
             return self._encode(video, rate, Path(workdir))
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
         import torch
 
         with torch.no_grad():
-            return self._decode(Path(path), Path(workdir))
+            return self._decode(Path(path), Path(workdir), bit_depth)
 
     def _to_444(self, video: Video, i: int):
         import torch
@@ -170,27 +211,33 @@ class DCVCCodec(Codec):
         pads = self._pads(h, w)
         return F.pad(x, pads, mode="replicate"), pads
 
-    def _to_420(self, x, pads, h, w) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _to_420(self, x, pads, h, w, bit_depth: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import torch.nn.functional as F
 
         f = self.modules()["transforms.functional"]
-        l, r, t, b = pads
-        x = F.pad(x.clamp(0, 1), (-l, -r, -t, -b))
+        left, right, top, bottom = pads
+        x = F.pad(x.clamp(0, 1), (-left, -right, -top, -bottom))
         y, uv = f.ycbcr444_to_420(x[0].cpu().numpy())
-        q = lambda a: np.clip(np.rint(np.asarray(a) * 255), 0, 255).astype(np.uint8)  # noqa: E731
+        peak = (1 << bit_depth) - 1
+
+        def q(a):
+            return np.clip(np.rint(np.asarray(a) * peak), 0, peak).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
         return q(y)[0], q(uv)[0], q(uv)[1]
 
-    def _video(self, planes, fps) -> Video:
+    def _video(self, planes, fps, bit_depth: int = 8) -> Video:
         ys, us, vs = zip(*planes)
-        return Video(np.stack(ys), np.stack(us), np.stack(vs), bit_depth=8, fps=fps)
-
-    def encoder_reconstruction(self) -> Video | None:
-        return self._last
+        return Video(np.stack(ys), np.stack(us), np.stack(vs), bit_depth=bit_depth, fps=fps)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "family": self.family, "model_dir": str(self.model_dir()) if self.model_dir() else None,
-                "weights": [str(self.weight_path(n)) for n in (self.image_file, self.video_file)], "device": self.device,
-                "intra_period": self.intra_period}  # fmt: skip
+        return {
+            **super().describe(),
+            "family": self.family,
+            "model_dir": str(self.model_dir()) if self.model_dir() else None,
+            "weights": [str(self.weight_path(n)) for n in (self.image_file, self.video_file)],
+            "device": self.device,
+            "intra_period": self.intra_period,
+        }
 
 
 class DCVCFM(DCVCCodec):
@@ -200,13 +247,8 @@ class DCVCFM(DCVCCodec):
     video_weights = "cvpr2024_video.pth.tar"
     pad_multiple = 16
     default_rates = (63, 42, 21, 0)
+    rate_spec = RateSpec("int", 0, 63)
     RESET_INTERVAL, RATE_GOP, INDEX_MAP = 32, 8, (0, 1, 0, 2, 0, 2, 0, 2)
-
-    def parse_rate(self, text: str | Rate) -> int:
-        q = super().parse_rate(text)
-        if not 0 <= q <= 63:
-            raise RateError(f"dcvc-fm: q index {q} is outside 0..63")
-        return q
 
     def _architectures(self, m):
         return m["models.image_model"].DMCI(), m["models.video_model"].DMC()
@@ -218,14 +260,15 @@ class DCVCFM(DCVCCodec):
     def _fa_idx(self, i: int) -> int:
         return 3 if i % self.RESET_INTERVAL == 1 else self.INDEX_MAP[i % self.RATE_GOP]
 
-    def _encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def _encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
         q = self.parse_rate(rate)
         i_net, p_net = self.nets()
         sh = self.modules()["utils.stream_helper"]
         path = Path(workdir) / f"{self.name}_q{q}{self.extension}"
-        sps_helper, planes, dpb = sh.SPSHelper(), [], None
+        sps_helper, planes, dpb, sizes, types = sh.SPSHelper(), [], None, [], []
         with open(path, "wb") as out:
             for i in range(video.frames):
+                start = out.tell()
                 x, pads = self._to_444(video, i)
                 intra = is_intra_frame(i, self.intra_period)
                 fa_idx = 0 if intra else self._fa_idx(i)
@@ -240,11 +283,15 @@ class DCVCFM(DCVCCodec):
                     dpb = _intra_dpb(i_net.encode(x, q, sps_id, out)["x_hat"])
                 else:
                     dpb = p_net.encode(x, dpb, q, fa_idx, sps_id, out)["dpb"]
-                planes.append(self._to_420(dpb["ref_frame"], pads, video.height, video.width))
-        self._last = self._video(planes, video.fps)
-        return path
+                out.flush()
+                sizes.append(out.tell() - start)  # a new SPS counts in the frame that needs it
+                types.append("I" if intra else "P")
+                planes.append(self._to_420(dpb["ref_frame"], pads, video.height, video.width, video.bit_depth))
+        rec = self._video(planes, video.fps, video.bit_depth)
+        return EncodeResult(path, frame_bytes=sizes, frame_types=types, reconstruction=rec, tools={"dcvc": str(self.model_dir())})
 
-    def _decode(self, path: Path, workdir: Path) -> Video:
+    def _decode(self, path: Path, workdir: Path, bit_depth: int | None) -> Video:
+        bit_depth = bit_depth or 8  # DCVC-FM's stream does not say
         i_net, p_net = self.nets()
         sh = self.modules()["utils.stream_helper"]
         sps_helper, planes, dpb, pending = sh.SPSHelper(), [], None, []
@@ -273,10 +320,10 @@ class DCVCFM(DCVCCodec):
                         dpb["ref_feature"] = None
                     dpb = p_net.decompress(bit_stream, dpb, sps)["dpb"]
                 h, w = sps["height"], sps["width"]
-                planes.append(self._to_420(dpb["ref_frame"], self._pads(h, w), h, w))
+                planes.append(self._to_420(dpb["ref_frame"], self._pads(h, w), h, w, bit_depth))
         if not planes:
             raise CodecError(f"{path}: no frames in the DCVC-FM stream")
-        return self._video(planes, 25.0)  # DCVC-FM's stream carries no frame rate
+        return self._video(planes, 25.0, bit_depth)  # DCVC-FM's stream carries no frame rate
 
 
 class DCVCDC(DCVCCodec):
@@ -288,10 +335,20 @@ class DCVCDC(DCVCCodec):
     default_rates = (3, 2, 1, 0)
     module_names = ("models.image_model", "models.video_model", "utils.stream_helper", "transforms.functional", "utils.common")
 
-    def __init__(self, *, dcvc_root: str | None = None, dcvc_weights: str | None = None, device: str = "cpu", intra_period: int = -1,
-                 image_weights: str | None = None, video_weights: str | None = None, rate_num: int = 4):  # fmt: skip
-        super().__init__(dcvc_root=dcvc_root, dcvc_weights=dcvc_weights, device=device, intra_period=intra_period,
-                         image_weights=image_weights, video_weights=video_weights)  # fmt: skip
+    def __init__(
+        self,
+        *,
+        dcvc_root: str | None = None,
+        dcvc_weights: str | None = None,
+        device: str = "cpu",
+        intra_period: int = -1,
+        image_weights: str | None = None,
+        video_weights: str | None = None,
+        rate_num: int = 4,
+    ):
+        super().__init__(
+            dcvc_root=dcvc_root, dcvc_weights=dcvc_weights, device=device, intra_period=intra_period, image_weights=image_weights, video_weights=video_weights
+        )
         if not 2 <= rate_num <= 64:
             raise ValueError(f"rate_num must be 2..64 (DCVC-DC's test_video.py range), got {rate_num}")
         self.rate_num = rate_num
@@ -318,11 +375,11 @@ class DCVCDC(DCVCCodec):
         pick = lambda s: float(interp(float(s[-1]), float(s[0]), self.rate_num)[q])  # noqa: E731 - min, max as theirs
         return pick(i_s), pick(mv_s), pick(y_s)
 
-    def _encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def _encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
         q = self.parse_rate(rate)
         i_net, p_net = self.nets()
         i_scale, mv_scale, y_scale = self.q_scales(q)
-        frames, planes, dpb = [], [], None
+        frames, planes, dpb, types = [], [], None, []
         tmp = Path(workdir) / f"{self.name}_q{q}.frame.bin"
         for i in range(video.frames):
             x, pads = self._to_444(video, i)
@@ -333,14 +390,30 @@ class DCVCDC(DCVCCodec):
                 res = p_net.encode_decode(x, dpb, str(tmp), pic_width=video.width, pic_height=video.height, mv_y_q_scale=mv_scale, y_q_scale=y_scale)
                 dpb = res["dpb"]
             frames.append([tmp.read_bytes()])
-            planes.append(self._to_420(dpb["ref_frame"], pads, video.height, video.width))
+            types.append("I" if is_intra_frame(i, self.intra_period) else "P")
+            planes.append(self._to_420(dpb["ref_frame"], pads, video.height, video.width, video.bit_depth))
         tmp.unlink(missing_ok=True)
-        self._last = self._video(planes, video.fps)
-        header = {"model": self.name, "rate": q, "rate_num": self.rate_num, "frames": video.frames, "fps": video.fps, "intra_period": self.intra_period}
-        return write_container(Path(workdir) / f"{self.name}_q{q}{self.extension}", header, frames)
+        header = {
+            "model": self.name,
+            "rate": q,
+            "rate_num": self.rate_num,
+            "frames": video.frames,
+            "fps": video.fps,
+            "intra_period": self.intra_period,
+            "bit_depth": video.bit_depth,
+        }
+        path = write_container(Path(workdir) / f"{self.name}_q{q}{self.extension}", header, frames)
+        return EncodeResult(
+            path,
+            frame_bytes=frame_sizes(frames),
+            frame_types=types,
+            reconstruction=self._video(planes, video.fps, video.bit_depth),
+            tools={"dcvc": str(self.model_dir())},
+        )
 
-    def _decode(self, path: Path, workdir: Path) -> Video:
+    def _decode(self, path: Path, workdir: Path, bit_depth: int | None) -> Video:
         header, frames = read_container(path)
+        bit_depth = bit_depth or int(header.get("bit_depth", 8))
         if header.get("model") != self.name:
             raise CodecError(f"{path} was not written by dcvc-dc (header model {header.get('model')!r})")
         i_net, p_net = self.nets()
@@ -357,10 +430,9 @@ class DCVCDC(DCVCCodec):
             else:
                 h, w, mv_q, y_q, stream = sh.decode_p(str(tmp))
                 dpb = p_net.decompress(dpb, stream, h, w, mv_q / 100, y_q / 100)["dpb"]
-            planes.append(self._to_420(dpb["ref_frame"], self._pads(h, w), h, w))
+            planes.append(self._to_420(dpb["ref_frame"], self._pads(h, w), h, w, bit_depth))
         tmp.unlink(missing_ok=True)
-        return self._video(planes, float(header.get("fps", 25.0)))
+        return self._video(planes, float(header.get("fps", 25.0)), bit_depth)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "rate_num": self.rate_num}
-

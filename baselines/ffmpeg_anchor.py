@@ -1,25 +1,26 @@
 """Shared machinery of the ffmpeg-driven anchors (x265, vvenc, x264, svtav1).
 
-Test conditions are those of learned-video-coding papers (DESIGN.md §5, §8): low delay (no
-frame reordering), one intra frame unless ``intra_period`` says otherwise, scene-cut
-detection off, a fixed QP per rate point with perceptual/adaptive quantisation off, raw
-8-bit 4:2:0 in with its format and rate stated explicitly, and the *elementary stream* (no
-container) as the bitstream whose size is the rate.
+Test conditions are those of learned-video-coding papers (docs/architecture.md, "Anchors"):
+low delay (no frame reordering), one intra frame unless ``intra_period`` says otherwise,
+scene-cut detection off, a fixed QP per rate point with perceptual/adaptive quantisation off,
+raw 4:2:0 in (8 or 10 bits) with its format and rate stated explicitly, and the *elementary
+stream* (no container) as the bitstream whose size is the rate. Per-frame sizes, picture types
+and slice QPs are read back from the stream's own access units (``bench.ffmpeg.access_units``).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecUnavailable, Rate, check_intra_period
+from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec, check_intra_period
 from bench.video import Video, iter_yuv_bytes, read_yuv
 
 _PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
-_OUTPUT_STREAM = re.compile(r"Output #0.*?Video: rawvideo[^\n]*?, (\d+)x(\d+)[^\n]*?(\d+(?:\.\d+)?) fps", re.S)
+_OUTPUT_STREAM = re.compile(r"Output #0.*?Video: rawvideo[^\n]*?(yuv420p(?:10le)?)[^\n]*?, (\d+)x(\d+)[^\n]*?(\d+(?:\.\d+)?) fps", re.S)
+_DEPTH = {"yuv420p": 8, "yuv420p10le": 10}
 
 
 class FFmpegAnchor(Codec):
@@ -27,10 +28,11 @@ class FFmpegAnchor(Codec):
     encoder: ClassVar[str]
     decoder: ClassVar[str]
     muxer: ClassVar[str]
-    #: bit depth the encoder is fed and the decoder returns; the harness converts to and
-    #: from the source depth itself (left shift in, rounding shift out, as HM/VTM do)
-    coding_bit_depth: ClassVar[int] = 8
-    qp_range: ClassVar[tuple[int, int]] = (0, 51)
+    #: bit depth the encoder is fed; None: the source's. A codec coding at a fixed depth gets
+    #: other sources shifted up on the way in and rounded back on the way out, as HM/VTM do.
+    coding_bit_depth: ClassVar[int | None] = None
+    bit_depths = (8, 10)
+    rate_spec = RateSpec("int", 0, 51)
     default_preset: ClassVar[str | int | None] = None
 
     def __init__(
@@ -46,7 +48,6 @@ class FFmpegAnchor(Codec):
         self.intra_period = intra_period
         self.preset = self.default_preset if preset is None else preset
         self.threads = threads
-        self._last_args: list[str] = []
 
     # --- what a subclass says -----------------------------------------------------------
 
@@ -72,55 +73,53 @@ class FFmpegAnchor(Codec):
         except ffmpeg.FFmpegError as e:
             raise CodecUnavailable(str(e)) from e
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def depth_for(self, source_bit_depth: int) -> int:
+        return self.coding_bit_depth or source_bit_depth
+
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
         qp = self.parse_rate(rate)
         self.check()
         out = Path(workdir) / f"{self.name}_qp{qp}{self.extension}"
-        depth = self.coding_bit_depth
-        chunks = (
-            b
-            for s in range(0, video.frames, 8)
-            for b in iter_yuv_bytes(video[s : s + 8].to_bit_depth(depth), batch=8)
-        )
+        depth = self.depth_for(video.bit_depth)
+        chunks = (b for s in range(0, video.frames, 8) for b in iter_yuv_bytes(video[s : s + 8].to_bit_depth(depth), batch=8))
         args = [
-            "-f", "rawvideo", "-pix_fmt", _PIX_FMT[depth], "-s", f"{video.width}x{video.height}",
-            "-r", f"{video.fps:g}", "-i", "pipe:0",
-            "-frames:v", str(video.frames),
+            *("-f", "rawvideo", "-pix_fmt", _PIX_FMT[depth], "-s", f"{video.width}x{video.height}"),
+            *("-r", f"{video.fps:g}", "-i", "pipe:0", "-frames:v", str(video.frames)),
             *self.encoder_args(qp),
-            "-f", self.muxer, str(out),
-        ]  # fmt: skip
-        self._last_args = args
-        ffmpeg.run(self.exe, args, log=out.with_name(out.name + ".enc.log"), stdin_chunks=chunks)
+            *("-pix_fmt", _PIX_FMT[depth], "-f", self.muxer, str(out)),
+        ]
+        log = out.with_name(out.name + ".enc.log")
+        ffmpeg.run(self.exe, args, log=log, stdin_chunks=chunks)
         if not out.exists() or out.stat().st_size == 0:
             raise ffmpeg.FFmpegError(f"{self.name}: ffmpeg wrote no bitstream to {out}")
-        return out
+        units = ffmpeg.access_units(self.exe, out, self.muxer)
+        return EncodeResult(
+            out,
+            frame_bytes=[u.bytes for u in units],
+            frame_types=[u.type for u in units],
+            frame_qps=[u.qp for u in units],
+            logs=[log],
+            command=[self.exe, *map(str, args)],
+            tools={"ffmpeg": ffmpeg.ffmpeg_version(self.exe)},
+        )
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
         path = Path(path)
-        depth = self.coding_bit_depth
         out = Path(workdir) / f"{path.stem}.decoded.yuv"
         log = Path(workdir) / f"{path.name}.dec.log"
-        ffmpeg.run(
-            self.exe,
-            ["-c:v", self.decoder, "-f", self.muxer, "-i", str(path), "-f", "rawvideo", "-pix_fmt", _PIX_FMT[depth], str(out)],
-            log=log,
-        )
+        # the decoder's own output format (8 or 10 bits, as the stream says); a change of
+        # depth is done here, exactly, rather than by ffmpeg's dithering scaler
+        ffmpeg.run(self.exe, ["-c:v", self.decoder, "-f", self.muxer, "-i", str(path), "-f", "rawvideo", str(out)], log=log)
         m = _OUTPUT_STREAM.search(log.read_text(errors="replace"))
         if not m:
-            raise ffmpeg.FFmpegError(f"{self.name}: cannot read the decoded geometry from {log}")
-        width, height, fps = int(m.group(1)), int(m.group(2)), float(m.group(3))
-        return read_yuv(out, width, height, bit_depth=depth, fps=fps).to_bit_depth(8)
+            raise ffmpeg.FFmpegError(f"{self.name}: cannot read the decoded format and geometry from {log}")
+        depth, width, height, fps = _DEPTH[m.group(1)], int(m.group(2)), int(m.group(3)), float(m.group(4))
+        video = read_yuv(out, width, height, bit_depth=depth, fps=fps)
+        return video.to_bit_depth(bit_depth) if bit_depth else video
 
-    def frame_sizes(self, path: Path) -> list[int]:
-        """Bytes of each access unit, in decoding order (= display order in low delay)."""
-        out = subprocess.run(
-            [self.exe, "-hide_banner", "-nostdin", "-f", self.muxer, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        if out.returncode != 0:
-            raise ffmpeg.FFmpegError(ffmpeg.tail(out.stderr))
-        rows = [line.split(",") for line in out.stdout.splitlines() if line and not line.startswith("#")]
-        return [int(r[4]) for r in rows if len(r) >= 5]
+    def identity(self) -> dict[str, Any]:
+        # where the binary lies does not change the stream; its version does
+        return {k: v for k, v in self.describe().items() if k != "ffmpeg"}
 
     def describe(self) -> dict[str, Any]:
         exe = self.exe
@@ -132,7 +131,6 @@ class FFmpegAnchor(Codec):
             "preset": self.preset,
             "intra_period": self.intra_period,
             "threads": self.threads,
-            "coding_bit_depth": self.coding_bit_depth,
-            "encoder_args_template": self.encoder_args(0 if self.qp_range[0] == 0 else self.qp_range[0]),
-            "last_command": self._last_args,
+            "coding_bit_depth": self.coding_bit_depth or "the source's",
+            "encoder_args_template": self.encoder_args(int(self.rate_spec.low or 0)),
         }

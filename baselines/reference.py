@@ -6,17 +6,19 @@
 on PATH. The configuration is the tree's low-delay file (HM: ``cfg/encoder_lowdelay_main10.cfg``,
 VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option.
 
-The command line follows DCVC's test conditions (DESIGN.md §5)::
+The command line follows DCVC's test conditions (docs/architecture.md, "Anchors")::
 
     TAppEncoder -c encoder_lowdelay_main10.cfg --InputFile=in.yuv --BitstreamFile=out.bin
         --DecodingRefreshType=2 --InputBitDepth=8 --OutputBitDepth=8 --OutputBitDepthC=8
         --InputChromaFormat=420 --FrameRate=50 --FramesToBeEncoded=96 --SourceWidth=1920
         --SourceHeight=1080 --IntraPeriod=-1 --QP=37 --Level=6.2 --ReconFile=rec.yuv
 
-(``--ReconFile`` added: the harness checks the decoder against it). The encoder's log is kept
-beside the bitstream as ``<bitstream>.enc.log``; a failure quotes its tail. The decoder runs
-``-b out.bin -o dec.yuv -d 8`` (output rounded to 8 bits, as the ffmpeg anchors return).
-The bitstream's picture size is read back with ffmpeg's parser, so decoding needs only the file.
+(``--ReconFile`` added: the harness checks the decoder against it). Input and output bit
+depths are the source's (8 or 10; the main10 configuration codes both at 10 bits inside). The
+encoder's log is kept beside the bitstream as ``<bitstream>.enc.log``; a failure quotes its
+tail. The decoder runs ``-b out.bin -o dec.yuv -d N`` (N the depth asked for, 0 the stream's
+own). The picture size, each access unit's bytes, picture type and slice QP are read back
+with ffmpeg's parser, so decoding needs only the file.
 HM's and VTM's ``--FrameRate`` is an integer: 29.97 fps is passed as 30 (only rate control,
 which fixed-QP coding does not use, reads it).
 """
@@ -31,10 +33,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecError, Rate, Requirement, check_intra_period
+from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, check_intra_period
 from bench.video import Video, read_yuv, write_yuv
 
-_GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc).*?, (\d+)x(\d+)")
+_GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
 _FPS = re.compile(r"Stream #0:0.*?Video:.*?, (\d+(?:\.\d+)?) fps")
 
 
@@ -44,20 +46,18 @@ class ReferenceEncoder(Codec):
     default_cfg: ClassVar[str]
     dir_option: ClassVar[str]
     muxer: ClassVar[str]  # ffmpeg's raw elementary-stream demuxer, to read the picture size back
-    qp_range: ClassVar[tuple[int, int]] = (0, 51)
+    rate_spec = RateSpec("int", 0, 51)
     default_rates = (27, 32, 37, 42, 47)
     extension = ".bin"
+    bit_depths = (8, 10)
 
-    def __init__(self, *, root: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2",
-                 ffmpeg: str | None = None):  # fmt: skip
+    def __init__(self, *, root: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2", ffmpeg: str | None = None):
         check_intra_period(intra_period)
         self.root = Path(root).expanduser() if root else None
         self.cfg = Path(cfg).expanduser() if cfg else None
         self.intra_period = intra_period
         self.level = str(level)
         self.ffmpeg = ffmpeg
-        self._last: Video | None = None
-        self._last_command: list[str] = []
 
     # --- finding the binaries and the cfg -----------------------------------------------------
 
@@ -102,8 +102,14 @@ class ReferenceEncoder(Codec):
             reqs.append(Requirement(f"{self.label} {kind} ({' or '.join(names)})", exe is not None, str(exe) if exe else where, how))
         cfg = self._cfg_path()
         looked = str(self.cfg) if self.cfg else (f"{self.root}/cfg" if self.root else "cfg/ beside the encoder's bin/")
-        reqs.append(Requirement(f"{self.label} low-delay configuration {self.cfg.name if self.cfg else self.default_cfg}", cfg is not None,
-                                str(cfg) if cfg else looked, f"pass {self.dir_option}=TREE (with cfg/{self.default_cfg}) or cfg=FILE"))  # fmt: skip
+        reqs.append(
+            Requirement(
+                f"{self.label} low-delay configuration {self.cfg.name if self.cfg else self.default_cfg}",
+                cfg is not None,
+                str(cfg) if cfg else looked,
+                f"pass {self.dir_option}=TREE (with cfg/{self.default_cfg}) or cfg=FILE",
+            )
+        )
         return reqs
 
     @property
@@ -114,18 +120,27 @@ class ReferenceEncoder(Codec):
 
     def encoder_command(self, exe: Path, cfg: Path, video: Video, qp: int, yuv: Path, out: Path, recon: Path) -> list[str]:
         return [
-            str(exe), "-c", str(cfg),
-            f"--InputFile={yuv}", f"--BitstreamFile={out}",
+            str(exe),
+            "-c",
+            str(cfg),
+            f"--InputFile={yuv}",
+            f"--BitstreamFile={out}",
             "--DecodingRefreshType=2",
-            f"--InputBitDepth={video.bit_depth}", "--OutputBitDepth=8", "--OutputBitDepthC=8",
+            f"--InputBitDepth={video.bit_depth}",
+            f"--OutputBitDepth={video.bit_depth}",
+            f"--OutputBitDepthC={video.bit_depth}",
             "--InputChromaFormat=420",
-            f"--FrameRate={max(1, round(video.fps))}", f"--FramesToBeEncoded={video.frames}",
-            f"--SourceWidth={video.width}", f"--SourceHeight={video.height}",
-            f"--IntraPeriod={self.intra_period}", f"--QP={qp}", f"--Level={self.level}",
+            f"--FrameRate={max(1, round(video.fps))}",
+            f"--FramesToBeEncoded={video.frames}",
+            f"--SourceWidth={video.width}",
+            f"--SourceHeight={video.height}",
+            f"--IntraPeriod={self.intra_period}",
+            f"--QP={qp}",
+            f"--Level={self.level}",
             f"--ReconFile={recon}",
-        ]  # fmt: skip
+        ]
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
         qp = self.parse_rate(rate)
         self.check()
         exe, cfg = self._find(self.encoder_names), self._cfg_path()
@@ -134,7 +149,6 @@ class ReferenceEncoder(Codec):
         yuv, recon = workdir / f"{self.name}_qp{qp}.input.yuv", workdir / f"{self.name}_qp{qp}.recon.yuv"
         write_yuv(video, yuv)
         cmd = self.encoder_command(exe, cfg, video, qp, yuv, out, recon)
-        self._last_command = cmd
         log = out.with_name(out.name + ".enc.log")
         try:
             _run(cmd, log, f"{self.label} encoder")
@@ -142,36 +156,51 @@ class ReferenceEncoder(Codec):
             yuv.unlink(missing_ok=True)
         if not out.is_file() or out.stat().st_size == 0:
             raise CodecError(f"{self.label} encoder wrote no bitstream to {out}; its log: {log}")
-        self._last = read_yuv(recon, video.width, video.height, bit_depth=8, fps=video.fps) if recon.is_file() else None
-        return out
+        rec = read_yuv(recon, video.width, video.height, bit_depth=video.bit_depth, fps=video.fps) if recon.is_file() else None
+        units = ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), out, self.muxer)
+        return EncodeResult(
+            out,
+            frame_bytes=[u.bytes for u in units],
+            frame_types=[u.type for u in units],
+            frame_qps=[u.qp for u in units],
+            reconstruction=rec.copy() if rec is not None else None,
+            logs=[log],
+            command=cmd,
+            tools={"encoder": str(exe), "cfg": str(cfg)},
+        )
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
         path = Path(path)
         exe = self._find(self.decoder_names)
         if exe is None:
             self.check()
         out = Path(workdir) / f"{path.stem}.decoded.yuv"
-        _run([str(exe), "-b", str(path), "-o", str(out), "-d", "8"], Path(workdir) / f"{path.name}.dec.log", f"{self.label} decoder")
-        width, height, fps = self._geometry(path)
-        return read_yuv(out, width, height, bit_depth=8, fps=fps)
+        width, height, fps, native = self._geometry(path)
+        depth = bit_depth or native
+        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], Path(workdir) / f"{path.name}.dec.log", f"{self.label} decoder")
+        return read_yuv(out, width, height, bit_depth=depth, fps=fps)
 
-    def _geometry(self, path: Path) -> tuple[int, int, float]:
+    def _geometry(self, path: Path) -> tuple[int, int, float, int]:
+        """Width, height, frame rate and coded bit depth, from the stream's parameter sets."""
         exe = ffmpeg.ffmpeg_exe(self.ffmpeg)
         probe = subprocess.run([exe, "-hide_banner", "-nostdin", "-f", self.muxer, "-i", str(path)], capture_output=True, text=True, timeout=120)
         m = _GEOMETRY.search(probe.stderr)
         if not m:
             raise CodecError(f"{self.name}: cannot read the picture size of {path} with ffmpeg's {self.muxer} parser: {ffmpeg.tail(probe.stderr)}")
         fps = _FPS.search(probe.stderr)
-        return int(m.group(1)), int(m.group(2)), float(fps.group(1)) if fps else 25.0
-
-    def encoder_reconstruction(self) -> Video | None:
-        return self._last
+        depth = 10 if "10" in m.group(1) else 8
+        return int(m.group(2)), int(m.group(3)), float(fps.group(1)) if fps else 25.0, depth
 
     def describe(self) -> dict[str, Any]:
         enc, dec = self._find(self.encoder_names), self._find(self.decoder_names)
-        return {**super().describe(), "encoder": str(enc) if enc else None, "decoder": str(dec) if dec else None,
-                "cfg": str(self._cfg_path()) if self._cfg_path() else None, "intra_period": self.intra_period, "level": self.level,
-                "last_command": self._last_command}  # fmt: skip
+        return {
+            **super().describe(),
+            "encoder": str(enc) if enc else None,
+            "decoder": str(dec) if dec else None,
+            "cfg": str(self._cfg_path()) if self._cfg_path() else None,
+            "intra_period": self.intra_period,
+            "level": self.level,
+        }
 
 
 def _run(cmd: list[str], log: Path, what: str) -> None:
@@ -188,6 +217,10 @@ def _run(cmd: list[str], log: Path, what: str) -> None:
 class HM(ReferenceEncoder):
     """HEVC reference encoder HM-16.x (the paper's HM16.25), low delay, main10."""
 
+    @classmethod
+    def options(cls) -> list[CodecOption]:
+        return [CodecOption("--hm-dir", "hm_dir", "HM source tree (bin/TAppEncoder, cfg/encoder_lowdelay_main10.cfg) for --codec hm (default: PATH)")]
+
     name = "hm"
     encoder_names = ("TAppEncoder", "TAppEncoderStatic")
     decoder_names = ("TAppDecoder", "TAppDecoderStatic")
@@ -202,13 +235,17 @@ class HM(ReferenceEncoder):
 class VTM(ReferenceEncoder):
     """VVC reference encoder VTM (the paper's VTM17.0), low delay."""
 
+    @classmethod
+    def options(cls) -> list[CodecOption]:
+        return [CodecOption("--vtm-dir", "vtm_dir", "VTM source tree (bin/EncoderApp, cfg/encoder_lowdelay_vtm.cfg) for --codec vtm (default: PATH)")]
+
     name = "vtm"
     encoder_names = ("EncoderApp", "EncoderAppStatic")
     decoder_names = ("DecoderApp", "DecoderAppStatic")
     default_cfg = "encoder_lowdelay_vtm.cfg"
     dir_option = "vtm_dir"
     muxer = "vvc"
-    qp_range = (0, 63)
+    rate_spec = RateSpec("int", 0, 63)
 
     def __init__(self, *, vtm_dir: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2", ffmpeg: str | None = None):
         super().__init__(root=vtm_dir, cfg=cfg, intra_period=intra_period, level=level, ffmpeg=ffmpeg)

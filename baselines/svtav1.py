@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.codec import RateSpec
+
 from .ffmpeg_anchor import FFmpegAnchor
 
 
@@ -9,7 +11,7 @@ class SvtAv1(FFmpegAnchor):
     name = "svtav1"
     extension = ".obu"
     encoder, decoder, muxer = "libsvtav1", "libdav1d", "obu"
-    qp_range = (1, 63)
+    rate_spec = RateSpec("int", 1, 63)
     default_rates = (40, 46, 52, 57, 62)
     default_preset = 8
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.codec import RateSpec
+
 from .ffmpeg_anchor import FFmpegAnchor
 
 
@@ -12,12 +14,13 @@ class VVenC(FFmpegAnchor):
     # libvvenc accepts only yuv420p10le, and ffmpeg's VVC decoder returns 10 bits: 8-bit
     # sources are shifted up on the way in and rounded back to 8 bits for measuring.
     coding_bit_depth = 10
-    qp_range = (0, 63)
+    rate_spec = RateSpec("int", 0, 63)
     # The same QPs as x265, as CTC compares anchors: BD-rate integrates over the overlapping
     # *quality* range, which a rate-aligned ladder (22..42) shrank below 50% for MS-SSIM on
     # the sample set. At these QPs vvenc spans ~0.007-0.06 bpp there, x265 ~0.017-0.10.
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    plot_style = ("#ff7f0e", "s")
 
     def encoder_args(self, qp: int) -> list[str]:
         # libvvenc's defaults are random access with reordering, an intra refresh every

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.codec import RateSpec
+
 from .ffmpeg_anchor import FFmpegAnchor
 
 _ONE_GOP = 1 << 30  # x264 has no "infinite" keyint; this is longer than any test sequence
@@ -11,17 +13,32 @@ class X264(FFmpegAnchor):
     name = "x264"
     extension = ".264"
     encoder, decoder, muxer = "libx264", "h264", "h264"
-    qp_range = (0, 51)
+    rate_spec = RateSpec("int", 0, 51)
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
 
     def encoder_args(self, qp: int) -> list[str]:
         gop = _ONE_GOP if self.intra_period == -1 else self.intra_period
         args = [
-            "-c:v", "libx264", "-preset", str(self.preset), "-qp", str(qp), "-bf", "0",
-            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-            "-aq-mode", "0", "-mbtree", "0",
-        ]  # fmt: skip
+            "-c:v",
+            "libx264",
+            "-preset",
+            str(self.preset),
+            "-qp",
+            str(qp),
+            "-bf",
+            "0",
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-aq-mode",
+            "0",
+            "-mbtree",
+            "0",
+        ]
         if self.threads:
             args += ["-threads", str(self.threads)]
         return args

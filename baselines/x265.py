@@ -9,9 +9,9 @@ class X265(FFmpegAnchor):
     name = "x265"
     extension = ".hevc"
     encoder, decoder, muxer = "libx265", "hevc", "hevc"
-    qp_range = (0, 51)
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    plot_style = ("#1f77b4", "s")
 
     def encoder_args(self, qp: int) -> list[str]:
         # bframes=0: I then P frames, no reordering. keyint=-1 is x265's "one keyframe".

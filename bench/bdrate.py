@@ -10,7 +10,8 @@
 
 The interpolation method is a recorded option: JVET/JCT-VC CTC use piecewise cubic Hermite
 (``pchip``, the default), AV2 uses ``akima``, VCEG-M33 a cubic polynomial (``cubic``); they
-can differ by more than two points. Lower-is-better metrics are negated before fitting.
+can differ by more than two points. Lower-is-better metrics (``lower_is_better=True``; the
+metric registry says which, ``bench.metrics.lower_is_better``) are negated before fitting.
 Fewer than 3 points (4 for ``cubic``), too little overlap, or a curve whose quality does not rise with rate
 raise a :class:`BDError` subclass whose message is the reason to print in the table.
 """
@@ -23,7 +24,6 @@ from collections.abc import Sequence
 import numpy as np
 
 METHODS = ("pchip", "akima", "cubic")
-LOWER_IS_BETTER = frozenset({"lpips", "dists", "ewarp"})
 # The cubic polynomial fit (VCEG-M33) needs 4 points. Piecewise interpolation (PCHIP, Akima)
 # is defined on 3: published curves often have 3 points (the Diff-SIT paper's HM/VTM, HNeRV),
 # and a 3-point BD with its caveat in the note is more use than none. 2 points stay refused.
@@ -88,6 +88,7 @@ def _overlap(a: np.ndarray, b: np.ndarray, axis: str, min_overlap: float, sign: 
     total = max(a.max(), b.max()) - min(a.min(), b.min())
     frac = max(hi - lo, 0.0) / total if total > 0 else 0.0
     if frac <= 0:
+
         def span(v):
             x, y = sorted((sign * v.min(), sign * v.max()))
             return f"{x:.5g}..{y:.5g}"

@@ -6,10 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import datasets as ds
-from .codec import UnknownCodec, accepted_options, codec_class, codec_names, create_codec, parse_codec_spec
-from .metrics import UnknownMetric, default_metrics, resolve_metrics
+from .codec import BitDepthError, RateError, UnknownCodec, accepted_options, codec_class, codec_names, contributed_options, create_codec
+from .metrics import UnknownMetric, default_metrics
+
+if TYPE_CHECKING:
+    from .sweep import SweepConfig
 
 
 class UsageError(Exception):
@@ -52,14 +56,14 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_codec_location_args(p: argparse.ArgumentParser) -> None:
-    """Where codecs that are not Python packages live (passed to the codecs that take them)."""
-    p.add_argument("--hm-dir", help="HM source tree (bin/TAppEncoder, cfg/encoder_lowdelay_main10.cfg) for --codec hm (default: PATH)")
-    p.add_argument("--vtm-dir", help="VTM source tree (bin/EncoderApp, cfg/encoder_lowdelay_vtm.cfg) for --codec vtm (default: PATH)")
-    p.add_argument("--dcvc-root", help="a checkout of microsoft/DCVC, for --codec dcvc-dc / dcvc-fm")
-    p.add_argument("--dcvc-weights", help="folder of DCVC checkpoints (default: <dcvc-root>/<model>/checkpoints)")
+    """The options codec plugins contribute (where codecs that are not Python packages live),
+    passed to the codecs that take them."""
+    for opt in contributed_options():
+        p.add_argument(opt.flag, dest=opt.dest, help=opt.help)
 
 
-_LOCATION_OPTIONS = ("hm_dir", "vtm_dir", "dcvc_root", "dcvc_weights")
+def _location_options() -> list[str]:
+    return [o.dest for o in contributed_options()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="sweep codecs x sequences x rate points and write results")
-    run.add_argument("--codec", required=True, type=_csv, help="codec[:opt=val...][,codec...], e.g. x265,vvenc:preset=fast")
+    run.add_argument("--codec", required=True, type=_csv, help="codec[:opt=val...][,codec...] (`python -m bench codecs` lists them)")
     _add_input_args(run)
     run.add_argument("--rates", type=_csv, help="rate points in the codec's own knob (QP for anchors), comma-separated")
     run.add_argument("--metrics", type=_csv, help=f"metrics or columns (default: {','.join(default_metrics())})")
@@ -113,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("import", help="turn a published results file into summary.csv rows (marked imported, with their source)")
     im.add_argument("file", type=Path, help="the results file")
-    im.add_argument("--format", required=True, choices=("dcvc", "compressai", "long"),
-                    help="dcvc: DCVC's test_video.py JSON; compressai: CompressAI's results JSON; long: CSV of dataset,metric,codec,bpp,value")
+    im.add_argument(
+        "--format",
+        required=True,
+        choices=("dcvc", "compressai", "long"),
+        help="dcvc: DCVC's test_video.py JSON; compressai: CompressAI's results JSON; long: CSV of dataset,metric,codec,bpp,value",
+    )
     im.add_argument("--codec", help="codec name for a dcvc file (it does not name one)")
     im.add_argument("--dataset", help="dataset of a compressai file; for the others, keep only this dataset")
     im.add_argument("--psnr-space", default="rgb", choices=("rgb", "yuv"), help="what a dcvc file's ave_all_frame_psnr is (its --yuv420 0 or 1)")
@@ -137,86 +145,81 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ[weights.ENV] = str(Path(args.weights).expanduser())  # workers inherit it
     try:
-        commands = {"run": cmd_run, "datasets": cmd_datasets, "codecs": cmd_codecs, "plot": cmd_plot, "bdrate": cmd_bdrate, "check": cmd_check, "doctor": cmd_doctor,
-                    "import": cmd_import}
+        commands = {
+            "run": cmd_run,
+            "datasets": cmd_datasets,
+            "codecs": cmd_codecs,
+            "plot": cmd_plot,
+            "bdrate": cmd_bdrate,
+            "check": cmd_check,
+            "doctor": cmd_doctor,
+            "import": cmd_import,
+        }
         return commands[args.command](args)
-    except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, ValueError, TypeError, FileNotFoundError) as e:
+    except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, RateError, BitDepthError, ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - planning errors (missing encoder, busy store) read best bare
         from .store import StoreBusy
-        from .sweep import PlanError
+        from .sweep import PlanError, SweepConfigError
 
-        if isinstance(e, (PlanError, StoreBusy)):
+        if isinstance(e, (PlanError, StoreBusy, SweepConfigError)):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise
 
 
-def _codec_specs(args) -> list[tuple[str, dict]]:
-    specs = []
-    for item in args.codec:
-        name, opts = parse_codec_spec(item)
-        cls = codec_class(name)  # raises UnknownCodec listing the valid names
-        accepted = accepted_options(cls)
-        given = [("intra_period", args.intra_period), ("ffmpeg", args.ffmpeg), ("device", args.device if args.device != "cpu" else None)]
-        given += [(k, getattr(args, k, None)) for k in _LOCATION_OPTIONS]
-        for key, value in given:
-            if value is not None and key in accepted and key not in opts:
-                opts[key] = value
-        specs.append((name, opts))
-    return specs
+def sweep_config(args) -> SweepConfig:
+    """The ``run`` command line as a SweepConfig (the CLI only parses)."""
+    from .sweep import SweepConfig
+
+    harness = {k: getattr(args, k) for k in ("ffmpeg", *_location_options()) if getattr(args, k, None) is not None}
+    return SweepConfig(
+        codecs=args.codec,
+        dataset=args.dataset,
+        rates=args.rates,
+        sequences=args.sequences,
+        frames=args.frames,
+        metrics=args.metrics,
+        out=str(args.out) if args.out else None,
+        data_root=args.data_root,
+        size=args.size,
+        fps=args.fps,
+        bit_depth=args.bit_depth,
+        intra_period=args.intra_period,
+        device=args.device,
+        jobs=args.jobs,
+        force=args.force,
+        weights=args.weights,
+        codec_options=harness,
+        progress=not args.quiet,
+    )
 
 
 def cmd_run(args) -> int:
-    from .store import ResultsStore
-    from .sweep import LocalExecutor, execute, plan, provenance
+    from .sweep import run_sweep
 
-    specs = _codec_specs(args)
-    dataset = ds.get_dataset(args.dataset, size=args.size, fps=args.fps, bit_depth=args.bit_depth)
-    root = ds.data_root(args.data_root)
-    sequences = dataset.resolve(root, args.sequences)
-    metrics = resolve_metrics(args.metrics) if args.metrics else default_metrics()
-    explicit = bool(args.metrics)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-
-    outs: dict[Path, list[tuple[str, dict]]] = {}
-    for name, opts in specs:
-        out = args.out or Path("results") / dataset.name / name
-        outs.setdefault(out, []).append((name, opts))
-
-    failed = 0
-    for out, group in outs.items():
-        store = ResultsStore(out)
-        with store.lock():
-            p = plan(codecs=group, dataset=dataset.name, sequences=sequences, rates=args.rates, frames=args.frames,
-                     default_frames=dataset.default_frames, metrics=metrics, metrics_explicit=explicit, device=args.device, out=out, force=args.force)  # fmt: skip
-            for note in p.notes:
-                print(f"note: {note}", file=sys.stderr)
-            for m, why in p.skipped_metrics.items():
-                print(f"note: metric {m} skipped: {why}", file=sys.stderr)
-            if p.skipped:
-                print(f"{out}: {len(p.skipped)} job(s) already done, skipped (--force to redo)", file=sys.stderr)
-            records = execute(p, LocalExecutor(args.jobs), store, provenance(p.codecs, skipped_metrics=p.skipped_metrics), progress=not args.quiet)
-        bad = [r for r in records if r["status"] != "done"]
-        failed += len(bad)
-        for r in bad:
+    result = run_sweep(sweep_config(args), argv=sys.argv)
+    for part in result.parts:
+        for r in part.failed:
             print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
-        print(f"{out}: {len(records) - len(bad)} done, {len(bad)} failed, {len(p.skipped)} skipped -> {out / 'summary.csv'}")
-    return 1 if failed else 0
+        done = len(part.records) - len(part.failed)
+        print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {part.out / 'summary.csv'}")
+    return 0 if result.ok else 1
 
 
 def cmd_doctor(args) -> int:
     from . import weights
-    from .metrics import METRICS, create_metric
+    from .metrics import create_metric, metric_names
 
     print("weights files (looked for in: " + ", ".join(map(str, weights.search_dirs())) + ")")
     for r in weights.doctor_rows():
         mark = "present" if r["present"] else "MISSING"
         print(f"  {mark} {r['file']:<40} {r['what']}" + (f"\n          at {r['path']}" if r["present"] else f"\n          from {r['url']}"))
     print("\nmetrics:")
-    for name in METRICS:
+    for name in metric_names():
         try:
             create_metric(name).check()
             status = "can run"
@@ -234,14 +237,16 @@ def cmd_doctor(args) -> int:
             print(f"  {name}: nothing else")
         for r in reqs:
             print(f"  {name}: {'present' if r.present else 'MISSING'} {r.what}" + (f"\n          at {r.where}" if r.present else f"\n          {r.fix}"))
-    print(f"\nFor offline use put the files in torch's hub cache ({weights.hub_dir()}/checkpoints, or hub/clip for RN50.pt; "
-          f"TORCH_HOME moves it) or in a folder passed as --weights DIR / ${weights.ENV}.")
+    print(
+        f"\nFor offline use put the files in torch's hub cache ({weights.hub_dir()}/checkpoints, or hub/clip for RN50.pt; "
+        f"TORCH_HOME moves it) or in a folder passed as --weights DIR / ${weights.ENV}."
+    )
     return 0
 
 
 def _location_opts(args, cls) -> dict:
     accepted = accepted_options(cls)
-    return {k: getattr(args, k) for k in ("ffmpeg", *_LOCATION_OPTIONS) if getattr(args, k, None) and k in accepted}
+    return {k: getattr(args, k) for k in ("ffmpeg", *_location_options()) if getattr(args, k, None) and k in accepted}
 
 
 def cmd_datasets(args) -> int:
@@ -260,7 +265,7 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_codecs(args) -> int:
-    print(f"{'codec':<21} {'rate':<8} {'default ladder':<18} status")
+    print(f"{'codec':<21} {'rate':<8} {'default ladder':<18} {'bit depths':<10} status")
     for name in codec_names():
         try:
             cls = codec_class(name)
@@ -273,7 +278,8 @@ def cmd_codecs(args) -> int:
                 status = f"cannot run: {e}"
             reqs = codec.requirements()
             have = f" [needs {sum(r.present for r in reqs)}/{len(reqs)} present]" if reqs else ""
-            print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {status}{have}")
+            depths = "/".join(map(str, codec.bit_depths)) + ("+conv" if codec.convert_bit_depth else "")
+            print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {depths:<10} {status}{have} [rates: {codec.rate_spec.describe()}]")
         except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
             print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")
     return 0
@@ -299,8 +305,9 @@ def _summaries(paths: list[Path] | None):
 def cmd_plot(args) -> int:
     from .report import write_plots
 
-    files = write_plots(_summaries(args.results), args.out, metrics=args.metrics, per_sequence=args.per_sequence,
-                        ms_ssim_db=args.ms_ssim_db, formats=tuple(args.format))  # fmt: skip
+    files = write_plots(
+        _summaries(args.results), args.out, metrics=args.metrics, per_sequence=args.per_sequence, ms_ssim_db=args.ms_ssim_db, formats=tuple(args.format)
+    )
     print(f"wrote {len(files)} files under {args.out} (points drawn: {args.out / 'curves.csv'})")
     return 0
 

@@ -1,8 +1,20 @@
-"""The codec protocol and the codec registry.
+"""The codec contract and the codec registry.
 
 A codec turns a :class:`~bench.video.Video` into a bitstream *file* at one rate point and
-turns that file, alone, back into a Video. Everything else a codec needs (preset, binary,
-model, device) is constructor configuration and goes into the manifest via ``describe()``.
+turns that file, alone, back into a Video. ``encode`` returns an :class:`EncodeResult`: the
+file, and what the encoder knows about it (each access unit's bytes and frame type in
+decoding order, its own reconstruction, its logs and command line). Everything else a codec
+needs (preset, binary, model, device) is constructor configuration and goes into the manifest
+via ``describe()``; ``identity()`` is the part of it that changes the numbers, and so the
+results cache's key.
+
+What a codec declares, so the harness can check a sweep before encoding anything:
+
+- ``rate_spec``: the type and range of its rate points (:class:`RateSpec`);
+- ``bit_depths``: the source bit depths it codes; ``decode(..., bit_depth=N)`` returns N-bit
+  samples, as HM's ``-d N`` does. ``convert_bit_depth = True`` lets the harness convert other
+  sources to the nearest depth it codes (left shift up, rounding shift down) and back;
+- ``options()``: harness-wide command-line options it takes (``--hm-dir``, ...).
 
 Codecs are found through the ``bench.codecs`` entry-point group, so ``bench`` itself imports
 no codec: a new codec is one module plus one line in its package's ``pyproject.toml``::
@@ -14,8 +26,9 @@ no codec: a new codec is one module plus one line in its package's ``pyproject.t
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +61,10 @@ class RateError(ValueError):
     """A rate point that the codec does not accept."""
 
 
+class BitDepthError(ValueError):
+    """A source bit depth that the codec cannot code."""
+
+
 @dataclass(frozen=True)
 class Requirement:
     """One thing a codec needs on this machine (a binary, a checkout, a weights file), for
@@ -68,8 +85,131 @@ def check_intra_period(intra_period: int) -> int:
 
 def is_intra_frame(index: int, intra_period: int) -> bool:
     """Whether frame ``index`` is intra coded. -1 is handled explicitly: ``i % -1 == 0`` is
-    always true in Python, which silently turned one-intra-frame runs all-intra (DESIGN.md §8)."""
+    always true in Python, which silently turned one-intra-frame runs all-intra."""
     return index == 0 if intra_period == -1 else index % intra_period == 0
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """What a codec's rate points are: ``int`` (a QP, a quality index), ``float`` (a λ, a
+    quality), or one of ``choices`` (named models). ``low``/``high`` bound the numeric kinds,
+    inclusive; ``exclusive_low`` makes ``low`` itself invalid (λ > 0)."""
+
+    kind: str = "int"  # "int", "float" or "choice"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Rate, ...] = ()
+    exclusive_low: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("int", "float", "choice"):
+            raise ValueError(f"RateSpec kind must be int, float or choice, got {self.kind!r}")
+
+    def describe(self) -> str:
+        if self.kind == "choice" or self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        lo = "" if self.low is None else f"{self.low:g}"
+        hi = "" if self.high is None else f"{self.high:g}"
+        noun = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {lo}..{hi}" if not self.exclusive_low else f"{noun} in ({lo}, {hi}]"
+        if self.low is not None:
+            return f"{noun} {'>' if self.exclusive_low else '>='} {lo}"
+        if self.high is not None:
+            return f"{noun} <= {hi}"
+        return noun
+
+    def parse(self, text: str | Rate, what: str) -> Rate:
+        """``text`` as a rate value; RateError naming the valid range if it is not one."""
+        valid = self.describe()
+        if self.kind == "choice":
+            for c in self.choices:
+                if str(c) == str(text).strip():
+                    return c
+            raise RateError(f"{what} {text!r} is not valid: it must be {valid}")
+        if isinstance(text, bool):
+            raise RateError(f"{what} {text!r} is not valid: it must be {valid}")
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise RateError(f"{what} {text!r} is not a number: it must be {valid}") from None
+        if not math.isfinite(value):
+            raise RateError(f"{what} {text!r} is not valid: it must be {valid}")
+        if self.kind == "int":
+            if value != int(value):
+                raise RateError(f"{what} {text!r} is not an integer: it must be {valid}")
+            value = int(value)
+        too_low = self.low is not None and (value <= self.low if self.exclusive_low else value < self.low)
+        too_high = self.high is not None and value > self.high
+        if too_low or too_high:
+            raise RateError(f"{what} {text!r} is out of range: it must be {valid}")
+        if self.choices and value not in self.choices:
+            raise RateError(f"{what} {text!r} is not valid: it must be one of {', '.join(map(str, self.choices))}")
+        return value
+
+
+@dataclass(frozen=True)
+class CodecOption:
+    """A harness-wide command-line option that a codec plugin contributes (``--hm-dir``):
+    ``bench`` adds it to ``run``, ``codecs`` and ``doctor`` and passes it to every codec of the
+    sweep that takes ``dest`` as a constructor option."""
+
+    flag: str
+    dest: str
+    help: str
+
+
+@dataclass
+class EncodeResult:
+    """What ``encode`` produced.
+
+    ``frame_bytes`` and ``frame_types`` are per access unit in *decoding* order (``I``, ``P``,
+    ``B``, or a codec's own letter, e.g. ``MV``); ``display_index`` maps each to the frame it
+    shows (None: decoding order is display order). Bytes the frames do not account for
+    (parameter sets, container headers) belong to the first frame. ``frame_qps`` where the
+    encoder reports one. ``reconstruction`` is the encoder's own decoded video, which the
+    harness compares with the decoder's output.
+    """
+
+    bitstream: Path
+    frame_bytes: list[int] | None = None
+    frame_types: list[str] | None = None
+    frame_qps: list[float] | None = None
+    display_index: list[int] | None = None
+    reconstruction: Video | None = None
+    logs: list[Path] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    tools: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bitstream = Path(self.bitstream)
+
+    def per_frame(self, frames: int) -> dict[str, list]:
+        """Bits, type and QP per frame in display order, bits summing to 8 x file size;
+        CodecError if the lists do not describe ``frames`` frames."""
+        size = self.bitstream.stat().st_size
+        if self.frame_bytes is None:
+            raise CodecError(f"{self.bitstream.name}: the codec reported no per-frame sizes")
+        n = len(self.frame_bytes)
+        for name, values in (("frame_types", self.frame_types), ("frame_qps", self.frame_qps), ("display_index", self.display_index)):
+            if values is not None and len(values) != n:
+                raise CodecError(f"{self.bitstream.name}: {n} frame sizes but {len(values)} {name}")
+        if n != frames:
+            raise CodecError(f"{self.bitstream.name}: the codec reported {n} access units for {frames} frames")
+        total = sum(self.frame_bytes)
+        if total > size:
+            raise CodecError(f"{self.bitstream.name}: frame sizes add up to {total} bytes, more than the file's {size}")
+        bits = [8 * b for b in self.frame_bytes]
+        bits[0] += 8 * (size - total)
+        order = self.display_index if self.display_index is not None else list(range(n))
+        if sorted(order) != list(range(n)):
+            raise CodecError(f"{self.bitstream.name}: display_index is not a permutation of 0..{n - 1}")
+        out = {"bits": [0] * n, "frame_type": [""] * n, "qp": [math.nan] * n}
+        for k, shown in enumerate(order):
+            out["bits"][shown] = bits[k]
+            out["frame_type"][shown] = self.frame_types[k] if self.frame_types is not None else ""
+            out["qp"][shown] = float(self.frame_qps[k]) if self.frame_qps is not None else math.nan
+        return out
 
 
 class Codec(ABC):
@@ -79,22 +219,40 @@ class Codec(ABC):
     name: ClassVar[str]
     #: what a rate point means for this codec (``qp``, ``lambda``, ``quality``)
     rate_name: ClassVar[str] = "qp"
+    #: the type and range of rate points (checked by parse_rate at plan time)
+    rate_spec: ClassVar[RateSpec] = RateSpec("int")
     #: rate points swept when ``--rates`` is not given, in order of decreasing rate
     default_rates: ClassVar[tuple[Rate, ...]] = ()
     #: bitstream file extension
     extension: ClassVar[str] = ".bin"
-    #: the valid QPs of a QP-driven codec (checked by parse_rate); None: no range
-    qp_range: ClassVar[tuple[int, int] | None] = None
+    #: source bit depths the codec codes (4:2:0); decode(bit_depth=N) returns N-bit samples
+    bit_depths: ClassVar[tuple[int, ...]] = (8,)
+    #: whether the harness may convert a source of another depth to the nearest of
+    #: ``bit_depths`` (and the decoded video back); else such a source is refused at plan time
+    convert_bit_depth: ClassVar[bool] = False
+    #: (colour, marker) in plots; None: derived from the name
+    plot_style: ClassVar[tuple[str, str] | None] = None
+
+    @classmethod
+    def options(cls) -> list[CodecOption]:
+        """Harness-wide command-line options this codec contributes (locations, mostly)."""
+        return []
 
     def parse_rate(self, text: str | Rate) -> Rate:
-        """Turn a ``--rates`` item into this codec's rate value; raise RateError if invalid."""
-        try:
-            value = int(text)
-        except (TypeError, ValueError):
-            raise RateError(f"{self.name}: rate {text!r} is not an integer {self.rate_name}") from None
-        if self.qp_range is not None and not self.qp_range[0] <= value <= self.qp_range[1]:
-            raise RateError(f"{self.name}: QP {value} is outside {self.qp_range[0]}..{self.qp_range[1]}")
-        return value
+        """Turn a ``--rates`` item into this codec's rate value; RateError naming the valid range."""
+        return self.rate_spec.parse(text, f"{self.name}: {self.rate_name}")
+
+    def coded_bit_depth(self, source_bit_depth: int) -> int:
+        """The depth this codec codes a source of ``source_bit_depth`` at; RateError-like
+        BitDepthError when it cannot."""
+        if source_bit_depth in self.bit_depths:
+            return source_bit_depth
+        if self.convert_bit_depth and self.bit_depths:
+            return min(self.bit_depths, key=lambda d: (abs(d - source_bit_depth), -d))
+        raise BitDepthError(
+            f"{self.name} codes {'/'.join(map(str, self.bit_depths))}-bit 4:2:0 sources, not {source_bit_depth}-bit; "
+            f"convert the source (e.g. ffmpeg -pix_fmt {'yuv420p' if 8 in self.bit_depths else 'yuv420p10le'}) or leave {self.name} out"
+        )
 
     def check(self) -> None:
         """Raise CodecUnavailable, saying what is missing and how to fix it, if it cannot run."""
@@ -109,24 +267,22 @@ class Codec(ABC):
         return []
 
     @abstractmethod
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
-        """Encode ``video`` at ``rate``; return the path of the bitstream file (in workdir)."""
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
+        """Encode ``video`` at ``rate`` into a file in ``workdir``."""
 
     @abstractmethod
-    def decode(self, path: Path, workdir: Path) -> Video:
-        """Reconstruct the video from the bitstream file alone."""
-
-    def encoder_reconstruction(self) -> Video | None:
-        """The encoder's own reconstruction of the last encode, if it has one.
-
-        The runner checks it against the decoder's output: a mismatch is an encoder/decoder
-        drift bug, reported as a failed job.
-        """
-        return None
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
+        """Reconstruct the video from the bitstream file alone, with ``bit_depth``-bit samples
+        (None: the depth the stream was coded at)."""
 
     def describe(self) -> dict[str, Any]:
         """Configuration and versions for the manifest."""
         return {"codec": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+    def identity(self) -> dict[str, Any]:
+        """The resolved settings that change what this codec produces (binary version,
+        weights hash, preset, ...): part of a job's cache key. Defaults to ``describe()``."""
+        return self.describe()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -179,3 +335,17 @@ def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
     from .spec import parse_spec
 
     return parse_spec(spec)
+
+
+def contributed_options() -> list[CodecOption]:
+    """Every option the registered codec plugins contribute, once per ``dest``; a plugin that
+    fails to load contributes none (``bench codecs`` reports it)."""
+    seen: dict[str, CodecOption] = {}
+    for name in codec_names():
+        try:
+            cls = codec_class(name)
+        except Exception:  # noqa: BLE001 - a broken plugin must not break the command line
+            continue
+        for opt in cls.options():
+            seen.setdefault(opt.dest, opt)
+    return list(seen.values())

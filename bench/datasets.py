@@ -113,10 +113,7 @@ def _select(dataset: str, statuses: list[Status], names: list[str] | None) -> li
     by_name = {s.sequence.name.lower(): s for s in statuses}
     unknown = [n for n in names if n.lower() not in by_name]
     if unknown:
-        raise DatasetError(
-            f"dataset {dataset} has no sequence {', '.join(unknown)}; its sequences: "
-            f"{', '.join(s.sequence.name for s in statuses)}"
-        )
+        raise DatasetError(f"dataset {dataset} has no sequence {', '.join(unknown)}; its sequences: {', '.join(s.sequence.name for s in statuses)}")
     return [by_name[n.lower()] for n in names]
 
 
@@ -185,9 +182,11 @@ def _uvg() -> StandardDataset:
 
 
 def _mcl_jcv() -> StandardDataset:
-    fps_of = {**{i: (30, 150) for i in (1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16, 19, 26, 27, 28, 30)},
-              **{i: (25, 125) for i in (5, 6, 7, 8, 9, 18, 20)},
-              **{i: (24, 120) for i in (17, 21, 22, 23, 24, 25, 29)}}  # fmt: skip
+    fps_of = {
+        **{i: (30, 150) for i in (1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16, 19, 26, 27, 28, 30)},
+        **{i: (25, 125) for i in (5, 6, 7, 8, 9, 18, 20)},
+        **{i: (24, 120) for i in (17, 21, 22, 23, 24, 25, 29)},
+    }
     specs = [_Spec(f"videoSRC{i:02d}", f"videoSRC{i:02d}_1920x1080_{fps}.yuv", fps, fr) for i, (fps, fr) in sorted(fps_of.items())]
     return StandardDataset("mcl_jcv", "MCL-JCV, 30 sequences, 1920x1080 8-bit", specs, subdirs=("MCL-JCV", "MCL_JCV"))
 
@@ -320,8 +319,7 @@ class PathDataset(Dataset):
                 raise DatasetMissing(f"{self.path} holds no .yuv files")
             return files
         raise DatasetMissing(
-            f"{self.path} is neither a registered dataset name nor an existing .yuv file or folder; "
-            f"registered datasets: {', '.join(DATASETS)}"
+            f"{self.path} is neither a registered dataset name nor an existing .yuv file or folder; registered datasets: {', '.join(DATASETS)}"
         )
 
     def status(self, root: Path | None) -> list[Status]:
@@ -333,10 +331,7 @@ class PathDataset(Dataset):
             elif parsed:
                 w, h = parsed.width, parsed.height
             else:
-                raise DatasetError(
-                    f"cannot tell the geometry of {f} from its name; name it like Name_1920x1080_50.yuv "
-                    "or pass -s WxH (and --fps, --bit-depth)"
-                )
+                raise DatasetError(f"cannot tell the geometry of {f} from its name; name it like Name_1920x1080_50.yuv or pass -s WxH (and --fps, --bit-depth)")
             fps = self.fps or (parsed.fps if parsed and parsed.fps else 25.0)
             depth = self.bit_depth or (parsed.bit_depth if parsed and parsed.bit_depth else 8)
             stem = f.stem
@@ -344,9 +339,7 @@ class PathDataset(Dataset):
         return out
 
 
-DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (_hevc_b(), _uvg(), _mcl_jcv(), SampleDataset(), SyntheticDataset())
-}
+DATASETS: dict[str, Dataset] = {d.name: d for d in (_hevc_b(), _uvg(), _mcl_jcv(), SampleDataset(), SyntheticDataset())}
 
 
 def get_dataset(
@@ -361,7 +354,6 @@ def get_dataset(
     looks_like_path = os.sep in name_or_path or name_or_path.endswith(".yuv") or Path(name_or_path).exists()
     if not looks_like_path:
         raise UnknownDataset(
-            f"unknown dataset {name_or_path!r}; registered datasets: {', '.join(DATASETS)} "
-            "(or give a path to a .yuv file or a folder of them)"
+            f"unknown dataset {name_or_path!r}; registered datasets: {', '.join(DATASETS)} (or give a path to a .yuv file or a folder of them)"
         )
     return PathDataset(Path(name_or_path).expanduser(), size=size, fps=fps, bit_depth=bit_depth)

@@ -1,10 +1,12 @@
 """CI drift check: rerun a small recorded configuration and compare with golden tables.
 
 A golden set is a folder holding
-- ``config.json``: the sweep to run (dataset, codecs with options, rates, frames, metrics);
-  encoders whose output could depend on thread count are pinned to one thread there;
+- ``config.json``: the sweep to run, as a :class:`~bench.sweep.SweepConfig` (dataset, codecs
+  with options, rates, frames, metrics; an unknown key is an error); encoders whose output
+  could depend on thread count are pinned to one thread there;
 - ``summary.csv``: the golden results of that sweep (regenerated on purpose with --update);
-- ``tolerances.json``: per column, an absolute and/or relative tolerance.
+- ``tolerances.json``: per column, an absolute and/or relative tolerance (default: each
+  column's own, from the metric registry).
 
 Tolerances are meant to be tight: the default set catches a 0.01 dB PSNR move and a 0.5 %
 bpp move. The encoders are deterministic for a given binary and thread count, so on the
@@ -21,18 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .metrics import default_tolerances
 from .store import KEY, atomic_write_text
-
-DEFAULT_TOLERANCES = {
-    "bpp": {"rel": 0.005},
-    "bytes": {"rel": 0.005},
-    "psnr_y": {"abs": 0.01},
-    "psnr_u": {"abs": 0.01},
-    "psnr_v": {"abs": 0.01},
-    "psnr_yuv": {"abs": 0.01},
-    "psnr_rgb": {"abs": 0.01},
-    "ms_ssim_rgb": {"abs": 0.0002},
-}
+from .sweep import SweepConfig, SweepConfigError, run_sweep
 
 
 class GoldenError(ValueError):
@@ -51,7 +44,7 @@ class Golden:
         cfg, tol = root / "config.json", root / "tolerances.json"
         if not cfg.is_file():
             raise GoldenError(f"{root} is not a golden set: {cfg} is missing")
-        tolerances = json.loads(tol.read_text()) if tol.is_file() else DEFAULT_TOLERANCES
+        tolerances = json.loads(tol.read_text()) if tol.is_file() else default_tolerances()
         return cls(root, json.loads(cfg.read_text()), tolerances)
 
     def summary(self) -> pd.DataFrame:
@@ -60,23 +53,20 @@ class Golden:
             raise GoldenError(f"{path} is missing; create it on purpose with `bench check --golden {self.root} --update`")
         return pd.read_csv(path, dtype={"rate": str})
 
-    def run_args(self, out: Path) -> list[str]:
-        c = self.config
-        args = ["run", "--codec", ",".join(c["codecs"]), "--dataset", c["dataset"], "--out", str(out), "--quiet"]
-        for key, flag in (("rates", "--rates"), ("sequences", "--sequences"), ("metrics", "--metrics")):
-            if c.get(key):
-                args += [flag, ",".join(map(str, c[key]))]
-        if c.get("frames"):
-            args += ["--frames", str(c["frames"])]
-        return args
+    def sweep_config(self, out: Path) -> SweepConfig:
+        try:
+            config = SweepConfig.from_dict(self.config)
+        except SweepConfigError as e:
+            raise GoldenError(f"{self.root / 'config.json'}: {e}") from None
+        config.out, config.progress, config.force = str(out), False, True
+        return config
 
 
 def run_golden_config(golden: Golden, out: Path) -> pd.DataFrame:
-    from .cli import main
-
-    rc = main(golden.run_args(out))
-    if rc != 0:
-        raise GoldenError(f"the golden configuration did not run cleanly (exit {rc}); see the messages above")
+    result = run_sweep(golden.sweep_config(out))
+    if not result.ok:
+        errors = "; ".join(f"{r['job_id']}: {r.get('error', '')}" for r in result.failed)
+        raise GoldenError(f"the golden configuration did not run cleanly: {errors}")
     return pd.read_csv(out / "summary.csv", dtype={"rate": str})
 
 

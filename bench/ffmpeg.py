@@ -9,10 +9,13 @@ so file names with spaces, quotes or ``;`` reach ffmpeg unchanged.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "BENCH_FFMPEG"
@@ -37,10 +40,7 @@ def ffmpeg_exe(override: str | os.PathLike | None = None) -> str:
     try:
         import imageio_ffmpeg
     except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise FFmpegError(
-            "no ffmpeg: install imageio-ffmpeg (pip install imageio-ffmpeg) or name a binary with "
-            "--ffmpeg PATH / BENCH_FFMPEG"
-        ) from e
+        raise FFmpegError("no ffmpeg: install imageio-ffmpeg (pip install imageio-ffmpeg) or name a binary with --ffmpeg PATH / BENCH_FFMPEG") from e
     try:
         return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as e:
@@ -140,6 +140,66 @@ def run(
             errf.close()
     if proc.returncode != 0 or broken:
         text = log.read_bytes() if log is not None else (err or b"")
-        raise FFmpegError(
-            f"ffmpeg failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n{tail(text)}"
-        )
+        raise FFmpegError(f"ffmpeg failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n{tail(text)}")
+
+
+# --- access units of an elementary stream ------------------------------------------------------
+
+_TRACE = re.compile(r"^\[trace_headers @ [^\]]*\]\s+\d+\s+(\w+)(?:\[[^\]]*\])*\s+[01]*\s*=\s*(-?\d+)\s*$")
+_PACKET = re.compile(r"^\[trace_headers @ [^\]]*\] Packet: (\d+) bytes")
+# slice/frame type codes: HEVC and VVC (0 B, 1 P, 2 I), H.264 (mod 5: 0 P, 1 B, 2 I, 3 SP, 4 SI), AV1
+_SLICE_TYPES = {"hevc": "BPI", "vvc": "BPI", "h264": "PBIPI"}
+_AV1_TYPES = "IPIP"  # KEY, INTER, INTRA_ONLY, SWITCH
+
+
+@dataclass
+class AccessUnit:
+    bytes: int
+    type: str = ""
+    qp: float = math.nan
+
+
+def access_units(exe: str, path: str | os.PathLike, demuxer: str) -> list[AccessUnit]:
+    """Each access unit of an elementary stream (``hevc``, ``vvc``, ``h264``, ``ivf``), in
+    decoding order: its bytes, its picture type and its slice QP, read from the stream's own
+    headers by ffmpeg's ``trace_headers`` bitstream filter (no decoding). A picture's type and
+    QP are those of its first slice."""
+    out = subprocess.run(
+        [exe, "-hide_banner", "-nostdin", "-f", demuxer, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        raise FFmpegError(f"ffmpeg could not read the access units of {path}: {tail(out.stderr)}")
+    family = {"ivf": "av1", "obu": "av1"}.get(demuxer, demuxer)
+    units: list[AccessUnit] = []
+    init_qp = 26
+    slice_seen = False
+    for line in out.stderr.splitlines():
+        m = _PACKET.match(line)
+        if m:
+            units.append(AccessUnit(int(m.group(1))))
+            slice_seen = False
+            continue
+        m = _TRACE.match(line)
+        if not m:
+            continue
+        name, value = m.group(1), int(m.group(2))
+        if name in ("init_qp_minus26", "pps_init_qp_minus26", "pic_init_qp_minus26"):
+            init_qp = 26 + value
+        if not units or slice_seen and name not in ("slice_qp_delta", "sh_qp_delta", "ph_qp_delta"):
+            continue
+        unit = units[-1]
+        if family in _SLICE_TYPES and name in ("slice_type", "sh_slice_type"):
+            unit.type = _SLICE_TYPES[family][value % len(_SLICE_TYPES[family])]
+        elif family == "vvc" and name == "ph_inter_slice_allowed_flag" and value == 0:
+            unit.type = "I"
+        elif family == "av1" and name == "frame_type" and not unit.type:
+            unit.type = _AV1_TYPES[value]
+        elif family == "av1" and name == "base_q_idx" and math.isnan(unit.qp):
+            unit.qp = value
+        elif name in ("slice_qp_delta", "sh_qp_delta", "ph_qp_delta") and math.isnan(unit.qp):
+            unit.qp = init_qp + value
+            slice_seen = True
+    return units

@@ -31,14 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .metrics import column, metric_columns
 from .store import atomic_write_text, file_digest
 
 FORMATS = ("long", "dcvc", "compressai")
 DATASET_LEVEL = "*"
 # the metric columns a long table may use (the results contract's names)
-KNOWN_METRICS = ("psnr_rgb", "psnr_yuv", "psnr_y", "psnr_u", "psnr_v", "ms_ssim_rgb", "lpips", "dists", "clipiqa", "vmaf", "ewarp")
-_METRIC_ALIASES = {"ms-ssim": "ms_ssim_rgb", "msssim": "ms_ssim_rgb", "ms_ssim": "ms_ssim_rgb", "psnr-rgb": "psnr_rgb", "psnr-yuv": "psnr_yuv",
-                   "ms-ssim-rgb": "ms_ssim_rgb", "e_warp": "ewarp", "clip-iqa": "clipiqa"}  # fmt: skip
 _DATASET_ALIASES = {"hevc_b": "hevc_b", "hevcb": "hevc_b", "classb": "hevc_b", "uvg": "uvg", "mcl_jcv": "mcl_jcv", "mcljcv": "mcl_jcv"}
 
 
@@ -63,10 +61,13 @@ def sequence_name(text: str) -> str:
 
 
 def _metric(name: str) -> str:
+    """A published metric name as the registry's column (its name or one of its aliases)."""
+    known = metric_columns()
+    aliases = {a: c.name for n in known if (c := column(n)) for a in c.aliases}
     key = name.strip().lower()
-    key = _METRIC_ALIASES.get(key, key)
-    if key not in KNOWN_METRICS:
-        raise ImportFormatError(f"unknown metric {name!r}; use one of {', '.join(KNOWN_METRICS)} (aliases: {', '.join(_METRIC_ALIASES)})")
+    key = aliases.get(key, key)
+    if key not in known:
+        raise ImportFormatError(f"unknown metric {name!r}; use one of {', '.join(known)} (aliases: {', '.join(aliases)})")
     return key
 
 
@@ -173,8 +174,9 @@ def _dict(obj, path: Path, where: str) -> dict:
     return obj
 
 
-def import_results(path: str | Path, fmt: str, *, codec: str | None = None, dataset: str | None = None, psnr_space: str = "rgb",
-                   source: str | None = None) -> pd.DataFrame:  # fmt: skip
+def import_results(
+    path: str | Path, fmt: str, *, codec: str | None = None, dataset: str | None = None, psnr_space: str = "rgb", source: str | None = None
+) -> pd.DataFrame:
     """Rows in the summary.csv contract, marked imported, with their source."""
     path = Path(path)
     if fmt not in FORMATS:
@@ -207,8 +209,16 @@ def write_imported(df: pd.DataFrame, out: str | Path, *, path: Path, fmt: str) -
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "summary.csv", df.to_csv(index=False, float_format="%.10g"))
-    manifest = {"imported": {"file": str(path), "sha256": file_digest(path), "format": fmt, "rows": len(df),
-                             "codecs": sorted(df["codec"].unique()), "datasets": sorted(df["dataset"].unique()),
-                             "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}  # fmt: skip
+    manifest = {
+        "imported": {
+            "file": str(path),
+            "sha256": file_digest(path),
+            "format": fmt,
+            "rows": len(df),
+            "codecs": sorted(df["codec"].unique()),
+            "datasets": sorted(df["dataset"].unique()),
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return out / "summary.csv"

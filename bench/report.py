@@ -17,52 +17,47 @@ import numpy as np
 import pandas as pd
 
 from . import bdrate as bd
+from .metrics import column, lower_is_better, perceptual_columns, plot_columns
 
 DATASET_LEVEL = "*"  # the sequence of imported dataset-level rows (bench.importer)
 
-# column -> (axis label, higher is better); plot order
-METRIC_INFO: dict[str, tuple[str, bool]] = {
-    "psnr_yuv": ("PSNR-YUV (dB)", True),
-    "psnr_rgb": ("PSNR-RGB (dB)", True),
-    "psnr_y": ("PSNR-Y (dB)", True),
-    "ms_ssim_rgb": ("MS-SSIM (RGB)", True),
-    "lpips": ("LPIPS", False),
-    "dists": ("DISTS", False),
-    "clipiqa": ("CLIPIQA", True),
-    "vmaf": ("VMAF", True),
-    "ewarp": ("Ewarp (×10⁻³)", False),
-}
-DEFAULT_PLOT_METRICS = ("psnr_yuv", "psnr_rgb", "ms_ssim_rgb", "lpips", "dists", "clipiqa", "vmaf", "ewarp")
-PERCEPTUAL = ("lpips", "dists", "clipiqa", "ewarp")
-
-# Fixed styles for the codecs people compare, so a codec looks the same in every figure
-# and every paper-style grid; any other codec gets a style derived from its name.
-_STYLES = {
-    "x265": ("#1f77b4", "s"), "HM16.25": ("#1f77b4", "s"), "hm": ("#1f77b4", "s"),
-    "vvenc": ("#ff7f0e", "s"), "VTM17.0": ("#ff7f0e", "s"), "vtm": ("#ff7f0e", "s"),
-    "x264": ("#7f7f7f", "v"), "svtav1": ("#8c564b", "D"),
-    "DVC-P": ("#2ca02c", "^"), "DCVC-DC": ("#9467bd", "o"), "DCVC-FM": ("#e377c2", "o"),
-    "HNeRV": ("#17becf", "o"), "diffsit": ("#d62728", "^"), "Diff-SIT": ("#d62728", "^"),
-}  # fmt: skip
-_PALETTE = ("#bcbd22", "#17becf", "#9edae5", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#aec7e8")
+# Codecs get a style from their name alone: a stable hash into a palette (the same on every
+# machine and run, unlike hash()), unless their plugin declares one (``plot_style``).
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">")
 
 
 def codec_style(codec: str) -> tuple[str, str]:
-    if codec in _STYLES:
-        return _STYLES[codec]
-    h = zlib.crc32(codec.encode())  # stable across runs and machines, unlike hash()
+    """(colour, marker) of a codec: its plugin's ``plot_style`` if it declares one, else one
+    derived from the name. Imported curves (``HM16.25``) are not plugins and use the hash."""
+    style = _plugin_style(codec)
+    if style is not None:
+        return style
+    h = zlib.crc32(codec.encode())
     return _PALETTE[h % len(_PALETTE)], _MARKERS[(h // len(_PALETTE)) % len(_MARKERS)]
+
+
+def _plugin_style(codec: str) -> tuple[str, str] | None:
+    from .codec import UnknownCodec, codec_class
+
+    try:
+        style = getattr(codec_class(codec), "plot_style", None)
+    except (UnknownCodec, ImportError, AttributeError):
+        return None
+    return tuple(style) if style else None
 
 
 def metric_label(metric: str, ms_ssim_db: bool = False) -> str:
     if metric == "ms_ssim_rgb" and ms_ssim_db:
         return "MS-SSIM (dB) ↑"
-    label, up = METRIC_INFO.get(metric, (metric, metric not in bd.LOWER_IS_BETTER))
+    c = column(metric)
+    label, up = (c.axis_label, c.higher_is_better) if c else (metric, True)
     return f"{label} {'↑' if up else '↓'}"
 
 
-def present_metrics(summary: pd.DataFrame, wanted=DEFAULT_PLOT_METRICS) -> list[str]:
+def present_metrics(summary: pd.DataFrame, wanted=None) -> list[str]:
+    """The metric columns in ``summary`` with a value (default: those the registry plots)."""
+    wanted = plot_columns() if wanted is None else wanted
     return [m for m in wanted if m in summary.columns and summary[m].notna().any()]
 
 
@@ -113,7 +108,7 @@ def _points(rows: pd.DataFrame, metric: str) -> list[tuple[float, float]]:
 
 
 def _bd_cell(anchor_pts, test_pts, metric: str, opt: BDOptions) -> dict:
-    lower = metric in bd.LOWER_IS_BETTER
+    lower = lower_is_better(metric)
     notes = []
     if opt.convex_hull:
         a2, t2 = bd.convex_hull(anchor_pts, lower_is_better=lower), bd.convex_hull(test_pts, lower_is_better=lower)
@@ -166,8 +161,16 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
             missing = sorted((set(a_rows["sequence"]) | set(t_rows["sequence"])) - common)
             for metric in metrics:
                 if metric not in ds_rows or a_rows[metric].isna().all() or t_rows[metric].isna().all():
-                    rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan,
-                                 "note": f"{metric} is not measured for both codecs"})  # fmt: skip
+                    rows.append(
+                        {
+                            **base,
+                            "sequence": "all",
+                            "metric": metric,
+                            "bd_rate": np.nan,
+                            "bd_metric": np.nan,
+                            "note": f"{metric} is not measured for both codecs",
+                        }
+                    )
                     continue
                 per_seq = []
                 for seq in sorted(common):
@@ -175,20 +178,40 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
                     rows.append({**base, "sequence": seq, "metric": metric, **cell})
                     per_seq.append(cell["bd_rate"])
                 if not common:
-                    rows.append({**base, "sequence": "all", "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan,
-                                 "note": "no sequence has every rate point of both codecs"})  # fmt: skip
+                    rows.append(
+                        {
+                            **base,
+                            "sequence": "all",
+                            "metric": metric,
+                            "bd_rate": np.nan,
+                            "bd_metric": np.nan,
+                            "note": "no sequence has every rate point of both codecs",
+                        }
+                    )
                     continue
                 curves = dataset_curves(ds_rows[ds_rows.codec.isin([anchor, codec])], [metric], {(dataset, anchor): common, (dataset, codec): common})
                 cell = _bd_cell(_points(curves[curves.codec == anchor], metric), _points(curves[curves.codec == codec], metric), metric, opt)
                 if missing:
-                    cell["note"] = " | ".join(filter(None, [cell["note"], f"over the {len(common)} sequence(s) both have complete; left out: {', '.join(missing)}"]))
+                    cell["note"] = " | ".join(
+                        filter(None, [cell["note"], f"over the {len(common)} sequence(s) both have complete; left out: {', '.join(missing)}"])
+                    )
                 rows.append({**base, "sequence": "all", "metric": metric, **cell})
                 mean = {"points_anchor": np.nan, "points_test": np.nan, "bd_metric": np.nan}
                 if per_seq and not any(math.isnan(v) for v in per_seq):
-                    rows.append({**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": float(np.mean(per_seq)), "note": "mean of per-sequence BD-rates"})
+                    rows.append(
+                        {**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": float(np.mean(per_seq)), "note": "mean of per-sequence BD-rates"}
+                    )
                 else:
-                    rows.append({**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": np.nan,
-                                 "note": "mean of per-sequence BD-rates: not every sequence has one"})  # fmt: skip
+                    rows.append(
+                        {
+                            **base,
+                            "sequence": "mean",
+                            "metric": metric,
+                            **mean,
+                            "bd_rate": np.nan,
+                            "note": "mean of per-sequence BD-rates: not every sequence has one",
+                        }
+                    )
     cols = ["dataset", "sequence", "codec", "anchor", "metric", "method", "bd_rate", "bd_metric", "points_anchor", "points_test", "note", "curves"]
     out = pd.DataFrame(rows, columns=cols)
     order = {"all": 0, "mean": 1}
@@ -245,8 +268,15 @@ def format_bd(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "latex":
         esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
         head = list(wide.columns)
-        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}", r"\begin{tabular}{" + "l" * 3 + "r" * (len(head) - 3) + "}", r"\toprule",
-                 " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]  # fmt: skip
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{esc(caption)}}}",
+            r"\begin{tabular}{" + "l" * 3 + "r" * (len(head) - 3) + "}",
+            r"\toprule",
+            " & ".join(esc(h) for h in head) + r" \\",
+            r"\midrule",
+        ]
         lines += [" & ".join(esc(v) for v in r) + r" \\" for r in wide.itertuples(index=False)]
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines) + "\n"
@@ -265,8 +295,16 @@ def _plot_curves(ax, curves: pd.DataFrame, metric: str, ms_ssim_db: bool) -> Non
         color, marker = codec_style(codec)
         # imported (published) curves are dashed, so a user's own runs stand out
         published = "imported" in rows and bool(rows["imported"].any())
-        ax.plot(rows["bpp"].to_numpy(dtype=float), y, marker=marker, color=color, label=f"{codec} (published)" if published else codec,
-                linewidth=1.8, markersize=5, linestyle="--" if published else "-")  # fmt: skip
+        ax.plot(
+            rows["bpp"].to_numpy(dtype=float),
+            y,
+            marker=marker,
+            color=color,
+            label=f"{codec} (published)" if published else codec,
+            linewidth=1.8,
+            markersize=5,
+            linestyle="--" if published else "-",
+        )
     ax.set_xlabel("bpp")
     ax.set_ylabel(metric_label(metric, ms_ssim_db))
     ax.grid(True, alpha=0.3)
@@ -308,13 +346,14 @@ def plot_grid(curves: pd.DataFrame, datasets: list[str], metrics: list[str], ms_
     return fig
 
 
-def write_plots(summary: pd.DataFrame, out: Path, *, metrics: list[str] | None = None, per_sequence: bool = False,
-                ms_ssim_db: bool = False, formats=("png", "pdf")) -> list[Path]:  # fmt: skip
+def write_plots(
+    summary: pd.DataFrame, out: Path, *, metrics: list[str] | None = None, per_sequence: bool = False, ms_ssim_db: bool = False, formats=("png", "pdf")
+) -> list[Path]:
     """Every figure, plus curves.csv with exactly the points drawn. Returns the files written."""
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    metrics = present_metrics(summary, metrics or DEFAULT_PLOT_METRICS)
+    metrics = present_metrics(summary, metrics or None)
     if not metrics:
         raise ValueError("no plottable metric column in the results")
     curves = dataset_curves(summary, metrics)
@@ -342,7 +381,7 @@ def write_plots(summary: pd.DataFrame, out: Path, *, metrics: list[str] | None =
                 for metric in metrics:
                     if seq_curves[metric].notna().any():
                         save(plot_metric(seq_curves, metric, f"{dataset} / {seq}", ms_ssim_db), out / dataset / str(seq) / metric)
-    grid_metrics = [m for m in PERCEPTUAL if m in metrics] or metrics
+    grid_metrics = [m for m in perceptual_columns() if m in metrics] or metrics
     save(plot_grid(curves, datasets, grid_metrics, ms_ssim_db), out / "grid")
     path = out / "curves.csv"
     curves.to_csv(path, index=False, float_format="%.10g")

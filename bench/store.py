@@ -1,6 +1,6 @@
 """Results store: tidy tables, bitstreams and a manifest under one directory.
 
-Layout of DIR (DESIGN.md §4)::
+Layout of DIR (docs/architecture.md, "Results store")::
 
     frames.csv      one row per (dataset, sequence, codec, rate, frame)
     summary.csv     one row per (dataset, sequence, codec, rate)
@@ -9,18 +9,21 @@ Layout of DIR (DESIGN.md §4)::
     jobs/           one record per job: the source of truth the tables are built from
 
 A job's record is written last, atomically (write a temporary file, then ``os.replace``), and
-is the commit point: a job without one never happened, a job with one is never redone. The
-three tables are rebuilt from the records and replaced atomically after every job, so a
-sweep killed at any instant leaves no partial and no duplicate row, and the next run picks up
-where it stopped.
+is the commit point: a job without one never happened, a job with one is never redone.
+
+Keeping the tables current costs O(that job), not O(sweep) (:class:`TableWriter`): a new job's
+rows are appended to summary.csv and frames.csv, each in one ``write`` call (which a kill
+cannot split), after its record is committed. Only a job that replaces an earlier one
+(``--force``) or brings new columns rewrites the tables, from memory. At the start of a sweep
+the tables are rebuilt once from the records (so a sweep killed between a record and its rows
+loses nothing), and at its end they are rewritten once, sorted, with the manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 KEY = ["dataset", "sequence", "codec", "rate"]
-SUMMARY_FIRST = [*KEY, "frames", "width", "height", "bytes", "bits", "bpp", "bitstream", "bitstream_md5"]
-FRAMES_FIRST = [*KEY, "frame", "bits", "bpp"]
+SUMMARY_FIRST = [*KEY, "frames", "width", "height", "bit_depth", "bytes", "bits", "bpp", "bitstream", "bitstream_md5"]
+FRAMES_FIRST = [*KEY, "frame", "frame_type", "bits", "bpp", "qp"]
 
 
 class StoreBusy(RuntimeError):
@@ -136,7 +139,7 @@ class ResultsStore:
         return out
 
     def commit(self, record: dict, frames: pd.DataFrame | None) -> None:
-        """Make one finished (done or failed) job durable, then refresh the tables."""
+        """Make one finished (done or failed) job durable (the tables are TableWriter's)."""
         self.ensure()
         job_id = record["job_id"]
         if frames is not None:
@@ -148,28 +151,19 @@ class ResultsStore:
     # --- tables -----------------------------------------------------------------------------
 
     def rebuild(self, provenance: dict | None = None) -> None:
+        """Every table from the records: O(sweep), for the start of a sweep and for tools."""
         records = self.records()
         done = [r for r in records if r.get("status") == "done"]
-        rows = [r["summary"] for r in done]
-        summary = pd.DataFrame(rows)
-        if not summary.empty:
-            summary = summary.sort_values(KEY, key=_natural_key).reset_index(drop=True)
-            summary = summary[[c for c in SUMMARY_FIRST if c in summary] + [c for c in summary if c not in SUMMARY_FIRST]]
-        else:
-            summary = pd.DataFrame(columns=SUMMARY_FIRST)
-        atomic_write_text(self.root / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
-
+        atomic_write_text(self.root / "summary.csv", _summary_table([r["summary"] for r in done]).to_csv(index=False, float_format="%.10g"))
         parts = []
         for r in done:
             p = self.frames_path(r["job_id"])
             if p.exists():
-                parts.append(pd.read_csv(p, dtype={"rate": str, "sequence": str, "dataset": str, "codec": str}))
-        frames = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FRAMES_FIRST)
-        if not frames.empty:
-            frames = frames.sort_values([*KEY, "frame"], key=_natural_key).reset_index(drop=True)
-            frames = frames[[c for c in FRAMES_FIRST if c in frames] + [c for c in frames if c not in FRAMES_FIRST]]
-        atomic_write_text(self.root / "frames.csv", frames.to_csv(index=False, float_format="%.10g"))
+                parts.append(pd.read_csv(p, dtype=_FRAME_DTYPES))
+        atomic_write_text(self.root / "frames.csv", _frames_table(parts).to_csv(index=False, float_format="%.10g"))
+        self.write_manifest(records, provenance)
 
+    def write_manifest(self, records: list[dict], provenance: dict | None = None) -> None:
         manifest_path = self.root / "manifest.json"
         manifest = {}
         if manifest_path.exists():
@@ -177,12 +171,134 @@ class ResultsStore:
                 manifest = json.loads(manifest_path.read_text())
         if provenance is not None:
             manifest["provenance"] = provenance
-        manifest["jobs"] = {
-            r["job_id"]: {k: r.get(k) for k in ("status", "dataset", "sequence", "codec", "rate", "config", "codec_config", "source", "bitstream", "bitstream_md5", "timings", "error", "finished")}
-            for r in records
-        }
-        manifest["counts"] = {"done": len(done), "failed": sum(r.get("status") == "failed" for r in records)}
+        keys = (
+            "status",
+            "dataset",
+            "sequence",
+            "codec",
+            "rate",
+            "config",
+            "codec_config",
+            "encoder",
+            "source",
+            "bitstream",
+            "bitstream_md5",
+            "timings",
+            "notes",
+            "error",
+            "finished",
+        )
+        manifest["jobs"] = {r["job_id"]: {k: r.get(k) for k in keys} for r in sorted(records, key=lambda r: r["job_id"])}
+        manifest["counts"] = {"done": sum(r.get("status") == "done" for r in records), "failed": sum(r.get("status") == "failed" for r in records)}
         atomic_write_text(manifest_path, dumps(manifest))
+
+
+class TableWriter:
+    """The tables of one store during one sweep (the caller holds the store's lock)."""
+
+    def __init__(self, store: ResultsStore, provenance: dict | None = None):
+        self.store = store
+        self.provenance = provenance
+        store.rebuild(provenance)  # once: the tables match the records even after a kill
+        self.records = {r["job_id"]: r for r in store.records()}
+        done = [r for r in self.records.values() if r.get("status") == "done"]
+        self.summary = {r["job_id"]: r["summary"] for r in done}
+        self.frames: dict[str, pd.DataFrame] = {}
+        for r in done:
+            p = store.frames_path(r["job_id"])
+            if p.exists():
+                self.frames[r["job_id"]] = pd.read_csv(p, dtype=_FRAME_DTYPES)
+        self._summary_cols = _header(store.root / "summary.csv")
+        self._frames_cols = _header(store.root / "frames.csv")
+
+    def add(self, record: dict, frames: pd.DataFrame | None) -> None:
+        job_id = record["job_id"]
+        self.store.commit(record, frames)
+        replaced = job_id in self.summary or job_id in self.frames
+        self.records[job_id] = record
+        self.summary.pop(job_id, None)
+        self.frames.pop(job_id, None)
+        if record.get("status") == "done":
+            self.summary[job_id] = record["summary"]
+            if frames is not None:
+                self.frames[job_id] = frames
+        if replaced:
+            self._write_all(sort=False)
+            return
+        if record.get("status") != "done":
+            return
+        row = pd.DataFrame([record["summary"]])
+        if not self._append(self.store.root / "summary.csv", row, self._summary_cols):
+            self._write_summary(sort=False)
+        if frames is not None and not self._append(self.store.root / "frames.csv", frames, self._frames_cols):
+            self._write_frames(sort=False)
+
+    def finish(self) -> None:
+        """Sorted tables and a fresh manifest, once per sweep."""
+        self._write_all(sort=True)
+        self.store.write_manifest(list(self.records.values()), self.provenance)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _append(path: Path, rows: pd.DataFrame, header: list[str] | None) -> bool:
+        """Append rows if they fit the file's header; False if the file must be rewritten."""
+        if not header or not set(rows.columns) <= set(header):
+            return False
+        text = rows.reindex(columns=header).to_csv(index=False, header=False, float_format="%.10g")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            data = text.encode()
+            if os.write(fd, data) != len(data):  # pragma: no cover - a full disk
+                raise OSError(f"short write appending to {path}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+
+    def _write_all(self, sort: bool) -> None:
+        self._write_summary(sort)
+        self._write_frames(sort)
+
+    def _write_summary(self, sort: bool) -> None:
+        df = _summary_table(list(self.summary.values()), sort)
+        atomic_write_text(self.store.root / "summary.csv", df.to_csv(index=False, float_format="%.10g"))
+        self._summary_cols = list(df.columns)
+
+    def _write_frames(self, sort: bool) -> None:
+        df = _frames_table(list(self.frames.values()), sort)
+        atomic_write_text(self.store.root / "frames.csv", df.to_csv(index=False, float_format="%.10g"))
+        self._frames_cols = list(df.columns)
+
+
+_FRAME_DTYPES = {"rate": str, "sequence": str, "dataset": str, "codec": str, "frame_type": str}
+
+
+def _header(path: Path) -> list[str] | None:
+    try:
+        with open(path) as f:
+            line = f.readline().strip()
+    except FileNotFoundError:
+        return None
+    return line.split(",") if line else None
+
+
+def _summary_table(rows: list[dict], sort: bool = True) -> pd.DataFrame:
+    summary = pd.DataFrame(rows)
+    if summary.empty:
+        return pd.DataFrame(columns=SUMMARY_FIRST)
+    if sort:
+        summary = summary.sort_values(KEY, key=_natural_key).reset_index(drop=True)
+    return summary[[c for c in SUMMARY_FIRST if c in summary] + [c for c in summary if c not in SUMMARY_FIRST]]
+
+
+def _frames_table(parts: list[pd.DataFrame], sort: bool = True) -> pd.DataFrame:
+    frames = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FRAMES_FIRST)
+    if frames.empty:
+        return frames
+    if sort:
+        frames = frames.sort_values([*KEY, "frame"], key=_natural_key).reset_index(drop=True)
+    return frames[[c for c in FRAMES_FIRST if c in frames] + [c for c in frames if c not in FRAMES_FIRST]]
 
 
 def _natural_key(col: pd.Series) -> pd.Series:

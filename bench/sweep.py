@@ -1,19 +1,28 @@
-"""Plan and execute a sweep of codec x sequence x rate jobs.
+"""Sweeps as a library: ``run_sweep(SweepConfig(...)) -> SweepResult``.
 
-Planning checks everything that can be checked before encoding anything (codec runnable,
-rates valid, metrics runnable, sequence files present and long enough), so that an offline
-node or a missing encoder fails in the first second, not deep inside a sweep.
+A sweep is codec x sequence x rate jobs. Planning checks everything that can be checked
+before encoding anything (codec runnable, rates of the right type and range, bit depth the
+codec can code, options the codec takes, metrics runnable, sequence files present and long
+enough), so that an offline node or a missing encoder fails in the first second, not deep
+inside a sweep, and nothing is written.
+
+A job's identity (its cache key) is its configuration *resolved*: the codec's settings and
+tool versions (``Codec.identity()``), and each metric's (``Metric.identity()``: which flow
+network Ewarp really uses, which weights file and its hash). A recorded job stands for a new
+one only if all of it is equal; ``force`` redoes it anyway.
 
 Execution is behind :class:`Executor`: ``LocalExecutor`` runs jobs in this process or in a
-process pool; a cluster engine (Ray, DESIGN.md §7) is another implementation of the same
-two-method interface. Workers only encode, decode and measure; the parent process alone
-writes the results store, one atomic commit per finished job.
+process pool; a cluster engine is another implementation of the same two-method interface.
+Workers only encode, decode and measure; the parent process alone writes the results store,
+one atomic commit per finished job.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import hashlib
+import json
 import multiprocessing
 import os
 import platform
@@ -34,17 +43,152 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from . import ffmpeg
-from .codec import Codec, create_codec
+from . import datasets as ds
+from . import ffmpeg, weights
+from .codec import BitDepthError, Codec, CodecError, EncodeResult, accepted_options, codec_class, contributed_options, create_codec, parse_codec_spec
 from .datasets import Sequence
-from . import weights
-from .metrics import create_metric, measure
-from .store import WORK_PREFIX, ResultsStore, dumps, file_digest, safe_name
+from .metrics import create_metric, default_metrics, measure, resolve_metrics
+from .store import WORK_PREFIX, ResultsStore, TableWriter, dumps, file_digest, safe_name
 from .video import Video
 
 
 class PlanError(ValueError):
     """The sweep cannot start; nothing was encoded."""
+
+
+class SweepConfigError(ValueError):
+    """A sweep configuration that cannot be read (unknown key, wrong type)."""
+
+
+# --- the configuration -----------------------------------------------------------------------
+
+
+@dataclass
+class SweepConfig:
+    """Everything a sweep needs; the CLI's ``run`` flags and a golden set's config.json map
+    onto it one to one (``SweepConfig.from_dict``)."""
+
+    #: codec specs, ``name[:key=value...]``
+    codecs: list[str]
+    #: a registered dataset name, or a .yuv file / folder of them
+    dataset: str
+    #: rate points in each codec's own knob; None: each codec's default ladder
+    rates: list[str] | None = None
+    sequences: list[str] | None = None
+    #: first N frames; None: the dataset's default length; 0: all
+    frames: int | None = None
+    #: metric specs or column names; None: every metric that can run here
+    metrics: list[str] | None = None
+    #: results folder; None: results/<dataset>/<codec>/ per codec
+    out: str | None = None
+    data_root: str | None = None
+    #: geometry, rate and depth of raw .yuv input whose name does not say
+    size: tuple[int, int] | None = None
+    fps: float | None = None
+    bit_depth: int | None = None
+    #: frames between intra frames, for every codec of the sweep (each must take it)
+    intra_period: int | None = None
+    #: device for metrics and for codecs that take one
+    device: str = "cpu"
+    #: parallel jobs (processes) of the default executor
+    jobs: int = 1
+    force: bool = False
+    #: folder of pretrained weights files (sets $BENCH_WEIGHTS)
+    weights: str | None = None
+    #: harness-wide codec options (``ffmpeg``, and those plugins contribute: ``hm_dir``, ...),
+    #: passed to every codec of the sweep that takes them
+    codec_options: dict[str, Any] = field(default_factory=dict)
+    #: free text (a golden set says what it is for)
+    about: str = ""
+    progress: bool = True
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
+        """From a mapping (JSON); an unknown key or a value of the wrong type is a
+        SweepConfigError naming it and the valid keys."""
+        if not isinstance(data, dict):
+            raise SweepConfigError(f"a sweep configuration is a mapping of keys to values, not {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.keys()))
+        if unknown:
+            raise SweepConfigError(f"unknown sweep configuration key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(cls.keys())}")
+        missing = [k for k in ("codecs", "dataset") if k not in data]
+        if missing:
+            raise SweepConfigError(f"the sweep configuration needs {' and '.join(missing)}")
+        d = dict(data)
+
+        def listify(key):
+            v = d.get(key)
+            if v is None:
+                return None
+            if isinstance(v, str):
+                v = [t.strip() for t in v.split(",") if t.strip()]
+            if not isinstance(v, (list, tuple)):
+                raise SweepConfigError(f"sweep configuration {key!r} must be a list or a comma-separated string, got {v!r}")
+            return [str(x) for x in v]
+
+        d["codecs"] = listify("codecs")
+        for key in ("rates", "sequences", "metrics"):
+            d[key] = listify(key)
+        if str(d.get("frames", "")).lower() == "all":
+            d["frames"] = 0
+        for key, kind in (("frames", int), ("intra_period", int), ("bit_depth", int), ("jobs", int), ("fps", float)):
+            if d.get(key) is not None:
+                try:
+                    d[key] = kind(d[key])
+                except (TypeError, ValueError):
+                    raise SweepConfigError(f"sweep configuration {key!r} must be {'an integer' if kind is int else 'a number'}, got {d[key]!r}") from None
+        if d.get("size") is not None:
+            try:
+                w, h = d["size"].lower().split("x") if isinstance(d["size"], str) else d["size"]
+                d["size"] = (int(w), int(h))
+            except (TypeError, ValueError):
+                raise SweepConfigError(f"sweep configuration 'size' must be WxH or [W, H], got {d['size']!r}") from None
+        if not isinstance(d.get("codec_options", {}), dict):
+            raise SweepConfigError("sweep configuration 'codec_options' must be a mapping of option names to values")
+        for key in ("out", "data_root", "weights", "dataset"):
+            if d.get(key) is not None:
+                d[key] = str(d[key])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "", {}) or k in ("codecs", "dataset")}
+
+
+@dataclass
+class SweepPart:
+    """One results folder of a sweep: what ran there, what was skipped, what was noted."""
+
+    out: Path
+    records: list[dict]
+    skipped: int
+    notes: list[str]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r.get("status") != "done"]
+
+
+@dataclass
+class SweepResult:
+    parts: list[SweepPart]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for p in self.parts for r in p.failed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> pd.DataFrame:
+        """The summary.csv rows of every folder the sweep wrote to."""
+        from .store import read_summaries
+
+        return read_summaries([p.out for p in self.parts])
 
 
 @dataclass(frozen=True)
@@ -59,6 +203,11 @@ class Job:
     device: str = "cpu"
     start: int = 0
     out: str = "results"
+    #: the depth the codec codes this source at (the source's, unless the codec declares a
+    #: conversion)
+    coded_bit_depth: int = 8
+    #: JSON of the resolved codec and metric identities (see the module's docstring)
+    identity: str = "{}"
 
     @property
     def job_id(self) -> str:
@@ -72,8 +221,10 @@ class Job:
             "rate": self.rate,
             "source": str(self.sequence.path),
             "geometry": [self.sequence.width, self.sequence.height, self.sequence.bit_depth],
+            "coded_bit_depth": self.coded_bit_depth,
             "start": self.start,
             "frames": self.frames,
+            **json.loads(self.identity),
         }
 
     def config_hash(self) -> str:
@@ -144,15 +295,13 @@ class LocalExecutor:
 
 
 def _same_video(a: Video, b: Video) -> bool:
-    return (a.frames, a.height, a.width) == (b.frames, b.height, b.width) and all(
+    return (a.frames, a.height, a.width, a.bit_depth) == (b.frames, b.height, b.width, b.bit_depth) and all(
         np.array_equal(getattr(a, p), getattr(b, p)) for p in "yuv"
     )
 
 
-def run_job(job: Job) -> JobResult:
-    """Encode, decode from the file, measure. Never raises: failures become records."""
-    store = ResultsStore(job.out)
-    record: dict[str, Any] = {
+def _base_record(job: Job) -> dict[str, Any]:
+    return {
         "job_id": job.job_id,
         "config_hash": job.config_hash(),
         "config": job.config(),
@@ -160,42 +309,64 @@ def run_job(job: Job) -> JobResult:
         "sequence": job.sequence.name,
         "codec": job.codec,
         "rate": job.rate,
-        "source": {"path": str(job.sequence.path), "start": job.start, "frames": job.frames},
+    }
+
+
+def run_job(job: Job) -> JobResult:
+    """Encode, decode from the file, measure. Never raises: failures become records."""
+    store = ResultsStore(job.out)
+    record: dict[str, Any] = {
+        **_base_record(job),
+        "source": {"path": str(job.sequence.path), "start": job.start, "frames": job.frames, "bit_depth": job.sequence.bit_depth},
         "started": _now(),
     }
     timings: dict[str, float] = {}
+    notes: list[str] = []
     try:
         codec: Codec = create_codec(job.codec, **dict(job.codec_options))
         metrics = [create_metric(m, device=job.device) for m in job.metrics]
         ref = job.sequence.open(frames=job.frames, start=job.start)
+        coded = job.coded_bit_depth
+        if coded != ref.bit_depth:
+            notes.append(f"{job.codec} codes {coded}-bit: the {ref.bit_depth}-bit source was converted for it and its output back")
         store.ensure()
         with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{job.job_id}.", dir=store.root) as tmp:
             work = Path(tmp)
             t0 = time.perf_counter()
-            produced = codec.encode(ref, job.rate, work)
+            enc = codec.encode(ref.to_bit_depth(coded), job.rate, work)
             timings["encode_s"] = time.perf_counter() - t0
+            if not isinstance(enc, EncodeResult):
+                raise CodecError(f"{job.codec}: encode() returned {type(enc).__name__}, not a bench.codec.EncodeResult (see docs/architecture.md)")
             final = store.bitstreams / f"{job.job_id}{codec.extension}"
-            os.replace(produced, final)
-            for log in work.glob("*.enc.log"):
-                shutil.copyfile(log, store.bitstreams / f"{job.job_id}.enc.log")
-            enc_rec = codec.encoder_reconstruction()
+            os.replace(enc.bitstream, final)
+            enc.bitstream = final
+            for i, log in enumerate(p for p in enc.logs if Path(p).is_file()):
+                shutil.copyfile(log, store.bitstreams / (f"{job.job_id}.enc.log" if i == 0 else f"{job.job_id}.{Path(log).name}"))
 
             t0 = time.perf_counter()
-            dist = codec.decode(final, work)
+            dist = codec.decode(final, work, bit_depth=coded)
             timings["decode_s"] = time.perf_counter() - t0
-            if enc_rec is not None and not _same_video(enc_rec, dist):
-                raise RuntimeError(
+            if dist.bit_depth != coded:
+                raise CodecError(f"{job.codec}: decode(bit_depth={coded}) returned {dist.bit_depth}-bit samples")
+            if enc.reconstruction is not None and not _same_video(enc.reconstruction, dist):
+                raise CodecError(
                     f"{job.codec}: the decoder's output differs from the encoder's reconstruction; "
                     "the bitstream does not carry what the encoder used (encoder/decoder mismatch)"
                 )
+            dist = dist.to_bit_depth(ref.bit_depth)
             t0 = time.perf_counter()
             values = measure(ref, dist, metrics, device=job.device)
             timings["metrics_s"] = time.perf_counter() - t0
-            frame_bits = _frame_bits(codec, final, ref.frames)
+            try:
+                per_frame = enc.per_frame(ref.frames)
+            except CodecError as e:  # per-frame sizes are informative; bpp is the file's
+                notes.append(f"no per-frame bits: {e}")
+                per_frame = {"bits": [np.nan] * ref.frames, "frame_type": [""] * ref.frames, "qp": [np.nan] * ref.frames}
 
         size = final.stat().st_size
         pixels = ref.width * ref.height
         bits = 8 * size
+        frame_bits = np.asarray(per_frame["bits"], dtype=np.float64)
         frames = pd.DataFrame(
             {
                 "dataset": job.dataset,
@@ -203,11 +374,15 @@ def run_job(job: Job) -> JobResult:
                 "codec": job.codec,
                 "rate": str(job.rate),
                 "frame": np.arange(job.start, job.start + ref.frames),
+                "frame_type": per_frame["frame_type"],
                 "bits": frame_bits,
                 "bpp": frame_bits / pixels,
+                "qp": np.asarray(per_frame["qp"], dtype=np.float64),
                 **values,
             }
         )
+        if frames["qp"].isna().all():
+            frames = frames.drop(columns="qp")
         summary = {
             "dataset": job.dataset,
             "sequence": job.sequence.name,
@@ -216,6 +391,7 @@ def run_job(job: Job) -> JobResult:
             "frames": ref.frames,
             "width": ref.width,
             "height": ref.height,
+            "bit_depth": ref.bit_depth,
             "bytes": size,
             "bits": bits,
             # bpp from the file the decoder read, at the original (unpadded) size
@@ -232,31 +408,17 @@ def run_job(job: Job) -> JobResult:
             bitstream=summary["bitstream"],
             bitstream_md5=summary["bitstream_md5"],
             codec_config=codec.describe(),
+            encoder={"command": [str(a) for a in enc.command], "tools": enc.tools},
             metrics={m.name: m.describe() for m in metrics},
         )
         result = JobResult(record, frames)
     except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
         record.update(status="failed", error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
         result = JobResult(record, None)
+    record["notes"] = notes
     record["timings"] = {k: round(v, 3) for k, v in timings.items()}
     record["finished"] = _now()
     return result
-
-
-def _frame_bits(codec: Codec, path: Path, frames: int) -> np.ndarray:
-    """Per-frame bits summing exactly to 8 x file size; NaN where the codec cannot tell."""
-    sizes = None
-    fn = getattr(codec, "frame_sizes", None)
-    if fn is not None:
-        try:
-            sizes = fn(path)
-        except Exception:  # noqa: BLE001 - per-frame bits are informative; bpp uses the file size
-            sizes = None
-    if sizes is None or len(sizes) != frames:
-        return np.full(frames, np.nan)
-    bits = 8 * np.asarray(sizes, dtype=np.float64)
-    bits[0] += 8 * path.stat().st_size - bits.sum()  # headers and parameter sets go to frame 0
-    return bits
 
 
 def _now() -> str:
@@ -275,6 +437,56 @@ class Plan:
     skipped_metrics: dict[str, str] = field(default_factory=dict)
 
 
+def codec_specs(config: SweepConfig) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Each codec spec of the sweep with the harness-wide options it takes merged in, and the
+    notes on options some codec does not take. ``intra_period`` that a codec does not take is
+    a PlanError: a sweep whose codecs used different GOPs would compare them silently."""
+    harness = dict(config.codec_options)
+    contributed = {o.dest for o in contributed_options()}
+    unknown = sorted(set(harness) - contributed - {"ffmpeg"})
+    if unknown:
+        raise PlanError(
+            f"unknown harness-wide codec option(s) {', '.join(unknown)}; the registered codecs contribute: {', '.join(sorted(contributed | {'ffmpeg'}))}"
+        )
+    if config.intra_period is not None:
+        harness["intra_period"] = config.intra_period
+    if config.device != "cpu":
+        harness["device"] = config.device
+    specs, notes, problems = [], [], []
+    taken: set[str] = set()
+    for item in config.codecs:
+        name, opts = parse_codec_spec(item)
+        cls = codec_class(name)  # UnknownCodec lists the valid names
+        accepted = accepted_options(cls)
+        for key, value in harness.items():
+            if value is None or key in opts:
+                continue
+            if key in accepted:
+                opts[key] = value
+                taken.add(key)
+            elif key == "intra_period":
+                problems.append(
+                    f"codec {name} does not take --intra-period (its options: {', '.join(accepted) or 'none'}); "
+                    "run it in a sweep of its own, or leave --intra-period out"
+                )
+            elif key == "device":
+                notes.append(f"{name} takes no device and runs on the CPU; --device {value} applies to the metrics")
+        specs.append((name, opts))
+    for key in sorted(set(harness) - taken - {"intra_period", "device"}):
+        notes.append(f"no codec of this sweep takes {key} ({', '.join(n for n, _ in specs)}): it was not used")
+    if problems:
+        raise PlanError("cannot start the sweep:\n  " + "\n  ".join(problems))
+    return specs, notes
+
+
+def _identity(codec: Codec, metric_ids: dict[str, Any]) -> str:
+    return json.dumps({"codec_identity": _jsonable(codec.identity()), "metrics": metric_ids}, sort_keys=True, default=str)
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
 def plan(
     *,
     codecs: list[tuple[str, dict[str, Any]]],
@@ -289,6 +501,7 @@ def plan(
     out: Path,
     force: bool = False,
 ) -> Plan:
+    """Check the sweep and list its jobs, writing nothing; PlanError says every problem."""
     store = ResultsStore(out)
     built: dict[str, Codec] = {}
     problems: list[str] = []
@@ -299,7 +512,7 @@ def plan(
         except Exception as e:  # noqa: BLE001
             problems.append(f"codec {name}: {e}")
         built[name] = codec
-    runnable, skipped_metrics = [], {}
+    runnable, skipped_metrics, metric_ids = [], {}, {}
     for m in metrics:
         try:
             metric = create_metric(m, device=device)
@@ -307,6 +520,7 @@ def plan(
             why = "; ".join(f"{seq.name}: {w}" for seq in sequences if (w := metric.unsupported(seq.width, seq.height)))
             if why:
                 raise ValueError(why)
+            metric_ids[metric.name] = _jsonable(metric.identity())
         except Exception as e:  # noqa: BLE001
             if metrics_explicit:
                 problems.append(f"metric {m}: {e}")
@@ -328,40 +542,90 @@ def plan(
             if n > have:
                 problems.append(f"{seq.name} has {have} frames, fewer than --frames {frames} ({seq.path})")
         lengths[seq.name] = n
+    ladders, depths = {}, {}
+    for name, _ in codecs:
+        codec = built[name]
+        try:
+            ladders[name] = [codec.parse_rate(r) for r in (rates or codec.default_rates)]
+        except ValueError as e:
+            problems.append(str(e))
+        for depth in sorted({seq.bit_depth for seq in sequences}):
+            try:
+                depths[name, depth] = codec.coded_bit_depth(depth)
+            except BitDepthError as e:
+                problems.append(f"{', '.join(s.name for s in sequences if s.bit_depth == depth)}: {e}")
+            else:
+                if depths[name, depth] != depth:
+                    notes.append(f"{name} codes {depths[name, depth]}-bit: {depth}-bit sources are converted for it and its output back")
     if problems:
         raise PlanError("cannot start the sweep:\n  " + "\n  ".join(problems))
 
-    jobs, skipped = [], []
+    every = []
     for name, options in codecs:
-        codec = built[name]
-        try:
-            ladder = [codec.parse_rate(r) for r in (rates or codec.default_rates)]
-        except ValueError as e:
-            raise PlanError(str(e)) from None
+        identity = _identity(built[name], metric_ids)
         for seq in sequences:
-            for rate in ladder:
-                job = Job(dataset, seq, name, tuple(sorted(options.items())), rate, lengths[seq.name], tuple(metrics), device, 0, str(out))
-                rec = store.load_record(job.job_id)
-                if not force and rec and rec.get("status") == "done" and rec.get("config_hash") == job.config_hash() and _has_metrics(rec, metrics):
-                    skipped.append(job)
-                else:
-                    jobs.append(job)
+            for rate in ladders[name]:
+                every.append(
+                    Job(
+                        dataset,
+                        seq,
+                        name,
+                        tuple(sorted(options.items())),
+                        rate,
+                        lengths[seq.name],
+                        tuple(metrics),
+                        device,
+                        0,
+                        str(out),
+                        depths[name, seq.bit_depth],
+                        identity,
+                    )
+                )
+    jobs, skipped = partition(every, store, force)
     return Plan(jobs, skipped, built, notes, skipped_metrics)
 
 
-def _has_metrics(record: dict, metrics: list[str]) -> bool:
-    return {m.split(":", 1)[0] for m in metrics} <= set(record.get("metrics", {}))
+def partition(jobs: list[Job], store: ResultsStore, force: bool = False) -> tuple[list[Job], list[Job]]:
+    """(to run, already done): a recorded job stands for one whose resolved configuration is
+    equal, every part of it."""
+    todo, done = [], []
+    for job in jobs:
+        rec = store.load_record(job.job_id)
+        if not force and rec and rec.get("status") == "done" and rec.get("config_hash") == job.config_hash():
+            done.append(job)
+        else:
+            todo.append(job)
+    return todo, done
 
 
-def provenance(codecs: dict[str, Codec], argv: list[str] | None = None, skipped_metrics: dict[str, str] | None = None) -> dict[str, Any]:
+def provenance(
+    codecs: dict[str, Codec],
+    argv: list[str] | None = None,
+    skipped_metrics: dict[str, str] | None = None,
+    config: SweepConfig | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     versions = {}
-    for pkg in ("diffsit-bench", "numpy", "pandas", "torch", "torchvision", "numba", "imageio-ffmpeg", "lpips", "DISTS-pytorch", "opencv-python-headless", "pyiqa"):
+    for pkg in (
+        "diffsit-bench",
+        "numpy",
+        "pandas",
+        "torch",
+        "torchvision",
+        "numba",
+        "imageio-ffmpeg",
+        "lpips",
+        "DISTS-pytorch",
+        "opencv-python-headless",
+        "pyiqa",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     info: dict[str, Any] = {
         "command": argv if argv is not None else sys.argv,
+        "config": config.to_dict() if config is not None else None,
         "time": _now(),
         "git_commit": _git_commit(),
         "python": sys.version.split()[0],
@@ -370,6 +634,7 @@ def provenance(codecs: dict[str, Codec], argv: list[str] | None = None, skipped_
         "cpu_count": os.cpu_count(),
         "packages": versions,
         "codecs": {},
+        "notes": notes or [],
         "metrics_skipped": skipped_metrics or {},
         "weights_dirs": [str(p) for p in weights.search_dirs()],
     }
@@ -378,10 +643,11 @@ def provenance(codecs: dict[str, Codec], argv: list[str] | None = None, skipped_
             info["codecs"][name] = codec.describe()
         except Exception as e:  # noqa: BLE001
             info["codecs"][name] = {"error": str(e)}
-    with_ffmpeg = [c for c in codecs.values() if hasattr(c, "exe")]
-    if with_ffmpeg:
-        exe = with_ffmpeg[0].exe
+    try:  # bench's own ffmpeg: VMAF, sample clips (codecs record theirs in describe())
+        exe = ffmpeg.ffmpeg_exe(config.codec_options.get("ffmpeg") if config else None)
         info["ffmpeg"] = {"path": exe, "version": ffmpeg.ffmpeg_version(exe)}
+    except ffmpeg.FFmpegError as e:
+        info["ffmpeg"] = {"error": str(e)}
     return info
 
 
@@ -401,23 +667,83 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
     """Run the plan, committing each finished job; returns the records of this run's jobs."""
     from tqdm import tqdm
 
-    store.rebuild(prov)  # tables reflect the records even if the last run was killed mid-way
+    tables = TableWriter(store, prov)
     results = []
     bar = tqdm(total=len(p.jobs), desc="bench run", unit="job", disable=not progress, file=sys.stderr)
     try:
         for job, res in executor.run(run_job, p.jobs):
             if isinstance(res, BaseException):
-                res = JobResult(
-                    {"job_id": job.job_id, "config_hash": job.config_hash(), "config": job.config(), "dataset": job.dataset,
-                     "sequence": job.sequence.name, "codec": job.codec, "rate": job.rate, "status": "failed",
-                     "error": f"worker crashed: {type(res).__name__}: {res}", "finished": _now()}  # fmt: skip
-                )
-            store.commit(res.record, res.frames)
-            store.rebuild(prov)
+                res = JobResult({**_base_record(job), "status": "failed", "error": f"worker crashed: {type(res).__name__}: {res}", "finished": _now()})
+            tables.add(res.record, res.frames)
             results.append(res.record)
             bar.set_postfix_str(f"{job.codec} {job.sequence.name} {job.rate}: {res.record['status']}")
             bar.update()
     finally:
         bar.close()
         executor.close()
+        tables.finish()
     return results
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def run_sweep(
+    config: SweepConfig,
+    *,
+    executor: Callable[[SweepConfig], Executor] | None = None,
+    notify: Callable[[str], None] = _stderr,
+    argv: list[str] | None = None,
+) -> SweepResult:
+    """Plan every results folder of the sweep (all of them before any job runs), then run
+    each. ``executor`` makes the executor of one folder's jobs (default: LocalExecutor with
+    ``config.jobs`` processes); ``notify`` receives the notes (skipped metrics, conversions,
+    options not taken, jobs already done)."""
+    if config.jobs < 1:
+        raise PlanError("jobs must be at least 1")
+    if config.weights:
+        os.environ[weights.ENV] = str(Path(config.weights).expanduser())  # workers inherit it
+    dataset = ds.get_dataset(config.dataset, size=config.size, fps=config.fps, bit_depth=config.bit_depth)
+    sequences = dataset.resolve(ds.data_root(config.data_root), config.sequences)
+    metrics = resolve_metrics(config.metrics) if config.metrics else default_metrics()
+    specs, option_notes = codec_specs(config)
+
+    outs: dict[Path, list[tuple[str, dict]]] = {}
+    for name, opts in specs:
+        out = Path(config.out) if config.out else Path("results") / dataset.name / name
+        outs.setdefault(out, []).append((name, opts))
+    planned = []
+    for out, group in outs.items():
+        p = plan(
+            codecs=group,
+            dataset=dataset.name,
+            sequences=sequences,
+            rates=config.rates,
+            frames=config.frames,
+            default_frames=dataset.default_frames,
+            metrics=metrics,
+            metrics_explicit=bool(config.metrics),
+            device=config.device,
+            out=out,
+            force=config.force,
+        )
+        planned.append((out, p))
+    for note in option_notes:
+        notify(f"note: {note}")
+    parts = []
+    make = executor or (lambda c: LocalExecutor(c.jobs))
+    for out, p in planned:
+        store = ResultsStore(out)
+        with store.lock():
+            # under the lock: another sweep may have finished some of these jobs meanwhile
+            p.jobs, p.skipped = partition(p.jobs + p.skipped, store, config.force)
+            notes = [*option_notes, *p.notes, *(f"metric {m} skipped: {why}" for m, why in p.skipped_metrics.items())]
+            for note in notes[len(option_notes) :]:
+                notify(f"note: {note}")
+            if p.skipped:
+                notify(f"{out}: {len(p.skipped)} job(s) already done, skipped (--force to redo)")
+            prov = provenance(p.codecs, argv=argv, skipped_metrics=p.skipped_metrics, config=config, notes=notes)
+            records = execute(p, make(config), store, prov, progress=config.progress)
+        parts.append(SweepPart(out, records, len(p.skipped), notes))
+    return SweepResult(parts)

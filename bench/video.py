@@ -169,9 +169,7 @@ def iter_yuv_bytes(video: Video, batch: int = 8):
     for s in range(0, video.frames, batch):
         part = video[s : s + batch]
         t = part.frames
-        buf = np.concatenate(
-            [part.y.reshape(t, -1), part.u.reshape(t, -1), part.v.reshape(t, -1)], axis=1
-        ).astype(dtype, copy=False)
+        buf = np.concatenate([part.y.reshape(t, -1), part.u.reshape(t, -1), part.v.reshape(t, -1)], axis=1).astype(dtype, copy=False)
         yield buf.tobytes()
 
 

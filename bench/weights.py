@@ -35,27 +35,37 @@ class WeightFile:
 
 WEIGHTS: dict[str, WeightFile] = {
     "alexnet": WeightFile(
-        "alexnet-owt-7be5be79.pth", "torchvision AlexNet (LPIPS v0.1 backbone)",
-        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", ("lpips",),
+        "alexnet-owt-7be5be79.pth",
+        "torchvision AlexNet (LPIPS v0.1 backbone)",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        ("lpips",),
     ),
     "vgg16": WeightFile(
-        "vgg16-397923af.pth", "torchvision VGG16 (DISTS backbone)",
-        "https://download.pytorch.org/models/vgg16-397923af.pth", ("dists",),
+        "vgg16-397923af.pth",
+        "torchvision VGG16 (DISTS backbone)",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+        ("dists",),
     ),
     "raft_large": WeightFile(
-        "raft_large_C_T_SKHT_V2-ff5fadd5.pth", "torchvision RAFT-large (Ewarp flow, --metrics ewarp:flow=raft)",
-        "https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth", ("ewarp",),
+        "raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+        "torchvision RAFT-large (Ewarp flow, --metrics ewarp:flow=raft)",
+        "https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+        ("ewarp",),
     ),
     "raft_small": WeightFile(
-        "raft_small_C_T_V2-01064c6d.pth", "torchvision RAFT-small (Ewarp flow, --metrics ewarp:flow=raft_small)",
-        "https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth", ("ewarp",),
+        "raft_small_C_T_V2-01064c6d.pth",
+        "torchvision RAFT-small (Ewarp flow, --metrics ewarp:flow=raft_small)",
+        "https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth",
+        ("ewarp",),
     ),
     "clip_rn50": WeightFile(
-        "RN50.pt", "OpenAI CLIP RN50 (CLIPIQA, through pyiqa)",
+        "RN50.pt",
+        "OpenAI CLIP RN50 (CLIPIQA, through pyiqa)",
         "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
-        ("clipiqa",), hub_subdir="clip",
+        ("clipiqa",),
+        hub_subdir="clip",
     ),
-}  # fmt: skip
+}
 
 
 def hub_dir() -> Path:
@@ -113,6 +123,30 @@ def require(key: str) -> Path:
     return path
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, remembered per (path, size, mtime) so a sweep hashes each once."""
+    import hashlib
+
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def fingerprint(key: str) -> dict[str, str | None]:
+    """Which file a registered weights key resolves to here, and its hash (None: missing)."""
+    path = locate(key)
+    return {"file": WEIGHTS[key].filename, "sha256": file_sha256(path) if path else None}
+
+
 def load_state_dict(key: str):
     import torch
 
@@ -123,6 +157,15 @@ def doctor_rows() -> list[dict]:
     rows = []
     for key, wf in WEIGHTS.items():
         path = locate(key)
-        rows.append({"key": key, "file": wf.filename, "what": wf.what, "used_by": ", ".join(wf.used_by), "present": path is not None,
-                     "path": str(path) if path else "", "url": wf.url})  # fmt: skip
+        rows.append(
+            {
+                "key": key,
+                "file": wf.filename,
+                "what": wf.what,
+                "used_by": ", ".join(wf.used_by),
+                "present": path is not None,
+                "path": str(path) if path else "",
+                "url": wf.url,
+            }
+        )
     return rows

@@ -29,7 +29,9 @@ def clips(tmp_path_factory):
     ref, dist = d / "ref_1920x1080.yuv", d / "dist_1920x1080.yuv"
     common = ["-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "1280x720", "-i", str(src)]
     subprocess.run([exe, *common, "-vf", "scale=1920:1080", "-frames:v", str(FRAMES), "-f", "rawvideo", "-pix_fmt", "yuv420p", str(ref)], check=True)
-    subprocess.run([exe, *common, "-vf", "scale=1920:1080,noise=alls=12:allf=t", "-frames:v", str(FRAMES), "-f", "rawvideo", "-pix_fmt", "yuv420p", str(dist)], check=True)
+    subprocess.run(
+        [exe, *common, "-vf", "scale=1920:1080,noise=alls=12:allf=t", "-frames:v", str(FRAMES), "-f", "rawvideo", "-pix_fmt", "yuv420p", str(dist)], check=True
+    )
     return exe, ref, dist
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
-
 from conftest import FRAMES, H, W, record
 
 from bench.metrics import create_metric, measure

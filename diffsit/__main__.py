@@ -130,9 +130,18 @@ def _ablate(args) -> int:
     from .ablate import ablate
 
     try:
-        ablate(args.dataset, frames=args.frames, lambdas=[float(v) for v in args.lambdas.split(",")], model=args.model,
-               sequences=args.sequences.split(",") if args.sequences else None, metrics=args.metrics.split(",") if args.metrics else None,
-               data_root=args.data_root, device=args.device, allow_untrained=args.allow_untrained, out=args.out)  # fmt: skip
+        ablate(
+            args.dataset,
+            frames=args.frames,
+            lambdas=[float(v) for v in args.lambdas.split(",")],
+            model=args.model,
+            sequences=args.sequences.split(",") if args.sequences else None,
+            metrics=args.metrics.split(",") if args.metrics else None,
+            data_root=args.data_root,
+            device=args.device,
+            allow_untrained=args.allow_untrained,
+            out=args.out,
+        )
     except (CodecUnavailable, DatasetError, MetricUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

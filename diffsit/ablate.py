@@ -36,8 +36,17 @@ import numpy as np
 import pandas as pd
 
 VARIANTS = ("x_tilde", "x_hat", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame", "all_p")
-HIGHER_IS_BETTER = {"psnr_y": True, "psnr_yuv": True, "psnr_rgb": True, "ms_ssim_rgb": True, "vmaf": True, "clipiqa": True,
-                    "lpips": False, "dists": False, "ewarp": False}  # fmt: skip
+HIGHER_IS_BETTER = {
+    "psnr_y": True,
+    "psnr_yuv": True,
+    "psnr_rgb": True,
+    "ms_ssim_rgb": True,
+    "vmaf": True,
+    "clipiqa": True,
+    "lpips": False,
+    "dists": False,
+    "ewarp": False,
+}
 SUMMARY_COLUMNS = ("psnr_yuv", "psnr_rgb", "ms_ssim_rgb", "vmaf", "lpips", "dists", "clipiqa", "ewarp")
 
 
@@ -65,9 +74,20 @@ def _summarise(values: dict[str, np.ndarray]) -> dict[str, float]:
     return {c: float(np.nanmean(v)) for c, v in values.items()}
 
 
-def ablate(dataset: str = "sample", *, frames: int = 9, lambdas=(0.5, 1, 2, 4), model: str = "tiny", sequences: list[str] | None = None,
-           metrics: list[str] | None = None, data_root: str | None = None, device: str = "cpu", allow_untrained: bool = False,
-           out: str | Path = "results/ablation", log=print) -> pd.DataFrame:  # fmt: skip
+def ablate(
+    dataset: str = "sample",
+    *,
+    frames: int = 9,
+    lambdas=(0.5, 1, 2, 4),
+    model: str = "tiny",
+    sequences: list[str] | None = None,
+    metrics: list[str] | None = None,
+    data_root: str | None = None,
+    device: str = "cpu",
+    allow_untrained: bool = False,
+    out: str | Path = "results/ablation",
+    log=print,
+) -> pd.DataFrame:
     from bench.datasets import get_dataset
     from bench.metrics import measure
 
@@ -100,11 +120,21 @@ def ablate(dataset: str = "sample", *, frames: int = 9, lambdas=(0.5, 1, 2, 4), 
             }
             for variant, (rgb, nbytes) in decoded.items():
                 dist = to_video(rgb.cpu(), video.width, video.height, video.fps)
-                row = {"dataset": dataset, "sequence": seq.name, "lambda": lam, "variant": variant, "frames": video.frames,
-                       "bytes": nbytes, "bpp": 8 * nbytes / pixels, **_summarise(measure(video, dist, chosen))}  # fmt: skip
+                row = {
+                    "dataset": dataset,
+                    "sequence": seq.name,
+                    "lambda": lam,
+                    "variant": variant,
+                    "frames": video.frames,
+                    "bytes": nbytes,
+                    "bpp": 8 * nbytes / pixels,
+                    **_summarise(measure(video, dist, chosen)),
+                }
                 rows.append(row)
-            log(f"{seq.name} lambda={lam:g}: {8 * len(enc.data) / pixels:.4f} bpp (strength map {len(enc.data) - stem} bytes; all-P"
-                f" {8 * len(p_data) / pixels:.4f}), {time.perf_counter() - t0:.0f} s")  # fmt: skip
+            log(
+                f"{seq.name} lambda={lam:g}: {8 * len(enc.data) / pixels:.4f} bpp (strength map {len(enc.data) - stem} bytes; all-P"
+                f" {8 * len(p_data) / pixels:.4f}), {time.perf_counter() - t0:.0f} s"
+            )
     df = pd.DataFrame(rows)
     df.to_csv(out / "ablation.csv", index=False)
     (out / "ablation.md").write_text(report(df, models=models, skipped=skipped_all, frames=frames))
@@ -120,16 +150,25 @@ def dataset_means(df: pd.DataFrame) -> pd.DataFrame:
 def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None = None, frames: int | None = None) -> str:
     means = dataset_means(df)
     metric_cols = [c for c in SUMMARY_COLUMNS if c in means.columns]
-    lines = ["# Diff-SIT ablation", "",
-             f"Dataset {', '.join(sorted(df['dataset'].unique()))}: {', '.join(df['sequence'].unique())}"
-             + (f", first {frames} frames" if frames else "") + ". Values are means over sequences.", ""]  # fmt: skip
+    lines = [
+        "# Diff-SIT ablation",
+        "",
+        f"Dataset {', '.join(sorted(df['dataset'].unique()))}: {', '.join(df['sequence'].unique())}"
+        + (f", first {frames} frames" if frames else "")
+        + ". Values are means over sequences.",
+        "",
+    ]
     lines.append("| λ | variant | bpp | " + " | ".join(f"{c} {'↑' if HIGHER_IS_BETTER[c] else '↓'}" for c in metric_cols) + " |")
     lines.append("|---" * (3 + len(metric_cols)) + "|")
     for _, r in means.iterrows():
         lines.append(f"| {r['lambda']:g} | {r['variant']} | {r['bpp']:.4f} | " + " | ".join(_fmt(c, r[c]) for c in metric_cols) + " |")
-    lines += ["", "## Differences (dataset means)", "",
-              "| λ | bits saved by MV frames vs all-P | strength map's bits | x̂ − x̃ | ODFTE as is: x̂_full − x̃ | FTE: on − off | Ewarp whole clip / per frame |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Differences (dataset means)",
+        "",
+        "| λ | bits saved by MV frames vs all-P | strength map's bits | x̂ − x̃ | ODFTE as is: x̂_full − x̃ | FTE: on − off | Ewarp whole clip / per frame |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for lam, g in means.groupby("lambda", sort=False):
         v = g.set_index("variant")
         saved = 1 - v.loc["x_tilde", "bpp"] / v.loc["all_p", "bpp"]
@@ -145,8 +184,11 @@ def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None
         lines += ["", "## Models", "", "```json", json.dumps(models, indent=2), "```"]
     if skipped:
         lines += ["", "## Metrics not measured", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
-    lines += ["", "ewarp is ×1e-3 (the harness's unit). x̃, x̂_full, x̂ without FTE and x̂ per frame are decoded from one bitstream's"
-              " STEM records; x̂ also uses its strength map, whose bytes its bpp includes."]
+    lines += [
+        "",
+        "ewarp is ×1e-3 (the harness's unit). x̃, x̂_full, x̂ without FTE and x̂ per frame are decoded from one bitstream's"
+        " STEM records; x̂ also uses its strength map, whose bytes its bpp includes.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -159,8 +201,13 @@ def equal_bits(means: pd.DataFrame, metric_cols: list[str]) -> list[str]:
     if len(lambdas) < 3:
         return ["", f"(BD over the λ ladder needs at least 3 λ; this run has {len(lambdas)}.)"]
     curve = {v: g.sort_values("bpp") for v, g in means.groupby("variant")}
-    lines = ["", "## Against x̃ at equal bits (BD over the λ ladder, PCHIP; anchor x̃)", "",
-             "| metric | x̂: BD-rate | x̂: BD-metric | x̂_full: BD-rate | x̂_full: BD-metric |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "## Against x̃ at equal bits (BD over the λ ladder, PCHIP; anchor x̃)",
+        "",
+        "| metric | x̂: BD-rate | x̂: BD-metric | x̂_full: BD-rate | x̂_full: BD-metric |",
+        "|---|---|---|---|---|",
+    ]
     for col in metric_cols:
         if means[col].isna().any():
             continue

@@ -76,6 +76,11 @@ class Stream:
     def payload_bytes(self) -> int:
         return sum(len(s) for r in self.records for s in r.strings)
 
+    def record_bytes(self) -> list[int]:
+        """Bytes each frame record takes in the file, in coding order (header, strength map
+        and CRC are the rest)."""
+        return [6 + sum(4 + len(s) for s in r.strings) for r in self.records]
+
     def strength_bytes(self) -> int:
         """What the strength map adds to the stream (its length field included)."""
         return 4 + len(self.strength) if self.strength_block else 0
@@ -93,10 +98,11 @@ def encode_stream(stream: Stream) -> bytes:
         raise ValueError(f"strength_block must fit in u16, got {stream.strength_block}")
     fps = _fps_fraction(stream.fps)
     header = (
-        struct.pack("<H", len(model)) + model + stream.weights_sha256
-        + struct.pack("<HHIIIiH", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period,
-                      stream.strength_block)
-    )  # fmt: skip
+        struct.pack("<H", len(model))
+        + model
+        + stream.weights_sha256
+        + struct.pack("<HHIIIiH", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period, stream.strength_block)
+    )
     parts = [MAGIC, struct.pack("<HI", FORMAT_VERSION, len(header)), header]
     for r in stream.records:
         parts.append(struct.pack("<IBB", r.index, _TYPE_CODE[r.type], len(r.strings)))

@@ -13,6 +13,7 @@ with the decoder's output.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.codec import Codec, CodecUnavailable, Rate, RateError
+from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
@@ -125,8 +126,18 @@ def encode_video(model, video: Video, *, device: str = "cpu", dtype=None, output
         maps = [strength.choose(frames[c.start : c.stop], x_tilde[c.start : c.stop], x_refined[c.start : c.stop], block) for c in windows]
         x_hat = _apply_strength(x_tilde, x_refined, maps, windows, block)
         packed = strength.pack(maps)
-    stream = Stream(model.model_id, model.weights_sha256(), video.width, video.height, Fraction(video.fps).limit_denominator(1001000),
-                    n, model.config.intra_period, records, strength_block=block, strength=packed)  # fmt: skip
+    stream = Stream(
+        model.model_id,
+        model.weights_sha256(),
+        video.width,
+        video.height,
+        Fraction(video.fps).limit_denominator(1001000),
+        n,
+        model.config.intra_period,
+        records,
+        strength_block=block,
+        strength=packed,
+    )
     return Encoded(encode_stream(stream), stream, x_tilde, x_refined, x_hat)
 
 
@@ -206,8 +217,16 @@ def encode_all_p(model, video: Video, *, device: str = "cpu") -> tuple[bytes, to
         strings, rec = model.intra.compress(cur) if i == 0 else model.pframe.compress(cur, recon[-1])
         recon.append(rec)
         records.append(FrameRecord(i, FrameType.INTRA if i == 0 else FrameType.PRED, tuple(strings)))
-    stream = Stream(model.model_id, model.weights_sha256(), video.width, video.height, Fraction(video.fps).limit_denominator(1001000),
-                    video.frames, model.config.intra_period, records)  # fmt: skip
+    stream = Stream(
+        model.model_id,
+        model.weights_sha256(),
+        video.width,
+        video.height,
+        Fraction(video.fps).limit_denominator(1001000),
+        video.frames,
+        model.config.intra_period,
+        records,
+    )
     return encode_stream(stream), torch.cat(recon)
 
 
@@ -220,8 +239,8 @@ def check_strength_block(block: int | None) -> int | None:
     return block
 
 
-def to_video(rgb: torch.Tensor, width: int, height: int, fps: float) -> Video:
-    return rgb_to_yuv420(crop(rgb, height, width), 8, fps)
+def to_video(rgb: torch.Tensor, width: int, height: int, fps: float, bit_depth: int = 8) -> Video:
+    return rgb_to_yuv420(crop(rgb, height, width), bit_depth, fps)
 
 
 class DiffSITCodec(Codec):
@@ -229,27 +248,33 @@ class DiffSITCodec(Codec):
 
     name = "diffsit"
     rate_name = "lambda"
+    rate_spec = RateSpec("float", 0, exclusive_low=True)
     default_rates = (4, 2, 1, 0.5)
     extension = ".dsit"
+    plot_style = ("#d62728", "^")
+    # STEM codes RGB in [0, 1], whatever the source's depth; the stream does not record the
+    # depth, so decode() without bit_depth gives 8 bits
+    bit_depths = (8, 10)
 
-    def __init__(self, *, model: str = "tiny", allow_untrained: bool = False, device: str = "cpu", dtype: str | None = None, verify: bool = False,
-                 strength_block: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        model: str = "tiny",
+        allow_untrained: bool = False,
+        device: str = "cpu",
+        dtype: str | None = None,
+        verify: bool = False,
+        strength_block: int | None = None,
+    ):
         """``strength_block``: override the model's strength-map block (0: ODFTE's output as is,
         the paper's form). The stream records it, so decoding needs no option."""
         self.model_spec, self.allow_untrained, self.device, self.verify = model, allow_untrained, device, verify
         self.strength_block = check_strength_block(strength_block)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[dtype]
         self._models: dict[Any, Any] = {}
-        self._last: Video | None = None
 
     def parse_rate(self, text: str | Rate) -> float:
-        try:
-            lam = float(text)
-        except (TypeError, ValueError):
-            raise RateError(f"diffsit: rate {text!r} is not a λ value (e.g. 0.5, 1, 2, 4)") from None
-        if lam <= 0:
-            raise RateError("diffsit: λ must be positive")
-        return lam
+        return float(super().parse_rate(text))
 
     def _spec_for(self, lam: float) -> str:
         if self.model_spec.startswith("random") or Path(self.model_spec).is_dir():
@@ -274,18 +299,27 @@ class DiffSITCodec(Codec):
         for lam in self.default_rates[:1]:
             self.model_for(lam)
 
-    def encode(self, video: Video, rate: Rate, workdir: Path) -> Path:
-        model = self.model_for(self.parse_rate(rate))
+    def encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:
+        lam = self.parse_rate(rate)
+        model = self.model_for(lam)
         # With verify=true the encoder keeps its reconstruction, so the harness can check that
         # the decoder reproduces it exactly (a model without a strength map then runs ODFTE
         # only for this, doubling the time).
         enc = encode_video(model, video, device=self.device, dtype=self.dtype, output=self.verify)
-        self._last = to_video(enc.x_hat.cpu(), video.width, video.height, video.fps) if self.verify else None
-        path = Path(workdir) / f"diffsit_lambda{self.parse_rate(rate):g}{self.extension}"
+        rec = to_video(enc.x_hat.cpu(), video.width, video.height, video.fps, video.bit_depth) if self.verify else None
+        path = Path(workdir) / f"diffsit_lambda{lam:g}{self.extension}"
         path.write_bytes(enc.data)
-        return path
+        records = enc.stream.records
+        return EncodeResult(
+            path,
+            frame_bytes=enc.stream.record_bytes(),
+            frame_types=[r.type.value for r in records],
+            display_index=[r.index for r in records],
+            reconstruction=rec,
+            tools={"model_id": model.model_id, "weights_sha256": model.weights_sha256().hex()},
+        )
 
-    def decode(self, path: Path, workdir: Path) -> Video:
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
         data = Path(path).read_bytes()
         mid = stream_model_id(data)
         model = next((m for m in self._models.values() if m.model_id == mid), None)
@@ -294,16 +328,28 @@ class DiffSITCodec(Codec):
             self._models[mid] = model
         stream, x_tilde = decode_intermediate(model, data, device=self.device)
         x_hat = reconstruct(model, stream, x_tilde, dtype=self.dtype)
-        return to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps))
+        return to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps), bit_depth or 8)
 
-    def encoder_reconstruction(self) -> Video | None:
-        return self._last
+    def identity(self) -> dict[str, Any]:
+        info = {k: v for k, v in self.describe().items() if k != "models"}
+        hashes = {}
+        for lam in self.default_rates:
+            with contextlib.suppress(Exception):  # an unloadable model fails at plan time, with its own message
+                m = self.model_for(lam)
+                hashes[m.model_id] = m.weights_sha256().hex()
+        info["weights_sha256"] = hashes
+        return info
 
     def describe(self) -> dict[str, Any]:
-        info = {**super().describe(), "model": self.model_spec, "allow_untrained": self.allow_untrained, "device": self.device,
-                "dtype": str(self.dtype) if self.dtype else "float32", "verify": self.verify}  # fmt: skip
+        info = {
+            **super().describe(),
+            "model": self.model_spec,
+            "allow_untrained": self.allow_untrained,
+            "device": self.device,
+            "dtype": str(self.dtype) if self.dtype else "float32",
+            "verify": self.verify,
+        }
         info["strength_block"] = self.strength_block if self.strength_block is not None else "the model's"
         for spec, m in self._models.items():
             info.setdefault("models", {})[spec] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
         return info
-

@@ -18,7 +18,6 @@ import torch.nn as nn
 
 from .odfte import ODFTE, ODFTEConfig, tiny_config
 
-
 _DERIVED = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
 
 

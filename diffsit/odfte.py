@@ -61,9 +61,20 @@ def tiny_config() -> ODFTEConfig:
     near Wan's. rope_max_seq_len bounds the latent token grid per side (1024 as in Wan)."""
     return ODFTEConfig(
         vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[False, True]),
-        transformer=dict(patch_size=(1, 4, 4), num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16,
-                         text_dim=32, freq_dim=256, ffn_dim=64, num_layers=2, cross_attn_norm=True,
-                         qk_norm="rms_norm_across_heads", rope_max_seq_len=1024),  # fmt: skip
+        transformer=dict(
+            patch_size=(1, 4, 4),
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=64,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=1024,
+        ),
         text_tokens=8,
         fte_channels=8,
         residual=True,
@@ -88,10 +99,12 @@ class FrameTypeEmbedder(nn.Module):
     def __init__(self, channels: int = 16, out_channels: int = 3):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv3d(1, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv3d(channels, channels, 3, padding=1), nn.SiLU(),
+            nn.Conv3d(1, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv3d(channels, channels, 3, padding=1),
+            nn.SiLU(),
             nn.Conv3d(channels, out_channels, 3, padding=1),
-        )  # fmt: skip
+        )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
@@ -134,7 +147,9 @@ class ODFTE(nn.Module):
     def add_lora(self) -> None:
         from peft import LoraConfig
 
-        self.transformer.add_adapter(LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_rank, target_modules=list(LORA_TARGETS), init_lora_weights=True))
+        self.transformer.add_adapter(
+            LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_rank, target_modules=list(LORA_TARGETS), init_lora_weights=True)
+        )
 
     def set_text_embedding(self, embedding: torch.Tensor) -> None:
         """Cache the (umT5) embedding of the empty prompt, computed once outside the codec."""

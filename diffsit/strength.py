@@ -124,7 +124,9 @@ def unpack(data: bytes, windows: int, shape: tuple[int, int]) -> list[torch.Tens
     except zlib.error as e:
         raise StrengthMapError(f"corrupted stream: the strength map does not inflate ({e})") from None
     if len(raw) != windows * per:
-        raise StrengthMapError(f"corrupted stream: the strength map holds {len(raw)} entries, {windows} windows of {shape[0]}x{shape[1]} blocks need {windows * per}")
+        raise StrengthMapError(
+            f"corrupted stream: the strength map holds {len(raw)} entries, {windows} windows of {shape[0]}x{shape[1]} blocks need {windows * per}"
+        )
     if raw and max(raw) >= LEVELS:
         raise StrengthMapError(f"corrupted stream: strength level {max(raw)} in the map; levels are 0..{LEVELS - 1}")
     flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8)

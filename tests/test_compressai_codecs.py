@@ -13,17 +13,18 @@ import pytest
 
 pytest.importorskip("compressai")
 
-from bench import weights  # noqa: E402
-from bench.codec import CodecUnavailable, RateError, create_codec  # noqa: E402
+from conftest import random_video  # noqa: E402
 
 from baselines.container import ContainerError, read_container  # noqa: E402
-from conftest import random_video  # noqa: E402
+from bench import weights  # noqa: E402
+from bench.codec import CodecUnavailable, RateError, create_codec  # noqa: E402
 
 
 def _smooth_video(frames=3, height=72, width=88):
     """A moving gradient (not noise): width/height not multiples of 64, so padding is exercised."""
-    from bench.video import rgb_to_yuv420
     import torch
+
+    from bench.video import rgb_to_yuv420
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
     rgb = torch.stack([torch.stack([(xx + 0.05 * t) % 1, yy, (xx + yy) / 2]) for t in range(frames)])
@@ -34,14 +35,17 @@ def _smooth_video(frames=3, height=72, width=88):
 def test_round_trip_real_bitstream_random_weights(name, tmp_path):
     codec = create_codec(name, random_weights_for_tests=True)
     video = _smooth_video()
-    path = codec.encode(video, 1, tmp_path)
+    result = codec.encode(video, 1, tmp_path)
+    path = result.bitstream
     header, frames = read_container(path)
+    assert result.frame_types == ["I", "P", "P"] if name == "ssf2020" else result.frame_types == ["I", "I", "I"]
+    assert sum(result.frame_bytes) < path.stat().st_size  # the header is the rest
     assert header["model"] == name and header["quality"] == 1 and (header["width"], header["height"]) == (88, 72)
     assert len(frames) == 3 and all(len(b) > 0 for f in frames for b in f)
     # decode from the file alone, in a fresh codec object (as a separate process would)
     decoded = create_codec(name, random_weights_for_tests=True).decode(path, tmp_path)
     assert (decoded.width, decoded.height, decoded.frames) == (88, 72, 3)
-    enc = codec.encoder_reconstruction()
+    enc = result.reconstruction
     assert np.array_equal(enc.y, decoded.y) and np.array_equal(enc.u, decoded.u)
     assert "RANDOM" in codec.describe()["weights"]
 
@@ -49,14 +53,15 @@ def test_round_trip_real_bitstream_random_weights(name, tmp_path):
 def test_ssf2020_low_delay_and_intra_period(tmp_path):
     video = _smooth_video(frames=4)
     ld = create_codec("ssf2020", random_weights_for_tests=True)
-    _, frames = read_container(ld.encode(video, 2, tmp_path))
+    _, frames = read_container(ld.encode(video, 2, tmp_path).bitstream)
     assert [len(f) for f in frames] == [2, 4, 4, 4]  # key frame (y, z), then inter (motion y, z, residual y, z)
     ip = create_codec("ssf2020", random_weights_for_tests=True, intra_period=2)
-    path = ip.encode(video, 2, tmp_path)
+    ip_result = ip.encode(video, 2, tmp_path)
+    path = ip_result.bitstream
     _, frames = read_container(path)
     assert [len(f) for f in frames] == [2, 4, 2, 4]
     dec = create_codec("ssf2020", random_weights_for_tests=True).decode(path, tmp_path)  # intra period comes from the file
-    assert np.array_equal(dec.y, ip.encoder_reconstruction().y)
+    assert np.array_equal(dec.y, ip_result.reconstruction.y)
     with pytest.raises(ValueError, match="intra_period"):
         create_codec("ssf2020", intra_period=0)
 
@@ -89,13 +94,13 @@ def test_pretrained_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
     assert codec.requirements()[-1].present
     loaded = codec.model(1)
     assert torch.equal(loaded.g_a[0].weight, net.g_a[0].weight)
-    path = codec.encode(_smooth_video(1), 1, tmp_path)
+    path = codec.encode(_smooth_video(1), 1, tmp_path).bitstream
     assert codec.decode(path, tmp_path).frames == 1
 
 
 def test_bad_rates_options_and_files(tmp_path):
     c = create_codec("cheng2020-anchor", random_weights_for_tests=True)
-    with pytest.raises(RateError, match="quality 7 is not one of 1, 2, 3, 4, 5, 6"):
+    with pytest.raises(RateError, match="quality 7 is not valid: it must be one of 1, 2, 3, 4, 5, 6"):
         c.parse_rate(7)
     with pytest.raises(ValueError, match="mse or ms-ssim"):
         create_codec("mbt2018-mean", metric="psnr")
@@ -103,7 +108,7 @@ def test_bad_rates_options_and_files(tmp_path):
     bad.write_bytes(b"RIFF0000")
     with pytest.raises(ContainerError, match="not a learned-baseline bitstream"):
         c.decode(bad, tmp_path)
-    good = c.encode(_smooth_video(1), 1, tmp_path)
+    good = c.encode(_smooth_video(1), 1, tmp_path).bitstream
     cut = tmp_path / "cut.lbs"
     cut.write_bytes(good.read_bytes()[:-3])
     with pytest.raises(ContainerError, match="truncated"):
@@ -118,8 +123,26 @@ def test_sweep_runs_a_compressai_codec(tmp_path):
 
     from bench.cli import main
 
-    rc = main(["run", "--codec", "bmshj2018-hyperprior:random_weights_for_tests=true", "--dataset", "synthetic", "--sequences", "testsrc2",
-               "--frames", "2", "--rates", "2,1", "--metrics", "psnr", "--out", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "run",
+            "--codec",
+            "bmshj2018-hyperprior:random_weights_for_tests=true",
+            "--dataset",
+            "synthetic",
+            "--sequences",
+            "testsrc2",
+            "--frames",
+            "2",
+            "--rates",
+            "2,1",
+            "--metrics",
+            "psnr",
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     s = pd.read_csv(tmp_path / "r" / "summary.csv")
     assert len(s) == 2 and (s["bytes"] > 0).all()

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import pytest
+from conftest import random_video
 
 from bench.datasets import DATASETS, DatasetError, DatasetMissing, PathDataset, SampleDataset, UnknownDataset, get_dataset
 from bench.video import write_yuv
-from conftest import random_video
 
 
 def test_standard_sets_as_specified():
     hevc = {s.sequence.name: s.sequence for s in DATASETS["hevc_b"].status(None)}
     assert {n: (q.fps, q.frames) for n, q in hevc.items()} == {
-        "BQTerrace": (60, 600), "BasketballDrive": (50, 500), "Cactus": (50, 500), "Kimono1": (24, 240), "ParkScene": (24, 240)
-    }  # fmt: skip
+        "BQTerrace": (60, 600),
+        "BasketballDrive": (50, 500),
+        "Cactus": (50, 500),
+        "Kimono1": (24, 240),
+        "ParkScene": (24, 240),
+    }
     uvg = {s.sequence.name: s.sequence for s in DATASETS["uvg"].status(None)}
     assert len(uvg) == 7 and uvg["ShakeNDry"].frames == 300 and uvg["Beauty"].fps == 120
     assert uvg["Jockey"].path.name == "Jockey_1920x1080_120fps_420_8bit_YUV.yuv"

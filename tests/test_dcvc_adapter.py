@@ -37,10 +37,12 @@ def test_round_trip_and_rate_order(name, family, rates, tmp_path):
     video = _video()
     sizes = []
     for q in rates:
-        path = codec.encode(video, q, tmp_path)
+        result = codec.encode(video, q, tmp_path)
+        path = result.bitstream
         dec = create_codec(name, dcvc_root=str(tmp_path / "DCVC")).decode(path, tmp_path)  # a fresh process's view
         assert (dec.width, dec.height, dec.frames) == (56, 40, 4)
-        enc = codec.encoder_reconstruction()
+        enc = result.reconstruction
+        assert len(result.frame_bytes) == 4 and sum(result.frame_bytes) <= path.stat().st_size
         assert np.array_equal(enc.y, dec.y) and np.array_equal(enc.u, dec.u) and np.array_equal(enc.v, dec.v)
         sizes.append(path.stat().st_size)
     assert sizes[0] > sizes[1]  # the first rate point of each ladder is the higher rate
@@ -50,7 +52,7 @@ def test_round_trip_and_rate_order(name, family, rates, tmp_path):
 def test_fm_stream_follows_the_sps_contract(tmp_path):
     make_checkout(tmp_path / "DCVC", "DCVC-FM")
     codec = create_codec("dcvc-fm", dcvc_root=str(tmp_path / "DCVC"), intra_period=2)
-    path = codec.encode(_video(frames=4), 21, tmp_path)
+    path = codec.encode(_video(frames=4), 21, tmp_path).bitstream
     sh = codec.modules()["utils.stream_helper"]
     kinds = []
     with open(path, "rb") as f:
@@ -106,7 +108,7 @@ def test_missing_checkout_weights_and_extension(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_DCVC_NO_EXTENSION", "1")
     with pytest.raises(CodecUnavailable, match=r"(?s)cannot be imported.*MLCodec_extensions_cpp.*cmake ../cpp -DCMAKE_BUILD_TYPE=Release"):
         codec.encode(_video(1), 0, tmp_path)
-    with pytest.raises(RateError, match="outside 0..63"):
+    with pytest.raises(RateError, match="q_index 64 is out of range: it must be an integer in 0..63"):
         codec.parse_rate(64)
 
 
@@ -116,8 +118,28 @@ def test_bench_run_passes_dcvc_root(tmp_path):
     from bench.cli import main
 
     make_checkout(tmp_path / "DCVC", "DCVC-FM")
-    rc = main(["run", "--codec", "dcvc-fm", "--dcvc-root", str(tmp_path / "DCVC"), "--dataset", "synthetic", "--sequences", "testsrc2",
-               "--frames", "3", "--rates", "42", "--metrics", "psnr", "--out", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "run",
+            "--codec",
+            "dcvc-fm",
+            "--dcvc-root",
+            str(tmp_path / "DCVC"),
+            "--dataset",
+            "synthetic",
+            "--sequences",
+            "testsrc2",
+            "--frames",
+            "3",
+            "--rates",
+            "42",
+            "--metrics",
+            "psnr",
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     s = pd.read_csv(tmp_path / "r" / "summary.csv")
     assert s.loc[0, "codec"] == "dcvc-fm" and s.loc[0, "bytes"] > 0 and s.loc[0, "psnr_yuv"] > 20

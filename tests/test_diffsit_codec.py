@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
+from conftest import random_video  # noqa: E402
+
 from bench.cli import main as bench_main  # noqa: E402
 from bench.video import read_yuv, write_yuv  # noqa: E402
-from conftest import random_video  # noqa: E402
 from diffsit.__main__ import main as diffsit_main  # noqa: E402
 from diffsit.codec import encode_video, load_model, to_video  # noqa: E402
 
@@ -38,8 +39,9 @@ def test_decode_in_a_separate_process_is_bit_identical_to_the_encoder(clip, tmp_
     assert enc.data == stream.read_bytes()  # deterministic encoder
     enc_rec = to_video(enc.x_hat, video.width, video.height, video.fps)
     out = tmp_path / "rec.yuv"
-    res = subprocess.run([sys.executable, "-m", "diffsit", "decode", str(stream), "-o", str(out), "--allow-untrained"],
-                         capture_output=True, text=True, env=os.environ.copy())  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "diffsit", "decode", str(stream), "-o", str(out), "--allow-untrained"], capture_output=True, text=True, env=os.environ.copy()
+    )
     assert res.returncode == 0, res.stderr
     dec = read_yuv(out, 72, 40)
     for p in "yuv":
@@ -51,8 +53,11 @@ def test_corrupted_streams_are_clear_errors_and_leave_no_output(clip, tmp_path, 
     stream = tmp_path / "c.dsit"
     assert diffsit_main(["encode", str(path), "-o", str(stream), "--model", "random", "--allow-untrained", "--frames", "2"]) == 0
     data = stream.read_bytes()
-    for name, bad, msg in (("trunc", data[: len(data) // 2], "truncated|corrupted"), ("flip", data[:40] + bytes([data[40] ^ 1]) + data[41:], "CRC32"),
-                           ("magic", b"XXXX" + data[4:], "not a Diff-SIT stream")):  # fmt: skip
+    for name, bad, msg in (
+        ("trunc", data[: len(data) // 2], "truncated|corrupted"),
+        ("flip", data[:40] + bytes([data[40] ^ 1]) + data[41:], "CRC32"),
+        ("magic", b"XXXX" + data[4:], "not a Diff-SIT stream"),
+    ):
         f = tmp_path / f"{name}.dsit"
         f.write_bytes(bad)
         out = tmp_path / f"{name}.yuv"
@@ -77,8 +82,26 @@ def test_untrained_model_is_refused_unless_asked(tmp_path, capsys):
 
 def test_through_the_harness_bpp_is_from_the_file(tmp_path):
     out = tmp_path / "r"
-    rc = bench_main(["run", "--codec", "diffsit:model=random:allow_untrained=true:verify=true", "--dataset", "synthetic", "--sequences",
-                     "testsrc2", "--frames", "2", "--rates", "1", "--metrics", "psnr", "--out", str(out), "--quiet"])  # fmt: skip
+    rc = bench_main(
+        [
+            "run",
+            "--codec",
+            "diffsit:model=random:allow_untrained=true:verify=true",
+            "--dataset",
+            "synthetic",
+            "--sequences",
+            "testsrc2",
+            "--frames",
+            "2",
+            "--rates",
+            "1",
+            "--metrics",
+            "psnr",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0  # with verify=true the harness's encoder/decoder reconstruction check ran and passed
     s = pd.read_csv(out / "summary.csv")
     size = (out / s.bitstream[0]).stat().st_size
@@ -90,8 +113,17 @@ def test_through_the_harness_bpp_is_from_the_file(tmp_path):
 def test_ablation_table(tmp_path):
     from diffsit.ablate import VARIANTS, ablate
 
-    df = ablate("synthetic", frames=3, lambdas=[1], model="random", sequences=["testsrc2"], metrics=["psnr", "ewarp:flow=dis"],
-                allow_untrained=True, out=tmp_path, log=lambda *_: None)  # fmt: skip
+    df = ablate(
+        "synthetic",
+        frames=3,
+        lambdas=[1],
+        model="random",
+        sequences=["testsrc2"],
+        metrics=["psnr", "ewarp:flow=dis"],
+        allow_untrained=True,
+        out=tmp_path,
+        log=lambda *_: None,
+    )
     assert list(df["variant"]) == list(VARIANTS)
     v = df.set_index("variant")
     assert len({v.loc[k, "bpp"] for k in ("x_tilde", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame")}) == 1  # one bitstream
@@ -117,11 +149,26 @@ def test_ablation_report_compares_with_x_tilde_at_equal_bits():
 
     rows = []
     for lam, bpp, q in ((0.5, 0.4, 30.0), (1, 0.3, 29.0), (2, 0.2, 28.0), (4, 0.1, 26.0)):
-        for variant, dbpp, dq in (("x_tilde", 0, 0), ("x_hat", 0.002, 0.2), ("x_hat_full", 0, -0.1), ("x_hat_no_fte", 0, -0.1),
-                                  ("x_hat_per_frame", 0, -0.1), ("all_p", 0.1, 0.5)):  # fmt: skip
-            rows.append({"dataset": "d", "sequence": "s", "lambda": lam, "variant": variant, "bpp": bpp + dbpp, "psnr_yuv": q + dq,
-                         "ms_ssim_rgb": 0.9 - 0.1 * lam if variant != "x_hat" else 0.91 - 0.1 * lam,
-                         "ewarp": {0.5: 0.25, 1: 0.2, 2: 0.3, 4: 0.35}[lam]})  # fmt: skip
+        for variant, dbpp, dq in (
+            ("x_tilde", 0, 0),
+            ("x_hat", 0.002, 0.2),
+            ("x_hat_full", 0, -0.1),
+            ("x_hat_no_fte", 0, -0.1),
+            ("x_hat_per_frame", 0, -0.1),
+            ("all_p", 0.1, 0.5),
+        ):
+            rows.append(
+                {
+                    "dataset": "d",
+                    "sequence": "s",
+                    "lambda": lam,
+                    "variant": variant,
+                    "bpp": bpp + dbpp,
+                    "psnr_yuv": q + dq,
+                    "ms_ssim_rgb": 0.9 - 0.1 * lam if variant != "x_hat" else 0.91 - 0.1 * lam,
+                    "ewarp": {0.5: 0.25, 1: 0.2, 2: 0.3, 4: 0.35}[lam],
+                }
+            )
     md = report(pd.DataFrame(rows))
     table = md[md.index("## Against x̃ at equal bits") :]
     psnr = next(line for line in table.splitlines() if line.startswith("| psnr_yuv"))

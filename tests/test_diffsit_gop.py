@@ -5,17 +5,23 @@ import pytest
 
 from diffsit.gop import Chunk, FrameType, chunks, display_types, pad_indices, schedule, type_map, window_length
 
-I, P, MV = FrameType.INTRA, FrameType.PRED, FrameType.MV
+I, P, MV = FrameType.INTRA, FrameType.PRED, FrameType.MV  # noqa: E741 - the frame types' own letters
 
 
 def test_nine_frames_as_in_the_paper():
     # paper (1-based): backbones x2 (I), x5 (P), x8 (P); order B0, MV1, MV3, B1, MV4, MV6, ...
     order = schedule(9)
     assert [(f.index, f.type, f.reference) for f in order] == [
-        (1, I, None), (0, MV, 1), (2, MV, 1),
-        (4, P, 1), (3, MV, 4), (5, MV, 4),
-        (7, P, 4), (6, MV, 7), (8, MV, 7),
-    ]  # fmt: skip
+        (1, I, None),
+        (0, MV, 1),
+        (2, MV, 1),
+        (4, P, 1),
+        (3, MV, 4),
+        (5, MV, 4),
+        (7, P, 4),
+        (6, MV, 7),
+        (8, MV, 7),
+    ]
 
 
 @pytest.mark.parametrize("n", range(1, 41))

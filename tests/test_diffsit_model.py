@@ -23,6 +23,7 @@ def test_save_load_round_trip(tmp_path):
     assert back.weights_sha256() == m.weights_sha256() and back.model_id == m.model_id
     # a stream made before saving decodes bit-identically after loading (tables rebuilt)
     from conftest import random_video
+
     from diffsit.codec import decode_intermediate, encode_video
 
     enc = encode_video(m, random_video(frames=4, height=64, width=64, seed=1))

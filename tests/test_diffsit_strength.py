@@ -166,7 +166,7 @@ def test_strength_block_option_of_the_plugin_and_the_cli(tmp_path, capsys):
 
     video = random_video(frames=2, height=64, width=64, seed=4)
     codec = DiffSITCodec(model="random", allow_untrained=True, strength_block=0)
-    path = codec.encode(video, 1, tmp_path)
+    path = codec.encode(video, 1, tmp_path).bitstream
     assert decode_stream(path.read_bytes()).strength_block == 0
     assert codec.describe()["strength_block"] == 0
     assert codec.decode(path, tmp_path).frames == 2  # the stream says how to decode

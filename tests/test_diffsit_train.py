@@ -63,8 +63,7 @@ def test_frame_folders_short_sequences_ping_pong(tmp_path):
 def test_video_folder_source(tmp_path, ffmpeg_exe):
     out = tmp_path / "clips" / "a.mkv"
     out.parent.mkdir()
-    subprocess.run([ffmpeg_exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x128:rate=25", "-frames:v", "12", "-c:v", "ffv1", str(out)],
-                   check=True)  # fmt: skip
+    subprocess.run([ffmpeg_exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x128:rate=25", "-frames:v", "12", "-c:v", "ffv1", str(out)], check=True)
     src = video_source(tmp_path / "clips")
     assert src.describe()["frames"] == 12
     assert src.clip(np.random.default_rng(1), 9, (64, 128)).shape == (9, 64, 128, 3)
@@ -191,8 +190,21 @@ def test_stage_parameters():
 
 
 def test_stage2_with_stem_frozen_moves_only_odfte(tmp_path):
-    cfg = TrainConfig(stage=2, steps=2, batch_size=1, frames=5, crop=(128, 128), dit="full", train_stem=False, perceptual="ms_ssim",
-                      lr=1e-3, log_every=1, checkpoint_every=100, data=["lavfi:testsrc2=size=192x160:rate=25"], data_weights=[1.0])  # fmt: skip
+    cfg = TrainConfig(
+        stage=2,
+        steps=2,
+        batch_size=1,
+        frames=5,
+        crop=(128, 128),
+        dit="full",
+        train_stem=False,
+        perceptual="ms_ssim",
+        lr=1e-3,
+        log_every=1,
+        checkpoint_every=100,
+        data=["lavfi:testsrc2=size=192x160:rate=25"],
+        data_weights=[1.0],
+    )
     torch.manual_seed(0)
     before = random_model(0).state_dict()
     init = tmp_path / "init"
@@ -205,8 +217,18 @@ def test_stage2_with_stem_frozen_moves_only_odfte(tmp_path):
 
 
 def test_gains_get_their_own_learning_rate(tmp_path):
-    cfg = TrainConfig(stage=1, steps=1, batch_size=1, frames=3, crop=(64, 64), lr=1e-4, lr_gain=0.05, log_every=1,
-                      data=["lavfi:testsrc2=size=128x128:rate=25"], data_weights=[1.0])  # fmt: skip
+    cfg = TrainConfig(
+        stage=1,
+        steps=1,
+        batch_size=1,
+        frames=3,
+        crop=(64, 64),
+        lr=1e-4,
+        lr_gain=0.05,
+        log_every=1,
+        data=["lavfi:testsrc2=size=128x128:rate=25"],
+        data_weights=[1.0],
+    )
     run = tmp_path / "run"
     train(cfg, run, progress=False)
     state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
@@ -218,8 +240,19 @@ def test_gains_get_their_own_learning_rate(tmp_path):
 
 
 def _small_config(**kw) -> TrainConfig:
-    base = dict(stage=1, steps=4, batch_size=1, frames=3, crop=(64, 64), data=["lavfi:testsrc2=size=128x128:rate=25"], data_weights=[1.0],
-                log_every=1, checkpoint_every=2, warmup=2, model={"name": "test"})  # fmt: skip
+    base = dict(
+        stage=1,
+        steps=4,
+        batch_size=1,
+        frames=3,
+        crop=(64, 64),
+        data=["lavfi:testsrc2=size=128x128:rate=25"],
+        data_weights=[1.0],
+        log_every=1,
+        checkpoint_every=2,
+        warmup=2,
+        model={"name": "test"},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -261,7 +294,6 @@ def test_train_cli_errors(tmp_path, capsys):
     assert not (tmp_path / "o" / "model").exists()
 
 
-
 # --- the tiny recipe's data -----------------------------------------------------------------
 
 
@@ -299,8 +331,21 @@ def test_recipe_without_its_videos_says_where_to_get_them(tmp_path, monkeypatch,
 # torchrun-style launcher, and the script's Accelerator(cpu=True) then runs them on gloo.
 LAUNCHERS = {
     "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "diffsit"],
-    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                   "--dynamo_backend", "no", "-m", "diffsit"],
+    "accelerate": [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "diffsit",
+    ],
 }
 
 
@@ -310,8 +355,13 @@ def test_ddp_with_two_cpu_processes(tmp_path, launcher):
     cfg = tmp_path / "c.json"
     cfg.write_text(_small_config(steps=2, checkpoint_every=100).to_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, *LAUNCHERS[launcher], "train", "--config", str(cfg), "--out", str(tmp_path / "ddp")],
-                         capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, *LAUNCHERS[launcher], "train", "--config", str(cfg), "--out", str(tmp_path / "ddp")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     meta = DiffSIT.read_metadata(tmp_path / "ddp" / "model")
     assert meta["processes"] == "2"
@@ -328,8 +378,15 @@ def test_stage_2_on_a_wan_folder_model_trains_lora_and_saves_only_ours(tmp_path)
     base.vae.save_pretrained(tmp_path / "wan" / "vae")
     base.transformer.save_pretrained(tmp_path / "wan" / "transformer")
     odfte = {"pretrained_dir": str(tmp_path / "wan"), "text_tokens": 8, "fte_channels": 8}
-    cfg = _small_config(stage=2, steps=2, frames=5, crop=(128, 128), data=["lavfi:testsrc2=size=128x128:rate=25"],
-                        model={"name": "wanlike", "odfte": odfte}, perceptual="ms_ssim")  # fmt: skip
+    cfg = _small_config(
+        stage=2,
+        steps=2,
+        frames=5,
+        crop=(128, 128),
+        data=["lavfi:testsrc2=size=128x128:rate=25"],
+        model={"name": "wanlike", "odfte": odfte},
+        perceptual="ms_ssim",
+    )
     result = train(cfg, tmp_path / "run", progress=False)
     from safetensors.torch import load_file
 

@@ -37,10 +37,21 @@ def test_shipped_published_rows_are_the_import_of_the_shipped_csv():
 
 
 def test_dcvc_json(tmp_path):
-    res = {"ave_all_frame_bpp": 0.05, "ave_all_frame_psnr": 33.0, "ave_all_frame_msssim": 0.95, "i_frame_num": 1, "p_frame_num": 95,
-           "frame_pixel_num": 2073600, "ave_all_frame_psnr_y": 34.0, "ave_all_frame_psnr_u": 40.0, "ave_all_frame_psnr_v": 42.0}  # fmt: skip
-    data = {"HEVC_B": {"BasketballDrive_1920x1080_50.yuv": {"000": res, "001": {**res, "ave_all_frame_bpp": 0.03}}},
-            "MCL-JCV": {"videoSRC01_1920x1080_30": {"000": res}}}  # fmt: skip
+    res = {
+        "ave_all_frame_bpp": 0.05,
+        "ave_all_frame_psnr": 33.0,
+        "ave_all_frame_msssim": 0.95,
+        "i_frame_num": 1,
+        "p_frame_num": 95,
+        "frame_pixel_num": 2073600,
+        "ave_all_frame_psnr_y": 34.0,
+        "ave_all_frame_psnr_u": 40.0,
+        "ave_all_frame_psnr_v": 42.0,
+    }
+    data = {
+        "HEVC_B": {"BasketballDrive_1920x1080_50.yuv": {"000": res, "001": {**res, "ave_all_frame_bpp": 0.03}}},
+        "MCL-JCV": {"videoSRC01_1920x1080_30": {"000": res}},
+    }
     f = tmp_path / "dcvc.json"
     f.write_text(json.dumps(data))
     df = import_results(f, "dcvc", codec="DCVC-DC")
@@ -68,8 +79,11 @@ def test_dcvc_json(tmp_path):
 
 def test_compressai_json(tmp_path):
     f = tmp_path / "compressai-ssf2020.json"
-    f.write_text(json.dumps({"name": "ssf2020", "description": "...", "results": {"bpp": [0.2, 0.1, 0.05], "psnr-rgb": [36.0, 34.0, 32.0],
-                                                                                 "ms-ssim-rgb": [0.98, 0.97, 0.95]}}))  # fmt: skip
+    f.write_text(
+        json.dumps(
+            {"name": "ssf2020", "description": "...", "results": {"bpp": [0.2, 0.1, 0.05], "psnr-rgb": [36.0, 34.0, 32.0], "ms-ssim-rgb": [0.98, 0.97, 0.95]}}
+        )
+    )
     df = import_results(f, "compressai", dataset="UVG")
     assert list(df.bpp) == [0.05, 0.1, 0.2] and list(df.psnr_rgb) == [32.0, 34.0, 36.0] and set(df.dataset) == {"uvg"}
     assert (df.codec == "ssf2020").all() and (df.sequence == "*").all()
@@ -155,8 +169,12 @@ def test_bd_of_a_users_run_against_the_published_curve():
 
 def test_plot_overlays_published_curves(tmp_path):
     pub = read_summaries([FIG5_SUMMARY])
-    mine = pd.DataFrame([{"dataset": "uvg", "sequence": "Beauty", "codec": "diffsit", "rate": str(k), "bpp": b, "lpips": v}
-                         for k, (b, v) in enumerate([(0.01, 0.3), (0.02, 0.25), (0.04, 0.2)])])  # fmt: skip
+    mine = pd.DataFrame(
+        [
+            {"dataset": "uvg", "sequence": "Beauty", "codec": "diffsit", "rate": str(k), "bpp": b, "lpips": v}
+            for k, (b, v) in enumerate([(0.01, 0.3), (0.02, 0.25), (0.04, 0.2)])
+        ]
+    )
     write_plots(pd.concat([pub, mine], ignore_index=True), tmp_path, metrics=["lpips"], formats=("png",))
     curves = pd.read_csv(tmp_path / "curves.csv")
     assert curves[curves.codec == "Diff-SIT"].imported.all() and not curves[curves.codec == "diffsit"].imported.any()
@@ -166,8 +184,13 @@ def test_plot_overlays_published_curves(tmp_path):
 def test_bdrate_leaves_out_datasets_the_anchor_has_not_run(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
-    pd.DataFrame([{"dataset": "sample", "sequence": "bikes", "codec": c, "rate": str(k), "bpp": b * (1 if c == "x265" else 0.8), "psnr_yuv": 30 + 3 * k}
-                  for c in ("x265", "vvenc") for k, b in enumerate([0.01, 0.02, 0.04, 0.08])]).to_csv(mine / "summary.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [
+            {"dataset": "sample", "sequence": "bikes", "codec": c, "rate": str(k), "bpp": b * (1 if c == "x265" else 0.8), "psnr_yuv": 30 + 3 * k}
+            for c in ("x265", "vvenc")
+            for k, b in enumerate([0.01, 0.02, 0.04, 0.08])
+        ]
+    ).to_csv(mine / "summary.csv", index=False)
     assert main(["bdrate", "--anchor", "x265", "--results", str(mine), "--results", str(FIG5_SUMMARY.parent)]) == 0
     out, err = capsys.readouterr()
     assert "x265 has no results on hevc_b, mcl_jcv, uvg: left out" in err

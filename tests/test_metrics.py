@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import pytorch_msssim
 import torch
+from conftest import random_video
 
 from bench.metrics import MetricError, UnknownMetric, create_metric, measure, resolve_metrics
 from bench.metrics.fidelity import PSNR_MAX, ms_ssim
 from bench.video import read_yuv, write_yuv
-from conftest import random_video
 
 
 def _ffmpeg_psnr(exe, ref_path, dist_path, w, h, tmp_path):
@@ -19,11 +19,36 @@ def _ffmpeg_psnr(exe, ref_path, dist_path, w, h, tmp_path):
     # run from tmp_path with a relative stats name: the filter-graph syntax would need
     # escaping for an absolute path, and this keeps the test about the numbers
     subprocess.run(
-        [exe, "-hide_banner", "-nostdin", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-i", str(dist_path),
-         "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-i", str(ref_path),
-         "-lavfi", "psnr=stats_file=psnr.log", "-f", "null", "-"],
-        check=True, capture_output=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            exe,
+            "-hide_banner",
+            "-nostdin",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-s",
+            f"{w}x{h}",
+            "-i",
+            str(dist_path),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-s",
+            f"{w}x{h}",
+            "-i",
+            str(ref_path),
+            "-lavfi",
+            "psnr=stats_file=psnr.log",
+            "-f",
+            "null",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     rows = []
     for line in stats.read_text().splitlines():
         vals = dict(re.findall(r"(\w+):(\S+)", line))
@@ -37,7 +62,7 @@ def test_psnr_agrees_with_ffmpeg_psnr_filter_on_a_decoded_anchor(ffmpeg_exe, syn
     seq = synthetic["testsrc2"]
     ref = seq.open(frames=5)
     codec = create_codec("x265", preset="ultrafast")
-    dist = codec.decode(codec.encode(ref, 40, tmp_path), tmp_path)
+    dist = codec.decode(codec.encode(ref, 40, tmp_path).bitstream, tmp_path)
     ref_path = write_yuv(ref, tmp_path / "ref.yuv")
     dist_path = write_yuv(dist, tmp_path / "dist.yuv")
     theirs = _ffmpeg_psnr(ffmpeg_exe, ref_path, dist_path, ref.width, ref.height, tmp_path)

@@ -8,13 +8,13 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
+from conftest import random_video
 
 from bench import weights
 from bench.cli import main
 from bench.metrics import MetricUnavailable, create_metric, measure
 from bench.metrics.temporal import occlusion_mask, warp, warp_error
 from bench.video import rgb_to_yuv420
-from conftest import random_video
 
 
 @pytest.fixture
@@ -90,13 +90,32 @@ def test_missing_weights_say_which_file_and_where(no_weights, name, key):
 
 def test_missing_weights_fail_at_plan_time_and_defaults_skip_them(no_weights, tmp_path, capsys):
     out = tmp_path / "r"
-    rc = main(["run", "--codec", "x265:preset=ultrafast", "--dataset", "synthetic", "--frames", "2", "--rates", "40", "--out", str(out), "--metrics", "psnr,lpips"])
+    rc = main(
+        ["run", "--codec", "x265:preset=ultrafast", "--dataset", "synthetic", "--frames", "2", "--rates", "40", "--out", str(out), "--metrics", "psnr,lpips"]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "alexnet-owt-7be5be79.pth" in err and "doctor" in err
     assert not list(out.rglob("*.hevc"))
     # without --metrics: what can run runs, and the manifest says what was skipped and why
-    rc = main(["run", "--codec", "x265:preset=ultrafast", "--dataset", "synthetic", "--sequences", "testsrc2", "--frames", "3", "--rates", "40", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "run",
+            "--codec",
+            "x265:preset=ultrafast",
+            "--dataset",
+            "synthetic",
+            "--sequences",
+            "testsrc2",
+            "--frames",
+            "3",
+            "--rates",
+            "40",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     prov = json.loads((out / "manifest.json").read_text())["provenance"]
     assert "alexnet-owt-7be5be79.pth" in prov["metrics_skipped"]["lpips"] and "dists" in prov["metrics_skipped"]
@@ -219,6 +238,6 @@ def test_vmaf_identical_is_about_100_and_an_anchor_is_lower(synthetic, tmp_path)
     same = create_metric("vmaf").compute_sequence(ref, ref)["vmaf"]
     assert len(same) == 4 and np.all(same > 97)
     codec = create_codec("x265", preset="ultrafast")
-    dist = codec.decode(codec.encode(ref, 45, tmp_path), tmp_path)
+    dist = codec.decode(codec.encode(ref, 45, tmp_path).bitstream, tmp_path)
     coded = create_metric("vmaf").compute_sequence(ref, dist)["vmaf"]
     assert np.all(coded < same - 5)

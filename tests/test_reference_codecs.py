@@ -53,24 +53,39 @@ def test_exact_command_lines_and_round_trip(kind, tmp_path, calls, synthetic):
     video = synthetic["testsrc2"].open(frames=3)
     work = tmp_path / "work"
     work.mkdir()
-    path = codec.encode(video, 37, work)
+    result = codec.encode(video, 37, work)
+    path = result.bitstream
     enc, dec, cfg = ROLES[kind]
     (call,) = calls()
     assert call["role"] == enc
     assert call["argv"] == [
-        "-c", str(tree / "cfg" / cfg),
-        f"--InputFile={work / f'{kind}_qp37.input.yuv'}", f"--BitstreamFile={path}",
-        "--DecodingRefreshType=2", "--InputBitDepth=8", "--OutputBitDepth=8", "--OutputBitDepthC=8", "--InputChromaFormat=420",
-        f"--FrameRate={round(video.fps)}", "--FramesToBeEncoded=3", f"--SourceWidth={video.width}", f"--SourceHeight={video.height}",
-        "--IntraPeriod=-1", "--QP=37", "--Level=6.2", f"--ReconFile={work / f'{kind}_qp37.recon.yuv'}",
-    ]  # fmt: skip
+        "-c",
+        str(tree / "cfg" / cfg),
+        f"--InputFile={work / f'{kind}_qp37.input.yuv'}",
+        f"--BitstreamFile={path}",
+        "--DecodingRefreshType=2",
+        "--InputBitDepth=8",
+        "--OutputBitDepth=8",
+        "--OutputBitDepthC=8",
+        "--InputChromaFormat=420",
+        f"--FrameRate={round(video.fps)}",
+        "--FramesToBeEncoded=3",
+        f"--SourceWidth={video.width}",
+        f"--SourceHeight={video.height}",
+        "--IntraPeriod=-1",
+        "--QP=37",
+        "--Level=6.2",
+        f"--ReconFile={work / f'{kind}_qp37.recon.yuv'}",
+    ]
     assert (work / f"{path.name}.enc.log").read_text().count("POC") == 1  # the encoder's log is kept beside the bitstream
     assert not (work / f"{kind}_qp37.input.yuv").exists()  # the raw input copy is removed
-    decoded = codec.decode(path, work)
-    assert calls()[-1] == {"role": dec, "argv": ["-b", str(path), "-o", str(work / f"{kind}_qp37.decoded.yuv"), "-d", "8"]}
+    decoded = codec.decode(path, work, bit_depth=8)
+    assert calls()[-1] == {"role": dec, "argv": ["-b", str(path), "-o", str(work / f"{kind}_qp37.decoded.yuv"), "-d", "8"]}  # the source's depth
     assert (decoded.width, decoded.height, decoded.frames) == (video.width, video.height, 3)
-    assert np.array_equal(decoded.y, codec.encoder_reconstruction().y)
-    assert codec.describe()["last_command"][0] == str(tree / "bin" / enc)
+    assert np.array_equal(decoded.y, result.reconstruction.y)
+    assert result.command[0] == str(tree / "bin" / enc)
+    # per-frame sizes and types from the stream's own access units
+    assert len(result.frame_bytes) == 3 and sum(result.frame_bytes) <= path.stat().st_size and result.frame_types[0] == "I"
 
 
 def test_intra_period_level_and_cfg_options(tmp_path, calls, synthetic):
@@ -83,7 +98,7 @@ def test_intra_period_level_and_cfg_options(tmp_path, calls, synthetic):
     assert argv[:2] == ["-c", str(mycfg)] and "--IntraPeriod=32" in argv and "--Level=4.1" in argv and "--QP=42" in argv
     with pytest.raises(ValueError, match="intra_period"):
         create_codec("hm", intra_period=0)
-    with pytest.raises(RateError, match="outside 0..51"):
+    with pytest.raises(RateError, match="qp 52 is out of range: it must be an integer in 0..51"):
         codec.parse_rate(52)
     assert create_codec("vtm").parse_rate(60) == 60
 
@@ -135,8 +150,28 @@ def test_bench_run_passes_hm_dir(tmp_path, calls):
     from bench.cli import main
 
     tree = make_tree(tmp_path / "HM", "hm")
-    rc = main(["run", "--codec", "hm", "--hm-dir", str(tree), "--dataset", "synthetic", "--sequences", "testsrc2", "--frames", "2",
-               "--rates", "37", "--metrics", "psnr", "--out", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "run",
+            "--codec",
+            "hm",
+            "--hm-dir",
+            str(tree),
+            "--dataset",
+            "synthetic",
+            "--sequences",
+            "testsrc2",
+            "--frames",
+            "2",
+            "--rates",
+            "37",
+            "--metrics",
+            "psnr",
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     assert rc == 0 and calls()[0]["role"] == "TAppEncoder"
     s = pd.read_csv(tmp_path / "r" / "summary.csv")
     assert s.loc[0, "codec"] == "hm" and s.loc[0, "bytes"] > 0

@@ -17,8 +17,19 @@ def _summary():
                 for k in range(n):
                     bpp = 0.01 * 2**k * scale * (1 + 0.1 * seq_i)
                     psnr = 30 + 3 * math.log2(0.01 * 2**k / 0.01) + seq_i
-                    rows.append({"dataset": dataset, "sequence": seq, "codec": codec, "rate": str(22 + 5 * k), "frames": 3,
-                                 "bpp": bpp, "psnr_yuv": psnr, "lpips": 1 / psnr, "ms_ssim_rgb": 1 - 0.5 / psnr})  # fmt: skip
+                    rows.append(
+                        {
+                            "dataset": dataset,
+                            "sequence": seq,
+                            "codec": codec,
+                            "rate": str(22 + 5 * k),
+                            "frames": 3,
+                            "bpp": bpp,
+                            "psnr_yuv": psnr,
+                            "lpips": 1 / psnr,
+                            "ms_ssim_rgb": 1 - 0.5 / psnr,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -83,7 +94,10 @@ def test_points_drawn_equal_the_table():
         ref = curves[(curves.dataset == "setA") & (curves.codec == codec)].sort_values("bpp")
         np.testing.assert_allclose(x, ref.bpp)
         np.testing.assert_allclose(y, ref.psnr_yuv)
-        assert (ax.lines[[ln.get_label() for ln in ax.lines].index(codec)].get_color(), ax.lines[[ln.get_label() for ln in ax.lines].index(codec)].get_marker()) == codec_style(codec)
+        assert (
+            ax.lines[[ln.get_label() for ln in ax.lines].index(codec)].get_color(),
+            ax.lines[[ln.get_label() for ln in ax.lines].index(codec)].get_marker(),
+        ) == codec_style(codec)
     assert "↑" in ax.get_ylabel()
     db = plot_metric(curves[curves.dataset == "setA"], "ms_ssim_rgb", "setA", ms_ssim_db=True).axes[0]
     x265 = [ln for ln in db.lines if ln.get_label() == "x265"][0]
@@ -102,7 +116,16 @@ def test_grid_has_datasets_as_rows_and_metrics_as_columns():
 def test_write_plots_files_and_curves_csv(tmp_path):
     files = write_plots(_summary(), tmp_path, per_sequence=True)
     names = {str(p.relative_to(tmp_path)) for p in files}
-    assert {"setA/psnr_yuv.png", "setA/psnr_yuv.pdf", "setA/lpips.png", "setB/ms_ssim_rgb.pdf", "grid.png", "grid.pdf", "setA/s1/psnr_yuv.png", "curves.csv"} <= names
+    assert {
+        "setA/psnr_yuv.png",
+        "setA/psnr_yuv.pdf",
+        "setA/lpips.png",
+        "setB/ms_ssim_rgb.pdf",
+        "grid.png",
+        "grid.pdf",
+        "setA/s1/psnr_yuv.png",
+        "curves.csv",
+    } <= names
     assert all(p.stat().st_size > 1000 for p in files if p.suffix in (".png", ".pdf"))
     back = pd.read_csv(tmp_path / "curves.csv", dtype={"rate": str})
     pd.testing.assert_frame_equal(back, dataset_curves(_summary(), ["psnr_yuv", "ms_ssim_rgb", "lpips"]).reset_index(drop=True), check_dtype=False)
@@ -111,4 +134,6 @@ def test_write_plots_files_and_curves_csv(tmp_path):
 def test_styles_are_stable():
     assert codec_style("x265") == codec_style("x265")
     assert codec_style("some-new-codec") == codec_style("some-new-codec")
-    assert codec_style("diffsit") == codec_style("Diff-SIT")
+    # a plugin's own style; a name that is no plugin (a published curve) gets the hash's
+    assert codec_style("diffsit") == ("#d62728", "^")
+    assert codec_style("Diff-SIT") == codec_style("Diff-SIT")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
+from conftest import random_video
 
 from bench.video import (
     Video,
@@ -19,7 +20,6 @@ from bench.video import (
     write_yuv,
     yuv420_to_rgb,
 )
-from conftest import random_video
 
 
 @pytest.mark.parametrize("bit_depth", [8, 10])
@@ -126,7 +126,9 @@ def test_bit_depth_conversion_like_hm():
     up = v.to_bit_depth(10)
     np.testing.assert_array_equal(up.y, v.y.astype(np.uint16) << 2)
     np.testing.assert_array_equal(up.to_bit_depth(8).y, v.y)
-    ten = Video(np.array([[[1021, 1022, 1023, 2]]] * 2, np.uint16).reshape(1, 2, 4), np.zeros((1, 1, 2), np.uint16), np.zeros((1, 1, 2), np.uint16), bit_depth=10)
+    ten = Video(
+        np.array([[[1021, 1022, 1023, 2]]] * 2, np.uint16).reshape(1, 2, 4), np.zeros((1, 1, 2), np.uint16), np.zeros((1, 1, 2), np.uint16), bit_depth=10
+    )
     assert ten.to_bit_depth(8).y.ravel().tolist() == [255, 255, 255, 1, 255, 255, 255, 1]
 
 

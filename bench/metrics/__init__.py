@@ -1,16 +1,26 @@
 """Metric registry, in the manner of pyiqa's ``create_metric(name)``.
 
-A metric is a class in one module of this package plus one line in ``METRICS``. It sees the
-reference and the decoded video a batch of frames at a time (:class:`FrameBatch`, which
-converts to RGB once and shares it) and returns one value per frame for each of its
-``columns``.
+A metric is a class in one module plus one registration: a line in ``METRICS`` here, or, from
+another package, an entry point in the ``bench.metrics`` group::
+
+    [project.entry-points."bench.metrics"]
+    mymetric = "mypackage.mymetric:MyMetric"
+
+It sees the reference and the decoded video a batch of frames at a time (:class:`FrameBatch`,
+which converts to RGB once and shares it) and returns one value per frame for each of its
+columns. Each column is declared once, as a :class:`Column` (label, unit, direction, drift
+tolerance, whether it is perceptual); BD tables, plots, imports and drift checks read only
+that.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from abc import ABC
+from dataclasses import dataclass, field
 from functools import cached_property
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +41,36 @@ METRICS: dict[str, str] = {
 }
 
 
+ENTRY_POINT_GROUP = "bench.metrics"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One result column: what it is called on an axis, which way is better, how far it may
+    move in a drift check (``{"abs": x}`` and/or ``{"rel": r}``; None: not checked)."""
+
+    name: str
+    label: str
+    unit: str = ""
+    higher_is_better: bool = True
+    tolerance: dict[str, float] | None = None
+    perceptual: bool = False
+    #: drawn by default in ``bench plot`` (the per-plane PSNRs are not)
+    plot: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+#: the rate columns every job has, declared like metric columns (drift tolerances, labels)
+RATE_COLUMNS: tuple[Column, ...] = (
+    Column("bpp", "bpp", "bits per pixel", higher_is_better=False, tolerance={"rel": 0.005}, plot=False),
+    Column("bytes", "bytes", "bytes", higher_is_better=False, tolerance={"rel": 0.005}, plot=False),
+)
+
+
 class MetricError(ValueError):
     """Inputs a metric cannot compare, or values it cannot trust; the message says which."""
 
@@ -45,14 +85,16 @@ class UnknownMetric(KeyError):
         super().__init__(name)
 
     def __str__(self) -> str:
-        cols = sorted(c for n in METRICS for c in metric_class(n).columns)
-        return f"unknown metric {self.name!r}; metrics: {', '.join(METRICS)}; columns: {', '.join(cols)}"
+        cols = sorted(c for n in metric_names() for c in metric_class(n).columns)
+        return f"unknown metric {self.name!r}; metrics: {', '.join(metric_names())}; columns: {', '.join(cols)}"
 
 
 class FrameBatch:
     """Frames [start, stop) of a reference and a distorted video; RGB computed once, on demand."""
 
-    def __init__(self, ref: Video, dist: Video, start: int, stop: int, device: str | torch.device = "cpu", buffers: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(
+        self, ref: Video, dist: Video, start: int, stop: int, device: str | torch.device = "cpu", buffers: tuple[np.ndarray, np.ndarray] | None = None
+    ):
         self.ref, self.dist = ref[start:stop], dist[start:stop]
         self.start, self.stop, self.device = start, stop, torch.device(device)
         self.bit_depth = ref.bit_depth
@@ -77,7 +119,9 @@ class FrameBatch:
 
 class Metric(ABC):
     name: ClassVar[str]
-    #: result columns, one value per frame each
+    #: result columns, one value per frame each, with what a report needs to know of them
+    column_info: ClassVar[tuple[Column, ...]]
+    #: their names (derived from column_info)
     columns: ClassVar[tuple[str, ...]]
     #: metrics that need the whole sequence at once (VMAF's temporal feature, Ewarp's frame
     #: pairs) implement compute_sequence() instead of compute()
@@ -85,10 +129,15 @@ class Metric(ABC):
     #: columns measured on frame pairs (t-1, t): frame 0 has no value (NaN), by definition
     pair_columns: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "column_info" in cls.__dict__:
+            cls.columns = tuple(c.name for c in cls.column_info)
+
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional hook: most metrics need nothing
         """Raise MetricUnavailable if the metric cannot run (missing weights, binary)."""
 
     def unsupported(self, width: int, height: int) -> str | None:
@@ -106,13 +155,75 @@ class Metric(ABC):
     def describe(self) -> dict[str, Any]:
         return {"metric": self.name, "columns": list(self.columns), "class": f"{type(self).__module__}.{type(self).__qualname__}"}
 
+    def identity(self) -> dict[str, Any]:
+        """The resolved settings that change this metric's values (which flow network, which
+        weights file and its hash, ...): part of a job's cache key. Must not load networks."""
+        return self.describe()
+
+
+def _registry() -> dict[str, str]:
+    """Built-in metrics, then those of other packages' ``bench.metrics`` entry points."""
+    out = dict(METRICS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        out.setdefault(ep.name, ep.value)
+    return out
+
+
+def metric_names() -> list[str]:
+    return list(_registry())
+
 
 def metric_class(name: str) -> type[Metric]:
     try:
-        module, _, attr = METRICS[name].partition(":")
+        module, _, attr = _registry()[name].partition(":")
     except KeyError:
         raise UnknownMetric(name) from None
     return getattr(importlib.import_module(module), attr)
+
+
+@functools.cache
+def _columns() -> dict[str, Column]:
+    out = {c.name: c for c in RATE_COLUMNS}
+    for name in metric_names():
+        try:
+            cls = metric_class(name)
+        except ImportError:  # a plugin that cannot load contributes no column
+            continue
+        for c in cls.column_info:
+            out.setdefault(c.name, c)
+    return out
+
+
+def columns() -> dict[str, Column]:
+    """Every known column (rate columns first, then each metric's, in registry order)."""
+    return dict(_columns())
+
+
+def column(name: str) -> Column | None:
+    return _columns().get(name)
+
+
+def lower_is_better(name: str) -> bool:
+    c = column(name)
+    return c is not None and not c.higher_is_better
+
+
+def metric_columns() -> list[str]:
+    """The metric columns (no rate columns), in registry order."""
+    rate = {c.name for c in RATE_COLUMNS}
+    return [n for n in _columns() if n not in rate]
+
+
+def perceptual_columns() -> list[str]:
+    return [n for n, c in _columns().items() if c.perceptual]
+
+
+def plot_columns() -> list[str]:
+    return [n for n, c in _columns().items() if c.plot]
+
+
+def default_tolerances() -> dict[str, dict[str, float]]:
+    return {n: dict(c.tolerance) for n, c in _columns().items() if c.tolerance}
 
 
 def create_metric(spec: str, **kwargs: Any) -> Metric:
@@ -134,11 +245,12 @@ def metric_name(spec: str) -> str:
 def resolve_metrics(specs: list[str]) -> list[str]:
     """Metric specs for a list of registry names or column names (``psnr_y`` -> ``psnr``),
     keeping options (``ewarp:flow=dis``)."""
-    by_column = {c: n for n in METRICS for c in metric_class(n).columns}
+    names = metric_names()
+    by_column = {c: n for n in names for c in metric_class(n).columns}
     out: list[str] = []
     for spec in specs:
         name, sep, opts = spec.partition(":")
-        key = name if name in METRICS else by_column.get(name)
+        key = name if name in names else by_column.get(name)
         if key is None:
             raise UnknownMetric(name)
         full = key + sep + opts
@@ -148,7 +260,7 @@ def resolve_metrics(specs: list[str]) -> list[str]:
 
 
 def default_metrics() -> list[str]:
-    return list(METRICS)
+    return metric_names()
 
 
 def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .._kernels import sse_per_frame, ssim_cs
-from . import FrameBatch, Metric, MetricError
+from . import Column, FrameBatch, Metric, MetricError
 
 PSNR_MAX = 100.0
 
@@ -34,7 +34,12 @@ class PSNR(Metric):
     """PSNR of Y, U, V and their 6:1:1 weighted mean, from exact integer squared errors."""
 
     name = "psnr"
-    columns = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv")
+    column_info = (
+        Column("psnr_y", "PSNR-Y", "dB", tolerance={"abs": 0.01}, plot=False),
+        Column("psnr_u", "PSNR-U", "dB", tolerance={"abs": 0.01}, plot=False),
+        Column("psnr_v", "PSNR-V", "dB", tolerance={"abs": 0.01}, plot=False),
+        Column("psnr_yuv", "PSNR-YUV", "dB", tolerance={"abs": 0.01}, aliases=("psnr-yuv",)),
+    )
 
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
         peak = (1 << batch.bit_depth) - 1
@@ -49,7 +54,7 @@ class PSNR(Metric):
 
 class PSNRRGB(Metric):
     name = "psnr_rgb"
-    columns = ("psnr_rgb",)
+    column_info = (Column("psnr_rgb", "PSNR-RGB", "dB", tolerance={"abs": 0.01}, aliases=("psnr-rgb",)),)
 
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
         d = batch.ref_rgb - batch.dist_rgb
@@ -126,7 +131,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, differentiable: bool = False) -
 
 class MSSSIMRGB(Metric):
     name = "ms_ssim_rgb"
-    columns = ("ms_ssim_rgb",)
+    column_info = (Column("ms_ssim_rgb", "MS-SSIM (RGB)", tolerance={"abs": 0.0002}, aliases=("ms-ssim", "msssim", "ms_ssim", "ms-ssim-rgb")),)
 
     def unsupported(self, width: int, height: int) -> str | None:
         if min(width, height) < _MIN_SIDE:

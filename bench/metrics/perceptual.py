@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import weights
-from . import FrameBatch, Metric, MetricUnavailable
+from . import Column, FrameBatch, Metric, MetricUnavailable
 
 
 @contextlib.contextmanager
@@ -33,8 +33,18 @@ def _backbone(module, attr: str, build):
         setattr(module, attr, original)
 
 
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 class _TorchMetric(Metric):
     weights_key: str = ""
+    package: str = ""
 
     def __init__(self, device="cpu", random_weights: bool = False):
         super().__init__(device)
@@ -72,13 +82,20 @@ class _TorchMetric(Metric):
     def describe(self):
         return {**super().describe(), "random_weights": self.random_weights, "backbone": weights.WEIGHTS[self.weights_key].filename}
 
+    def identity(self):
+        info = {"metric": self.name, "random_weights": self.random_weights, "package": _package_version(self.package)}
+        if not self.random_weights:
+            info["backbone"] = weights.fingerprint(self.weights_key)
+        return info
+
 
 class LPIPS(_TorchMetric):
     """LPIPS v0.1, AlexNet, inputs scaled to [-1, 1] (lpips' ``normalize=True``)."""
 
     name = "lpips"
-    columns = ("lpips",)
+    column_info = (Column("lpips", "LPIPS", higher_is_better=False, tolerance={"abs": 0.001}, perceptual=True),)
     weights_key = "alexnet"
+    package = "lpips"
 
     def build(self) -> torch.nn.Module:
         import lpips
@@ -97,8 +114,9 @@ class LPIPS(_TorchMetric):
 
 class DISTS(_TorchMetric):
     name = "dists"
-    columns = ("dists",)
+    column_info = (Column("dists", "DISTS", higher_is_better=False, tolerance={"abs": 0.001}, perceptual=True),)
     weights_key = "vgg16"
+    package = "DISTS-pytorch"
 
     def build(self) -> torch.nn.Module:
         import DISTS_pytorch.DISTS_pt as dp
@@ -122,7 +140,10 @@ class CLIPIQA(Metric):
     """CLIP-IQA (no-reference; higher is better) through pyiqa, an optional extra."""
 
     name = "clipiqa"
-    columns = ("clipiqa",)
+    column_info = (Column("clipiqa", "CLIPIQA", tolerance={"abs": 0.002}, perceptual=True, aliases=("clip-iqa",)),)
+
+    def identity(self):
+        return {"metric": self.name, "pyiqa": _package_version("pyiqa"), "clip": weights.fingerprint("clip_rn50")}
 
     def __init__(self, device="cpu"):
         super().__init__(device)

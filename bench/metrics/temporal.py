@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from .. import weights
 from ..flow import backward_warp as warp
 from ..video import Video
-from . import Metric, MetricError, MetricUnavailable
+from . import Column, Metric, MetricError, MetricUnavailable
 
 SCALE = 1e3
 FLOWS = ("auto", "raft", "raft_small", "dis")
@@ -102,7 +102,7 @@ class _RAFT:
 
 class Ewarp(Metric):
     name = "ewarp"
-    columns = ("ewarp",)
+    column_info = (Column("ewarp", "Ewarp", "×10⁻³", higher_is_better=False, tolerance={"abs": 0.005}, perceptual=True, aliases=("e_warp",)),)
     sequence_level = True
     pair_columns = ("ewarp",)
 
@@ -148,7 +148,19 @@ class Ewarp(Metric):
             out[t] = SCALE * float(warp_error(pair[:1], pair[1:], fw, bw)[0])
         return {"ewarp": out}
 
+    def identity(self):
+        info = {"metric": self.name, "flow": self.flow, "on": self.on, "random_weights": self.random_weights}
+        if self.flow != "dis" and not self.random_weights:
+            info["weights"] = weights.fingerprint("raft_small" if self.flow == "raft_small" else "raft_large")
+        return info
+
     def describe(self):
-        return {**super().describe(), "flow": self.flow, "flow_backend": self.backend.label if self._backend else self.flow,
-                "flow_on": f"{self.on} video", "direction": "F: frame t-1 -> t, B: t -> t-1; W(O_t) onto t-1",
-                "units": "x1e-3 (value = 1000 * E)", "random_weights": self.random_weights}  # fmt: skip
+        return {
+            **super().describe(),
+            "flow": self.flow,
+            "flow_backend": self.backend.label if self._backend else self.flow,
+            "flow_on": f"{self.on} video",
+            "direction": "F: frame t-1 -> t, B: t -> t-1; W(O_t) onto t-1",
+            "units": "x1e-3 (value = 1000 * E)",
+            "random_weights": self.random_weights,
+        }

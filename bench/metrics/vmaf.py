@@ -16,14 +16,14 @@ import numpy as np
 
 from .. import ffmpeg
 from ..video import Video, write_yuv
-from . import Metric, MetricError, MetricUnavailable
+from . import Column, Metric, MetricError, MetricUnavailable
 
 MODEL = "vmaf_v0.6.1"
 
 
 class VMAF(Metric):
     name = "vmaf"
-    columns = ("vmaf",)
+    column_info = (Column("vmaf", "VMAF", tolerance={"abs": 0.05}),)
     sequence_level = True
 
     def __init__(self, device="cpu", ffmpeg_path: str | None = None, threads: int | None = None):
@@ -57,6 +57,9 @@ class VMAF(Metric):
             frames = json.loads((t / "vmaf.json").read_text())["frames"]
         vals = np.array([f["metrics"]["vmaf"] for f in sorted(frames, key=lambda f: f["frameNum"])], dtype=np.float64)
         return {"vmaf": vals}
+
+    def identity(self):
+        return {"metric": self.name, "model": MODEL, "ffmpeg": ffmpeg.ffmpeg_version(ffmpeg.ffmpeg_exe(self.ffmpeg_path))}
 
     def describe(self):
         return {**super().describe(), "model": MODEL, "ffmpeg": ffmpeg.ffmpeg_version(ffmpeg.ffmpeg_exe(self.ffmpeg_path))}

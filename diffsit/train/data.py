@@ -37,8 +37,18 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 # The scikit-image photographs used by ``photos`` (the bundled files of scikit-image >= 0.19;
 # camera-like content only: no charts, text pages or microscopy test patterns).
-PHOTOS_COLOUR = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "motorcycle_left.png",
-                 "motorcycle_right.png", "rocket.jpg", "ihc.png", "retina.jpg", "color.png")  # fmt: skip
+PHOTOS_COLOUR = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "hubble_deep_field.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "rocket.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "color.png",
+)
 PHOTOS_GREY = ("camera.png", "brick.png", "grass.png", "gravel.png", "coins.png", "moon.png", "clock_motion.png")
 
 
@@ -96,8 +106,7 @@ def refuse_test_data(files: list[Path]) -> None:
     for f in files:
         if _sha256(f) in test:
             raise TrainDataError(
-                f"{f} is the benchmark's sample test clip {test[_sha256(f)].name}: test clips are never trained on. "
-                "Remove it from the training data."
+                f"{f} is the benchmark's sample test clip {test[_sha256(f)].name}: test clips are never trained on. Remove it from the training data."
             )
 
 
@@ -159,8 +168,23 @@ def _decode_video(path: Path, max_frames: int, extra_input: list[str] | None = N
     if not m:
         raise TrainDataError(f"ffmpeg cannot read a video stream from {path}:\n{probe.stderr[-800:]}")
     w, h = int(m.group(1)), int(m.group(2))
-    cmd = [exe, "-hide_banner", "-nostdin", *(extra_input or []), "-i", str(path), "-map", "0:v:0", "-frames:v", str(max_frames),
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    cmd = [
+        exe,
+        "-hide_banner",
+        "-nostdin",
+        *(extra_input or []),
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-frames:v",
+        str(max_frames),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     res = subprocess.run(cmd, capture_output=True)
     if res.returncode != 0:
         raise TrainDataError(f"ffmpeg failed on {path}: {res.stderr.decode(errors='replace')[-800:]}")
@@ -320,5 +344,11 @@ class ClipSampler:
         return torch.from_numpy(np.stack(clips))
 
     def describe(self) -> dict:
-        return {"sources": [s.describe() for s in self.sources], "weights": self.weights, "frames": self.frames,
-                "crop": list(self.size), "flips": "horizontal, p=0.5", "seed": self.seed}  # fmt: skip
+        return {
+            "sources": [s.describe() for s in self.sources],
+            "weights": self.weights,
+            "frames": self.frames,
+            "crop": list(self.size),
+            "flips": "horizontal, p=0.5",
+            "seed": self.seed,
+        }

@@ -91,20 +91,58 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
     common = dict(data=list(DATA), data_weights=list(DATA_WEIGHTS), seed=seed, frames=9)
     common2 = {**common, "data": data2, "data_weights": weights2, "temporal_weight": TEMPORAL_WEIGHT}
     runs = [
-        ("vae", TrainConfig(stage=0, name="tiny-vae", steps=steps("vae"), batch_size=4, crop=(64, 64), lr=3e-3,
-                            **{**common, "frames": 5})),  # fmt: skip
-        ("stem", TrainConfig(stage=1, name="tiny-stem", lam=1.0, steps=steps("stem"), batch_size=4, lr=8e-4, init="vae",
-                             intra_all_frames=1.0, quantize="noise", **common)),  # fmt: skip
+        ("vae", TrainConfig(stage=0, name="tiny-vae", steps=steps("vae"), batch_size=4, crop=(64, 64), lr=3e-3, **{**common, "frames": 5})),
+        (
+            "stem",
+            TrainConfig(
+                stage=1, name="tiny-stem", lam=1.0, steps=steps("stem"), batch_size=4, lr=8e-4, init="vae", intra_all_frames=1.0, quantize="noise", **common
+            ),
+        ),
     ]
     for lam in LAMBDAS:
-        runs.append((f"stem-{lam:g}", TrainConfig(stage=1, name=f"tiny-stem-lambda{lam:g}", lam=lam, steps=steps("stem-L"),
-                                                   batch_size=4, lr=2e-4, warmup=10, init="stem", intra_all_frames=0.5, **common)))  # fmt: skip
-    runs.append(("e2e", TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full",
-                                    train_stem=False, init="stem-1", **common2)))  # fmt: skip
+        runs.append(
+            (
+                f"stem-{lam:g}",
+                TrainConfig(
+                    stage=1,
+                    name=f"tiny-stem-lambda{lam:g}",
+                    lam=lam,
+                    steps=steps("stem-L"),
+                    batch_size=4,
+                    lr=2e-4,
+                    warmup=10,
+                    init="stem",
+                    intra_all_frames=0.5,
+                    **common,
+                ),
+            )
+        )
+    runs.append(
+        (
+            "e2e",
+            TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full", train_stem=False, init="stem-1", **common2),
+        )
+    )
     for lam in LAMBDAS:
-        runs.append((f"e2e-{lam:g}", TrainConfig(stage=2, name=f"tiny-lambda{lam:g}", lam=lam, steps=steps("e2e-L"), batch_size=2,
-                                                 lr=5e-4, warmup=10, dit="full", train_stem=False, init=f"stem-{lam:g}", init_odfte="e2e",
-                                                 **common2)))  # fmt: skip
+        runs.append(
+            (
+                f"e2e-{lam:g}",
+                TrainConfig(
+                    stage=2,
+                    name=f"tiny-lambda{lam:g}",
+                    lam=lam,
+                    steps=steps("e2e-L"),
+                    batch_size=2,
+                    lr=5e-4,
+                    warmup=10,
+                    dit="full",
+                    train_stem=False,
+                    init=f"stem-{lam:g}",
+                    init_odfte="e2e",
+                    **common2,
+                ),
+            )
+        )
     return runs
 
 

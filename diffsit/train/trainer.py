@@ -141,8 +141,14 @@ class TrainStep(nn.Module):
             x_tilde, spent = gop_forward(m, clip, m.config.intra_period)
         pixels = b * t * h * w
         bpp = sum(spent.values()) / pixels
-        logs.update(bpp=bpp.item(), bpp_intra=spent[FrameType.INTRA].item() / pixels, bpp_p=spent[FrameType.PRED].item() / pixels,
-                    bpp_mv=spent[FrameType.MV].item() / pixels, psnr_tilde=_psnr(x_tilde, clip), aux=aux.item())  # fmt: skip
+        logs.update(
+            bpp=bpp.item(),
+            bpp_intra=spent[FrameType.INTRA].item() / pixels,
+            bpp_p=spent[FrameType.PRED].item() / pixels,
+            bpp_mv=spent[FrameType.MV].item() / pixels,
+            psnr_tilde=_psnr(x_tilde, clip),
+            aux=aux.item(),
+        )
         if cfg.stage == 1:
             loss = cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_tilde, clip)
             if cfg.intra_all_frames:
@@ -156,8 +162,12 @@ class TrainStep(nn.Module):
             x_hat = m.odfte(x_tilde.permute(0, 2, 1, 3, 4), tmap).permute(0, 2, 1, 3, 4)
             perc = self.perceptual(x_hat.reshape(b * t, 3, h, w), clip.reshape(b * t, 3, h, w))
             temporal = F.mse_loss(x_hat.diff(dim=1), clip.diff(dim=1)) if t > 1 else x_hat.new_zeros(())
-            loss = (cfg.lam * bpp + cfg.distortion_weight * (F.mse_loss(x_hat, clip) + cfg.temporal_weight * temporal)
-                    + cfg.perceptual_weight * perc + cfg.tilde_weight * cfg.distortion_weight * F.mse_loss(x_tilde, clip))  # fmt: skip
+            loss = (
+                cfg.lam * bpp
+                + cfg.distortion_weight * (F.mse_loss(x_hat, clip) + cfg.temporal_weight * temporal)
+                + cfg.perceptual_weight * perc
+                + cfg.tilde_weight * cfg.distortion_weight * F.mse_loss(x_tilde, clip)
+            )
             logs.update(psnr_hat=_psnr(x_hat, clip), perceptual=perc.item(), temporal=temporal.item())
         logs["loss"] = loss.item()  # the RD objective; the aux (quantile) loss is logged apart
         return loss + aux, logs
@@ -194,8 +204,10 @@ def git_provenance() -> dict:
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10).stdout.strip() != ""  # fmt: skip
+        dirty = (
+            subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
+            != ""
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None}
     return {"commit": commit or None, "dirty": dirty}
@@ -293,8 +305,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
     out = Path(out)
     cuda = torch.cuda.is_available()
     precision = ("bf16" if cuda else "no") if config.mixed_precision == "auto" else config.mixed_precision
-    acc = Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-                      log_with="tensorboard" if config.tensorboard else None, project_dir=str(out))  # fmt: skip
+    acc = Accelerator(
+        cpu=not cuda,
+        mixed_precision=precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        log_with="tensorboard" if config.tensorboard else None,
+        project_dir=str(out),
+    )
     sampler = ClipSampler([build_source(s) for s in config.data], list(config.data_weights), config.frames, config.crop, config.seed)
     ckpt = out / "checkpoint"
     start = 0
@@ -312,9 +329,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         coder.noisy_decoder_input = config.quantize == "noise"
     main, aux = trainable_parameters(model, config)
     gains = {id(p) for n, p in model.named_parameters() if n.endswith("log_gain")}
-    optimizer = torch.optim.Adam([{"params": [p for p in main if id(p) not in gains], "lr": config.lr},
-                                  {"params": aux, "lr": config.lr_aux},
-                                  {"params": [p for p in main if id(p) in gains], "lr": config.lr_gain}])  # fmt: skip
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [p for p in main if id(p) not in gains], "lr": config.lr},
+            {"params": aux, "lr": config.lr_aux},
+            {"params": [p for p in main if id(p) in gains], "lr": config.lr_gain},
+        ]
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0, _lr_lambda(config)])
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -326,9 +347,14 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         torch.manual_seed(config.seed * 1000 + acc.process_index)
     step_module = TrainStep(model, config)
     step_module, optimizer, scheduler = acc.prepare(step_module, optimizer, scheduler)
-    metadata = {"training_config": config.to_json(), "data": json.dumps(sampler.describe()), "git": json.dumps(git_provenance()),
-                "stage": str(config.stage), "perceptual": acc.unwrap_model(step_module).perceptual.choice,
-                "processes": str(acc.num_processes)}  # fmt: skip
+    metadata = {
+        "training_config": config.to_json(),
+        "data": json.dumps(sampler.describe()),
+        "git": json.dumps(git_provenance()),
+        "stage": str(config.stage),
+        "perceptual": acc.unwrap_model(step_module).perceptual.choice,
+        "processes": str(acc.num_processes),
+    }
     if config.tensorboard:
         acc.init_trackers("diffsit", config={k: v for k, v in json.loads(config.to_json()).items() if isinstance(v, (int, float, str, bool))})
     log_path = out / "log.csv"
@@ -355,8 +381,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         bar.update(1)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            row = {"step": done, "stage": config.stage, "lr": scheduler.get_last_lr()[0],
-                   "sec_per_step": (time.perf_counter() - tick) / config.log_every, **logs}  # fmt: skip
+            row = {
+                "step": done,
+                "stage": config.stage,
+                "lr": scheduler.get_last_lr()[0],
+                "sec_per_step": (time.perf_counter() - tick) / config.log_every,
+                **logs,
+            }
             tick = time.perf_counter()
             bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "bpp", "psnr_tilde", "psnr_hat") if k in row})
             if acc.is_main_process:
@@ -381,8 +412,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         if config.stage == 0:
             measure_latent_stats(model, sampler, device=acc.device)
         model.config.trained = config.stage == 2
-        model.config.description = (f"Diff-SIT {model.config.name}, trained by diffsit.train stage {config.stage}"
-                                    f" (lambda={config.lam:g}, {config.steps} steps); see model.safetensors metadata")  # fmt: skip
+        model.config.description = (
+            f"Diff-SIT {model.config.name}, trained by diffsit.train stage {config.stage}"
+            f" (lambda={config.lam:g}, {config.steps} steps); see model.safetensors metadata"
+        )
         model.update()
         tmp = result.with_name("model.tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-CORE = '''
+CORE = """
 import struct, zlib
 import numpy as np
 import torch
@@ -37,9 +37,9 @@ class Net(torch.nn.Module):
         super().__init__()
         self.gain = torch.nn.Parameter(torch.ones(1))
         self.updated = False
-'''
+"""
 
-FUNCTIONAL = '''
+FUNCTIONAL = """
 import numpy as np
 
 
@@ -51,9 +51,9 @@ def ycbcr444_to_420(yuv):
     c, h, w = yuv.shape
     uv = yuv[1:].reshape(2, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
     return yuv[:1], uv
-'''
+"""
 
-FM_HELPER = '''
+FM_HELPER = """
 import enum, struct
 import torch
 
@@ -117,9 +117,9 @@ def read_sps_remaining(f, sps_id):
 def read_ip_remaining(f):
     (n,) = struct.unpack("<I", f.read(4))
     return f.read(n)
-'''
+"""
 
-FM_IMAGE = '''
+FM_IMAGE = """
 from ._fake_core import Net, code, dequant
 from ..utils.stream_helper import NalType, write_ip
 
@@ -136,9 +136,9 @@ class DMCI(Net):
 
     def decompress(self, bit_stream, sps):
         return {"x_hat": dequant(bit_stream, 1.0 / (4 + sps["qp"]))}
-'''
+"""
 
-FM_VIDEO = '''
+FM_VIDEO = """
 import os
 if os.environ.get("FAKE_DCVC_NO_EXTENSION"):
     import MLCodec_extensions_cpp  # noqa: F401  (as the real one needs its built C++ coder)
@@ -158,9 +158,9 @@ class DMC(Net):
     def decompress(self, bit_stream, dpb, sps):
         res = dequant(bit_stream, 1.0 / (8 + sps["qp"] + 4 * sps["fa_idx"]))
         return {"dpb": dict(dpb, ref_frame=dpb["ref_frame"] + res, ref_feature=1), "decoding_time": 0.0}
-'''
+"""
 
-DC_HELPER = '''
+DC_HELPER = """
 import struct
 import torch
 
@@ -195,18 +195,18 @@ def decode_p(inputpath):
     data = open(inputpath, "rb").read()
     h, w, mv_q, y_q = struct.unpack("<HHHH", data[:8])
     return h, w, mv_q, y_q, data[8:]
-'''
+"""
 
-DC_COMMON = '''
+DC_COMMON = """
 import numpy as np
 
 
 def interpolate_log(min_val, max_val, num, decending=True):
     values = np.exp(np.linspace(np.log(min_val), np.log(max_val), num))
     return values[::-1] if decending else values
-'''
+"""
 
-DC_IMAGE = '''
+DC_IMAGE = """
 import torch
 from ._fake_core import Net, code, dequant
 from ..utils.stream_helper import encode_i, get_state_dict
@@ -233,9 +233,9 @@ class IntraNoAR(Net):
 
     def decompress(self, bit_stream, height, width, q_scale):
         return {"x_hat": dequant(bit_stream, int(round(q_scale * 100)) / 1000)}
-'''
+"""
 
-DC_VIDEO = '''
+DC_VIDEO = """
 import torch
 from ._fake_core import Net, code, dequant
 from ..utils.stream_helper import encode_p, get_state_dict
@@ -264,7 +264,7 @@ class DMC(Net):
     def decompress(self, dpb, string, height, width, mv_y_q_scale, y_q_scale):
         res = dequant(string, int(round(y_q_scale * 100)) / 1000)
         return {"dpb": dict(dpb, ref_frame=dpb["ref_frame"] + res)}
-'''
+"""
 
 
 def make_checkout(root: Path, family: str, *, checkpoints: bool = True) -> Path:
@@ -272,13 +272,25 @@ def make_checkout(root: Path, family: str, *, checkpoints: bool = True) -> Path:
     import torch
 
     model = root / "DCVC-family" / family
-    files = {"src/__init__.py": "", "src/models/__init__.py": "", "src/utils/__init__.py": "", "src/transforms/__init__.py": "",
-             "src/models/_fake_core.py": CORE, "src/transforms/functional.py": FUNCTIONAL}  # fmt: skip
+    files = {
+        "src/__init__.py": "",
+        "src/models/__init__.py": "",
+        "src/utils/__init__.py": "",
+        "src/transforms/__init__.py": "",
+        "src/models/_fake_core.py": CORE,
+        "src/transforms/functional.py": FUNCTIONAL,
+    }
     if family == "DCVC-FM":
         files.update({"src/utils/stream_helper.py": FM_HELPER, "src/models/image_model.py": FM_IMAGE, "src/models/video_model.py": FM_VIDEO})
     else:
-        files.update({"src/utils/stream_helper.py": DC_HELPER, "src/utils/common.py": DC_COMMON, "src/models/image_model.py": DC_IMAGE,
-                      "src/models/video_model.py": DC_VIDEO})  # fmt: skip
+        files.update(
+            {
+                "src/utils/stream_helper.py": DC_HELPER,
+                "src/utils/common.py": DC_COMMON,
+                "src/models/image_model.py": DC_IMAGE,
+                "src/models/video_model.py": DC_VIDEO,
+            }
+        )
     for rel, text in files.items():
         p = model / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -291,6 +303,8 @@ def make_checkout(root: Path, family: str, *, checkpoints: bool = True) -> Path:
             torch.save({"state_dict": gain}, model / "checkpoints" / "cvpr2024_video.pth.tar")
         else:
             torch.save({**gain, "q_scale": torch.tensor([0.60, 0.45, 0.30, 0.15])}, model / "checkpoints" / "cvpr2023_image_yuv420_psnr.pth.tar")
-            torch.save({**gain, "y_q_scale": torch.tensor([0.50, 0.35, 0.20, 0.10]), "mv_y_q_scale": torch.tensor([0.40, 0.30, 0.20, 0.10])},
-                       model / "checkpoints" / "cvpr2023_video_yuv420_psnr.pth.tar")  # fmt: skip
+            torch.save(
+                {**gain, "y_q_scale": torch.tensor([0.50, 0.35, 0.20, 0.10]), "mv_y_q_scale": torch.tensor([0.40, 0.30, 0.20, 0.10])},
+                model / "checkpoints" / "cvpr2023_video_yuv420_psnr.pth.tar",
+            )
     return model

@@ -37,30 +37,58 @@ def encoder(args):
         opts[key] = value
     if os.environ.get("FAKE_REFERENCE_FAIL"):
         print("HM software: Encoder Version [16.25]")
-        sys.exit("Error parsing option \"Level\" with argument \"9.9\".")
+        sys.exit('Error parsing option "Level" with argument "9.9".')
     w, h, n, qp = opts["SourceWidth"], opts["SourceHeight"], opts["FramesToBeEncoded"], int(opts["QP"])
     pix_in = "yuv420p" if opts["InputBitDepth"] == "8" else "yuv420p10le"
     vvc = ROLE.startswith("Encoder")
-    codec = ["-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-qp", str(qp), "-qpa", "0", "-f", "vvc"] if vvc else \
-        ["-c:v", "libx265", "-x265-params", f"qp={qp}:bframes=0:log-level=error", "-f", "hevc"]
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_in, "-s", f"{w}x{h}",
-                    "-r", opts["FrameRate"], "-i", opts["InputFile"], "-frames:v", n, *codec, opts["BitstreamFile"]], check=True)
+    codec = (
+        ["-c:v", "libvvenc", "-pix_fmt", "yuv420p10le", "-qp", str(qp), "-qpa", "0", "-f", "vvc"]
+        if vvc
+        else ["-c:v", "libx265", "-x265-params", f"qp={qp}:bframes=0:log-level=error", "-f", "hevc"]
+    )
+    subprocess.run(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix_in,
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            opts["FrameRate"],
+            "-i",
+            opts["InputFile"],
+            "-frames:v",
+            n,
+            *codec,
+            opts["BitstreamFile"],
+        ],
+        check=True,
+    )
     print(f"POC    0 TId: 0 ( I-SLICE, QP {qp} )")
     if "ReconFile" in opts:
-        decode(opts["BitstreamFile"], opts["ReconFile"], vvc)
+        decode(opts["BitstreamFile"], opts["ReconFile"], vvc, opts["OutputBitDepth"])
     print("Total Time: 0.1 sec.")
 
 
-def decode(bitstream, out, vvc):
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "vvc" if vvc else "hevc", "-i", bitstream,
-                    "-f", "rawvideo", "-pix_fmt", "yuv420p", out], check=True)
+def decode(bitstream, out, vvc, depth):
+    pix = "yuv420p" if depth == "8" else "yuv420p10le"  # 0: the stream's own, 10 bits for main10
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "vvc" if vvc else "hevc", "-i", bitstream, "-f", "rawvideo", "-pix_fmt", pix, out],
+        check=True,
+    )
 
 
 def decoder(args):
     opts = dict(zip(args[::2], args[1::2]))
-    if set(opts) != {"-b", "-o", "-d"} or opts["-d"] != "8":
+    if set(opts) != {"-b", "-o", "-d"} or opts["-d"] not in ("0", "8", "10"):
         sys.exit(f"unexpected decoder arguments {args}")
-    decode(opts["-b"], opts["-o"], ROLE.startswith("Decoder"))
+    decode(opts["-b"], opts["-o"], ROLE.startswith("Decoder"), opts["-d"])
 
 
 if __name__ == "__main__":
