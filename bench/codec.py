@@ -14,7 +14,7 @@ What a codec declares, so the harness can check a sweep before encoding anything
 - ``bit_depths``: the source bit depths it codes; ``decode(..., bit_depth=N)`` returns N-bit
   samples, as HM's ``-d N`` does. ``convert_bit_depth = True`` lets the harness convert other
   sources to the nearest depth it codes (left shift up, rounding shift down) and back;
-- ``options()``: harness-wide command-line options it takes (``--hm-dir``, ...).
+- ``options()``: harness-wide command-line options it takes (a location such as ``--my-codec-dir``).
 
 Codecs are found through the ``bench.codecs`` entry-point group, so ``bench`` itself imports
 no codec: a new codec is one module plus one line in its package's ``pyproject.toml``::
@@ -150,7 +150,7 @@ class RateSpec:
 
 @dataclass(frozen=True)
 class CodecOption:
-    """A harness-wide command-line option that a codec plugin contributes (``--hm-dir``):
+    """A harness-wide command-line option that a codec plugin contributes (``--my-codec-dir``):
     ``bench`` adds it to ``run``, ``codecs`` and ``doctor`` and passes it to every codec of the
     sweep that takes ``dest`` as a constructor option."""
 
@@ -215,7 +215,7 @@ class EncodeResult:
 class Codec(ABC):
     """Base class of every codec plugin."""
 
-    #: registry name, e.g. ``x265``
+    #: registry name, as in the entry point
     name: ClassVar[str]
     #: what a rate point means for this codec (``qp``, ``lambda``, ``quality``)
     rate_name: ClassVar[str] = "qp"
@@ -331,7 +331,7 @@ def create_codec(name: str, **options: Any) -> Codec:
 
 
 def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``x265:preset=slow:threads=1`` -> ("x265", {"preset": "slow", "threads": 1})."""
+    """``mycodec:preset=slow:threads=1`` -> ("mycodec", {"preset": "slow", "threads": 1})."""
     from .spec import parse_spec
 
     return parse_spec(spec)

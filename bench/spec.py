@@ -22,7 +22,7 @@ def convert(value: str) -> Any:
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``x265:preset=slow:threads=1`` -> ("x265", {"preset": "slow", "threads": 1})."""
+    """``mycodec:preset=slow:threads=1`` -> ("mycodec", {"preset": "slow", "threads": 1})."""
     name, *items = spec.strip().split(":")
     opts = {}
     for item in items:

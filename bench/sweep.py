@@ -95,7 +95,7 @@ class SweepConfig:
     force: bool = False
     #: folder of pretrained weights files (sets $BENCH_WEIGHTS)
     weights: str | None = None
-    #: harness-wide codec options (``ffmpeg``, and those plugins contribute: ``hm_dir``, ...),
+    #: harness-wide codec options (``ffmpeg``, and the locations plugins contribute),
     #: passed to every codec of the sweep that takes them
     codec_options: dict[str, Any] = field(default_factory=dict)
     #: free text (a golden set says what it is for)
