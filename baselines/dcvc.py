@@ -372,7 +372,7 @@ class DCVCDC(DCVCCodec):
         interp = m["utils.common"].interpolate_log
         i_s = m["models.image_model"].IntraNoAR.get_q_scales_from_ckpt(str(self.weight_path(self.image_file)))
         y_s, mv_s = m["models.video_model"].DMC.get_q_scales_from_ckpt(str(self.weight_path(self.video_file)))
-        pick = lambda s: float(interp(float(s[-1]), float(s[0]), self.rate_num)[q])  # noqa: E731 - min, max as theirs
+        pick = lambda s: float(interp(float(s[-1]), float(s[0]), self.rate_num)[q])
         return pick(i_s), pick(mv_s), pick(y_s)
 
     def _encode(self, video: Video, rate: Rate, workdir: Path) -> EncodeResult:

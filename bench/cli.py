@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, RateError, BitDepthError, ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - planning errors (missing encoder, busy store) read best bare
+    except Exception as e:  # planning errors (missing encoder, busy store) read best bare
         from .store import StoreBusy
         from .sweep import PlanError, SweepConfigError
 
@@ -223,14 +223,14 @@ def cmd_doctor(args) -> int:
         try:
             create_metric(name).check()
             status = "can run"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             status = f"cannot run: {e}"
         print(f"  {name:<12} {status}")
     print("\ncodecs (what each needs beyond the Python packages):")
     for name in codec_names():
         try:
             reqs = create_codec(name, **_location_opts(args, codec_class(name))).requirements()
-        except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
+        except Exception as e:  # a broken plugin must not hide the others
             print(f"  {name}: cannot tell ({e})")
             continue
         if not reqs:
@@ -274,13 +274,13 @@ def cmd_codecs(args) -> int:
             try:
                 codec.check()
                 status = "ok"
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 status = f"cannot run: {e}"
             reqs = codec.requirements()
             have = f" [needs {sum(r.present for r in reqs)}/{len(reqs)} present]" if reqs else ""
             depths = "/".join(map(str, codec.bit_depths)) + ("+conv" if codec.convert_bit_depth else "")
             print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {depths:<10} {status}{have} [rates: {codec.rate_spec.describe()}]")
-        except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
+        except Exception as e:  # a broken plugin must not hide the others
             print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")
     return 0
 

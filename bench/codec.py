@@ -344,7 +344,7 @@ def contributed_options() -> list[CodecOption]:
     for name in codec_names():
         try:
             cls = codec_class(name)
-        except Exception:  # noqa: BLE001 - a broken plugin must not break the command line
+        except Exception:  # a broken plugin must not break the command line
             continue
         for opt in cls.options():
             seen.setdefault(opt.dest, opt)

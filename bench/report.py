@@ -266,7 +266,7 @@ def format_bd(table: pd.DataFrame, fmt: str) -> str:
         lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in wide.itertuples(index=False)]
         return "\n".join(lines) + "\n"
     if fmt == "latex":
-        esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+        esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")
         head = list(wide.columns)
         lines = [
             r"\begin{table}[t]",

@@ -268,7 +268,7 @@ class LocalExecutor:
             for job in jobs:
                 try:
                     yield job, fn(job)
-                except BaseException as e:  # noqa: BLE001 - fn records its own failures; this is a crash
+                except BaseException as e:  # fn records its own failures; this is a crash
                     if isinstance(e, KeyboardInterrupt):
                         raise
                     yield job, e
@@ -282,7 +282,7 @@ class LocalExecutor:
             job = futures[fut]
             try:
                 yield job, fut.result()
-            except BaseException as e:  # noqa: BLE001 - a worker died (e.g. BrokenProcessPool)
+            except BaseException as e:  # a worker died (e.g. BrokenProcessPool)
                 yield job, e
 
     def close(self) -> None:
@@ -412,7 +412,7 @@ def run_job(job: Job) -> JobResult:
             metrics={m.name: m.describe() for m in metrics},
         )
         result = JobResult(record, frames)
-    except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
+    except Exception as e:  # recorded, the sweep goes on
         record.update(status="failed", error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
         result = JobResult(record, None)
     record["notes"] = notes
@@ -509,7 +509,7 @@ def plan(
         codec = create_codec(name, **options)
         try:
             codec.check()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             problems.append(f"codec {name}: {e}")
         built[name] = codec
     runnable, skipped_metrics, metric_ids = [], {}, {}
@@ -521,7 +521,7 @@ def plan(
             if why:
                 raise ValueError(why)
             metric_ids[metric.name] = _jsonable(metric.identity())
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if metrics_explicit:
                 problems.append(f"metric {m}: {e}")
             else:  # the default set is "what can run here": record what was left out and why
@@ -641,7 +641,7 @@ def provenance(
     for name, codec in codecs.items():
         try:
             info["codecs"][name] = codec.describe()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             info["codecs"][name] = {"error": str(e)}
     try:  # bench's own ffmpeg: VMAF, sample clips (codecs record theirs in describe())
         exe = ffmpeg.ffmpeg_exe(config.codec_options.get("ffmpeg") if config else None)

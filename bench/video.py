@@ -267,7 +267,7 @@ def pad_video(video: Video, multiple: int = 64) -> Video:
     dh, dw = ph - video.height, pw - video.width
     if not (dh or dw):
         return video
-    p = lambda a, d: np.pad(a, ((0, 0), (0, d[0]), (0, d[1])), mode="edge")  # noqa: E731
+    p = lambda a, d: np.pad(a, ((0, 0), (0, d[0]), (0, d[1])), mode="edge")
     return replace(video, y=p(video.y, (dh, dw)), u=p(video.u, (dh // 2, dw // 2)), v=p(video.v, (dh // 2, dw // 2)))
 
 

@@ -73,7 +73,7 @@ def hub_dir() -> Path:
         import torch.hub
 
         return Path(torch.hub.get_dir())
-    except Exception:  # noqa: BLE001 - torch is a dependency; be robust anyway
+    except Exception:  # torch is a dependency; be robust anyway
         return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
 
 

@@ -15,8 +15,8 @@ import torch
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from diffsit.codec import decode_intermediate, encode_video, load_model, reconstruct  # noqa: E402
-from diffsit.gop import type_map  # noqa: E402
+from diffsit.codec import decode_intermediate, encode_video, load_model, reconstruct
+from diffsit.gop import type_map
 
 results: dict[str, float] = {}
 

@@ -36,7 +36,7 @@ def random_video(frames=3, height=64, width=96, bit_depth=8, seed=0, fps=25.0) -
     rng = np.random.default_rng(seed)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     hi = (1 << bit_depth) - 1
-    mk = lambda h, w: rng.integers(0, hi + 1, size=(frames, h, w)).astype(dtype)  # noqa: E731
+    mk = lambda h, w: rng.integers(0, hi + 1, size=(frames, h, w)).astype(dtype)
     return Video(mk(height, width), mk(height // 2, width // 2), mk(height // 2, width // 2), bit_depth=bit_depth, fps=fps)
 
 

@@ -38,7 +38,7 @@ def test_half_the_rate_is_minus_50_percent():
 
 
 def test_lower_is_better_metrics_are_flipped():
-    lp = lambda c: [(r, 1 / q) for r, q in c]  # noqa: E731 - falls as rate grows, like LPIPS
+    lp = lambda c: [(r, 1 / q) for r, q in c]
     assert bd.bd_rate(lp(_curve()), lp(_curve(scale=0.5)), lower_is_better=True) == pytest.approx(-50.0, abs=1e-6)
     assert bd.bd_metric(lp(_curve()), lp(_curve(scale=0.5)), lower_is_better=True) < 0  # better = lower LPIPS
     with pytest.raises(bd.NotMonotonic):

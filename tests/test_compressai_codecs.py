@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("compressai")
 
-from conftest import random_video  # noqa: E402
+from conftest import random_video
 
-from baselines.container import ContainerError, read_container  # noqa: E402
-from bench import weights  # noqa: E402
-from bench.codec import CodecUnavailable, RateError, create_codec  # noqa: E402
+from baselines.container import ContainerError, read_container
+from bench import weights
+from bench.codec import CodecUnavailable, RateError, create_codec
 
 
 def _smooth_video(frames=3, height=72, width=88):

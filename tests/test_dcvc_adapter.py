@@ -17,7 +17,7 @@ import pytest
 from bench.codec import CodecUnavailable, RateError, create_codec
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
-from dcvc_checkout import make_checkout  # noqa: E402
+from dcvc_checkout import make_checkout
 
 torch = pytest.importorskip("torch")
 

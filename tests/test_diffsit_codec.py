@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from conftest import random_video  # noqa: E402
+from conftest import random_video
 
-from bench.cli import main as bench_main  # noqa: E402
-from bench.video import read_yuv, write_yuv  # noqa: E402
-from diffsit.__main__ import main as diffsit_main  # noqa: E402
-from diffsit.codec import encode_video, load_model, to_video  # noqa: E402
+from bench.cli import main as bench_main
+from bench.video import read_yuv, write_yuv
+from diffsit.__main__ import main as diffsit_main
+from diffsit.codec import encode_video, load_model, to_video
 
 
 @pytest.fixture(scope="module")

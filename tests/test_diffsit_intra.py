@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("compressai")
 
-from diffsit.stem.intra import IntraCoder, checkerboard  # noqa: E402
+from diffsit.stem.intra import IntraCoder, checkerboard
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from diffsit.model import DiffSIT, DiffSITConfig, random_model  # noqa: E402
-from diffsit.odfte import ODFTE, ODFTEConfig, tiny_config  # noqa: E402
+from diffsit.model import DiffSIT, DiffSITConfig, random_model
+from diffsit.odfte import ODFTE, ODFTEConfig, tiny_config
 
 
 def test_random_models_are_reproducible_and_labelled():

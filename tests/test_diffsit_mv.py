@@ -5,7 +5,7 @@ import torch
 
 pytest.importorskip("compressai")
 
-from diffsit.stem.mv import MVCoder, backward_warp, estimate_flow  # noqa: E402
+from diffsit.stem.mv import MVCoder, backward_warp, estimate_flow
 
 
 def _shifted(dx=3, dy=2, h=64, w=128):

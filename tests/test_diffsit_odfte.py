@@ -6,8 +6,8 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from diffsit.gop import type_map  # noqa: E402
-from diffsit.odfte import ODFTE, FrameTypeEmbedder, one_step, tiny_config  # noqa: E402
+from diffsit.gop import type_map
+from diffsit.odfte import ODFTE, FrameTypeEmbedder, one_step, tiny_config
 
 
 def test_one_step_equals_diffusers_flow_match_euler():

@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("compressai")
 
-from diffsit.stem.mv import estimate_flow  # noqa: E402
-from diffsit.stem.pframe import PCoder  # noqa: E402
+from diffsit.stem.mv import estimate_flow
+from diffsit.stem.pframe import PCoder
 
 
 def _pair(h=64, w=128):

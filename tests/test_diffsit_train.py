@@ -16,10 +16,10 @@ pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
-from diffsit.model import DiffSIT, random_model  # noqa: E402
-from diffsit.train.config import TrainConfig  # noqa: E402
-from diffsit.train.data import ClipSampler, PhotoClips, TrainDataError, build_source, frames_source, refuse_test_data, video_source  # noqa: E402
-from diffsit.train.trainer import TrainStep, train, trainable_parameters  # noqa: E402
+from diffsit.model import DiffSIT, random_model
+from diffsit.train.config import TrainConfig
+from diffsit.train.data import ClipSampler, PhotoClips, TrainDataError, build_source, frames_source, refuse_test_data, video_source
+from diffsit.train.trainer import TrainStep, train, trainable_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_skimage = pytest.mark.skipif(__import__("importlib").util.find_spec("skimage") is None, reason="scikit-image ([train] extra)")

@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from diffsit.codec import DiffSITCodec, _models_root, encode_video, load_model, shipped_models  # noqa: E402
-from diffsit.model import DiffSIT  # noqa: E402
-from diffsit.train.recipe import VIDEOS  # noqa: E402
+from diffsit.codec import DiffSITCodec, _models_root, encode_video, load_model, shipped_models
+from diffsit.model import DiffSIT
+from diffsit.train.recipe import VIDEOS
 
 LAMBDAS = (0.5, 1, 2, 4)
 NAMES = [f"tiny-lambda{lam:g}" for lam in LAMBDAS]

@@ -164,7 +164,7 @@ def test_occlusion_mask_on_hand_built_flows():
 
 def _consistency_only(fw, bw):
     bw_w = warp(bw, fw)
-    mag = lambda f: f[:, 0] ** 2 + f[:, 1] ** 2  # noqa: E731
+    mag = lambda f: f[:, 0] ** 2 + f[:, 1] ** 2
     return (mag(fw + bw_w) > 0.01 * (mag(fw) + mag(bw_w)) + 0.5)[0]
 
 

@@ -78,7 +78,7 @@ def test_convex_hull_option_is_recorded():
     s.loc[(s.codec == "vvenc") & (s.rate == "37"), "psnr_yuv"] -= 5  # a dip
     plain = bd_table(s, "x265", ["psnr_yuv"])
     hull = bd_table(s, "x265", ["psnr_yuv"], BDOptions(convex_hull=True))
-    sel = lambda t: t[(t.dataset == "setA") & (t.sequence == "s1") & (t.codec == "vvenc")].iloc[0]  # noqa: E731
+    sel = lambda t: t[(t.dataset == "setA") & (t.sequence == "s1") & (t.codec == "vvenc")].iloc[0]
     assert math.isnan(sel(plain).bd_rate) and "not monotonic" in sel(plain).note
     assert sel(hull).bd_rate < 0 and "convex hull dropped" in sel(hull).note
 

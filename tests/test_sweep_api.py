@@ -16,7 +16,7 @@ from bench.codec import RateError, codec_names, register_codec
 from bench.sweep import PlanError, SweepConfig, SweepConfigError, run_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
-from lambda_codec import Quantiser  # noqa: E402  - the README's plugin example, as written there
+from lambda_codec import Quantiser  # the README's plugin example, as written there
 
 ROOT = Path(__file__).resolve().parents[1]
 

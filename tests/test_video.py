@@ -74,7 +74,7 @@ def test_bt709_against_hand_computed_values():
     # G = (.50196078 - .19140219 - .00287934) / .7152 = .43020029
     expected = [0.90029254, 0.43020029, 0.03988000]
     np.testing.assert_allclose([r, g, b], expected, atol=2e-7)
-    full = lambda val, shape: np.full(shape, val, np.uint8)  # noqa: E731
+    full = lambda val, shape: np.full(shape, val, np.uint8)
     rgb = yuv420_to_rgb(full(128, (1, 4, 4)), full(64, (1, 2, 2)), full(192, (1, 2, 2)))
     np.testing.assert_allclose(rgb[0, :, 0, 0].numpy(), expected, atol=1e-6)
     # Greys stay grey; saturated colours clip to [0, 1].
@@ -105,7 +105,7 @@ def test_chroma_upsampling_matches_dcvc_reference():
 def test_cpu_kernel_equals_torch_path(bit_depth):
     v = random_video(frames=2, height=40, width=72, bit_depth=bit_depth, seed=5)
     fast = v.rgb().numpy()
-    as_t = lambda a: torch.from_numpy(a.astype(np.int32))  # noqa: E731 - tensors take the torch path
+    as_t = lambda a: torch.from_numpy(a.astype(np.int32))
     slow = yuv420_to_rgb(as_t(v.y), as_t(v.u), as_t(v.v), bit_depth).numpy()
     np.testing.assert_allclose(fast, slow, atol=3e-6)
 

@@ -41,7 +41,7 @@ ON = ("decoded", "source")
 def occlusion_mask(fw: torch.Tensor, bw: torch.Tensor) -> torch.Tensor:
     """Occluded pixels (N,H,W) of frame t-1, from F = t-1 -> t (fw) and B = t -> t-1 (bw)."""
     bw_w = warp(bw, fw)
-    mag = lambda f: f[:, 0] ** 2 + f[:, 1] ** 2  # noqa: E731
+    mag = lambda f: f[:, 0] ** 2 + f[:, 1] ** 2
     inconsistent = mag(fw + bw_w) > 0.01 * (mag(fw) + mag(bw_w)) + 0.5
     du = torch.zeros_like(fw)
     dv = torch.zeros_like(fw)
