@@ -1,4 +1,4 @@
-"""``python -m diffsit encode|decode|train|ablate``: Diff-SIT on raw 4:2:0 files, its training, its ablations."""
+"""``python -m diffsit encode|decode|train|ablate|freeze``: Diff-SIT on raw 4:2:0 files, its training, its ablations."""
 
 from __future__ import annotations
 
@@ -18,13 +18,22 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--fps", type=float)
     enc.add_argument("--frames", type=int, help="first N frames (default: all)")
     enc.add_argument("--strength-block", type=int, help="strength-map block in pixels (default: the model's; 0: ODFTE's output as is, the paper's form)")
+    enc.add_argument(
+        "--picture-hash",
+        default="crc32",
+        choices=["crc32", "md5", "none"],
+        help="decoded-picture hash of each frame, checked by the decoder (default crc32: 4 bytes a frame)",
+    )
     dec = sub.add_parser("decode", help="Diff-SIT bitstream -> raw 8-bit 4:2:0 .yuv")
     dec.add_argument("input", type=Path)
     dec.add_argument("-o", "--output", type=Path, required=True)
     dec.add_argument("--model", help="model folder or name (default: the one named in the stream)")
+    dec.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="output bit depth (default 8)")
+    dec.add_argument("-v", "--verbose", action="store_true", help="print each decoded frame's type, picture hash check and the MD5 of its x~ samples")
     for a in (enc, dec):
         a.add_argument("--allow-untrained", action="store_true", help="run an untrained (random) model: tests only")
         a.add_argument("--device", default="cpu")
+        a.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="ODFTE's dtype (STEM is integer-exact whatever it is)")
     tr = sub.add_parser("train", help="train one stage from a config, or the shipped tiny models' recipe")
     how = tr.add_mutually_exclusive_group(required=True)
     how.add_argument("--config", type=Path, help="a training config (JSON; keys of diffsit.train.config.TrainConfig)")
@@ -45,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ab.add_argument("--out", type=Path, default=Path("results/ablation"))
     ab.add_argument("--allow-untrained", action="store_true")
     ab.add_argument("--device", default="cpu")
+    fr = sub.add_parser("freeze", help="store a model's coding constants with its weights, so its streams decode on any machine")
+    fr.add_argument("model", type=Path, help="a model folder (rewritten in place)")
+    fr.add_argument("--force", action="store_true", help="recompute constants the folder already holds (after editing its weights)")
     args = p.parse_args(argv)
+    if args.command == "freeze":
+        return _freeze(args)
     if args.command == "train":
         return _train(args)
     if args.command == "ablate":
@@ -55,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.datasets import DatasetError, PathDataset
     from bench.video import VideoError, write_yuv
 
-    from .bitstream import BitstreamError, stream_model_id
-    from .codec import check_strength_block, decode_intermediate, encode_video, load_model, reconstruct, spec_for_model_id, to_video
+    from .bitstream import BitstreamError, picture_hash, stream_model_id
+    from .codec import check_strength_block, decode_samples, encode_video, load_model, parse_dtype, reconstruct, spec_for_model_id, to_video
+    from .stem.exact import samples_to_float
 
     if args.command == "encode" and args.strength_block is not None:
         try:
@@ -69,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
             (seq,) = PathDataset(args.input, size=size, fps=args.fps).resolve(None)
             video = seq.open(frames=args.frames)
-            model = load_model(args.model, allow_untrained=args.allow_untrained)
+            model = load_model(args.model, allow_untrained=args.allow_untrained).set_dtype(parse_dtype(args.dtype))
             if args.strength_block is not None:
                 model.config.strength_block = args.strength_block
-            data = encode_video(model, video, device=args.device, output=False).data
+            data = encode_video(model, video, device=args.device, output=False, picture_hash_kind=args.picture_hash).data
             tmp = args.output.with_name(f".{args.output.name}.tmp")
             tmp.write_bytes(data)
             tmp.replace(args.output)
@@ -81,13 +96,32 @@ def main(argv: list[str] | None = None) -> int:
         else:
             data = args.input.read_bytes()
             model = load_model(args.model or spec_for_model_id(stream_model_id(data)), allow_untrained=args.allow_untrained)
-            stream, x_tilde = decode_intermediate(model, data, device=args.device)
-            video = to_video(reconstruct(model, stream, x_tilde).cpu(), stream.width, stream.height, float(stream.fps))
+            model.set_dtype(parse_dtype(args.dtype))
+            stream, samples = decode_samples(model, data, device=args.device)  # every picture hash checked
+            if args.verbose:
+                check = stream.picture_hash.upper() + " OK" if stream.picture_hash != "none" else "no picture hash"
+                for rec in stream.records:
+                    md5 = picture_hash(samples[rec.index], "md5").hex()
+                    print(f"frame {rec.index:4d} {rec.type.value:>2} {sum(map(len, rec.strings)):7d} bytes  [{check}]  x~ MD5 {md5}")
+            x_hat = reconstruct(model, stream, samples_to_float(samples))
+            video = to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps), args.bit_depth)
             write_yuv(video, args.output)  # atomic: no partial file on failure
             print(f"{args.output}: {video.frames} frames {video.width}x{video.height}")
     except (BitstreamError, CodecUnavailable, DatasetError, VideoError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _freeze(args) -> int:
+    from .model import DiffSIT
+
+    try:
+        sha = DiffSIT.freeze(args.model, force=args.force)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.model}: coding constants stored; weights {sha.hex()[:16]}…")
     return 0
 
 

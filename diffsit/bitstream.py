@@ -12,17 +12,27 @@ Layout (all integers little-endian)::
         fps_num, fps_den  u32, u32
         frames         u32
         intra_period   i32
-        strength_block u16 (version 2; 0: no strength map, x^ is ODFTE's output as is)
+        strength_block u16 (0: no strength map, x^ is ODFTE's output as is)
+        picture_hash   u8  (0 none, 1 CRC-32, 2 MD5: the decoded-picture hash of every frame)
     frames       ``frames`` records, in coding order:
         index          u32 (display index)
         type           u8  (0 = I, 1 = P, 2 = MV)
         n_strings      u8
+        hash           0, 4 or 16 bytes: the decoded picture's hash (``picture_hash``)
         n_strings x (u32 length + bytes)   entropy-coded strings (CompressAI)
-    strength     (version 2, strength_block > 0) u32 length + the raw-deflated level map of
-                 every ODFTE window (``diffsit.strength``)
+    strength     (strength_block > 0) u32 length + the raw-deflated level map of every ODFTE
+                 window (``diffsit.strength``)
     crc32        u32      of everything before it
 
-Version 1 streams (no strength map) still decode, as ODFTE's output as is.
+The decoded-picture hash plays the part of HEVC's and VVC's picture hash SEI: it is taken
+over the frame's DPB samples (STEM's x~, padded, as ``diffsit.stem.exact`` holds them: three
+planes of 16-bit little-endian samples, R, G, B), and a decoder whose reconstruction differs
+stops at the first frame that does (:class:`PictureHashMismatch`). Its bytes are part of the
+stream and of its rate.
+
+Version 3 is the first whose STEM is integer-exact. Versions 1 and 2 were written by a float
+STEM whose reconstructions depend on the machine; no decoder reproduces them, so they are
+refused with a message saying so.
 
 A decoder refuses a stream with a wrong magic, an unknown version, a model or weights hash
 other than its own, a truncated or trailing byte, or a CRC mismatch, with a message saying
@@ -31,16 +41,22 @@ which; it never produces output from such a stream.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import torch
+
 from .gop import FrameType
 
 MAGIC = b"DSIT"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (3,)
+#: decoded-picture hash kinds: their code in the header and their size in bytes
+PICTURE_HASHES = {"none": (0, 0), "crc32": (1, 4), "md5": (2, 16)}
+_HASH_NAME = {code: name for name, (code, _) in PICTURE_HASHES.items()}
 _TYPE_CODE = {FrameType.INTRA: 0, FrameType.PRED: 1, FrameType.MV: 2}
 _CODE_TYPE = {v: k for k, v in _TYPE_CODE.items()}
 
@@ -53,11 +69,39 @@ class ModelMismatch(BitstreamError):
     pass
 
 
+class PictureHashMismatch(BitstreamError):
+    """The decoder's reconstruction of a frame is not the encoder's."""
+
+
+def picture_hash(samples, kind: str) -> bytes:
+    """The hash of one decoded picture: (3, H, W) or (1, 3, H, W) integer samples below 2^16."""
+    if kind not in PICTURE_HASHES:
+        raise ValueError(f"picture_hash must be one of {', '.join(PICTURE_HASHES)}, got {kind!r}")
+    if kind == "none":
+        return b""
+    data = samples.detach().cpu().to(torch.int32).numpy().astype("<u2").tobytes()  # C order: plane by plane
+    if kind == "md5":
+        return hashlib.md5(data).digest()
+    return struct.pack("<I", zlib.crc32(data))
+
+
 @dataclass(frozen=True)
 class FrameRecord:
     index: int
     type: FrameType
     strings: tuple[bytes, ...]
+    hash: bytes = b""  # the decoded picture's hash (Stream.picture_hash)
+
+    def check(self, samples, kind: str, position: int) -> None:
+        """Raise PictureHashMismatch, naming this frame, if ``samples`` is not the picture the encoder made."""
+        got = picture_hash(samples, kind)
+        if got != self.hash:
+            raise PictureHashMismatch(
+                f"frame {self.index} ({self.type.value} frame, {position + 1}. in decoding order): the decoded picture's "
+                f"{kind.upper()} is {got.hex()}, the stream's is {self.hash.hex()}. This decoder's reconstruction is not the "
+                "encoder's (weights that differ under the same hash, or a kernel that is not exact), and every later frame "
+                "that references it would be wrong too; nothing was written."
+            )
 
 
 @dataclass
@@ -72,14 +116,18 @@ class Stream:
     records: list[FrameRecord] = field(default_factory=list)
     strength_block: int = 0
     strength: bytes = b""  # the raw-deflated level maps, as stored
+    picture_hash: str = "crc32"
 
     def payload_bytes(self) -> int:
         return sum(len(s) for r in self.records for s in r.strings)
 
     def record_bytes(self) -> list[int]:
-        """Bytes each frame record takes in the file, in coding order (header, strength map
-        and CRC are the rest)."""
-        return [6 + sum(4 + len(s) for s in r.strings) for r in self.records]
+        """Bytes each frame record takes in the file, in coding order, its picture hash
+        included (header, strength map and CRC are the rest)."""
+        return [6 + len(r.hash) + sum(4 + len(s) for s in r.strings) for r in self.records]
+
+    def hash_bytes(self) -> int:
+        return sum(len(r.hash) for r in self.records)
 
     def strength_bytes(self) -> int:
         """What the strength map adds to the stream (its length field included)."""
@@ -97,15 +145,18 @@ def encode_stream(stream: Stream) -> bytes:
     if not 0 <= stream.strength_block < 2**16:
         raise ValueError(f"strength_block must fit in u16, got {stream.strength_block}")
     fps = _fps_fraction(stream.fps)
+    code, size = PICTURE_HASHES[stream.picture_hash]
     header = (
         struct.pack("<H", len(model))
         + model
         + stream.weights_sha256
-        + struct.pack("<HHIIIiH", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period, stream.strength_block)
+        + struct.pack("<HHIIIiHB", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period, stream.strength_block, code)
     )
     parts = [MAGIC, struct.pack("<HI", FORMAT_VERSION, len(header)), header]
     for r in stream.records:
-        parts.append(struct.pack("<IBB", r.index, _TYPE_CODE[r.type], len(r.strings)))
+        if len(r.hash) != size:
+            raise ValueError(f"frame {r.index}: a {stream.picture_hash} picture hash is {size} bytes, the record holds {len(r.hash)}")
+        parts.append(struct.pack("<IBB", r.index, _TYPE_CODE[r.type], len(r.strings)) + r.hash)
         for s in r.strings:
             parts.append(struct.pack("<I", len(s)) + s)
     if stream.strength_block:
@@ -151,6 +202,12 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
     r = _Reader(body)
     r.take(4, "magic")
     version, header_len = r.unpack("<HI", "version")
+    if version in (1, 2):
+        raise BitstreamError(
+            f"stream format version {version} was written by the float STEM, whose reconstructions depend on the machine "
+            f"that runs it; this decoder (version {FORMAT_VERSION}) is integer-exact and cannot reproduce them. "
+            "Re-encode the source with this version."
+        )
     if version not in READABLE_VERSIONS:
         raise BitstreamError(f"stream format version {version}; this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if zlib.crc32(body) != crc:
@@ -161,7 +218,10 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
     mid = r.take(mlen, "model id").decode("utf-8")
     wsha = r.take(32, "weights hash")
     width, height, num, den, frames, intra_period = r.unpack("<HHIIIi", "geometry")
-    (strength_block,) = r.unpack("<H", "strength block") if version >= 2 else (0,)
+    strength_block, hash_code = r.unpack("<HB", "strength block and picture hash")
+    if hash_code not in _HASH_NAME:
+        raise BitstreamError(f"corrupted stream: picture hash code {hash_code}")
+    hash_kind = _HASH_NAME[hash_code]
     if model_id is not None and mid != model_id:
         raise ModelMismatch(f"stream was made by model {mid!r}; this decoder has {model_id!r}. Decode with --model {mid}")
     if weights_sha256 is not None and wsha != weights_sha256:
@@ -169,13 +229,14 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
             f"stream was made by model {mid!r} with weights {wsha.hex()[:12]}…, but the loaded weights are "
             f"{weights_sha256.hex()[:12]}…: decoding would produce garbage. Load the weights the stream was made with."
         )
-    stream = Stream(mid, wsha, width, height, Fraction(num, den), frames, intra_period, strength_block=strength_block)
+    stream = Stream(mid, wsha, width, height, Fraction(num, den), frames, intra_period, strength_block=strength_block, picture_hash=hash_kind)
     while r.pos < len(body) and len(stream.records) < frames:
         index, code, n = r.unpack("<IBB", "frame record")
         if code not in _CODE_TYPE:
             raise BitstreamError(f"corrupted stream: frame type code {code} at offset {r.pos - 2}")
+        digest = r.take(PICTURE_HASHES[hash_kind][1], f"frame {index} picture hash")
         strings = tuple(r.take(r.unpack("<I", "string length")[0], f"frame {index} string") for _ in range(n))
-        stream.records.append(FrameRecord(index, _CODE_TYPE[code], strings))
+        stream.records.append(FrameRecord(index, _CODE_TYPE[code], strings, digest))
     if strength_block and len(stream.records) == frames:
         stream.strength = r.take(r.unpack("<I", "strength map length")[0], "strength map")
     if r.pos != len(body):

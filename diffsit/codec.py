@@ -3,7 +3,9 @@
 Encoding: frames become RGB (BT.709, the harness's conversion), are padded to a multiple of
 64 by edge replication, and are coded in the GOP's coding order by STEM (intra, P or MV
 coder), each from already-reconstructed references, into the container of
-``diffsit.bitstream``. Decoding rebuilds the intermediate video x~ from the file alone,
+``diffsit.bitstream``. STEM is integer-exact (``diffsit.stem.exact``): its reconstructions
+are 10-bit DPB samples, the same on every machine, and the stream carries a hash of each
+(``picture_hash``) that the decoder checks. Decoding rebuilds the intermediate video x~ from the file alone,
 refines it with ODFTE window by window (9+12m frames, the last window padded), keeps of
 ODFTE's change what the stream's strength map says per block (``diffsit.strength``), crops
 back, and converts to 4:2:0. The encoder runs the same decoder-side steps: it needs ODFTE's
@@ -25,8 +27,9 @@ from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
-from .bitstream import FrameRecord, Stream, decode_stream, encode_stream, stream_model_id
+from .bitstream import PICTURE_HASHES, FrameRecord, Stream, decode_stream, encode_stream, picture_hash, stream_model_id
 from .gop import FrameType, chunks, display_types, pad_indices, schedule
+from .stem.exact import samples_to_float
 
 
 class UntrainedModel(CodecUnavailable):
@@ -88,7 +91,7 @@ class Encoded:
 
     data: bytes
     stream: Stream
-    x_tilde: torch.Tensor  # STEM's intermediate video
+    x_tilde: torch.Tensor  # STEM's intermediate video (its DPB samples / 1023)
     x_refined: torch.Tensor | None  # ODFTE's output as is (strength 1 everywhere: the paper's x^)
     x_hat: torch.Tensor | None  # the decoded video: x~ + strength map * (x_refined - x~)
 
@@ -98,28 +101,37 @@ class Encoded:
         return len(self.data) - self.stream.strength_bytes()
 
 
+def _code_frame(model, fc, cur, recon) -> tuple[list[bytes], torch.Tensor]:
+    if fc.type is FrameType.INTRA:
+        return model.intra.compress_image(cur)
+    if fc.type is FrameType.PRED:
+        return model.pframe.compress(cur, recon[fc.reference])
+    return model.mv.compress(cur, recon[fc.reference])
+
+
+def check_picture_hash(kind: str) -> str:
+    if kind not in PICTURE_HASHES:
+        raise ValueError(f"picture_hash must be one of {', '.join(PICTURE_HASHES)} (crc32: 4 bytes a frame, the default), got {kind!r}")
+    return kind
+
+
 @torch.no_grad()
-def encode_video(model, video: Video, *, device: str = "cpu", dtype=None, output: bool = True) -> Encoded:
+def encode_video(model, video: Video, *, device: str = "cpu", output: bool = True, picture_hash_kind: str = "crc32") -> Encoded:
     """Code ``video``. ODFTE runs here when the model signals a strength map (it needs ODFTE's
     output to choose it) or when ``output`` asks for the decoded video."""
+    check_picture_hash(picture_hash_kind)
     model.to(device)
     frames = _frames_rgb(video, device)
     n = video.frames
     recon: dict[int, torch.Tensor] = {}
     records = []
     for fc in schedule(n, model.config.intra_period):
-        cur = frames[fc.index : fc.index + 1]
-        if fc.type is FrameType.INTRA:
-            strings, rec = model.intra.compress(cur)
-        elif fc.type is FrameType.PRED:
-            strings, rec = model.pframe.compress(cur, recon[fc.reference])
-        else:
-            strings, rec = model.mv.compress(cur, recon[fc.reference])
+        strings, rec = _code_frame(model, fc, frames[fc.index : fc.index + 1], recon)
         recon[fc.index] = rec
-        records.append(FrameRecord(fc.index, fc.type, tuple(strings)))
-    x_tilde = torch.cat([recon[i] for i in range(n)])
+        records.append(FrameRecord(fc.index, fc.type, tuple(strings), picture_hash(rec, picture_hash_kind)))
+    x_tilde = samples_to_float(torch.cat([recon[i] for i in range(n)]))
     block = model.config.strength_block
-    x_refined = refine(model, x_tilde, model.config.intra_period, dtype=dtype) if block or output else None
+    x_refined = refine(model, x_tilde, model.config.intra_period) if block or output else None
     x_hat, packed = x_refined, b""
     if block:
         windows = chunks(n, model.config.window)
@@ -137,6 +149,7 @@ def encode_video(model, video: Video, *, device: str = "cpu", dtype=None, output
         records,
         strength_block=block,
         strength=packed,
+        picture_hash=picture_hash_kind,
     )
     return Encoded(encode_stream(stream), stream, x_tilde, x_refined, x_hat)
 
@@ -149,58 +162,65 @@ def _apply_strength(x_tilde, x_refined, maps, windows, block) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_intermediate(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, torch.Tensor]:
-    """The stream and x~ rebuilt from the bytes alone."""
+def decode_samples(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, torch.Tensor]:
+    """The stream and x~ as DPB samples, rebuilt from the bytes alone, each frame checked
+    against its picture hash (PictureHashMismatch at the first that differs)."""
     model.to(device)
     stream = decode_stream(data, model_id=model.model_id, weights_sha256=model.weights_sha256())
     ph, pw = -(-stream.height // 64) * 64, -(-stream.width // 64) * 64
     recon: dict[int, torch.Tensor] = {}
     expected = {fc.index: fc for fc in schedule(stream.frames, stream.intra_period)}
-    for rec in stream.records:
+    for position, rec in enumerate(stream.records):
         fc = expected[rec.index]
         if fc.type is not rec.type:
             raise ValueError(f"frame {rec.index} is coded as {rec.type.value} but the GOP says {fc.type.value}")
         if rec.type is FrameType.INTRA:
-            recon[rec.index] = model.intra.decompress(list(rec.strings), (ph, pw))
+            recon[rec.index] = model.intra.decompress_image(list(rec.strings), (ph, pw), device)
         elif rec.type is FrameType.PRED:
             recon[rec.index] = model.pframe.decompress(list(rec.strings), recon[fc.reference])
         else:
             recon[rec.index] = model.mv.decompress(list(rec.strings), recon[fc.reference])
+        rec.check(recon[rec.index], stream.picture_hash, position)
     return stream, torch.cat([recon[i] for i in range(stream.frames)])
 
 
 @torch.no_grad()
-def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, per_frame: bool = False, dtype=None) -> torch.Tensor:
-    """ODFTE over 9+12m windows; (N,3,H,W) in [0,1] -> same shape.
+def decode_intermediate(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, torch.Tensor]:
+    """The stream and x~ (RGB in [0, 1]) rebuilt from the bytes alone."""
+    stream, samples = decode_samples(model, data, device=device)
+    return stream, samples_to_float(samples)
+
+
+@torch.no_grad()
+def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, per_frame: bool = False) -> torch.Tensor:
+    """ODFTE over 9+12m windows; (N,3,H,W) in [0,1] -> same shape, in ODFTE's dtype
+    (``DiffSIT.set_dtype``) inside and x_tilde's outside.
 
     ``per_frame=True`` refines each frame on its own (a window of one frame): the ablation
     against refining the whole clip at once."""
     n = x_tilde.shape[0]
     types = display_types(n, intra_period)
     out = torch.empty_like(x_tilde)
+    dtype = model.odfte.dtype
     windows = [list(range(i, i + 1)) for i in range(n)] if per_frame else [pad_indices(ch) for ch in chunks(n, model.config.window)]
     for idx in windows:
         start, stop = idx[0], max(idx) + 1
-        clip = x_tilde[idx].permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, H, W)
+        clip = x_tilde[idx].permute(1, 0, 2, 3).unsqueeze(0).to(dtype)  # (1, 3, T, H, W)
         tmap = torch.tensor([[1.0 if types[i].is_backbone else 0.0 for i in idx]], device=x_tilde.device)
-        if dtype is not None:
-            with torch.autocast(x_tilde.device.type, dtype=dtype):
-                y = model.odfte(clip, tmap, use_fte=use_fte)
-        else:
-            y = model.odfte(clip, tmap, use_fte=use_fte)
+        y = model.odfte(clip, tmap, use_fte=use_fte)
         out[start:stop] = y[0].permute(1, 0, 2, 3)[: stop - start].to(out.dtype)
     return out
 
 
 @torch.no_grad()
-def reconstruct(model, stream: Stream, x_tilde: torch.Tensor, *, dtype=None) -> torch.Tensor:
+def reconstruct(model, stream: Stream, x_tilde: torch.Tensor) -> torch.Tensor:
     """x^ from x~ and the stream's strength map (ODFTE's output as is when it has none)."""
     if not stream.strength_block:
-        return refine(model, x_tilde, stream.intra_period, dtype=dtype)
+        return refine(model, x_tilde, stream.intra_period)
     # the map first: a corrupt one is refused before minutes of ODFTE, not after
     windows = chunks(stream.frames, model.config.window)
     maps = strength.unpack(stream.strength, len(windows), strength.grid(x_tilde.shape[-2], x_tilde.shape[-1], stream.strength_block))
-    x_refined = refine(model, x_tilde, stream.intra_period, dtype=dtype)
+    x_refined = refine(model, x_tilde, stream.intra_period)
     return _apply_strength(x_tilde, x_refined, maps, windows, stream.strength_block)
 
 
@@ -214,9 +234,9 @@ def encode_all_p(model, video: Video, *, device: str = "cpu") -> tuple[bytes, to
     recon, records = [], []
     for i in range(video.frames):
         cur = frames[i : i + 1]
-        strings, rec = model.intra.compress(cur) if i == 0 else model.pframe.compress(cur, recon[-1])
+        strings, rec = model.intra.compress_image(cur) if i == 0 else model.pframe.compress(cur, recon[-1])
         recon.append(rec)
-        records.append(FrameRecord(i, FrameType.INTRA if i == 0 else FrameType.PRED, tuple(strings)))
+        records.append(FrameRecord(i, FrameType.INTRA if i == 0 else FrameType.PRED, tuple(strings), picture_hash(rec, "crc32")))
     stream = Stream(
         model.model_id,
         model.weights_sha256(),
@@ -227,7 +247,19 @@ def encode_all_p(model, video: Video, *, device: str = "cpu") -> tuple[bytes, to
         model.config.intra_period,
         records,
     )
-    return encode_stream(stream), torch.cat(recon)
+    return encode_stream(stream), samples_to_float(torch.cat(recon))
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_dtype(name: str | None) -> torch.dtype:
+    """ODFTE's dtype from its name (None: fp32)."""
+    if name is None:
+        return torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
 
 
 def check_strength_block(block: int | None) -> int | None:
@@ -265,12 +297,16 @@ class DiffSITCodec(Codec):
         dtype: str | None = None,
         verify: bool = False,
         strength_block: int | None = None,
+        picture_hash: str = "crc32",
     ):
         """``strength_block``: override the model's strength-map block (0: ODFTE's output as is,
-        the paper's form). The stream records it, so decoding needs no option."""
+        the paper's form). The stream records it, so decoding needs no option.
+        ``dtype``: ODFTE's weights and activations (bf16, fp16 or fp32, the default); STEM is
+        integer-exact whatever it is. ``picture_hash``: crc32 (default), md5 or none."""
         self.model_spec, self.allow_untrained, self.device, self.verify = model, allow_untrained, device, verify
         self.strength_block = check_strength_block(strength_block)
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[dtype]
+        self.dtype = parse_dtype(dtype)
+        self.picture_hash = check_picture_hash(picture_hash)
         self._models: dict[Any, Any] = {}
 
     def parse_rate(self, text: str | Rate) -> float:
@@ -287,6 +323,7 @@ class DiffSITCodec(Codec):
             model = load_model(spec, allow_untrained=self.allow_untrained)
             if self.strength_block is not None:
                 model.config.strength_block = self.strength_block
+            model.set_dtype(self.dtype)
             self._models[spec] = model
         return self._models[spec]
 
@@ -305,7 +342,7 @@ class DiffSITCodec(Codec):
         # With verify=true the encoder keeps its reconstruction, so the harness can check that
         # the decoder reproduces it exactly (a model without a strength map then runs ODFTE
         # only for this, doubling the time).
-        enc = encode_video(model, video, device=self.device, dtype=self.dtype, output=self.verify)
+        enc = encode_video(model, video, device=self.device, output=self.verify, picture_hash_kind=self.picture_hash)
         rec = to_video(enc.x_hat.cpu(), video.width, video.height, video.fps, video.bit_depth) if self.verify else None
         path = Path(workdir) / f"diffsit_lambda{lam:g}{self.extension}"
         path.write_bytes(enc.data)
@@ -325,9 +362,10 @@ class DiffSITCodec(Codec):
         model = next((m for m in self._models.values() if m.model_id == mid), None)
         if model is None:
             model = load_model(spec_for_model_id(mid), allow_untrained=self.allow_untrained)
+            model.set_dtype(self.dtype)
             self._models[mid] = model
         stream, x_tilde = decode_intermediate(model, data, device=self.device)
-        x_hat = reconstruct(model, stream, x_tilde, dtype=self.dtype)
+        x_hat = reconstruct(model, stream, x_tilde)
         return to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps), bit_depth or 8)
 
     def identity(self) -> dict[str, Any]:
@@ -346,8 +384,9 @@ class DiffSITCodec(Codec):
             "model": self.model_spec,
             "allow_untrained": self.allow_untrained,
             "device": self.device,
-            "dtype": str(self.dtype) if self.dtype else "float32",
+            "dtype": str(self.dtype).removeprefix("torch."),
             "verify": self.verify,
+            "picture_hash": self.picture_hash,
         }
         info["strength_block"] = self.strength_block if self.strength_block is not None else "the model's"
         for spec, m in self._models.items():

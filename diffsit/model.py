@@ -1,8 +1,14 @@
 """A Diff-SIT model: STEM (intra, P, MV coders) + ODFTE, with its config and weights.
 
 Saved as a folder: ``config.json`` and ``model.safetensors``. The SHA-256 of the weights (over
-the tensors in name order) goes into every bitstream, so a decoder refuses a stream made by
-other weights. ``random_model()`` builds an untrained model from a seed, labelled as such:
+the tensors in name order, the coding constants included) goes into every bitstream, so a
+decoder refuses a stream made by other weights.
+
+The coding constants (``coding_constant``) are what ``update()`` derives from the weights with
+an exp, a log or an erf: the range coder's CDF tables, the scale table, the exact gains and
+the scale-index thresholds. They are computed once, by whoever trains the model, and stored:
+recomputing them at load time would give other bits on another CPU, and a range decoder
+whose tables differ by one count is lost. ``random_model()`` builds an untrained model from a seed, labelled as such:
 for tests and plumbing only.
 """
 
@@ -18,7 +24,11 @@ import torch.nn as nn
 
 from .odfte import ODFTE, ODFTEConfig, tiny_config
 
-_DERIVED = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
+_TABLES = ("._offset", "._quantized_cdf", "._cdf_length")  # the hyperpriors' (EntropyBottleneck)
+_EXACT = (".exact_gain", ".exact_thresholds")
+# the Gaussian coders' tables: the package's one copy (diffsit.stem.intra.gaussian_tables),
+# part of the state (and so of the hash) but not of a model's file
+_SHARED = tuple(f".gaussian.{name}" for name in ("_offset", "_quantized_cdf", "_cdf_length", "scale_table"))
 
 
 @dataclass
@@ -67,17 +77,31 @@ class DiffSIT(nn.Module):
     def model_id(self) -> str:
         return self.config.name
 
+    @torch.no_grad()
     def update(self) -> None:
-        """Entropy-coder tables, after training or loading (weights may have changed: rehash)."""
+        """The coding constants, after training (weights may have changed: rehash)."""
         self._sha256 = None
         self.intra.update()
         self.mv.update()
         self.pframe.update()
 
     @staticmethod
-    def derived(key: str) -> bool:
-        """CompressAI's range-coder tables: rebuilt from the parameters by update()."""
-        return key.endswith(_DERIVED)
+    def coding_constant(key: str) -> bool:
+        """Derived from the weights by update(), stored, never recomputed at load time."""
+        return key.endswith(_TABLES + _EXACT) and not key.endswith(_SHARED)
+
+    @staticmethod
+    def shared_constant(key: str) -> bool:
+        return key.endswith(_SHARED)
+
+    def set_dtype(self, dtype: torch.dtype | None) -> DiffSIT:
+        """ODFTE's weights in ``dtype`` (fp32, bf16, fp16); STEM keeps its own: it is exact.
+
+        The weights hash stays that of the weights as loaded: a stream names the weights,
+        and running ODFTE in another precision is a way of running the same ones."""
+        self.weights_sha256()
+        self.odfte.to(dtype or torch.float32)
+        return self
 
     def weights_sha256(self) -> bytes:
         """Hash of the weights, computed once per update(): every encode, decode and manifest
@@ -89,8 +113,6 @@ class DiffSIT(nn.Module):
     def _hash(self) -> bytes:
         h = hashlib.sha256()
         for name, t in sorted(self.state_dict().items()):
-            if self.derived(name):
-                continue
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.digest()
@@ -114,9 +136,9 @@ class DiffSIT(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(self.config.to_json())
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not (self.from_wan_folder(k) or self.derived(k))}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not (self.from_wan_folder(k) or self.shared_constant(k))}
         if dtype is not None:
-            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+            state = {k: v.to(dtype) if v.is_floating_point() and not self.coding_constant(k) else v for k, v in state.items()}
         meta = {**(metadata or {}), "model_id": self.model_id, "trained": str(self.config.trained), "storage_dtype": str(dtype or "float32")}
         save_file(state, str(folder / "model.safetensors"), metadata=meta)
         return folder
@@ -138,13 +160,44 @@ class DiffSIT(nn.Module):
             if not f.is_file():
                 raise FileNotFoundError(f"Diff-SIT model folder {folder} lacks {f.name}")
         model = cls(DiffSITConfig.from_json(cfg.read_text()))
-        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+        state = load_file(str(weights))
+        state = {k: v for k, v in state.items() if not model.shared_constant(k)}  # files saved with a copy
+        for key, t in state.items():
+            if model.coding_constant(key) and key.endswith(_TABLES):  # CompressAI's tables start empty: give them the stored shape
+                owner, _, buffer = key.rpartition(".")
+                getattr(model.get_submodule(owner), buffer).resize_(t.shape)
+        missing, unexpected = model.load_state_dict(state, strict=False)
         # log_gain: models saved before the coders had quantization gains keep gain 1 (zeros)
-        ours_missing = [k for k in missing if not (model.from_wan_folder(k) or model.derived(k) or k.endswith("log_gain"))]
+        ours_missing = [k for k in missing if not (model.from_wan_folder(k) or model.coding_constant(k) or model.shared_constant(k) or k.endswith("log_gain"))]
         if unexpected or ours_missing:
             raise ValueError(f"{weights} does not fit this model: missing {ours_missing[:5]}, unexpected {unexpected[:5]}")
-        model.update()
+        if any(model.coding_constant(k) for k in missing):
+            # a model saved before the constants were stored: derive them here. Streams it
+            # writes decode where they were made; save it again to make them portable
+            model.update()
+        model._sha256 = None
         return model.eval()
+
+    @classmethod
+    def freeze(cls, folder: str | Path, *, force: bool = False) -> bytes:
+        """Store the coding constants in a model folder saved without them (or, ``force``,
+        recompute them), keeping its storage dtype and metadata. Returns the weights hash."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        model = cls.load(folder)
+        stored = load_file(str(folder / "model.safetensors"))
+        if force or not any(model.coding_constant(k) for k in stored):
+            model.update()
+        meta = cls.read_metadata(folder)
+        dtype = {"torch.float16": torch.float16, "torch.bfloat16": torch.bfloat16}.get(meta.get("storage_dtype", ""))
+        keep = {k: v for k, v in meta.items() if k not in ("model_id", "trained", "storage_dtype")}
+        tmp = folder.with_name(f".{folder.name}.freezing")
+        model.save(tmp, metadata=keep, dtype=dtype)
+        for name in ("config.json", "model.safetensors"):
+            (tmp / name).replace(folder / name)
+        tmp.rmdir()
+        return cls.load(folder).weights_sha256()
 
 
 def random_model(seed: int = 0, config: DiffSITConfig | None = None) -> DiffSIT:

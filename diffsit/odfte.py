@@ -144,6 +144,10 @@ class ODFTE(nn.Module):
         for p in [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]:
             p.requires_grad_(False)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.fte.net[0].weight.dtype
+
     def add_lora(self) -> None:
         from peft import LoraConfig
 

@@ -4,24 +4,70 @@ import hashlib
 from fractions import Fraction
 
 import pytest
+import torch
 
-from diffsit.bitstream import MAGIC, BitstreamError, FrameRecord, ModelMismatch, Stream, decode_stream, encode_stream
+from diffsit.bitstream import (
+    MAGIC,
+    PICTURE_HASHES,
+    BitstreamError,
+    FrameRecord,
+    ModelMismatch,
+    PictureHashMismatch,
+    Stream,
+    decode_stream,
+    encode_stream,
+    picture_hash,
+)
 from diffsit.gop import schedule
 
 SHA = hashlib.sha256(b"weights").digest()
 
 
-def _stream(n=7):
-    recs = [FrameRecord(f.index, f.type, (bytes([f.index]) * (3 + f.index), b"hyper" * f.index)) for f in schedule(n)]
-    return Stream("tiny-lambda1", SHA, 176, 144, Fraction(30000, 1001), n, -1, recs)
+def _picture(index: int) -> torch.Tensor:
+    return torch.full((1, 3, 4, 6), float(index * 100), dtype=torch.float64)
 
 
-def test_round_trip():
-    s = _stream()
+def _stream(n=7, kind="crc32"):
+    recs = [FrameRecord(f.index, f.type, (bytes([f.index]) * (3 + f.index), b"hyper" * f.index), picture_hash(_picture(f.index), kind)) for f in schedule(n)]
+    return Stream("tiny-lambda1", SHA, 176, 144, Fraction(30000, 1001), n, -1, recs, picture_hash=kind)
+
+
+@pytest.mark.parametrize("kind", list(PICTURE_HASHES))
+def test_round_trip(kind):
+    s = _stream(kind=kind)
     data = encode_stream(s)
     assert data[:4] == MAGIC
     back = decode_stream(data, model_id="tiny-lambda1", weights_sha256=SHA)
     assert back == s and back.fps == Fraction(30000, 1001) and back.payload_bytes() == s.payload_bytes()
+    # the hash is part of each record's bytes, so of the rate
+    size = PICTURE_HASHES[kind][1]
+    assert back.hash_bytes() == 7 * size and sum(back.record_bytes()) == sum(_stream(kind="none").record_bytes()) + 7 * size
+
+
+def test_picture_hash_is_of_the_samples_as_16_bit_little_endian():
+    pic = torch.arange(2 * 3 * 4 * 5, dtype=torch.float64).view(1, 3, 8, 5) * 7
+    raw = pic.to(torch.int64).numpy().astype("<u2").tobytes()
+    assert picture_hash(pic, "md5") == hashlib.md5(raw).digest()
+    assert picture_hash(pic, "crc32") == __import__("struct").pack("<I", __import__("zlib").crc32(raw))
+    assert picture_hash(pic, "none") == b""
+    with pytest.raises(ValueError, match="crc32"):
+        picture_hash(pic, "sha1")
+
+
+def test_a_picture_that_differs_is_named():
+    rec = _stream(kind="md5").records[3]  # frame 4, a P frame
+    rec.check(_picture(rec.index), "md5", 3)
+    other = _picture(rec.index).clone()
+    other[0, 1, 2, 3] += 1
+    with pytest.raises(PictureHashMismatch, match=r"frame 4 \(P frame, 4\. in decoding order\)"):
+        rec.check(other, "md5", 3)
+
+
+def test_float_stem_streams_are_refused_with_the_reason():
+    data = encode_stream(_stream())
+    for old in (1, 2):
+        with pytest.raises(BitstreamError, match=f"version {old} was written by the float STEM.*Re-encode"):
+            decode_stream(data[:4] + bytes([old, 0]) + data[6:])
 
 
 def test_wrong_magic_version_model_and_weights():

@@ -5,6 +5,7 @@ import torch
 
 pytest.importorskip("compressai")
 
+from diffsit.stem.exact import DPB_MAX, float_to_samples
 from diffsit.stem.mv import estimate_flow
 from diffsit.stem.pframe import PCoder
 
@@ -20,10 +21,12 @@ def test_p_frame_round_trip_is_exact():
     coder = PCoder().eval()
     coder.update()
     ref, cur = _pair()
+    ref = float_to_samples(ref)  # the reference as the DPB holds it
     strings, enc_rec = coder.compress(cur, ref)
     assert len(strings) == 6 and all(isinstance(s, bytes) for s in strings)  # motion z,a,b + frame z,a,b
     assert torch.equal(coder.decompress(strings, ref), enc_rec)
     assert enc_rec.shape == cur.shape
+    assert torch.equal(enc_rec, enc_rec.round().clamp(0, DPB_MAX))  # DPB samples
 
 
 def test_p_coder_trains_end_to_end():

@@ -1,4 +1,4 @@
-"""The encoder-chosen ODFTE strength map: its choice, its coding, and the stream versions."""
+"""The encoder-chosen ODFTE strength map: its choice, its coding, and its place in the stream."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_maps_round_trip_and_corrupt_maps_are_clear_errors():
 
 def _stream(block: int, payload: bytes = b"") -> Stream:
     recs = [FrameRecord(f.index, f.type, (bytes([f.index]) * 4,)) for f in schedule(5)]
-    return Stream("tiny-lambda1", SHA, 176, 144, Fraction(25), 5, -1, recs, strength_block=block, strength=payload)
+    return Stream("tiny-lambda1", SHA, 176, 144, Fraction(25), 5, -1, recs, strength_block=block, strength=payload, picture_hash="none")
 
 
 def test_stream_carries_the_map_and_counts_its_bytes():
@@ -121,16 +121,6 @@ def test_trailing_bytes_after_the_map_are_refused():
     body = data[:-4] + b"extra"
     with pytest.raises(BitstreamError, match="5 bytes after the last record"):
         decode_stream(body + struct.pack("<I", zlib.crc32(body)))
-
-
-def test_version_1_streams_still_decode_without_a_map():
-    v2 = encode_stream(_stream(0))
-    # version 1 had no strength_block field: drop it from the header and re-seal
-    (header_len,) = struct.unpack("<I", v2[6:10])
-    header = v2[10 : 10 + header_len - 2]
-    body = b"DSIT" + struct.pack("<HI", 1, len(header)) + header + v2[10 + header_len : -4]
-    back = decode_stream(body + struct.pack("<I", zlib.crc32(body)))
-    assert back.strength_block == 0 and len(back.records) == 5
 
 
 def test_codec_output_follows_the_map_and_block_zero_is_odfte_as_is():

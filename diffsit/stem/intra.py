@@ -14,9 +14,49 @@ thread count, as for every learned codec that entropy-codes with float parameter
 
 from __future__ import annotations
 
+import functools
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from . import exact
+from .exact import ExactNet
+
+# the Gaussian scale table: 64 levels, log-spaced, as CompressAI's mean-scale models use
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
+# The range coder's tables for that scale table. They depend on nothing trained, so one copy
+# ships with the package for every coder of every model, instead of being computed with erfc
+# on each machine (where an ulp can move a count). gaussian_tables_sha256 pins its content.
+GAUSSIAN_TABLES = Path(__file__).with_name("gaussian_tables.safetensors")
+GAUSSIAN_TABLES_SHA256 = "7bad8f478d01360f8c661d877a774e31eae45edf2d047a501378826e5d36903b"
+GAUSSIAN_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def compute_gaussian_tables() -> dict[str, torch.Tensor]:
+    """The tables as CompressAI builds them (float32 erfc): how the shipped file was made."""
+    from compressai.entropy_models import GaussianConditional
+
+    gc = GaussianConditional(None)
+    table = torch.exp(torch.linspace(torch.log(torch.tensor(SCALE_MIN)), torch.log(torch.tensor(SCALE_MAX)), SCALE_LEVELS))
+    gc.update_scale_table(table, force=True)
+    return {name: getattr(gc, name).detach().clone().contiguous() for name in GAUSSIAN_BUFFERS}
+
+
+@functools.cache
+def gaussian_tables() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    from bench.weights import file_sha256
+
+    if not GAUSSIAN_TABLES.is_file():
+        raise FileNotFoundError(f"{GAUSSIAN_TABLES} is missing (it ships with diffsit; reinstall the package)")
+    if file_sha256(GAUSSIAN_TABLES) != GAUSSIAN_TABLES_SHA256:
+        raise ValueError(f"{GAUSSIAN_TABLES} is not the file this decoder was built with (SHA-256 differs): reinstall the package")
+    return load_file(str(GAUSSIAN_TABLES))
 
 
 def _down(cin: int, cout: int) -> nn.Module:
@@ -41,15 +81,15 @@ def checkerboard(shape: tuple[int, ...], device=None) -> torch.Tensor:
 class IntraCoder(nn.Module):
     """Image (B, C, H, W), H and W multiples of 64 -> strings -> image.
 
-    ``channels=3, clamp=True`` codes RGB frames in [0, 1]; the MV coder reuses it for
-    2-channel flow fields (``clamp=False``).
+    ``channels=3`` codes RGB frames in [0, 1]; the MV and P coders reuse it for 2-channel flow
+    fields and for [frame, context]. Coding works on the activation grid
+    (``diffsit.stem.exact``); what its output means (samples, motion vectors) is the caller's.
     """
 
-    def __init__(self, n: int = 32, m: int = 48, channels: int = 3, clamp: bool = True):
+    def __init__(self, n: int = 32, m: int = 48, channels: int = 3):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
-        self.clamp = clamp
         self.g_a = nn.Sequential(_down(channels, n), _down(n, n), _down(n, n), nn.Conv2d(n, m, 5, stride=2, padding=2))
         self.g_s = nn.Sequential(_up(m, n), _up(n, n), _up(n, n), _up(n, channels, act=False))
         self.h_a = nn.Sequential(nn.Conv2d(m, n, 3, padding=1), nn.LeakyReLU(0.1), _down(n, n), nn.Conv2d(n, n, 5, stride=2, padding=2))
@@ -58,6 +98,8 @@ class IntraCoder(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(4 * m, 2 * m, 1), nn.LeakyReLU(0.1), nn.Conv2d(2 * m, 2 * m, 1))
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian = GaussianConditional(None)
+        for name, t in gaussian_tables().items():
+            getattr(self.gaussian, name).resize_(t.shape).copy_(t)
         # Per-channel quantization gain (step 1/g), the rate knob of gained variable-rate
         # codecs (Cui et al., CVPR 2021): y, and the predicted means and scales, are scaled
         # by g before rounding and y back after, so the transforms and the prior work in one
@@ -68,13 +110,19 @@ class IntraCoder(nn.Module):
         # True: additive uniform noise, which lets a freshly initialised encoder, whose
         # latents all round to the mean, start transmitting (set by diffsit.train).
         self.noisy_decoder_input = False
+        # coding's constants (update()): the gain exp(log_gain) and, per channel, the
+        # activation thresholds of the scale indexes, computed once and stored, so no machine
+        # evaluates an exp or log to decode
+        self.register_buffer("exact_gain", torch.ones(m, dtype=torch.float64))
+        self.register_buffer("exact_thresholds", torch.zeros(m, SCALE_LEVELS - 1, dtype=torch.float64))
+        self._nets = None
 
     # --- entropy parameters: one code path for encoder and decoder ---------------------------
 
     def _params(self, hyper: torch.Tensor, anchors_hat: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         ctx = self.context(anchors_hat) if anchors_hat is not None else torch.zeros_like(hyper)
         scales, means = self.fuse(torch.cat([hyper, ctx], dim=1)).chunk(2, dim=1)
-        return F.softplus(scales) + 0.11, means
+        return F.softplus(scales) + SCALE_MIN, means
 
     # --- training --------------------------------------------------------------------------
 
@@ -107,61 +155,113 @@ class IntraCoder(nn.Module):
     def _ste(y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         return torch.round(y - means).detach() + (y - means) - (y - means).detach() + means
 
-    # --- coding ------------------------------------------------------------------------------
+    # --- coding: integer-exact (diffsit.stem.exact) ----------------------------------------
 
     def update(self) -> None:
-        """Build the CDF tables the range coder needs (after training or loading)."""
-        from compressai.entropy_models.entropy_models import GaussianConditional
-
+        """Build what coding needs and must not recompute at decode time (after training or
+        loading old weights): the hyperprior's range-coder tables, and the exact gain and
+        scale-index thresholds, which take an exp and a log. Saved with the weights. (The
+        Gaussian tables are the package's, set at construction.)"""
         self.entropy_bottleneck.update(force=True)
-        scale_table = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64))
-        GaussianConditional.update_scale_table(self.gaussian, scale_table, force=True)
+        gain = [math.exp(v) for v in self.log_gain.detach().double().flatten().tolist()]
+        table = self.gaussian.scale_table.double().tolist()
+        self.exact_gain.copy_(torch.tensor(gain, dtype=torch.float64))
+        self.exact_thresholds.copy_(torch.tensor([[_threshold(t / g) for t in table[:-1]] for g in gain], dtype=torch.float64))
+        self._nets = None
 
-    def _code_half(self, y, scales, means, mask, string: bytes | None = None) -> tuple[torch.Tensor, bytes]:
-        """Encode (``string`` None) or decode the positions where mask == 1.
+    def exact_nets(self, device) -> SimpleNamespace:
+        """The integer twins of the coding networks, rebuilt when a weight or the device changes."""
+        key = (torch.device(device), tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        if self._nets is None or self._nets[0] != key:
+            nets = {name: ExactNet(getattr(self, name)).to(device) for name in ("g_a", "h_a", "h_s", "context", "fuse", "g_s")}
+            self._nets = (key, SimpleNamespace(**nets))
+        return self._nets[1]
 
-        Returns their dequantized values (as the decoder sees them) and the string."""
-        sel = mask.bool().expand_as(scales)
-        idx = self.gaussian.build_indexes(scales[sel].view(1, 1, -1))
-        mu = means[sel].view(1, 1, -1)
+    def _exact_params(self, nets, hyper: torch.Tensor, anchors: torch.Tensor | None):
+        """Scale indexes and gained means from integer activations: exact on every machine."""
+        ctx = nets.context(anchors) if anchors is not None else torch.zeros_like(hyper)
+        scales, means = nets.fuse(torch.cat([hyper, ctx], dim=1)).chunk(2, dim=1)
+        thresholds = self.exact_thresholds.to(scales.device)
+        idx = (scales.unsqueeze(-1) > thresholds.view(1, -1, 1, 1, thresholds.shape[-1])).sum(-1).to(torch.int32)
+        return idx, exact.from_act(means, torch.float64) * self.exact_gain.to(means.device).view(1, -1, 1, 1)
+
+    def _code_half(self, y_g, idx, means_g, mask, string: bytes | None = None) -> tuple[torch.Tensor, bytes]:
+        """Encode (``string`` None) or decode the positions where mask == 1; their decoded
+        values on the activation grid (ungained), and the string."""
+        sel = mask.bool().expand_as(means_g)
+        index = idx[sel].view(1, 1, -1)
+        mu = means_g[sel].view(1, 1, -1)
         if string is None:
-            string = self.gaussian.compress(y[sel].view(1, 1, -1), idx, means=mu)[0]
-        values = self.gaussian.decompress([string], idx, means=mu)
-        out = torch.zeros_like(scales)
-        out[sel] = values.view(-1).to(out.dtype)
+            string = self.gaussian.compress(y_g[sel].view(1, 1, -1), index, means=mu)[0]
+        values = self.gaussian.decompress([string], index, means=mu)
+        gain = self.exact_gain.to(values.device).view(1, -1, 1, 1).expand_as(means_g)[sel]
+        out = torch.zeros_like(means_g)
+        out[sel] = exact.to_act(values.view(-1) / gain)
         return out, string
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
-        """One image -> [z, anchors, non-anchors] strings, and the reconstruction the decoder will make."""
-        if x.shape[0] != 1:
-            raise ValueError("compress one image at a time")
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_hat, strings = self._code_y(self.h_s(z_hat), y)
-        return [z_strings[0], *strings], self._out(y_hat)
+    def compress_image(self, x: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        """An intra frame: RGB (1, 3, H, W) in [0, 1] -> strings, and its decoded picture (DPB samples)."""
+        strings, out = self.compress(x)
+        return strings, exact.act_to_samples(out)
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], size: tuple[int, int]) -> torch.Tensor:
-        zh, zw = size[0] // 64, size[1] // 64
-        z_hat = self.entropy_bottleneck.decompress([strings[0]], (zh, zw))
-        y_hat, _ = self._code_y(self.h_s(z_hat), None, strings[1:])
-        return self._out(y_hat)
+    def decompress_image(self, strings: list[bytes], size: tuple[int, int], device="cpu") -> torch.Tensor:
+        return exact.act_to_samples(self.decompress(strings, size, device))
 
-    def _out(self, y_hat: torch.Tensor) -> torch.Tensor:
-        x = self.g_s(y_hat)
-        return x.clamp(0, 1) if self.clamp else x
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        """One input (image in [0, 1], or flow / FLOW_SCALE) -> [z, anchors, non-anchors]
+        strings, and the synthesis output on the activation grid, as the decoder makes it."""
+        if x.shape[0] != 1:
+            raise ValueError("compress one image at a time")
+        nets = self.exact_nets(x.device)
+        return self.compress_act(nets, exact.to_act(x))
 
-    def _code_y(self, hyper, y, strings=None):
-        """Code y (or decode it from ``strings``) given the prior ``hyper`` (B, 2M, h, w)."""
-        mask = checkerboard(hyper.shape, hyper.device)
-        g = self.log_gain.exp()
-        ys = None if y is None else y * g
-        s_a, m_a = self._params(hyper, None)
-        a_hat, a_str = self._code_half(ys, s_a * g, m_a * g, mask, None if strings is None else strings[0])
-        a_hat = a_hat / g
-        s_b, m_b = self._params(hyper, a_hat * mask)
-        b_hat, b_str = self._code_half(ys, s_b * g, m_b * g, 1 - mask, None if strings is None else strings[1])
-        return a_hat * mask + b_hat / g * (1 - mask), [a_str, b_str]
+    def compress_act(self, nets, x_act: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        y_act, hyper, z_string = self.analyse(nets, x_act)
+        y_hat, strings = self.code_y(nets, hyper, y_act)
+        return [z_string, *strings], nets.g_s(y_hat)
+
+    def analyse(self, nets, x_act: torch.Tensor, prior: torch.Tensor | None = None):
+        """Encoder: y, the hyperprior (plus ``prior``, a temporal one) and z's string."""
+        y_act = nets.g_a(x_act)
+        z = exact.from_act(nets.h_a(y_act), torch.float64)
+        z_strings = self.entropy_bottleneck.compress(z)
+        return y_act, self.hyper(nets, z_strings[0], z.shape[-2:], prior), z_strings[0]
+
+    def hyper(self, nets, z_string: bytes, size, prior: torch.Tensor | None = None) -> torch.Tensor:
+        z_hat = self.entropy_bottleneck.decompress([z_string], tuple(size)).to(torch.float64)
+        hyper = nets.h_s(exact.to_act(z_hat))
+        return hyper if prior is None else exact.clip(hyper + prior)
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], size: tuple[int, int], device="cpu") -> torch.Tensor:
+        """Strings -> the synthesis output on the activation grid."""
+        nets = self.exact_nets(device)
+        hyper = self.hyper(nets, strings[0], (size[0] // 64, size[1] // 64))
+        y_hat, _ = self.code_y(nets, hyper, None, strings[1:])
+        return nets.g_s(y_hat)
+
+    def code_y(self, nets, hyper, y_act, strings=None):
+        """Code y (or decode it from ``strings``) given the prior ``hyper`` (B, 2M, h, w),
+        both on the activation grid; y^ on the activation grid, and the two strings."""
+        mask = checkerboard(hyper.shape, hyper.device).to(torch.float64)
+        gain = self.exact_gain.to(hyper.device).view(1, -1, 1, 1)
+        y_g = None if y_act is None else exact.from_act(y_act, torch.float64) * gain
+        idx, mu = self._exact_params(nets, hyper, None)
+        a_hat, a_str = self._code_half(y_g, idx, mu, mask, None if strings is None else strings[0])
+        idx, mu = self._exact_params(nets, hyper, a_hat * mask)
+        b_hat, b_str = self._code_half(y_g, idx, mu, 1 - mask, None if strings is None else strings[1])
+        return a_hat * mask + b_hat * (1 - mask), [a_str, b_str]
+
+
+def _threshold(r: float) -> float:
+    """The largest activation (in grid steps) whose scale softplus(a) + 0.11 is at most r: a
+    scale index counts the table entries t with scale * gain > t, i.e. activations above
+    this threshold for r = t / gain."""
+    r -= SCALE_MIN
+    if r <= 0:
+        return -exact.EXACT_LIMIT  # every activation's scale exceeds it
+    inverse = r + math.log(-math.expm1(-r))  # softplus^-1(r) = log(exp(r) - 1), stably
+    return float(math.floor(inverse * 2.0**exact.ACT_BITS))

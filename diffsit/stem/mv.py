@@ -6,6 +6,10 @@ pred(x) = backbone(x + F(x))), codes it with the hyperprior + spatial-prior tran
 (2 channels, scaled by ``FLOW_SCALE``), and the decoder warps the backbone by the decoded
 flow. There is no residual: what the warp cannot explain is left to ODFTE.
 
+Coding is integer-exact (``diffsit.stem.exact``): the decoded flow becomes motion vectors in
+1/16 pel and the warp interpolates the backbone's integer samples. Training differentiates
+the float twin (``forward``: ``bench.flow.backward_warp`` on float pictures).
+
 The encoder-side flow estimate is OpenCV DIS on luma (no weights, not differentiable; it is
 an *input* to the learned MV encoder, so training does not need its gradient).
 """
@@ -17,6 +21,7 @@ import torch
 
 from bench.flow import backward_warp
 
+from . import exact
 from .intra import IntraCoder
 
 FLOW_SCALE = 16.0  # pixels; brings typical flows to O(1) for the transform
@@ -38,7 +43,7 @@ def estimate_flow(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
 class MVCoder(torch.nn.Module):
     def __init__(self, n: int = 32, m: int = 32):
         super().__init__()
-        self.flow_coder = IntraCoder(n, m, channels=2, clamp=False)
+        self.flow_coder = IntraCoder(n, m, channels=2)
 
     def update(self) -> None:
         self.flow_coder.update()
@@ -49,15 +54,17 @@ class MVCoder(torch.nn.Module):
         return {"x_hat": backbone_warp_clamped(backbone_hat, flow_hat), "flow_hat": flow_hat, "likelihoods": out["likelihoods"]}
 
     @torch.no_grad()
-    def compress(self, frame: torch.Tensor, backbone_hat: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
-        flow = estimate_flow(frame, backbone_hat)
-        strings, flow_hat = self.flow_coder.compress(flow / FLOW_SCALE)
-        return strings, backbone_warp_clamped(backbone_hat, flow_hat * FLOW_SCALE)
+    def compress(self, frame: torch.Tensor, backbone: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        """``frame``: RGB in [0, 1]; ``backbone``: the decoded backbone (DPB samples). The
+        strings, and the decoded MV frame (DPB samples)."""
+        flow = estimate_flow(frame, exact.samples_to_float(backbone))
+        strings, out = self.flow_coder.compress(flow / FLOW_SCALE)
+        return strings, exact.warp(backbone, exact.act_to_mv(out, FLOW_SCALE))
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], backbone_hat: torch.Tensor) -> torch.Tensor:
-        flow_hat = self.flow_coder.decompress(strings, tuple(backbone_hat.shape[-2:]))
-        return backbone_warp_clamped(backbone_hat, flow_hat * FLOW_SCALE)
+    def decompress(self, strings: list[bytes], backbone: torch.Tensor) -> torch.Tensor:
+        out = self.flow_coder.decompress(strings, tuple(backbone.shape[-2:]), backbone.device)
+        return exact.warp(backbone, exact.act_to_mv(out, FLOW_SCALE))
 
 
 def backbone_warp_clamped(backbone_hat: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -5,15 +5,24 @@ DCVC-DC's DMC in small: motion estimation (DIS, current -> reference grid), moti
 flow, context generation, a contextual encoder and decoder that see the context, and an
 entropy model whose prior adds a temporal prior from the context to the hyperprior (with the
 same checkerboard spatial prior as the intra coder).
+
+Coding is integer-exact (``diffsit.stem.exact``): the reference is the previous backbone's
+DPB samples, motion vectors are in 1/16 pel, and every network runs on the activation grid,
+so the context, and with it the temporal prior, is the same on every machine. ``forward``
+is the float twin that training differentiates.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
 
 from bench.flow import backward_warp
 
+from . import exact
+from .exact import ExactNet
 from .intra import IntraCoder, _down
 from .mv import FLOW_SCALE, estimate_flow
 
@@ -21,14 +30,15 @@ from .mv import FLOW_SCALE, estimate_flow
 class PCoder(nn.Module):
     def __init__(self, n: int = 32, m: int = 48, ctx: int = 16, mv_n: int = 32, mv_m: int = 32):
         super().__init__()
-        self.motion = IntraCoder(mv_n, mv_m, channels=2, clamp=False)
+        self.motion = IntraCoder(mv_n, mv_m, channels=2)
         self.feature = nn.Sequential(nn.Conv2d(3, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, ctx, 3, padding=1))
         self.refine = nn.Sequential(nn.Conv2d(ctx + 3, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, ctx, 3, padding=1))
         # the contextual codec: the intra coder's transforms and entropy model, on [frame, context]
-        self.codec = IntraCoder(n, m, channels=3 + ctx, clamp=False)
+        self.codec = IntraCoder(n, m, channels=3 + ctx)
         self.codec.g_s[-1] = nn.Sequential(nn.Conv2d(n, 4 * n, 3, padding=1), nn.PixelShuffle(2), nn.LeakyReLU(0.1))
         self.out = nn.Sequential(nn.Conv2d(n + ctx, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, 3, 3, padding=1))
         self.temporal_prior = nn.Sequential(_down(ctx, n), _down(n, n), _down(n, n), nn.Conv2d(n, 2 * m, 5, stride=2, padding=2))
+        self._nets = None
 
     def update(self) -> None:
         self.motion.update()
@@ -49,23 +59,40 @@ class PCoder(nn.Module):
         y_hat, y_lik = self.codec.train_y(y, self.codec.h_s(z_hat) + self.temporal_prior(ctx))
         return {"x_hat": self._decode_frame(y_hat, ctx), "likelihoods": {"mv": m["likelihoods"], "y": y_lik, "z": z_lik}}
 
-    @torch.no_grad()
-    def compress(self, cur: torch.Tensor, ref_hat: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
-        flow = estimate_flow(cur, ref_hat)
-        mv_strings, flow_hat = self.motion.compress(flow / FLOW_SCALE)
-        ctx = self._context(ref_hat, flow_hat * FLOW_SCALE)
-        y = self.codec.g_a(torch.cat([cur, ctx], dim=1))
-        z = self.codec.h_a(y)
-        z_strings = self.codec.entropy_bottleneck.compress(z)
-        z_hat = self.codec.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_hat, y_strings = self.codec._code_y(self.codec.h_s(z_hat) + self.temporal_prior(ctx), y)
-        return [*mv_strings, z_strings[0], *y_strings], self._decode_frame(y_hat, ctx).clamp(0, 1)
+    def exact_nets(self, device) -> SimpleNamespace:
+        key = (torch.device(device), tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        if self._nets is None or self._nets[0] != key:
+            nets = {name: ExactNet(getattr(self, name)).to(device) for name in ("feature", "refine", "out", "temporal_prior")}
+            self._nets = (key, SimpleNamespace(**nets))
+        return self._nets[1]
+
+    def _exact_context(self, nets, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
+        ref_act = exact.samples_to_act(ref)
+        warped = exact.warp(nets.feature(ref_act), mv)
+        return nets.refine(torch.cat([warped, exact.warp(ref_act, mv)], dim=1))
+
+    def _exact_frame(self, nets, codec_nets, y_hat: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return exact.act_to_samples(nets.out(torch.cat([codec_nets.g_s(y_hat), ctx], dim=1)))
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], ref_hat: torch.Tensor) -> torch.Tensor:
-        size = tuple(ref_hat.shape[-2:])
-        flow_hat = self.motion.decompress(strings[:3], size)
-        ctx = self._context(ref_hat, flow_hat * FLOW_SCALE)
-        z_hat = self.codec.entropy_bottleneck.decompress([strings[3]], (size[0] // 64, size[1] // 64))
-        y_hat, _ = self.codec._code_y(self.codec.h_s(z_hat) + self.temporal_prior(ctx), None, strings[4:])
-        return self._decode_frame(y_hat, ctx).clamp(0, 1)
+    def compress(self, cur: torch.Tensor, ref: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        """``cur``: RGB in [0, 1]; ``ref``: the previous backbone (DPB samples). The strings,
+        and the decoded frame (DPB samples)."""
+        flow = estimate_flow(cur, exact.samples_to_float(ref))
+        mv_strings, mv_act = self.motion.compress(flow / FLOW_SCALE)
+        nets, codec_nets = self.exact_nets(ref.device), self.codec.exact_nets(ref.device)
+        ctx = self._exact_context(nets, ref, exact.act_to_mv(mv_act, FLOW_SCALE))
+        x_act = torch.cat([exact.to_act(cur), ctx], dim=1)
+        y_act, hyper, z_string = self.codec.analyse(codec_nets, x_act, prior=nets.temporal_prior(ctx))
+        y_hat, y_strings = self.codec.code_y(codec_nets, hyper, y_act)
+        return [*mv_strings, z_string, *y_strings], self._exact_frame(nets, codec_nets, y_hat, ctx)
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], ref: torch.Tensor) -> torch.Tensor:
+        size = tuple(ref.shape[-2:])
+        mv_act = self.motion.decompress(strings[:3], size, ref.device)
+        nets, codec_nets = self.exact_nets(ref.device), self.codec.exact_nets(ref.device)
+        ctx = self._exact_context(nets, ref, exact.act_to_mv(mv_act, FLOW_SCALE))
+        hyper = self.codec.hyper(codec_nets, strings[3], (size[0] // 64, size[1] // 64), prior=nets.temporal_prior(ctx))
+        y_hat, _ = self.codec.code_y(codec_nets, hyper, None, strings[4:])
+        return self._exact_frame(nets, codec_nets, y_hat, ctx)
