@@ -59,3 +59,6 @@ def pytest_terminal_summary(terminalreporter):
     mod = sys.modules.get("test_diffsit_speed")
     if mod is not None:
         mod.pytest_terminal_summary_diffsit(terminalreporter)
+    mod = sys.modules.get("test_fullscale")
+    if mod is not None:
+        mod.pytest_terminal_summary_fullscale(terminalreporter)

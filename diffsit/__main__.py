@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     enc = sub.add_parser("encode", help="raw .yuv -> Diff-SIT bitstream")
     enc.add_argument("input", type=Path, help="raw 4:2:0 .yuv, geometry from its name (Name_WxH_FPS.yuv) or -s")
     enc.add_argument("-o", "--output", type=Path, required=True)
-    enc.add_argument("--model", default="tiny-lambda1", help="model folder, shipped name, or random[:SEED] (untrained)")
+    enc.add_argument("--model", default="tiny-lambda1", help="model folder, shipped name, random[:SEED] or preset:NAME[:SEED] (untrained)")
     enc.add_argument("-s", "--size", help="WxH")
     enc.add_argument("--fps", type=float)
     enc.add_argument("--frames", type=int, help="first N frames (default: all)")
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         a.add_argument("--allow-untrained", action="store_true", help="run an untrained (random) model: tests only")
         a.add_argument("--device", default="cpu")
         a.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="ODFTE's dtype (STEM is integer-exact whatever it is)")
+        a.add_argument("--pretrained", help="Wan2.1-T2V-1.3B-Diffusers folder of a Wan-based model (default: the model's, or $DIFFSIT_WAN_DIR)")
     tr = sub.add_parser("train", help="train one stage from a config, or the shipped tiny models' recipe")
     how = tr.add_mutually_exclusive_group(required=True)
     how.add_argument("--config", type=Path, help="a training config (JSON; keys of diffsit.train.config.TrainConfig)")
@@ -54,12 +55,47 @@ def main(argv: list[str] | None = None) -> int:
     ab.add_argument("--out", type=Path, default=Path("results/ablation"))
     ab.add_argument("--allow-untrained", action="store_true")
     ab.add_argument("--device", default="cpu")
+    se = sub.add_parser("seams", help="Ewarp where ODFTE's windows meet against inside them, at each window overlap")
+    se.add_argument("--dataset", default="sample")
+    se.add_argument("--sequences", default="bikes,carphone", help="comma-separated (default: bikes,carphone)")
+    se.add_argument("--frames", type=int, default=33, help="first N frames (default 33: four 9-frame windows)")
+    se.add_argument("--model", default="tiny-lambda1")
+    se.add_argument("--overlaps", default="0,3", help="window overlaps to compare, in frames (default 0,3)")
+    se.add_argument("--out", type=Path, default=Path("results/seams"))
+    se.add_argument("--allow-untrained", action="store_true")
+    se.add_argument("--device", default="cpu")
+    fs = sub.add_parser("fullscale", help="peak memory and time of 1080p x 96 frames with Wan2.1-1.3B shapes (measured on CUDA, estimated on CPU)")
+    fs.add_argument("--device", help="cuda or cpu (default: cuda if present)")
+    fs.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
+    fs.add_argument("--frames", type=int, default=96)
+    fs.add_argument("--out", type=Path, help="also write the report (JSON) here")
     fr = sub.add_parser("freeze", help="store a model's coding constants with its weights, so its streams decode on any machine")
     fr.add_argument("model", type=Path, help="a model folder (rewritten in place)")
     fr.add_argument("--force", action="store_true", help="recompute constants the folder already holds (after editing its weights)")
+    em = sub.add_parser("embed-prompt", help="store a Wan-based model's umT5 empty-prompt embedding (computed once from the Wan folder)")
+    em.add_argument("model", type=Path, help="a model folder (rewritten in place)")
+    em.add_argument("--pretrained", help="the Wan2.1-T2V-1.3B-Diffusers folder (default: the model's, or $DIFFSIT_WAN_DIR)")
     args = p.parse_args(argv)
     if args.command == "freeze":
         return _freeze(args)
+    if args.command == "fullscale":
+        from .fullscale import main as fullscale_main
+
+        return fullscale_main(args)
+    if args.command == "seams":
+        from .seams import main as seams_main
+
+        return seams_main(args)
+    if args.command == "embed-prompt":
+        from .model import DiffSIT
+
+        try:
+            sha = DiffSIT.embed_prompt(args.model, pretrained_dir=args.pretrained)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.model}: umT5 empty-prompt embedding stored; weights {sha.hex()[:16]}…")
+        return 0
     if args.command == "train":
         return _train(args)
     if args.command == "ablate":
@@ -84,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
             (seq,) = PathDataset(args.input, size=size, fps=args.fps).resolve(None)
             video = seq.open(frames=args.frames)
-            model = load_model(args.model, allow_untrained=args.allow_untrained).set_dtype(parse_dtype(args.dtype))
+            model = load_model(args.model, allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained).set_dtype(parse_dtype(args.dtype))
             if args.strength_block is not None:
                 model.config.strength_block = args.strength_block
             data = encode_video(model, video, device=args.device, output=False, picture_hash_kind=args.picture_hash).data
@@ -95,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.output}: {len(data)} bytes, {video.frames} frames {video.width}x{video.height}, {bpp:.5f} bpp, model {model.model_id}")
         else:
             data = args.input.read_bytes()
-            model = load_model(args.model or spec_for_model_id(stream_model_id(data)), allow_untrained=args.allow_untrained)
+            model = load_model(args.model or spec_for_model_id(stream_model_id(data)), allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained)
             model.set_dtype(parse_dtype(args.dtype))
             stream, samples = decode_samples(model, data, device=args.device)  # every picture hash checked
             if args.verbose:
@@ -107,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             video = to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps), args.bit_depth)
             write_yuv(video, args.output)  # atomic: no partial file on failure
             print(f"{args.output}: {video.frames} frames {video.width}x{video.height}")
-    except (BitstreamError, CodecUnavailable, DatasetError, VideoError, FileNotFoundError) as e:
+    except (BitstreamError, CodecUnavailable, DatasetError, VideoError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -28,7 +28,7 @@ from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
 from .bitstream import PICTURE_HASHES, FrameRecord, Stream, decode_stream, encode_stream, picture_hash, stream_model_id
-from .gop import FrameType, chunks, display_types, pad_indices, schedule
+from .gop import Chunk, FrameType, blend_weights, chunks, display_types, overlapping_chunks, pad_indices, schedule
 from .stem.exact import samples_to_float
 
 
@@ -45,19 +45,35 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "model.safetensors").is_file()) if root.is_dir() else []
 
 
-def load_model(spec: str, *, allow_untrained: bool = False):
-    """``spec``: a model folder, a shipped model name, or ``random[:SEED]`` (untrained)."""
-    from .model import DiffSIT, random_model
+def parse_untrained_spec(spec: str) -> tuple[str, int]:
+    """``random[:SEED]`` (the tiny preset) or ``preset:NAME[:SEED]`` -> (preset, seed)."""
+    parts = spec.split(":")
+    try:
+        if parts[0] == "random" and len(parts) <= 2:
+            return "tiny", int(parts[1]) if len(parts) == 2 else 0
+        if parts[0] == "preset" and len(parts) in (2, 3):
+            return parts[1], int(parts[2]) if len(parts) == 3 else 0
+    except ValueError:
+        pass
+    raise ValueError(f"model {spec!r}: an untrained model is random[:SEED] or preset:NAME[:SEED], SEED an integer")
 
-    if spec.startswith("random"):
+
+def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str | None = None):
+    """``spec``: a model folder, a shipped model name, ``random[:SEED]`` (untrained, tiny) or
+    ``preset:NAME[:SEED]`` (untrained, of a ``diffsit.presets`` shape). ``pretrained_dir``:
+    the Wan folder of a Wan-based model or preset."""
+    from .model import DiffSIT, random_model
+    from .presets import preset_config
+
+    if spec.startswith(("random", "preset:")):
+        preset, seed = parse_untrained_spec(spec)
         if not allow_untrained:
             raise UntrainedModel(
-                "the 'random' Diff-SIT model is untrained (random weights): its numbers mean nothing. "
+                f"the {spec!r} Diff-SIT model is untrained (random weights): its numbers mean nothing. "
                 "Pass allow_untrained=true (bench: --codec diffsit:allow_untrained=true; CLI: --allow-untrained) "
-                "to run it anyway, for tests and plumbing only."
+                "to run it anyway, for tests, plumbing and memory or time measurements only."
             )
-        seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
-        return random_model(seed)
+        return random_model(seed, preset_config(preset, pretrained_dir))
     folder = Path(spec)
     if not folder.is_dir():
         folder = _models_root() / spec
@@ -67,16 +83,17 @@ def load_model(spec: str, *, allow_untrained: bool = False):
             f"(shipped: {', '.join(shipped_models()) or 'none'}). "
             "Use --model DIR (a folder from python -m diffsit train), or model=random with allow_untrained=true for plumbing tests."
         )
-    model = DiffSIT.load(folder)
+    model = DiffSIT.load(folder, pretrained_dir=pretrained_dir)
     if not model.config.trained and not allow_untrained:
         raise UntrainedModel(f"model {folder} is marked untrained; pass allow_untrained=true to use it anyway")
     return model
 
 
 def spec_for_model_id(model_id: str) -> str:
-    """Which model to load for a stream: random models by seed, shipped ones by name."""
+    """Which model to load for a stream: untrained ones by preset and seed, shipped ones by name."""
     if "-random-seed" in model_id:
-        return f"random:{model_id.rsplit('seed', 1)[1]}"
+        preset, seed = model_id.rsplit("-random-seed", 1)
+        return f"preset:{preset}:{seed}"
     return model_id
 
 
@@ -192,23 +209,34 @@ def decode_intermediate(model, data: bytes, *, device: str = "cpu") -> tuple[Str
 
 
 @torch.no_grad()
-def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, per_frame: bool = False) -> torch.Tensor:
+def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: bool = True, per_frame: bool = False, overlap: int | None = None) -> torch.Tensor:
     """ODFTE over 9+12m windows; (N,3,H,W) in [0,1] -> same shape, in ODFTE's dtype
     (``DiffSIT.set_dtype``) inside and x_tilde's outside.
 
-    ``per_frame=True`` refines each frame on its own (a window of one frame): the ablation
-    against refining the whole clip at once."""
+    ``overlap`` (default: the model's ``window_overlap``): consecutive windows share that many
+    frames and are crossfaded there (``gop.overlapping_chunks``). ``per_frame=True`` refines
+    each frame on its own (a window of one frame): the ablation against refining the whole
+    clip at once."""
     n = x_tilde.shape[0]
     types = display_types(n, intra_period)
-    out = torch.empty_like(x_tilde)
     dtype = model.odfte.dtype
-    windows = [list(range(i, i + 1)) for i in range(n)] if per_frame else [pad_indices(ch) for ch in chunks(n, model.config.window)]
-    for idx in windows:
-        start, stop = idx[0], max(idx) + 1
+    overlap = model.config.window_overlap if overlap is None else overlap
+    if per_frame:
+        windows = [Chunk(i, i + 1, 1) for i in range(n)]
+        overlap = 0
+    else:
+        windows = overlapping_chunks(n, model.config.window, overlap)
+    out = torch.zeros_like(x_tilde)
+    for k, ch in enumerate(windows):
+        idx = pad_indices(ch)
         clip = x_tilde[idx].permute(1, 0, 2, 3).unsqueeze(0).to(dtype)  # (1, 3, T, H, W)
         tmap = torch.tensor([[1.0 if types[i].is_backbone else 0.0 for i in idx]], device=x_tilde.device)
-        y = model.odfte(clip, tmap, use_fte=use_fte)
-        out[start:stop] = y[0].permute(1, 0, 2, 3)[: stop - start].to(out.dtype)
+        y = model.odfte(clip, tmap, use_fte=use_fte)[0].permute(1, 0, 2, 3)[: ch.stop - ch.start].to(out.dtype)
+        if overlap:
+            w = torch.from_numpy(blend_weights(ch, overlap, k == 0, k == len(windows) - 1)).to(y).view(-1, 1, 1, 1)
+            out[ch.start : ch.stop] += w * y
+        else:
+            out[ch.start : ch.stop] = y
     return out
 
 
@@ -298,29 +326,33 @@ class DiffSITCodec(Codec):
         verify: bool = False,
         strength_block: int | None = None,
         picture_hash: str = "crc32",
+        pretrained: str | None = None,
     ):
         """``strength_block``: override the model's strength-map block (0: ODFTE's output as is,
         the paper's form). The stream records it, so decoding needs no option.
         ``dtype``: ODFTE's weights and activations (bf16, fp16 or fp32, the default); STEM is
-        integer-exact whatever it is. ``picture_hash``: crc32 (default), md5 or none."""
+        integer-exact whatever it is. ``picture_hash``: crc32 (default), md5 or none.
+        ``pretrained``: the Wan2.1-T2V-1.3B-Diffusers folder of a Wan-based model (default: the
+        model's own, or $DIFFSIT_WAN_DIR)."""
         self.model_spec, self.allow_untrained, self.device, self.verify = model, allow_untrained, device, verify
         self.strength_block = check_strength_block(strength_block)
         self.dtype = parse_dtype(dtype)
         self.picture_hash = check_picture_hash(picture_hash)
+        self.pretrained = pretrained
         self._models: dict[Any, Any] = {}
 
     def parse_rate(self, text: str | Rate) -> float:
         return float(super().parse_rate(text))
 
     def _spec_for(self, lam: float) -> str:
-        if self.model_spec.startswith("random") or Path(self.model_spec).is_dir():
+        if self.model_spec.startswith(("random", "preset:")) or Path(self.model_spec).is_dir():
             return self.model_spec
         return f"{self.model_spec}-lambda{lam:g}"
 
     def model_for(self, lam: float):
         spec = self._spec_for(lam)
         if spec not in self._models:
-            model = load_model(spec, allow_untrained=self.allow_untrained)
+            model = load_model(spec, allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained)
             if self.strength_block is not None:
                 model.config.strength_block = self.strength_block
             model.set_dtype(self.dtype)
@@ -361,7 +393,7 @@ class DiffSITCodec(Codec):
         mid = stream_model_id(data)
         model = next((m for m in self._models.values() if m.model_id == mid), None)
         if model is None:
-            model = load_model(spec_for_model_id(mid), allow_untrained=self.allow_untrained)
+            model = load_model(spec_for_model_id(mid), allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained)
             model.set_dtype(self.dtype)
             self._models[mid] = model
         stream, x_tilde = decode_intermediate(model, data, device=self.device)

@@ -124,3 +124,34 @@ def pad_indices(chunk: Chunk) -> list[int]:
     """Display indices that fill a chunk: its frames, then the last one repeated."""
     idx = list(range(chunk.start, chunk.stop))
     return idx + [chunk.stop - 1] * chunk.padding
+
+
+def overlapping_chunks(frames: int, window: int = 33, overlap: int = 0) -> list[Chunk]:
+    """ODFTE's windows when consecutive ones share ``overlap`` frames (0: ``chunks``).
+
+    Windows start every ``window - overlap`` frames until one reaches the end; the last is
+    padded as in ``chunks``. Where two overlap, :func:`blend_weights` crossfades them, so no
+    frame pair straddles a hard cut between two independent refinements."""
+    if not 0 <= overlap < window:
+        raise ValueError(f"window overlap must be in 0..{window - 1} frames, got {overlap}")
+    if overlap == 0:
+        return chunks(frames, window)
+    chunks(frames, window)  # the same checks
+    out, start = [], 0
+    while True:
+        out.append(Chunk(start, min(start + window, frames), window))
+        if start + window >= frames:
+            return out
+        start += window - overlap
+
+
+def blend_weights(chunk: Chunk, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """Per-frame weights of one window's output: a linear ramp over the ``overlap`` frames it
+    shares with each neighbour, 1 elsewhere; the two ramps of an overlap sum to 1."""
+    w = np.ones(chunk.stop - chunk.start)
+    ramp = np.arange(1, overlap + 1) / (overlap + 1)
+    if overlap and not first:
+        w[:overlap] = ramp[: len(w)]
+    if overlap and not last:
+        w[-overlap:] = ramp[::-1][: len(w)]
+    return w

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,6 +32,10 @@ _EXACT = (".exact_gain", ".exact_thresholds")
 _SHARED = tuple(f".gaussian.{name}" for name in ("_offset", "_quantized_cdf", "_cdf_length", "scale_table"))
 
 
+class MissingTextEmbedding(ValueError):
+    """A Wan-based model saved without its umT5 empty-prompt embedding."""
+
+
 @dataclass
 class DiffSITConfig:
     name: str = "tiny"
@@ -41,6 +46,9 @@ class DiffSITConfig:
     pframe: dict = field(default_factory=lambda: {"n": 32, "m": 48, "ctx": 16, "mv_n": 20, "mv_m": 20})
     odfte: ODFTEConfig = field(default_factory=tiny_config)
     window: int = 9  # ODFTE window, 9 + 12m frames
+    # frames consecutive ODFTE windows share, crossfaded (gop.overlapping_chunks): without it
+    # every window refines on its own and a seam can show between them (docs/diffsit-measurements.md)
+    window_overlap: int = 0
     # the encoder-chosen strength map's block size (diffsit.strength); 0: none, x^ is ODFTE's
     # output as is (the paper's decoder-only form). Pixels of the padded frame.
     strength_block: int = 32
@@ -118,13 +126,14 @@ class DiffSIT(nn.Module):
         return h.digest()
 
     def from_wan_folder(self, key: str) -> bool:
-        """Weights that come unchanged from the Wan2.1 folder (frozen decoder, base DiT), which a
-        pretrained-based model does not save again: only STEM, the FTE, LoRA, the (trained) VAE
-        encoder and the text embedding are ours."""
+        """Weights that come unchanged from the Wan2.1 folder (frozen decoder, and the base DiT
+        unless it was trained: ``odfte.full_dit``), which a pretrained-based model does not save
+        again: STEM, the FTE, LoRA, the (trained) VAE encoder, the text embedding, and with
+        dit=full the whole DiT, are ours."""
         if not self.config.odfte.pretrained_dir:
             return False
         frozen = key.startswith(("odfte.vae.decoder.", "odfte.vae.post_quant_conv."))
-        base_dit = key.startswith("odfte.transformer.") and "lora_" not in key
+        base_dit = key.startswith("odfte.transformer.") and "lora_" not in key and not self.config.odfte.full_dit
         return frozen or base_dit
 
     def save(self, folder: str | Path, metadata: dict[str, str] | None = None, dtype: torch.dtype | None = None) -> Path:
@@ -135,7 +144,13 @@ class DiffSIT(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(self.config.to_json())
+        config = self.config
+        if config.odfte.pretrained_dir:
+            # relative to the model folder: no absolute path of the training machine in the
+            # file, and a model moved with its Wan folder still finds it
+            rel = os.path.relpath(Path(config.odfte.pretrained_dir).resolve(), folder.resolve())
+            config = replace(config, odfte=replace(config.odfte, pretrained_dir=rel))
+        (folder / "config.json").write_text(config.to_json())
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not (self.from_wan_folder(k) or self.shared_constant(k))}
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() and not self.coding_constant(k) else v for k, v in state.items()}
@@ -151,15 +166,28 @@ class DiffSIT(nn.Module):
             return dict(f.metadata() or {})
 
     @classmethod
-    def load(cls, folder: str | Path) -> DiffSIT:
+    def load(cls, folder: str | Path, *, pretrained_dir: str | Path | None = None, need_text_embedding: bool = True) -> DiffSIT:
+        """``pretrained_dir``: the Wan folder of a pretrained-based model, over the one its
+        config names (``diffsit.presets.resolve_pretrained``)."""
         from safetensors.torch import load_file
+
+        from .presets import resolve_pretrained
 
         folder = Path(folder)
         cfg, weights = folder / "config.json", folder / "model.safetensors"
         for f in (cfg, weights):
             if not f.is_file():
                 raise FileNotFoundError(f"Diff-SIT model folder {folder} lacks {f.name}")
-        model = cls(DiffSITConfig.from_json(cfg.read_text()))
+        config = DiffSITConfig.from_json(cfg.read_text())
+        if config.odfte.pretrained_dir or pretrained_dir:
+            config.odfte.pretrained_dir = resolve_pretrained(pretrained_dir, stored=config.odfte.pretrained_dir, model_folder=folder)
+            if need_text_embedding and config.odfte.text_embedding != "umt5-empty-prompt":
+                raise MissingTextEmbedding(
+                    f"model {folder} runs on Wan2.1 but holds no umT5 empty-prompt embedding (its text condition would be "
+                    f"zeros, which Wan never saw). Compute it once with `python -m diffsit embed-prompt {folder}` "
+                    "(reads the Wan folder's text_encoder/ and tokenizer/)."
+                )
+        model = cls(config)
         state = load_file(str(weights))
         state = {k: v for k, v in state.items() if not model.shared_constant(k)}  # files saved with a copy
         for key, t in state.items():
@@ -189,19 +217,39 @@ class DiffSIT(nn.Module):
         stored = load_file(str(folder / "model.safetensors"))
         if force or not any(model.coding_constant(k) for k in stored):
             model.update()
-        meta = cls.read_metadata(folder)
+        return model.rewrite(folder)
+
+    @classmethod
+    def embed_prompt(cls, folder: str | Path, *, pretrained_dir: str | Path | None = None) -> bytes:
+        """Compute and store a Wan-based model's umT5 empty-prompt embedding (once)."""
+        from .odfte import encode_empty_prompt
+
+        folder = Path(folder)
+        model = cls.load(folder, pretrained_dir=pretrained_dir, need_text_embedding=False)
+        if not model.config.odfte.pretrained_dir:
+            raise ValueError(f"model {folder} does not run on Wan2.1 (no pretrained_dir): it has no text encoder to embed with")
+        model.odfte.set_text_embedding(encode_empty_prompt(model.config.odfte.pretrained_dir, model.config.odfte.text_tokens))
+        return model.rewrite(folder)
+
+    def rewrite(self, folder: str | Path) -> bytes:
+        """Save over ``folder`` (atomically per file) with its storage dtype and metadata;
+        returns the weights hash of the result."""
+        folder = Path(folder)
+        meta = self.read_metadata(folder)
         dtype = {"torch.float16": torch.float16, "torch.bfloat16": torch.bfloat16}.get(meta.get("storage_dtype", ""))
         keep = {k: v for k, v in meta.items() if k not in ("model_id", "trained", "storage_dtype")}
-        tmp = folder.with_name(f".{folder.name}.freezing")
-        model.save(tmp, metadata=keep, dtype=dtype)
+        tmp = folder.with_name(f".{folder.name}.rewriting")
+        self.save(tmp, metadata=keep, dtype=dtype)
         for name in ("config.json", "model.safetensors"):
             (tmp / name).replace(folder / name)
         tmp.rmdir()
-        return cls.load(folder).weights_sha256()
+        self._sha256 = None
+        return type(self).load(folder, pretrained_dir=self.config.odfte.pretrained_dir).weights_sha256()
 
 
 def random_model(seed: int = 0, config: DiffSITConfig | None = None) -> DiffSIT:
-    """An UNTRAINED model with weights drawn from ``seed`` (identical in every process)."""
+    """An UNTRAINED model with weights drawn from ``seed`` (identical in every process on one
+    machine: PyTorch's samplers are not the same on every CPU, and the weights hash tells)."""
     config = config or DiffSITConfig()
     config.name = f"{config.name}-random-seed{seed}"
     config.trained = False

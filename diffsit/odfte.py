@@ -9,7 +9,9 @@
       -> Wan VAE decoder (frozen) -> x^ in [0, 1]
 
 The text condition is a cached embedding of the empty prompt (a buffer saved with the
-weights), so no text encoder is needed at decode time. t* defaults to 399, as the same lab's
+weights), so no text encoder is needed at decode time. For Wan2.1 it is computed once from
+the Wan folder's umT5 (:func:`encode_empty_prompt`, as WanPipeline encodes a prompt); the
+tiny config has no text encoder, and its condition is zeros. t* defaults to 399, as the same lab's
 one-step restorer DOVE uses; the paper does not give it.
 
 Configs: ``tiny`` builds the same classes at CPU size (random until trained); ``wan2.1-1.3b``
@@ -49,6 +51,11 @@ class ODFTEConfig:
     # reconstructs far below the STEM output's quality (~19 dB against Wan's ~33 dB), and with
     # the paper's direct form D(z_0) its frozen decoder would bound x^ below x~.
     residual: bool = False
+    # what text_embedding holds: "zeros" (no text encoder: the tiny config) or
+    # "umt5-empty-prompt" (Wan's, set by encode_empty_prompt); a pretrained model needs the latter
+    text_embedding: str = "zeros"
+    # the base DiT weights were trained (dit=full), so a pretrained-based model saves them too
+    full_dit: bool = False
 
 
 def tiny_config() -> ODFTEConfig:
@@ -83,6 +90,32 @@ def tiny_config() -> ODFTEConfig:
 
 def wan_13b_config(folder: str | Path) -> ODFTEConfig:
     return ODFTEConfig(pretrained_dir=str(folder), text_tokens=512, fte_channels=32, lora_rank=64, vae_tiling=True)
+
+
+TEXT_ENCODER_MISSING = (
+    "the empty-prompt embedding is computed from the Wan folder's text encoder: {folder} needs text_encoder/ (umT5-XXL) "
+    "and tokenizer/, as in Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+)
+
+
+@torch.no_grad()
+def encode_empty_prompt(folder: str | Path, tokens: int = 512, device: str = "cpu") -> torch.Tensor:
+    """umT5's embedding of the empty prompt, (1, tokens, 4096), as WanPipeline computes a
+    prompt's: tokenized to ``tokens`` with padding, encoded with its attention mask, then
+    every position past the prompt's own tokens (here only </s>) set to zero."""
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    root = Path(folder)
+    if not (root / "text_encoder").is_dir() or not (root / "tokenizer").is_dir():
+        raise FileNotFoundError(TEXT_ENCODER_MISSING.format(folder=root))
+    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True).to(device).eval()
+    batch = tokenizer([""], padding="max_length", max_length=tokens, truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+    hidden = encoder(ids, mask).last_hidden_state.float()
+    length = int(mask.sum())
+    hidden[:, length:] = 0
+    return hidden.cpu()
 
 
 def one_step(z_t: torch.Tensor, velocity: torch.Tensor, t_star: int) -> torch.Tensor:
@@ -140,6 +173,9 @@ class ODFTE(nn.Module):
         std = torch.tensor(self.vae.config.latents_std, dtype=torch.float32)
         self.register_buffer("latents_mean", mean.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latents_inv_std", (1.0 / std).view(1, -1, 1, 1, 1), persistent=False)
+        # training: recompute the VAE's and the DiT blocks' activations in the backward pass
+        # instead of keeping them (set_gradient_checkpointing)
+        self.gradient_checkpointing = False
         # The VAE decoder stays frozen, as the paper's Wan decoder does.
         for p in [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]:
             p.requires_grad_(False)
@@ -155,9 +191,33 @@ class ODFTE(nn.Module):
             LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_rank, target_modules=list(LORA_TARGETS), init_lora_weights=True)
         )
 
-    def set_text_embedding(self, embedding: torch.Tensor) -> None:
+    def set_text_embedding(self, embedding: torch.Tensor, kind: str = "umt5-empty-prompt") -> None:
         """Cache the (umT5) embedding of the empty prompt, computed once outside the codec."""
         self.text_embedding.copy_(embedding.reshape(self.text_embedding.shape))
+        self.config.text_embedding = kind
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """The DiT through diffusers' per-block checkpointing; the VAE as whole encode and
+        decode calls, which are pure functions of their input (each starts by clearing the
+        causal convolutions' cache), so recomputing them in the backward pass is exact."""
+        self.gradient_checkpointing = enabled
+        if enabled:
+            self.transformer.enable_gradient_checkpointing()
+        else:
+            self.transformer.disable_gradient_checkpointing()
+
+    def _vae(self, fn, x: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
+
+    def _encode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(z).latent_dist.mode()
+
+    def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latent, return_dict=False)[0]
 
     def sample(self, z_t: torch.Tensor, text: torch.Tensor, steps: int = 1) -> torch.Tensor:
         """Euler flow-matching from sigma = t*/1000 to 0 in ``steps`` equal steps (1 = Diff-SIT).
@@ -177,14 +237,14 @@ class ODFTE(nn.Module):
         z = x_tilde * 2 - 1
         if use_fte:
             z = z + self.fte(type_map, z)
-        latent = self.vae.encode(z).latent_dist.mode()
+        latent = self._vae(self._encode, z)
         z_t = (latent - self.latents_mean) * self.latents_inv_std
         text = self.text_embedding.to(z_t.dtype).expand(z_t.shape[0], -1, -1)
         z_0 = self.sample(z_t, text, steps)
         if self.config.residual:  # one decoder pass for both latents
-            both = self.vae.decode(torch.cat([z_0, z_t]) / self.latents_inv_std + self.latents_mean, return_dict=False)[0]
+            both = self._vae(self._decode, torch.cat([z_0, z_t]) / self.latents_inv_std + self.latents_mean)
             refined, unrefined = both.chunk(2)
             out = x_tilde * 2 - 1 + refined - unrefined
         else:
-            out = self.vae.decode(z_0 / self.latents_inv_std + self.latents_mean, return_dict=False)[0]
+            out = self._vae(self._decode, z_0 / self.latents_inv_std + self.latents_mean)
         return ((out.clamp(-1, 1) + 1) / 2).to(x_tilde.dtype)

@@ -46,3 +46,28 @@ def weird_dir(tmp_path) -> Path:
     d = tmp_path / "we ird 'q' \"dq\"; echo pwned"
     d.mkdir()
     return d
+
+
+def make_fake_wan(folder, seed: int = 4):
+    """A Wan2.1-T2V-1.3B-Diffusers-shaped folder (vae/, transformer/, text_encoder/,
+    tokenizer/) holding the tiny config's shapes and random weights, written with
+    save_pretrained as the real one is: the full-scale path without the download. Returns
+    the ODFTE whose VAE and DiT were saved."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    from diffsit.odfte import ODFTE, tiny_config
+
+    torch.manual_seed(seed)
+    base = ODFTE(tiny_config())
+    base.vae.save_pretrained(folder / "vae")
+    base.transformer.save_pretrained(folder / "transformer")
+    # umT5 with a word-level tokenizer that, like umT5's, ends every text with </s>
+    tok = Tokenizer(models.WordLevel({"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(folder / "tokenizer")
+    text_dim = base.transformer.config.text_dim
+    UMT5EncoderModel(UMT5Config(vocab_size=8, d_model=text_dim, d_kv=8, d_ff=64, num_layers=1, num_heads=4)).save_pretrained(folder / "text_encoder")
+    return base

@@ -177,3 +177,12 @@ def test_ablation_report_compares_with_x_tilde_at_equal_bits():
     assert float(cells[3].rstrip(" %")) > 0 and float(cells[4]) == pytest.approx(-0.1, abs=1e-6)  # ODFTE as is loses
     ewarp = next(line for line in table.splitlines() if line.startswith("| ewarp"))
     assert "n/a" in ewarp and "monotonic" in ewarp and "--convex-hull" not in ewarp  # Ewarp is best at λ 1 here: a reason, not a number
+
+
+def test_seam_table_compares_boundary_and_inside_pairs():
+    from diffsit.seams import boundary_pairs, seam_table
+
+    assert boundary_pairs(33, 9).tolist() == [9, 18, 27]
+    df = seam_table("synthetic", sequences=["testsrc2"], frames=12, model="random", overlaps=(0, 3), allow_untrained=True)
+    assert set(df.variant) == {"x_tilde", "odfte_overlap0", "odfte_overlap3"}
+    assert (df.boundary_pairs == "9").all() and (df.ewarp_inside > 0).all() and df.ratio.notna().all()

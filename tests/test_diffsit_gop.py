@@ -79,3 +79,33 @@ def test_chunking_windows_of_9_plus_12m():
     assert chunks(5, 9) == [Chunk(0, 5, 9)]
     with pytest.raises(ValueError, match="9 \\+ 12m"):
         chunks(10, 32)
+
+
+def test_overlapping_windows_cover_the_clip_and_their_weights_sum_to_one():
+    from diffsit.gop import blend_weights, overlapping_chunks
+
+    assert overlapping_chunks(20, 9, 0) == chunks(20, 9)
+    ws = overlapping_chunks(20, 9, 3)
+    assert [(c.start, c.stop) for c in ws] == [(0, 9), (6, 15), (12, 20)] and ws[-1].padding == 1
+    total = np.zeros(20)
+    for k, c in enumerate(ws):
+        total[c.start : c.stop] += blend_weights(c, 3, k == 0, k == len(ws) - 1)
+    np.testing.assert_allclose(total, 1.0)
+    assert overlapping_chunks(9, 9, 3) == [Chunk(0, 9, 9)]
+    with pytest.raises(ValueError, match="overlap must be in 0..8"):
+        overlapping_chunks(20, 9, 9)
+
+
+def test_refine_with_overlap_crossfades_the_windows():
+    import torch
+
+    from diffsit.codec import load_model, refine
+
+    model = load_model("random", allow_untrained=True)
+    with torch.no_grad():  # an ODFTE that changes the picture (the tiny DiT's output starts at zero)
+        model.odfte.transformer.proj_out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+    x = torch.rand(15, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    hard, soft = refine(model, x, overlap=0), refine(model, x, overlap=3)
+    assert torch.equal(hard[:6], soft[:6])  # before the first overlap: the first window alone
+    assert not torch.equal(hard[6:9], soft[6:9])  # the overlap: a mix of both windows
+    assert soft.min() >= 0 and soft.max() <= 1

@@ -7,7 +7,7 @@ pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
 from diffsit.model import DiffSIT, DiffSITConfig, random_model
-from diffsit.odfte import ODFTE, ODFTEConfig, tiny_config
+from diffsit.odfte import ODFTEConfig
 
 
 def test_random_models_are_reproducible_and_labelled():
@@ -32,13 +32,15 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_wan_based_model_saves_only_our_weights(tmp_path):
-    torch.manual_seed(4)
-    base = ODFTE(tiny_config())
-    base.vae.save_pretrained(tmp_path / "wan" / "vae")
-    base.transformer.save_pretrained(tmp_path / "wan" / "transformer")
+    from conftest import make_fake_wan
+
+    from diffsit.odfte import encode_empty_prompt
+
+    make_fake_wan(tmp_path / "wan")
     cfg = DiffSITConfig(name="wanlike", odfte=ODFTEConfig(pretrained_dir=str(tmp_path / "wan"), text_tokens=8, fte_channels=8))
     torch.manual_seed(5)
     m = DiffSIT(cfg)
+    m.odfte.set_text_embedding(encode_empty_prompt(tmp_path / "wan", 8))
     m.update()
     m.save(tmp_path / "ours")
     from safetensors.torch import load_file

@@ -371,12 +371,9 @@ def test_stage_2_on_a_wan_folder_model_trains_lora_and_saves_only_ours(tmp_path)
     """The full-scale path: a model whose ODFTE comes from a Wan2.1 Diffusers folder (here the
     tiny shapes, saved with save_pretrained as Wan's are) trains LoRA, not the base DiT, and
     its result holds only our weights."""
-    from diffsit.odfte import ODFTE, tiny_config
+    from conftest import make_fake_wan
 
-    torch.manual_seed(4)
-    base = ODFTE(tiny_config())
-    base.vae.save_pretrained(tmp_path / "wan" / "vae")
-    base.transformer.save_pretrained(tmp_path / "wan" / "transformer")
+    base = make_fake_wan(tmp_path / "wan")
     odfte = {"pretrained_dir": str(tmp_path / "wan"), "text_tokens": 8, "fte_channels": 8}
     cfg = _small_config(
         stage=2,

@@ -58,7 +58,12 @@ class TrainConfig:
     seed: int = 0
     init: str | None = None  # a model folder or run folder to start from; None: a fresh model
     init_odfte: str | None = None  # take ODFTE weights (and config) from here instead
-    model: dict = field(default_factory=dict)  # DiffSITConfig overrides for a fresh model
+    # a fresh model: DiffSITConfig overrides, or {"preset": NAME, "pretrained_dir": DIR, ...}
+    # (diffsit.presets: tiny, wan2.1-1.3b, wan2.1-1.3b-shaped); pretrained_dir also finds the
+    # Wan folder of an init or checkpoint whose own path does not resolve here
+    model: dict = field(default_factory=dict)
+    # recompute the DiT blocks' and the VAE's activations in the backward pass (memory for time)
+    gradient_checkpointing: bool = False
     log_every: int = 10
     checkpoint_every: int = 200
     mixed_precision: str = "auto"  # auto (bf16 on CUDA, none on CPU) | no | bf16 | fp16

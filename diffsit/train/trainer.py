@@ -132,7 +132,7 @@ class TrainStep(nn.Module):
         aux = sum(c.entropy_bottleneck.loss() for c in _entropy_coders(m))
         if cfg.stage == 0:
             z = clip.permute(0, 2, 1, 3, 4) * 2 - 1
-            rec = m.odfte.vae.decode(m.odfte.vae.encode(z).latent_dist.mode(), return_dict=False)[0]
+            rec = m.odfte._vae(m.odfte._decode, m.odfte._vae(m.odfte._encode, z))
             rec = (rec + 1) / 2
             loss = F.mse_loss(rec, clip.permute(0, 2, 1, 3, 4))
             logs.update(loss=loss.item(), psnr_hat=_psnr(rec, clip.permute(0, 2, 1, 3, 4)))
@@ -227,17 +227,26 @@ def _lr_lambda(config: TrainConfig):
 
 def build_model(config: TrainConfig):
     from ..model import DiffSIT, DiffSITConfig
-    from ..odfte import ODFTEConfig
+    from ..odfte import ODFTEConfig, encode_empty_prompt
+    from ..presets import preset_config
 
     if config.init:
-        model = DiffSIT.load(_model_folder(config.init))
+        model = DiffSIT.load(_model_folder(config.init), pretrained_dir=config.model.get("pretrained_dir"))
     else:
         overrides = dict(config.model)
-        if "odfte" in overrides:
-            overrides["odfte"] = ODFTEConfig(**overrides["odfte"])
+        preset, pretrained = overrides.pop("preset", None), overrides.pop("pretrained_dir", None)
+        if preset is None and pretrained is None:
+            if "odfte" in overrides:
+                overrides["odfte"] = ODFTEConfig(**overrides["odfte"])
+            model_config = DiffSITConfig(**overrides)
+        else:
+            model_config = preset_config(preset or "wan2.1-1.3b", pretrained, **overrides)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            model = DiffSIT(DiffSITConfig(**overrides))
+            model = DiffSIT(model_config)
+        if model_config.odfte.pretrained_dir:
+            # once, from the user's Wan folder; stored with the model from here on
+            model.odfte.set_text_embedding(encode_empty_prompt(model_config.odfte.pretrained_dir, model_config.odfte.text_tokens))
     if config.init_odfte:
         donor = DiffSIT.load(_model_folder(config.init_odfte))
         model.config.odfte = donor.config.odfte
@@ -279,6 +288,8 @@ def measure_latent_stats(model, sampler: ClipSampler, batches: int = 8, batch_si
 def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, metadata: dict) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    # no update() here: it resizes buffers that DDP broadcasts from every process. A
+    # checkpoint codes with the constants of its run's start; the result's are its own
     model.save(tmp, metadata={**metadata, "step": str(step)})
     state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -319,11 +330,14 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         saved = TrainConfig.from_dict(json.loads(DiffSIT.read_metadata(ckpt)["training_config"]))
         if saved != config:
             raise ValueError(f"{ckpt} was written by a different training config; use another --out, or --no-resume to start over")
-        model = DiffSIT.load(ckpt)
+        model = DiffSIT.load(ckpt, pretrained_dir=config.model.get("pretrained_dir"))
         state = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=False)
         start = state["step"]
     else:
         model, state = build_model(config), None
+    if config.stage == 2 and config.dit == "full":
+        model.config.odfte.full_dit = True  # the base DiT is trained: save it too
+    model.odfte.set_gradient_checkpointing(config.gradient_checkpointing)
     model.train()
     for coder in _entropy_coders(model):
         coder.noisy_decoder_input = config.quantize == "noise"
