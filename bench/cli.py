@@ -75,7 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(run)
     run.add_argument("--rates", type=_csv, help="rate points in the codec's own knob (QP for anchors), comma-separated")
     run.add_argument("--metrics", type=_csv, help=f"metrics or columns (default: {','.join(default_metrics())})")
-    run.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes)")
+    run.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes) of the local executor")
+    ex = run.add_argument_group("where jobs run (bench.executors; docs/clusters.md)")
+    ex.add_argument(
+        "--executor", choices=["local", "ray", "submitit"], default="local", help="local processes (default), a Ray cluster, or Slurm through submitit"
+    )
+    ex.add_argument("--gpus", help="local: pin jobs to these GPUs, one job per GPU at a time (0,1,2 or auto); CPU jobs run beside them")
+    ex.add_argument("--ray-address", help="Ray: a running cluster (auto, ray://HEAD:10001); default: start a local Ray")
+    ex.add_argument("--ray-num-cpus", type=int, help="Ray, local: logical CPUs")
+    ex.add_argument("--ray-num-gpus", type=int, help="Ray, local: logical GPUs")
+    ex.add_argument("--ray-max-retries", type=int, default=2, help="Ray: reruns of a job whose worker died (default 2)")
+    ex.add_argument("--submitit-cluster", choices=["slurm", "local", "debug"], help="submitit: where (default: slurm if sbatch is here, else local)")
+    ex.add_argument("--submitit-folder", help="submitit: scripts and logs, visible to the nodes (default: OUT/.submitit)")
+    ex.add_argument("--slurm-partition")
+    ex.add_argument("--slurm-time", type=float, default=60, help="Slurm: time limit per job, minutes (default 60)")
+    ex.add_argument("--slurm-gpus-per-task", type=int, help="Slurm: GPUs of a GPU job (default 1)")
+    ex.add_argument("--slurm-cpus-per-task", type=int, help="Slurm: CPUs per job (default: what the codec declares)")
+    ex.add_argument("--slurm-flag", action="append", default=[], metavar="KEY=VALUE", help="an extra sbatch flag, e.g. --slurm-flag account=lab (repeatable)")
     run.add_argument("--out", type=Path, help="results folder (default: results/<dataset>/<codec>/)")
     run.add_argument("--force", action="store_true", help="redo jobs already recorded as done")
     run.add_argument("--intra-period", type=int, help="frames between intra frames for codecs that take it (-1: one intra frame, the default)")
@@ -189,11 +205,34 @@ def sweep_config(args) -> SweepConfig:
         intra_period=args.intra_period,
         device=args.device,
         jobs=args.jobs,
+        executor=args.executor,
+        gpus=args.gpus,
+        ray_address=args.ray_address,
+        ray_num_cpus=args.ray_num_cpus,
+        ray_num_gpus=args.ray_num_gpus,
+        ray_max_retries=args.ray_max_retries,
+        submitit_cluster=args.submitit_cluster,
+        submitit_folder=args.submitit_folder,
+        slurm_partition=args.slurm_partition,
+        slurm_time_min=args.slurm_time,
+        slurm_gpus_per_task=args.slurm_gpus_per_task,
+        slurm_cpus_per_task=args.slurm_cpus_per_task,
+        slurm_flags=_flags(args.slurm_flag),
         force=args.force,
         weights=args.weights,
         codec_options=harness,
         progress=not args.quiet,
     )
+
+
+def _flags(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--slurm-flag {item!r}: expected KEY=VALUE (e.g. account=lab)")
+        out[key.lstrip("-")] = value
+    return out
 
 
 def cmd_run(args) -> int:

@@ -212,6 +212,24 @@ class EncodeResult:
         return out
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What one job of a codec needs: a GPU (one, whole), CPU threads, and optionally memory.
+
+    Executors schedule by it: the local one runs at most one GPU job per device
+    (``--gpus``), Ray asks for ``num_gpus``/``num_cpus``, Slurm for ``--gpus-per-task`` and
+    ``--cpus-per-task``."""
+
+    gpu: bool = False
+    cpus: int = 1
+    memory_gb: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """The resource class jobs are grouped by (one Slurm array each)."""
+        return f"{'gpu' if self.gpu else 'cpu'}-c{self.cpus}" + (f"-m{self.memory_gb:g}" if self.memory_gb else "")
+
+
 class Codec(ABC):
     """Base class of every codec plugin."""
 
@@ -278,6 +296,11 @@ class Codec(ABC):
     def describe(self) -> dict[str, Any]:
         """Configuration and versions for the manifest."""
         return {"codec": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+    def resources(self) -> Resources:
+        """What one job needs. The default: a GPU when the codec runs on CUDA (its ``device``
+        option), else one CPU thread; a codec with other needs overrides it."""
+        return Resources(gpu=str(getattr(self, "device", "cpu")).startswith("cuda"))
 
     def identity(self) -> dict[str, Any]:
         """The resolved settings that change what this codec produces (binary version,

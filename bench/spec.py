@@ -22,12 +22,20 @@ def convert(value: str) -> Any:
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``mycodec:preset=slow:threads=1`` -> ("mycodec", {"preset": "slow", "threads": 1})."""
+    """``mycodec:preset=slow:threads=1`` -> ("mycodec", {"preset": "slow", "threads": 1}).
+
+    A part without ``=`` continues the value before it, so values may hold colons:
+    ``diffsit:model=preset:tiny:3:allow_untrained=true`` gives model ``preset:tiny:3``."""
     name, *items = spec.strip().split(":")
-    opts = {}
+    raw: dict[str, str] = {}
+    last = None
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"option {item!r} in {spec!r} is not KEY=VALUE")
-        opts[key.replace("-", "_")] = convert(value)
-    return name, opts
+            if last is None:
+                raise ValueError(f"option {item!r} in {spec!r} is not KEY=VALUE")
+            raw[last] += ":" + item
+            continue
+        last = key.replace("-", "_")
+        raw[last] = value
+    return name, {k: convert(v) for k, v in raw.items()}

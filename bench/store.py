@@ -82,10 +82,12 @@ def safe_name(text: str) -> str:
 
 
 class ResultsStore:
+    BITSTREAMS = "bitstreams"
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.jobs_dir = self.root / "jobs"
-        self.bitstreams = self.root / "bitstreams"
+        self.bitstreams = self.root / self.BITSTREAMS
 
     def ensure(self) -> None:
         for d in (self.root, self.jobs_dir, self.bitstreams):
@@ -138,6 +140,14 @@ class ResultsStore:
                 continue
         return out
 
+    def write_files(self, files: dict[str, bytes]) -> None:
+        """A job's bitstream and logs, as the worker returned them, each written atomically."""
+        self.ensure()
+        for name, data in files.items():
+            if Path(name).name != name:
+                raise ValueError(f"a job's file name must be a plain name under bitstreams/, got {name!r}")
+            atomic_write_bytes(self.bitstreams / name, data)
+
     def commit(self, record: dict, frames: pd.DataFrame | None) -> None:
         """Make one finished (done or failed) job durable (the tables are TableWriter's)."""
         self.ensure()
@@ -189,7 +199,13 @@ class ResultsStore:
             "finished",
         )
         manifest["jobs"] = {r["job_id"]: {k: r.get(k) for k in keys} for r in sorted(records, key=lambda r: r["job_id"])}
-        manifest["counts"] = {"done": sum(r.get("status") == "done" for r in records), "failed": sum(r.get("status") == "failed" for r in records)}
+        statuses = [r.get("status") for r in records]
+        # failed, and what a cluster stopped (timed_out, preempted): redone by a rerun
+        manifest["counts"] = {
+            "done": statuses.count("done"),
+            "failed": statuses.count("failed"),
+            **{s: statuses.count(s) for s in set(statuses) - {"done", "failed", None}},
+        }
         atomic_write_text(manifest_path, dumps(manifest))
 
 

@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -45,7 +44,20 @@ import pandas as pd
 
 from . import datasets as ds
 from . import ffmpeg, weights
-from .codec import BitDepthError, Codec, CodecError, EncodeResult, accepted_options, codec_class, contributed_options, create_codec, parse_codec_spec
+from .codec import (
+    BitDepthError,
+    Codec,
+    CodecError,
+    EncodeResult,
+    Resources,
+    UnknownCodec,
+    accepted_options,
+    codec_class,
+    contributed_options,
+    create_codec,
+    parse_codec_spec,
+    register_codec,
+)
 from .datasets import Sequence
 from .metrics import create_metric, default_metrics, measure, resolve_metrics
 from .store import WORK_PREFIX, ResultsStore, TableWriter, dumps, file_digest, safe_name
@@ -90,8 +102,26 @@ class SweepConfig:
     intra_period: int | None = None
     #: device for metrics and for codecs that take one
     device: str = "cpu"
-    #: parallel jobs (processes) of the default executor
+    #: parallel jobs (processes) of the local executor
     jobs: int = 1
+    #: where jobs run: local, ray or submitit (bench.executors)
+    executor: str = "local"
+    #: GPUs to pin jobs to, one job per GPU at a time: "0,1", "auto", or None (no pinning)
+    gpus: str | None = None
+    #: Ray: a cluster address (None: start a local Ray) and a local Ray's logical resources
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    ray_num_gpus: int | None = None
+    ray_max_retries: int = 2
+    #: submitit: cluster (slurm, local, debug; None: submitit's choice), its folder, and Slurm's
+    #: partition, time limit (minutes), GPUs and CPUs per task, extra sbatch flags (key: value)
+    submitit_cluster: str | None = None
+    submitit_folder: str | None = None
+    slurm_partition: str | None = None
+    slurm_time_min: float = 60
+    slurm_gpus_per_task: int | None = None
+    slurm_cpus_per_task: int | None = None
+    slurm_flags: dict[str, str] = field(default_factory=dict)
     force: bool = False
     #: folder of pretrained weights files (sets $BENCH_WEIGHTS)
     weights: str | None = None
@@ -135,7 +165,19 @@ class SweepConfig:
             d[key] = listify(key)
         if str(d.get("frames", "")).lower() == "all":
             d["frames"] = 0
-        for key, kind in (("frames", int), ("intra_period", int), ("bit_depth", int), ("jobs", int), ("fps", float)):
+        for key, kind in (
+            ("frames", int),
+            ("intra_period", int),
+            ("bit_depth", int),
+            ("jobs", int),
+            ("fps", float),
+            ("ray_num_cpus", int),
+            ("ray_num_gpus", int),
+            ("ray_max_retries", int),
+            ("slurm_time_min", float),
+            ("slurm_gpus_per_task", int),
+            ("slurm_cpus_per_task", int),
+        ):
             if d.get(key) is not None:
                 try:
                     d[key] = kind(d[key])
@@ -147,6 +189,10 @@ class SweepConfig:
                 d["size"] = (int(w), int(h))
             except (TypeError, ValueError):
                 raise SweepConfigError(f"sweep configuration 'size' must be WxH or [W, H], got {d['size']!r}") from None
+        if d.get("executor", "local") not in ("local", "ray", "submitit"):
+            raise SweepConfigError(f"sweep configuration 'executor' must be local, ray or submitit, got {d['executor']!r}")
+        if not isinstance(d.get("slurm_flags", {}), dict):
+            raise SweepConfigError("sweep configuration 'slurm_flags' must be a mapping of sbatch flags to values")
         if not isinstance(d.get("codec_options", {}), dict):
             raise SweepConfigError("sweep configuration 'codec_options' must be a mapping of option names to values")
         for key in ("out", "data_root", "weights", "dataset"):
@@ -208,6 +254,11 @@ class Job:
     coded_bit_depth: int = 8
     #: JSON of the resolved codec and metric identities (see the module's docstring)
     identity: str = "{}"
+    #: what the job needs (executors schedule by it; not part of its identity)
+    resources: Resources = Resources()
+    #: "module:Class" of the codec, so a worker on any node builds it without the driver's
+    #: runtime registrations
+    codec_target: str = ""
 
     @property
     def job_id(self) -> str:
@@ -235,6 +286,9 @@ class Job:
 class JobResult:
     record: dict[str, Any]
     frames: pd.DataFrame | None = None
+    #: what travels back to the driver, which alone writes the store: the bitstream and the
+    #: encoder's logs, by their name under bitstreams/ (never the decoded video)
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 class Executor(Protocol):
@@ -242,6 +296,10 @@ class Executor(Protocol):
         """Yield (job, result or exception) as jobs finish, in any order."""
 
     def close(self) -> None: ...
+
+
+#: set in a worker the executor pinned to one GPU (CUDA_VISIBLE_DEVICES holds only it)
+PINNED_ENV = "BENCH_PINNED_GPU"
 
 
 def _worker_init(threads: int) -> None:
@@ -313,35 +371,62 @@ def _base_record(job: Job) -> dict[str, Any]:
 
 
 def run_job(job: Job) -> JobResult:
-    """Encode, decode from the file, measure. Never raises: failures become records."""
-    store = ResultsStore(job.out)
+    """Encode, decode from the file, measure. Never raises: failures become records.
+
+    Runs wherever the executor puts it: it works in a local temporary folder ($BENCH_WORKDIR
+    or the system's), reads the source from the data root, and returns the bitstream and logs
+    in the result for the driver to store."""
+    node = socket.gethostname()
     record: dict[str, Any] = {
         **_base_record(job),
         "source": {"path": str(job.sequence.path), "start": job.start, "frames": job.frames, "bit_depth": job.sequence.bit_depth},
+        "node": node,
         "started": _now(),
     }
     timings: dict[str, float] = {}
     notes: list[str] = []
+    files: dict[str, bytes] = {}
     try:
-        codec: Codec = create_codec(job.codec, **dict(job.codec_options))
-        metrics = [create_metric(m, device=job.device) for m in job.metrics]
+        if not Path(job.sequence.path).is_file():
+            raise FileNotFoundError(
+                f"node {node} cannot read the source {job.sequence.path}: the data root must be visible to every worker "
+                "(a shared filesystem, mounted at the same path), as must the bench cache for the sample and synthetic sets"
+            )
+        device = job.device
+        options = dict(job.codec_options)
+        if os.environ.get(PINNED_ENV):  # the executor pinned this worker to one GPU: it is cuda:0 here
+            device = "cuda" if device.startswith("cuda") else device
+            if str(options.get("device", "")).startswith("cuda"):
+                options["device"] = "cuda"
+        if job.codec_target:
+            try:
+                codec_class(job.codec)
+            except UnknownCodec:
+                register_codec(job.codec, job.codec_target)
+        try:
+            codec: Codec = create_codec(job.codec, **options)
+            codec.check()
+        except Exception as e:
+            raise CodecError(f"on node {node}: {e}") from e
+        metrics = [create_metric(m, device=device) for m in job.metrics]
         ref = job.sequence.open(frames=job.frames, start=job.start)
         coded = job.coded_bit_depth
         if coded != ref.bit_depth:
             notes.append(f"{job.codec} codes {coded}-bit: the {ref.bit_depth}-bit source was converted for it and its output back")
-        store.ensure()
-        with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{job.job_id}.", dir=store.root) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{job.job_id}.", dir=os.environ.get("BENCH_WORKDIR")) as tmp:
             work = Path(tmp)
             t0 = time.perf_counter()
             enc = codec.encode(ref.to_bit_depth(coded), job.rate, work)
             timings["encode_s"] = time.perf_counter() - t0
             if not isinstance(enc, EncodeResult):
                 raise CodecError(f"{job.codec}: encode() returned {type(enc).__name__}, not a bench.codec.EncodeResult (see docs/architecture.md)")
-            final = store.bitstreams / f"{job.job_id}{codec.extension}"
+            name = f"{job.job_id}{codec.extension}"
+            final = work / "out" / name
+            final.parent.mkdir()
             os.replace(enc.bitstream, final)
             enc.bitstream = final
             for i, log in enumerate(p for p in enc.logs if Path(p).is_file()):
-                shutil.copyfile(log, store.bitstreams / (f"{job.job_id}.enc.log" if i == 0 else f"{job.job_id}.{Path(log).name}"))
+                files[f"{job.job_id}.enc.log" if i == 0 else f"{job.job_id}.{Path(log).name}"] = Path(log).read_bytes()
 
             t0 = time.perf_counter()
             dist = codec.decode(final, work, bit_depth=coded)
@@ -363,7 +448,9 @@ def run_job(job: Job) -> JobResult:
                 notes.append(f"no per-frame bits: {e}")
                 per_frame = {"bits": [np.nan] * ref.frames, "frame_type": [""] * ref.frames, "qp": [np.nan] * ref.frames}
 
-        size = final.stat().st_size
+            files[name] = final.read_bytes()
+            md5 = file_digest(final, "md5")
+        size = len(files[name])
         pixels = ref.width * ref.height
         bits = 8 * size
         frame_bits = np.asarray(per_frame["bits"], dtype=np.float64)
@@ -396,8 +483,8 @@ def run_job(job: Job) -> JobResult:
             "bits": bits,
             # bpp from the file the decoder read, at the original (unpadded) size
             "bpp": bits / (ref.frames * pixels),
-            "bitstream": str(final.relative_to(store.root)),
-            "bitstream_md5": file_digest(final, "md5"),
+            "bitstream": f"{ResultsStore.BITSTREAMS}/{name}",
+            "bitstream_md5": md5,
             # frame-pair metrics (ewarp) have no value on the first frame
             **{c: float(np.nanmean(v)) for c, v in values.items()},
             **{k: round(v, 3) for k, v in timings.items()},
@@ -411,14 +498,23 @@ def run_job(job: Job) -> JobResult:
             encoder={"command": [str(a) for a in enc.command], "tools": enc.tools},
             metrics={m.name: m.describe() for m in metrics},
         )
-        result = JobResult(record, frames)
+        result = JobResult(record, frames, files)
     except Exception as e:  # recorded, the sweep goes on
+        if _interrupted(e):  # the scheduler stopped the job (time limit, preemption): not its failure
+            raise
         record.update(status="failed", error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
         result = JobResult(record, None)
     record["notes"] = notes
     record["timings"] = {k: round(v, 3) for k, v in timings.items()}
     record["finished"] = _now()
     return result
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether ``e`` is a cluster stopping the job (submitit raises it inside the job's
+    process when Slurm signals a time limit or preemption), which the executor reports."""
+    utils = sys.modules.get("submitit.core.utils")
+    return utils is not None and isinstance(e, utils.UncompletedJobError)
 
 
 def _now() -> str:
@@ -563,6 +659,10 @@ def plan(
     every = []
     for name, options in codecs:
         identity = _identity(built[name], metric_ids)
+        needs = built[name].resources()
+        if device.startswith("cuda") and not needs.gpu:  # its metrics run on the GPU
+            needs = dataclasses.replace(needs, gpu=True)
+        target = f"{type(built[name]).__module__}:{type(built[name]).__qualname__}"
         for seq in sequences:
             for rate in ladders[name]:
                 every.append(
@@ -579,6 +679,8 @@ def plan(
                         str(out),
                         depths[name, seq.bit_depth],
                         identity,
+                        needs,
+                        target,
                     )
                 )
     jobs, skipped = partition(every, store, force)
@@ -673,7 +775,12 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
     try:
         for job, res in executor.run(run_job, p.jobs):
             if isinstance(res, BaseException):
-                res = JobResult({**_base_record(job), "status": "failed", "error": f"worker crashed: {type(res).__name__}: {res}", "finished": _now()})
+                status = getattr(res, "status", "failed")  # JobInterrupted: timed_out, preempted
+                what = "" if status != "failed" else "worker crashed: "
+                res = JobResult({**_base_record(job), "status": status, "error": f"{what}{type(res).__name__}: {res}"[-4000:], "finished": _now()})
+            # the files first, then the record that names them: a driver killed in between
+            # leaves a job without a record, which a rerun redoes
+            store.write_files(res.files)
             tables.add(res.record, res.frames)
             results.append(res.record)
             bar.set_postfix_str(f"{job.codec} {job.sequence.name} {job.rate}: {res.record['status']}")
@@ -683,6 +790,26 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
         executor.close()
         tables.finish()
     return results
+
+
+def make_executor(config: SweepConfig) -> Executor:
+    """The executor a configuration names (``bench.executors``)."""
+    from . import executors as ex
+
+    if config.executor == "ray":
+        return ex.RayExecutor(config.ray_address, config.ray_num_cpus, config.ray_num_gpus, config.ray_max_retries)
+    if config.executor == "submitit":
+        folder = config.submitit_folder or str(Path(config.out or "results") / ".submitit")
+        return ex.SubmititExecutor(
+            folder,
+            config.submitit_cluster,
+            config.slurm_partition,
+            config.slurm_time_min,
+            config.slurm_gpus_per_task,
+            config.slurm_cpus_per_task,
+            dict(config.slurm_flags),
+        )
+    return ex.local_executor(config.jobs, ex.visible_gpus(config.gpus))
 
 
 def _stderr(message: str) -> None:
@@ -700,8 +827,11 @@ def run_sweep(
     each. ``executor`` makes the executor of one folder's jobs (default: LocalExecutor with
     ``config.jobs`` processes); ``notify`` receives the notes (skipped metrics, conversions,
     options not taken, jobs already done)."""
+    from .executors import require
+
     if config.jobs < 1:
         raise PlanError("jobs must be at least 1")
+    require(config.executor)  # a missing extra says so before anything is planned or run
     if config.weights:
         os.environ[weights.ENV] = str(Path(config.weights).expanduser())  # workers inherit it
     dataset = ds.get_dataset(config.dataset, size=config.size, fps=config.fps, bit_depth=config.bit_depth)
@@ -732,7 +862,7 @@ def run_sweep(
     for note in option_notes:
         notify(f"note: {note}")
     parts = []
-    make = executor or (lambda c: LocalExecutor(c.jobs))
+    make = executor or make_executor
     for out, p in planned:
         store = ResultsStore(out)
         with store.lock():

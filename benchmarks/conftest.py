@@ -62,3 +62,6 @@ def pytest_terminal_summary(terminalreporter):
     mod = sys.modules.get("test_fullscale")
     if mod is not None:
         mod.pytest_terminal_summary_fullscale(terminalreporter)
+    mod = sys.modules.get("test_sweep_scaling")
+    if mod is not None:
+        mod.pytest_terminal_summary_sweep(terminalreporter)

@@ -7,7 +7,7 @@
   download: for memory and time measurements and GPU plumbing, never for numbers.
 
 They reach training as ``"model": {"preset": NAME, ...}`` in a training config and the codec
-as ``--codec diffsit:model=preset:NAME[:SEED],allow_untrained=true`` (an untrained model
+as ``--codec diffsit:model=preset:NAME[:SEED]:allow_untrained=true`` (an untrained model
 built from the preset; ``pretrained=DIR`` for ``wan2.1-1.3b``).
 """
 

@@ -157,3 +157,12 @@ def test_tables_are_updated_per_job_without_rereading_the_sweep(tmp_path, monkey
     assert len(pd.read_csv(out / "summary.csv")) == 5 and len(pd.read_csv(out / "frames.csv")) == 10
     tables.finish()
     assert list(pd.read_csv(out / "summary.csv").query("sequence == 'testsrc2'").rate) == [36, 38, 44]  # sorted at the end
+
+
+def test_spec_values_may_hold_colons():
+    from bench.spec import parse_spec
+
+    assert parse_spec("diffsit:model=preset:tiny:3:allow_untrained=true") == ("diffsit", {"model": "preset:tiny:3", "allow_untrained": True})
+    assert parse_spec("x265:preset=slow:threads=1") == ("x265", {"preset": "slow", "threads": 1})
+    with pytest.raises(ValueError, match="is not KEY=VALUE"):
+        parse_spec("x265:slow")

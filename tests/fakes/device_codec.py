@@ -1,0 +1,63 @@
+"""Codecs for executor tests: lossless (the bitstream is the raw frames), slow on purpose, and
+telling what they saw. ``FakeGPUCodec`` declares a GPU; each job records the
+``CUDA_VISIBLE_DEVICES`` its worker had and when it ran, in the record's encoder tools."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from bench.codec import Codec, EncodeResult, RateSpec, Resources
+from bench.video import Video
+
+
+class FakeCPUCodec(Codec):
+    name = "fake-cpu"
+    rate_name = "q"
+    rate_spec = RateSpec("int", 0, 100)
+    default_rates = (1, 2)
+    extension = ".raw"
+    gpu: ClassVar[bool] = False
+
+    def __init__(self, *, sleep: float = 1.0, crash_marker: str | None = None, device: str = "cpu"):
+        """``crash_marker``: the first job to find this file missing creates it and kills its
+        own worker process, mid-encode (a retried job then finds it and runs)."""
+        self.sleep, self.crash_marker, self.device = sleep, crash_marker, device
+
+    def resources(self) -> Resources:
+        return Resources(gpu=self.gpu, cpus=1)
+
+    def encode(self, video: Video, rate, workdir: Path) -> EncodeResult:
+        start = time.time()
+        if self.crash_marker and not Path(self.crash_marker).exists():
+            Path(self.crash_marker).write_text(str(os.getpid()))
+            os._exit(1)  # the worker dies mid-job, as a node would
+        time.sleep(self.sleep)
+        path = Path(workdir) / f"q{rate}{self.extension}"
+        path.write_bytes(video.y.tobytes() + video.u.tobytes() + video.v.tobytes())
+        self._shape = (video.frames, video.height, video.width, video.fps)
+        tools = {
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "start": start,
+            "end": time.time(),
+            "pid": os.getpid(),
+            "node": socket.gethostname(),
+        }
+        return EncodeResult(path, tools=tools)
+
+    def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:
+        n, h, w, fps = self._shape
+        data = np.frombuffer(Path(path).read_bytes(), np.uint8)
+        y = data[: n * h * w].reshape(n, h, w)
+        c = data[n * h * w :].reshape(2, n, h // 2, w // 2)
+        return Video(y.copy(), c[0].copy(), c[1].copy(), bit_depth=8, fps=fps)
+
+
+class FakeGPUCodec(FakeCPUCodec):
+    name = "fake-gpu"
+    gpu = True
