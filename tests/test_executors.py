@@ -199,3 +199,37 @@ def test_a_killed_driver_leaves_a_store_the_rerun_completes_without_duplicates(t
     assert result.ok and len(result.parts[0].records) == 4 - before and result.parts[0].skipped == before
     summary = pd.read_csv(out / "summary.csv")
     assert sorted(summary.rate.tolist()) == [1, 2, 3, 4]
+
+
+def test_a_node_without_the_encoder_or_the_data_fails_its_jobs_by_name(tmp_path):
+    """The plan passes on the driver; the workers (other processes, as other nodes) lack the
+    encoder: each job fails with an error naming the node, and the sweep goes on."""
+    import socket
+
+    out = tmp_path / "nodes"
+    result = run_sweep(_config(out, [f"fake-gpu:sleep=0:only_in_pid={os.getpid()}"], gpus="0", jobs=1))
+    assert not result.ok and len(result.failed) == 2
+    assert all(f"on node {socket.gethostname()}: fake-encoder is not installed here" in r["error"] for r in result.failed)
+    # a source the worker cannot see
+    from bench.sweep import plan, run_job
+
+    planned = plan(
+        codecs=[("fake-cpu", {"sleep": 0})],
+        dataset="synthetic",
+        sequences=_synthetic(),
+        rates=["1"],
+        frames=2,
+        metrics=["psnr"],
+        device="cpu",
+        out=tmp_path / "p",
+    )
+    job = planned.jobs[0]
+    missing = dataclasses.replace(job, sequence=dataclasses.replace(job.sequence, path=tmp_path / "elsewhere" / "clip.yuv"))
+    rec = run_job(missing).record
+    assert rec["status"] == "failed" and f"node {socket.gethostname()} cannot read the source" in rec["error"] and "data root must be visible" in rec["error"]
+
+
+def _synthetic():
+    from bench.datasets import get_dataset
+
+    return get_dataset("synthetic").resolve(None, ["testsrc2"])

@@ -24,10 +24,18 @@ class FakeCPUCodec(Codec):
     extension = ".raw"
     gpu: ClassVar[bool] = False
 
-    def __init__(self, *, sleep: float = 1.0, crash_marker: str | None = None, device: str = "cpu"):
+    def __init__(self, *, sleep: float = 1.0, crash_marker: str | None = None, device: str = "cpu", only_in_pid: int | None = None):
         """``crash_marker``: the first job to find this file missing creates it and kills its
-        own worker process, mid-encode (a retried job then finds it and runs)."""
-        self.sleep, self.crash_marker, self.device = sleep, crash_marker, device
+        own worker process, mid-encode (a retried job then finds it and runs).
+        ``only_in_pid``: the encoder "exists" in that process alone (the driver), as on a
+        cluster whose nodes lack it."""
+        self.sleep, self.crash_marker, self.device, self.only_in_pid = sleep, crash_marker, device, only_in_pid
+
+    def check(self) -> None:
+        from bench.codec import CodecUnavailable
+
+        if self.only_in_pid is not None and os.getpid() != self.only_in_pid:
+            raise CodecUnavailable("fake-encoder is not installed here")
 
     def resources(self) -> Resources:
         return Resources(gpu=self.gpu, cpus=1)
