@@ -101,7 +101,10 @@ class PinnedExecutor:
         cpu_pool = cf.ProcessPoolExecutor(self.cpu_workers, mp_context=ctx, initializer=_pinned_init, initargs=(None, threads))
         self._pools = [*gpu_pools.values(), cpu_pool]
         pending = deque(j for j in jobs if j.resources.gpu)
-        running: dict[cf.Future, tuple[Job, str | None]] = {fut: (j, None) for j in jobs if not j.resources.gpu for fut in [cpu_pool.submit(fn, j)]}
+        running: dict[cf.Future, tuple[Job, str | None]] = {}
+        for job in jobs:
+            if not job.resources.gpu:
+                running[cpu_pool.submit(fn, job)] = (job, None)
 
         def feed(gpu: str) -> None:
             if pending:

@@ -53,15 +53,13 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
     import sys
 
-    mod = sys.modules.get("test_metric_cost")
-    if mod is not None:
-        mod.pytest_terminal_summary_metric_costs(terminalreporter)
-    mod = sys.modules.get("test_diffsit_speed")
-    if mod is not None:
-        mod.pytest_terminal_summary_diffsit(terminalreporter)
-    mod = sys.modules.get("test_fullscale")
-    if mod is not None:
-        mod.pytest_terminal_summary_fullscale(terminalreporter)
-    mod = sys.modules.get("test_sweep_scaling")
-    if mod is not None:
-        mod.pytest_terminal_summary_sweep(terminalreporter)
+    # each benchmark module prints its own section, when it ran
+    for module, hook in (
+        ("test_metric_cost", "pytest_terminal_summary_metric_costs"),
+        ("test_diffsit_speed", "pytest_terminal_summary_diffsit"),
+        ("test_fullscale", "pytest_terminal_summary_fullscale"),
+        ("test_sweep_scaling", "pytest_terminal_summary_sweep"),
+    ):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            getattr(mod, hook)(terminalreporter)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     em.add_argument("--pretrained", help="the Wan2.1-T2V-1.3B-Diffusers folder (default: the model's, or $DIFFSIT_WAN_DIR)")
     args = p.parse_args(argv)
     if args.command == "freeze":
-        return _freeze(args)
+        return _rewrite(args, "coding constants", lambda DiffSIT: DiffSIT.freeze(args.model, force=args.force))
     if args.command == "fullscale":
         from .fullscale import main as fullscale_main
 
@@ -87,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return seams_main(args)
     if args.command == "embed-prompt":
-        from .model import DiffSIT
-
-        try:
-            sha = DiffSIT.embed_prompt(args.model, pretrained_dir=args.pretrained)
-        except (OSError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"{args.model}: umT5 empty-prompt embedding stored; weights {sha.hex()[:16]}…")
-        return 0
+        return _rewrite(args, "umT5 empty-prompt embedding", lambda DiffSIT: DiffSIT.embed_prompt(args.model, pretrained_dir=args.pretrained))
     if args.command == "train":
         return _train(args)
     if args.command == "ablate":
@@ -149,15 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _freeze(args) -> int:
+def _rewrite(args, what: str, rewrite) -> int:
+    """A command that rewrites a model folder in place and reports its new weights hash."""
     from .model import DiffSIT
 
     try:
-        sha = DiffSIT.freeze(args.model, force=args.force)
+        sha = rewrite(DiffSIT)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.model}: coding constants stored; weights {sha.hex()[:16]}…")
+    print(f"{args.model}: {what} stored; weights {sha.hex()[:16]}…")
     return 0
 
 

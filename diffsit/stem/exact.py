@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
@@ -129,6 +130,17 @@ class ExactNet:
         for op in self.ops:
             x = op(x)
         return x
+
+
+def twins(module: nn.Module, names: tuple[str, ...], device) -> SimpleNamespace:
+    """The integer twins of ``module``'s submodules ``names``, cached on the module and
+    rebuilt when a weight (its storage or version) or the device changes."""
+    key = (torch.device(device), tuple((p.data_ptr(), p._version) for p in module.parameters()))
+    cached = getattr(module, "_exact_twins", None)
+    if cached is None or cached[0] != key:
+        cached = (key, SimpleNamespace(**{name: ExactNet(getattr(module, name)).to(device) for name in names}))
+        module._exact_twins = cached
+    return cached[1]
 
 
 class _Leaky:

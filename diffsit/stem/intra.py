@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import exact
-from .exact import ExactNet
 
 # the Gaussian scale table: 64 levels, log-spaced, as CompressAI's mean-scale models use
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -115,7 +114,6 @@ class IntraCoder(nn.Module):
         # evaluates an exp or log to decode
         self.register_buffer("exact_gain", torch.ones(m, dtype=torch.float64))
         self.register_buffer("exact_thresholds", torch.zeros(m, SCALE_LEVELS - 1, dtype=torch.float64))
-        self._nets = None
 
     # --- entropy parameters: one code path for encoder and decoder ---------------------------
 
@@ -167,15 +165,10 @@ class IntraCoder(nn.Module):
         table = self.gaussian.scale_table.double().tolist()
         self.exact_gain.copy_(torch.tensor(gain, dtype=torch.float64))
         self.exact_thresholds.copy_(torch.tensor([[_threshold(t / g) for t in table[:-1]] for g in gain], dtype=torch.float64))
-        self._nets = None
 
     def exact_nets(self, device) -> SimpleNamespace:
-        """The integer twins of the coding networks, rebuilt when a weight or the device changes."""
-        key = (torch.device(device), tuple((p.data_ptr(), p._version) for p in self.parameters()))
-        if self._nets is None or self._nets[0] != key:
-            nets = {name: ExactNet(getattr(self, name)).to(device) for name in ("g_a", "h_a", "h_s", "context", "fuse", "g_s")}
-            self._nets = (key, SimpleNamespace(**nets))
-        return self._nets[1]
+        """The integer twins of the coding networks (``exact.twins``)."""
+        return exact.twins(self, ("g_a", "h_a", "h_s", "context", "fuse", "g_s"), device)
 
     def _exact_params(self, nets, hyper: torch.Tensor, anchors: torch.Tensor | None):
         """Scale indexes and gained means from integer activations: exact on every machine."""

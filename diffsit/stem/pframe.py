@@ -22,7 +22,6 @@ import torch.nn as nn
 from bench.flow import backward_warp
 
 from . import exact
-from .exact import ExactNet
 from .intra import IntraCoder, _down
 from .mv import FLOW_SCALE, estimate_flow
 
@@ -38,7 +37,6 @@ class PCoder(nn.Module):
         self.codec.g_s[-1] = nn.Sequential(nn.Conv2d(n, 4 * n, 3, padding=1), nn.PixelShuffle(2), nn.LeakyReLU(0.1))
         self.out = nn.Sequential(nn.Conv2d(n + ctx, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, 3, 3, padding=1))
         self.temporal_prior = nn.Sequential(_down(ctx, n), _down(n, n), _down(n, n), nn.Conv2d(n, 2 * m, 5, stride=2, padding=2))
-        self._nets = None
 
     def update(self) -> None:
         self.motion.update()
@@ -60,11 +58,7 @@ class PCoder(nn.Module):
         return {"x_hat": self._decode_frame(y_hat, ctx), "likelihoods": {"mv": m["likelihoods"], "y": y_lik, "z": z_lik}}
 
     def exact_nets(self, device) -> SimpleNamespace:
-        key = (torch.device(device), tuple((p.data_ptr(), p._version) for p in self.parameters()))
-        if self._nets is None or self._nets[0] != key:
-            nets = {name: ExactNet(getattr(self, name)).to(device) for name in ("feature", "refine", "out", "temporal_prior")}
-            self._nets = (key, SimpleNamespace(**nets))
-        return self._nets[1]
+        return exact.twins(self, ("feature", "refine", "out", "temporal_prior"), device)
 
     def _exact_context(self, nets, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
         ref_act = exact.samples_to_act(ref)
