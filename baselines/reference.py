@@ -222,6 +222,7 @@ class HM(ReferenceEncoder):
         return [CodecOption("--hm-dir", "hm_dir", "HM source tree (bin/TAppEncoder, cfg/encoder_lowdelay_main10.cfg) for --codec hm (default: PATH)")]
 
     name = "hm"
+    anchor = True
     encoder_names = ("TAppEncoder", "TAppEncoderStatic")
     decoder_names = ("TAppDecoder", "TAppDecoderStatic")
     default_cfg = "encoder_lowdelay_main10.cfg"
@@ -240,6 +241,7 @@ class VTM(ReferenceEncoder):
         return [CodecOption("--vtm-dir", "vtm_dir", "VTM source tree (bin/EncoderApp, cfg/encoder_lowdelay_vtm.cfg) for --codec vtm (default: PATH)")]
 
     name = "vtm"
+    anchor = True
     encoder_names = ("EncoderApp", "EncoderAppStatic")
     decoder_names = ("DecoderApp", "DecoderAppStatic")
     default_cfg = "encoder_lowdelay_vtm.cfg"

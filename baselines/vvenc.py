@@ -21,6 +21,7 @@ class VVenC(FFmpegAnchor):
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
     plot_style = ("#ff7f0e", "s")
+    anchor = True
 
     def encoder_args(self, qp: int) -> list[str]:
         # libvvenc's defaults are random access with reordering, an intra refresh every

@@ -12,6 +12,7 @@ class X265(FFmpegAnchor):
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
     plot_style = ("#1f77b4", "s")
+    anchor = True
 
     def encoder_args(self, qp: int) -> list[str]:
         # bframes=0: I then P frames, no reordering. keyint=-1 is x265's "one keyframe".

@@ -156,3 +156,45 @@ def convex_hull(points: Points, *, lower_is_better: bool = False) -> list[tuple[
                 break
         hull.append(p)
     return [(float(arr[i, 0]), float(arr[i, 1])) for _, _, i in hull]
+
+
+# --- uncertainty across sequences ----------------------------------------------------------------
+
+
+class TooFewSequences(BDError):
+    pass
+
+
+def bootstrap_ci(values: Sequence[float], *, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-sequence values (BD-rates).
+
+    Sequences are resampled with replacement, ``resamples`` times, from a generator seeded
+    with ``seed``: the same inputs and seed give the same interval on every machine. It says
+    how much the mean depends on which sequences a test set happens to hold, not how noisy
+    each BD-rate is. Fewer than 2 values have no interval (:class:`TooFewSequences`).
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        raise TooFewSequences(f"{len(x)} sequence(s): a bootstrap interval needs at least 2")
+    if not np.isfinite(x).all():
+        raise BadPoints("a per-sequence value is not finite")
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level {level} is not between 0 and 1")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    if np.ptp(x) == 0:  # every sequence agrees: the interval is the value (scipy warns instead)
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap((x,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile", vectorized=True, **_rng_kw(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _rng_kw(seed: int) -> dict:
+    import inspect
+
+    from scipy import stats
+
+    # scipy 1.15 renamed random_state to rng (and warns on the old name later)
+    name = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    return {name: np.random.default_rng(seed)}

@@ -66,6 +66,28 @@ def _location_options() -> list[str]:
     return [o.dest for o in contributed_options()]
 
 
+def _add_bootstrap_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="resamples of the bootstrap interval of the mean BD-rate over sequences (0: none; default 1000)",
+    )
+    p.add_argument("--ci", type=float, default=0.95, help="its confidence level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="its random seed (default 0): the same seed gives the same interval")
+
+
+def _bd_options(args):
+    from .report import BDOptions
+
+    if args.bootstrap < 0:
+        raise UsageError("--bootstrap must be 0 (no interval) or a number of resamples")
+    if not 0 < args.ci < 1:
+        raise UsageError(f"--ci {args.ci}: a confidence level is between 0 and 1, e.g. 0.95")
+    return BDOptions(args.method, args.convex_hull, args.min_overlap, args.bootstrap, args.ci, args.seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--slurm-flag", action="append", default=[], metavar="KEY=VALUE", help="an extra sbatch flag, e.g. --slurm-flag account=lab (repeatable)")
     run.add_argument("--out", type=Path, help="results folder (default: results/<dataset>/<codec>/)")
     run.add_argument("--force", action="store_true", help="redo jobs already recorded as done")
+    run.add_argument(
+        "--save-decoded",
+        action="store_true",
+        help="keep each job's decoded video (OUT/decoded/, lossless FFV1) for `bench visualize`; jobs done without one are redone",
+    )
+    run.add_argument("--save-decoded-limit-gb", type=float, default=20.0, help="the most raw video --save-decoded may keep in one sweep (default 20 GB)")
     run.add_argument("--intra-period", type=int, help="frames between intra frames for codecs that take it (-1: one intra frame, the default)")
     run.add_argument("--ffmpeg", help="ffmpeg binary for the ffmpeg anchors (default: $BENCH_FFMPEG, else imageio-ffmpeg's)")
     _add_codec_location_args(run)
@@ -130,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     bdp.add_argument("--convex-hull", action="store_true", help="fit only the points on each codec's RD convex hull")
     bdp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges, as a fraction of their union")
     bdp.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
+    _add_bootstrap_args(bdp)
 
     im = sub.add_parser("import", help="turn a published results file into summary.csv rows (marked imported, with their source)")
     im.add_argument("file", type=Path, help="the results file")
@@ -146,6 +175,32 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", type=Path, help="folder for summary.csv (default: results/imported/<file stem>)")
     im.add_argument("--force", action="store_true", help="replace earlier imported rows in --out")
 
+    vz = sub.add_parser("visualize", help="crops and x-t slices of each codec at matched bitrate, from videos kept by run --save-decoded")
+    vz.add_argument("--results", action="append", type=Path, required=True, help="results folder (searched below), repeatable")
+    vz.add_argument("--sequence", required=True, help="the sequence to show")
+    vz.add_argument("--dataset", help="its dataset, where a sequence name is in several")
+    vz.add_argument("--bpp", type=float, help="target bpp: each codec's rate point nearest it (in log bpp)")
+    vz.add_argument("--anchor", help="match the others to this codec's bpp (its point nearest --bpp, or --anchor-rate)")
+    vz.add_argument("--anchor-rate", help="the anchor's rate point, e.g. 37")
+    vz.add_argument("--codecs", type=_csv, help="only these codecs (default: every one with decoded videos)")
+    vz.add_argument("--frame", type=int, help="frame index (default: the middle coded frame)")
+    vz.add_argument("--crop", help="region x,y,w,h in luma pixels (default: 256x256 at the centre)")
+    vz.add_argument("--row", type=int, help="pixel row of the x-t slice (default: the crop's middle row)")
+    vz.add_argument("--scale", type=float, default=2.0, help="zoom of the labelled figures (default 2; crops/ stay exact)")
+    vz.add_argument("--out", type=Path, help="folder (default: RESULTS/visuals/<sequence>-f<frame>-<bpp>bpp)")
+
+    rp = sub.add_parser("report", help="one HTML page (a folder with index.html) of RD curves, BD tables, per-sequence and per-frame views, visuals")
+    rp.add_argument("--results", action="append", type=Path, help=results_help)
+    rp.add_argument("--out", type=Path, default=Path("results/report"), help="folder for index.html (default: results/report)")
+    rp.add_argument("--anchor", action="append", help="BD tables against this codec (repeatable; default: the anchors present)")
+    rp.add_argument("--visuals", action="append", type=Path, default=[], help="a `bench visualize` folder to embed (those under --results are found)")
+    rp.add_argument("--metrics", type=_csv, help="metric columns (default: every known one present)")
+    rp.add_argument("--method", default="pchip", choices=("pchip", "akima", "cubic"), help="BD interpolation (default pchip)")
+    rp.add_argument("--convex-hull", action="store_true", help="BD on each codec's RD convex hull")
+    rp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges for a BD-rate")
+    rp.add_argument("--title", default="Rate-distortion report")
+    _add_bootstrap_args(rp)
+
     ck = sub.add_parser("check", help="CI: rerun the golden configuration and fail on metric drift")
     ck.add_argument("--golden", required=True, type=Path, help="golden set folder (config.json, summary.csv, tolerances.json)")
     ck.add_argument("--results", type=Path, help="compare these results instead of running the configuration")
@@ -156,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the command as a user would type it again (manifests record it; visualize suggests it)
+    args.command_line = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     if getattr(args, "weights", None):
         from . import weights
 
@@ -170,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             "check": cmd_check,
             "doctor": cmd_doctor,
             "import": cmd_import,
+            "visualize": cmd_visualize,
+            "report": cmd_report,
         }
         return commands[args.command](args)
     except (UsageError, ds.DatasetError, UnknownCodec, UnknownMetric, RateError, BitDepthError, ValueError, TypeError, FileNotFoundError) as e:
@@ -219,6 +278,8 @@ def sweep_config(args) -> SweepConfig:
         slurm_cpus_per_task=args.slurm_cpus_per_task,
         slurm_flags=_flags(args.slurm_flag),
         force=args.force,
+        save_decoded=args.save_decoded,
+        save_decoded_limit_gb=args.save_decoded_limit_gb,
         weights=args.weights,
         codec_options=harness,
         progress=not args.quiet,
@@ -240,7 +301,7 @@ def cmd_run(args) -> int:
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    result = run_sweep(sweep_config(args), argv=sys.argv)
+    result = run_sweep(sweep_config(args), argv=args.command_line)
     for part in result.parts:
         for r in part.failed:
             print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
@@ -324,7 +385,7 @@ def cmd_codecs(args) -> int:
     return 0
 
 
-def _summaries(paths: list[Path] | None):
+def _summaries(paths: list[Path] | None, what: str = "plot"):
     from .store import read_summaries
 
     if paths:
@@ -332,6 +393,12 @@ def _summaries(paths: list[Path] | None):
         if missing:
             raise UsageError(f"results not found: {', '.join(map(str, missing))}")
         df = read_summaries(paths)
+        empty = [p for p in paths if p.is_dir() and not any(p.rglob("summary.csv"))]
+        if empty:
+            raise UsageError(
+                f"{', '.join(map(str, empty))}: no summary.csv in it or below; nothing to {what}. "
+                "Point --results at the --out folder of `python -m bench run` (or of `bench import`)"
+            )
     else:
         root = Path("results")
         dirs = [p.parent for p in sorted(root.rglob("summary.csv")) if "golden" not in p.relative_to(root).parts]
@@ -352,9 +419,9 @@ def cmd_plot(args) -> int:
 
 
 def cmd_bdrate(args) -> int:
-    from .report import BDOptions, bd_table, format_bd
+    from .report import bd_table, format_bd
 
-    table = bd_table(_summaries(args.results), args.anchor, args.metric, BDOptions(args.method, args.convex_hull, args.min_overlap))
+    table = bd_table(_summaries(args.results), args.anchor, args.metric, _bd_options(args))
     if table.attrs.get("datasets_without_anchor"):
         print(f"note: {args.anchor} has no results on {', '.join(table.attrs['datasets_without_anchor'])}: left out", file=sys.stderr)
     text = format_bd(table, args.format)
@@ -364,6 +431,54 @@ def cmd_bdrate(args) -> int:
         print(f"wrote {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def cmd_visualize(args) -> int:
+    from .decoded import DecodedError
+    from .visualize import Request, VisualizeError, parse_crop, visualize
+
+    try:
+        req = Request(
+            results=args.results,
+            sequence=args.sequence,
+            out=args.out,
+            bpp=args.bpp,
+            anchor=args.anchor,
+            anchor_rate=args.anchor_rate,
+            frame=args.frame,
+            crop=parse_crop(args.crop) if args.crop else None,
+            row=args.row,
+            dataset=args.dataset,
+            codecs=args.codecs,
+            scale=args.scale,
+        )
+        if args.bpp is None and args.anchor is None:
+            raise UsageError("give a target --bpp, or --anchor CODEC (with --bpp or --anchor-rate) to match the others to")
+        out = visualize(req)
+    except (VisualizeError, DecodedError) as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {out / 'compare.png'}, {out / 'xt.png'} and {out / 'visualize.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .htmlreport import ReportError, write_report
+
+    try:
+        index = write_report(
+            _summaries(args.results, what="report"),
+            args.out,
+            results=args.results,
+            anchors=args.anchor,
+            visuals=args.visuals,
+            metrics=args.metrics,
+            opt=_bd_options(args),
+            title=args.title,
+        )
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {index} (open it in a browser; it needs no network)")
     return 0
 
 

@@ -250,6 +250,10 @@ class Codec(ABC):
     convert_bit_depth: ClassVar[bool] = False
     #: (colour, marker) in plots; None: derived from the name
     plot_style: ClassVar[tuple[str, str] | None] = None
+    #: a standard anchor of the field (the HEVC and VVC encoders): `bench report` compares
+    #: every other codec with it by default, and with published curves named after it
+    #: (``HM16.25`` for ``hm``)
+    anchor: ClassVar[bool] = False
 
     @classmethod
     def options(cls) -> list[CodecOption]:

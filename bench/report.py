@@ -101,6 +101,11 @@ class BDOptions:
     method: str = "pchip"
     convex_hull: bool = False
     min_overlap: float = bd.DEFAULT_MIN_OVERLAP
+    #: bootstrap resamples of the mean of per-sequence BD-rates (0: no interval), its
+    #: confidence level and seed
+    bootstrap: int = 1000
+    ci_level: float = 0.95
+    seed: int = 0
 
 
 def _points(rows: pd.DataFrame, metric: str) -> list[tuple[float, float]]:
@@ -196,11 +201,9 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
                         filter(None, [cell["note"], f"over the {len(common)} sequence(s) both have complete; left out: {', '.join(missing)}"])
                     )
                 rows.append({**base, "sequence": "all", "metric": metric, **cell})
-                mean = {"points_anchor": np.nan, "points_test": np.nan, "bd_metric": np.nan}
+                mean = {"points_anchor": np.nan, "points_test": np.nan, "bd_metric": np.nan, "sequences": len(per_seq)}
                 if per_seq and not any(math.isnan(v) for v in per_seq):
-                    rows.append(
-                        {**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": float(np.mean(per_seq)), "note": "mean of per-sequence BD-rates"}
-                    )
+                    rows.append({**base, "sequence": "mean", "metric": metric, **mean, "bd_rate": float(np.mean(per_seq)), **_interval(per_seq, opt)})
                 else:
                     rows.append(
                         {
@@ -212,13 +215,43 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
                             "note": "mean of per-sequence BD-rates: not every sequence has one",
                         }
                     )
-    cols = ["dataset", "sequence", "codec", "anchor", "metric", "method", "bd_rate", "bd_metric", "points_anchor", "points_test", "note", "curves"]
+    cols = [
+        "dataset",
+        "sequence",
+        "codec",
+        "anchor",
+        "metric",
+        "method",
+        "bd_rate",
+        "ci_low",
+        "ci_high",
+        "bd_metric",
+        "points_anchor",
+        "points_test",
+        "sequences",
+        "note",
+        "curves",
+    ]
     out = pd.DataFrame(rows, columns=cols)
     order = {"all": 0, "mean": 1}
     out["_o"] = out["sequence"].map(lambda s: order.get(s, 2))
     out = out.sort_values(["dataset", "codec", "metric", "_o", "sequence"], kind="stable").drop(columns="_o").reset_index(drop=True)
     out.attrs["datasets_without_anchor"] = without_anchor
+    out.attrs["bootstrap"] = {"resamples": opt.bootstrap, "level": opt.ci_level, "seed": opt.seed}
     return out
+
+
+def _interval(per_seq: list[float], opt: BDOptions) -> dict:
+    """The mean row's bootstrap interval across sequences, and the note that says how."""
+    note = "mean of per-sequence BD-rates"
+    if opt.bootstrap <= 0:
+        return {"note": note}
+    try:
+        lo, hi = bd.bootstrap_ci(per_seq, resamples=opt.bootstrap, level=opt.ci_level, seed=opt.seed)
+    except bd.TooFewSequences as e:
+        return {"note": f"{note}; no bootstrap interval: {e}"}
+    what = f"{100 * opt.ci_level:g}% percentile bootstrap interval over {len(per_seq)} sequences ({opt.bootstrap} resamples, seed {opt.seed})"
+    return {"ci_low": lo, "ci_high": hi, "note": f"{note}; {what}"}
 
 
 def _level_cell(ds_rows, dataset, anchor, codec, a_seqs, t_seqs, metric, opt) -> dict:
@@ -246,6 +279,8 @@ def _cell_text(row) -> str:
         if has_metric:
             text += f"; BD-{row['metric']} {row['bd_metric']:+.4g}"
         return text
+    if not pd.isna(row.get("ci_low", np.nan)):
+        return f"{row['bd_rate']:+.2f}% [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
     return f"{row['bd_rate']:+.2f}%"
 
 
@@ -260,6 +295,9 @@ def format_bd(table: pd.DataFrame, fmt: str) -> str:
     )
     wide = wide.reset_index()
     caption = f"BD-rate against {anchor} ({method} interpolation; negative = fewer bits for the same quality; sequence 'all' = dataset-level curve, 'mean' = mean of per-sequence BD-rates)"
+    boot = table.attrs.get("bootstrap")
+    if boot and boot["resamples"] > 0 and table["ci_low"].notna().any():
+        caption += f"; [low, high] = {100 * boot['level']:g}% percentile bootstrap interval of the mean over sequences, {boot['resamples']} resamples, seed {boot['seed']}"
     if fmt == "md":
         head = list(wide.columns)
         lines = [f"**{caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -83,6 +83,7 @@ def safe_name(text: str) -> str:
 
 class ResultsStore:
     BITSTREAMS = "bitstreams"
+    DECODED = "decoded"  # bench.decoded: decoded videos, --save-decoded
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -107,7 +108,7 @@ class ResultsStore:
 
     def _remove_stale(self) -> None:
         """Temporaries of a sweep that was killed: safe to delete once we hold the lock."""
-        for d in (self.root, self.jobs_dir, self.bitstreams):
+        for d in (self.root, self.jobs_dir, self.bitstreams, self.root / self.DECODED):
             for p in d.glob(".*"):
                 if p.is_dir() and p.name.startswith(WORK_PREFIX):
                     shutil.rmtree(p, ignore_errors=True)
@@ -140,13 +141,19 @@ class ResultsStore:
                 continue
         return out
 
-    def write_files(self, files: dict[str, bytes]) -> None:
-        """A job's bitstream and logs, as the worker returned them, each written atomically."""
+    def write_files(self, files: dict[str, bytes], folder: str = BITSTREAMS) -> None:
+        """A job's files as the worker returned them (its bitstream and logs under
+        bitstreams/, its decoded video under decoded/), each written atomically."""
+        if folder not in (self.BITSTREAMS, self.DECODED):
+            raise ValueError(f"a job's files go under {self.BITSTREAMS}/ or {self.DECODED}/, not {folder!r}")
+        if not files:
+            return
         self.ensure()
+        (self.root / folder).mkdir(exist_ok=True)
         for name, data in files.items():
             if Path(name).name != name:
-                raise ValueError(f"a job's file name must be a plain name under bitstreams/, got {name!r}")
-            atomic_write_bytes(self.bitstreams / name, data)
+                raise ValueError(f"a job's file name must be a plain name under {folder}/, got {name!r}")
+            atomic_write_bytes(self.root / folder / name, data)
 
     def commit(self, record: dict, frames: pd.DataFrame | None) -> None:
         """Make one finished (done or failed) job durable (the tables are TableWriter's)."""
@@ -193,6 +200,7 @@ class ResultsStore:
             "source",
             "bitstream",
             "bitstream_md5",
+            "decoded",
             "timings",
             "notes",
             "error",

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from . import datasets as ds
+from . import decoded as decoded_store
 from . import ffmpeg, weights
 from .codec import (
     BitDepthError,
@@ -123,6 +124,10 @@ class SweepConfig:
     slurm_cpus_per_task: int | None = None
     slurm_flags: dict[str, str] = field(default_factory=dict)
     force: bool = False
+    #: keep each job's decoded video (decoded/<job>.mkv, lossless FFV1) for `bench visualize`
+    save_decoded: bool = False
+    #: the most raw video (GB) --save-decoded may keep in one sweep; the plan refuses more
+    save_decoded_limit_gb: float = 20.0
     #: folder of pretrained weights files (sets $BENCH_WEIGHTS)
     weights: str | None = None
     #: harness-wide codec options (``ffmpeg``, and the locations plugins contribute),
@@ -259,6 +264,8 @@ class Job:
     #: "module:Class" of the codec, so a worker on any node builds it without the driver's
     #: runtime registrations
     codec_target: str = ""
+    #: keep the decoded video (not part of the job's identity: it changes no number)
+    save_decoded: bool = False
 
     @property
     def job_id(self) -> str:
@@ -289,6 +296,8 @@ class JobResult:
     #: what travels back to the driver, which alone writes the store: the bitstream and the
     #: encoder's logs, by their name under bitstreams/ (never the decoded video)
     files: dict[str, bytes] = field(default_factory=dict)
+    #: the decoded video (--save-decoded), by its name under decoded/
+    decoded: dict[str, bytes] = field(default_factory=dict)
 
 
 class Executor(Protocol):
@@ -386,6 +395,7 @@ def run_job(job: Job) -> JobResult:
     timings: dict[str, float] = {}
     notes: list[str] = []
     files: dict[str, bytes] = {}
+    decoded_files: dict[str, bytes] = {}
     try:
         if not Path(job.sequence.path).is_file():
             raise FileNotFoundError(
@@ -450,6 +460,16 @@ def run_job(job: Job) -> JobResult:
 
             files[name] = final.read_bytes()
             md5 = file_digest(final, "md5")
+            if job.save_decoded:
+                kept = work / "out" / f"{job.job_id}{decoded_store.EXTENSION}"
+                decoded_store.save(dist, kept, options.get("ffmpeg"))
+                decoded_files = {kept.name: kept.read_bytes()}
+                record["decoded"] = {
+                    "path": f"{decoded_store.FOLDER}/{kept.name}",
+                    "format": "FFV1 (lossless) in Matroska",
+                    "bytes": kept.stat().st_size,
+                    "samples_md5": decoded_store.samples_md5(dist),
+                }
         size = len(files[name])
         pixels = ref.width * ref.height
         bits = 8 * size
@@ -498,7 +518,7 @@ def run_job(job: Job) -> JobResult:
             encoder={"command": [str(a) for a in enc.command], "tools": enc.tools},
             metrics={m.name: m.describe() for m in metrics},
         )
-        result = JobResult(record, frames, files)
+        result = JobResult(record, frames, files, decoded_files)
     except Exception as e:  # recorded, the sweep goes on
         if _interrupted(e):  # the scheduler stopped the job (time limit, preemption): not its failure
             raise
@@ -596,6 +616,8 @@ def plan(
     device: str,
     out: Path,
     force: bool = False,
+    save_decoded: bool = False,
+    save_decoded_limit_gb: float = 20.0,
 ) -> Plan:
     """Check the sweep and list its jobs, writing nothing; PlanError says every problem."""
     store = ResultsStore(out)
@@ -681,10 +703,30 @@ def plan(
                         identity,
                         needs,
                         target,
+                        save_decoded,
                     )
                 )
     jobs, skipped = partition(every, store, force)
+    if save_decoded:
+        check_decoded_space(jobs, out, save_decoded_limit_gb)
     return Plan(jobs, skipped, built, notes, skipped_metrics)
+
+
+def check_decoded_space(jobs: list[Job], out: Path, limit_gb: float) -> None:
+    """--save-decoded is refused before any job runs when its videos would pass the limit
+    or not fit on the disk (decoded videos are big: 1080p is 3 MB a frame raw)."""
+    raw = sum(decoded_store.raw_bytes(j.sequence.width, j.sequence.height, j.frames, j.sequence.bit_depth) for j in jobs)
+    expect = raw * decoded_store.TYPICAL_RATIO
+    free = decoded_store.free_bytes(out)
+    size = decoded_store.human
+    if raw > limit_gb * 1e9:
+        raise PlanError(
+            f"--save-decoded would keep {size(raw)} of raw video ({len(jobs)} jobs; FFV1 typically stores about "
+            f"{size(expect)}), over the {limit_gb:g} GB limit: raise --save-decoded-limit-gb, or keep fewer "
+            "(--sequences, --rates, --frames)"
+        )
+    if expect > free:
+        raise PlanError(f"--save-decoded would need about {size(expect)} under {out}, which has {size(free)} free")
 
 
 def partition(jobs: list[Job], store: ResultsStore, force: bool = False) -> tuple[list[Job], list[Job]]:
@@ -693,11 +735,20 @@ def partition(jobs: list[Job], store: ResultsStore, force: bool = False) -> tupl
     todo, done = [], []
     for job in jobs:
         rec = store.load_record(job.job_id)
-        if not force and rec and rec.get("status") == "done" and rec.get("config_hash") == job.config_hash():
+        if not force and rec and rec.get("status") == "done" and rec.get("config_hash") == job.config_hash() and _has_decoded(job, rec, store):
             done.append(job)
         else:
             todo.append(job)
     return todo, done
+
+
+def _has_decoded(job: Job, rec: dict, store: ResultsStore) -> bool:
+    """Whether a recorded job has what --save-decoded asks for (a job done without it is
+    redone: its numbers would be the same, but there is nothing to look at)."""
+    if not job.save_decoded:
+        return True
+    kept = rec.get("decoded") or {}
+    return bool(kept.get("path")) and (store.root / kept["path"]).is_file()
 
 
 def provenance(
@@ -781,6 +832,7 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
             # the files first, then the record that names them: a driver killed in between
             # leaves a job without a record, which a rerun redoes
             store.write_files(res.files)
+            store.write_files(res.decoded, ResultsStore.DECODED)
             tables.add(res.record, res.frames)
             results.append(res.record)
             bar.set_postfix_str(f"{job.codec} {job.sequence.name} {job.rate}: {res.record['status']}")
@@ -857,6 +909,8 @@ def run_sweep(
             device=config.device,
             out=out,
             force=config.force,
+            save_decoded=config.save_decoded,
+            save_decoded_limit_gb=config.save_decoded_limit_gb,
         )
         planned.append((out, p))
     for note in option_notes:

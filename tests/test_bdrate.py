@@ -3,9 +3,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench import bdrate as bd
+from bench.report import BDOptions, bd_table, format_bd
 
 # JCTVC-E137 (the vectors Netflix vmaf's BD-rate tests use)
 E137_A1 = [(108048.8736, 43.6471), (61279.976, 40.3953), (33905.6656, 37.247), (18883.6928, 34.2911)]
@@ -90,3 +92,78 @@ def test_convex_hull_drops_dominated_and_concave_points():
     dip[2] = (dip[2][0], dip[2][1] - 1.0)  # under the chord of its neighbours
     assert dip[2] not in bd.convex_hull(dip)
     assert bd.convex_hull(pts) == [tuple(map(float, p)) for p in pts]  # a straight line in log rate stays
+
+
+# --- bootstrap interval across sequences ------------------------------------------------------
+
+
+def _known_bd_summary(bd_values: list[float]) -> pd.DataFrame:
+    """Per sequence, a test curve that needs (1 + b/100) times the anchor's rate at every
+    quality: its BD-rate is b exactly, whatever the interpolation."""
+    rows = []
+    for i, b in enumerate(bd_values):
+        for k in range(4):
+            bpp = 0.02 * 2**k * (1 + 0.05 * i)
+            q = 30 + 3 * k + 0.1 * math.sin(i + k)  # concave enough, sequence-specific
+            rows.append({"dataset": "syn", "sequence": f"s{i}", "codec": "anchor", "rate": str(k), "bpp": bpp, "psnr_yuv": q})
+            rows.append({"dataset": "syn", "sequence": f"s{i}", "codec": "test", "rate": str(k), "bpp": bpp * (1 + b / 100), "psnr_yuv": q})
+    return pd.DataFrame(rows)
+
+
+def test_bootstrap_interval_of_known_per_sequence_bd_covers_their_mean_and_is_seeded():
+    rng = np.random.default_rng(7)
+    true = list(rng.normal(-12.0, 6.0, size=16))
+    t = bd_table(_known_bd_summary(true), "anchor", ["psnr_yuv"], BDOptions(bootstrap=2000, seed=3))
+    per = t[~t.sequence.isin(["all", "mean"])].sort_values("sequence", key=lambda s: s.str[1:].astype(int))
+    np.testing.assert_allclose(per.bd_rate.to_numpy(), true, atol=1e-6)  # the construction holds
+    mean = t[t.sequence == "mean"].iloc[0]
+    assert mean.bd_rate == pytest.approx(np.mean(true), abs=1e-6)
+    assert mean.ci_low < np.mean(true) < mean.ci_high
+    # the interval is about the standard error wide (±1.96 σ/√n for 95 %)
+    se = np.std(true, ddof=1) / math.sqrt(len(true))
+    assert 2.5 * se < mean.ci_high - mean.ci_low < 5.5 * se
+    assert "2000 resamples, seed 3" in mean.note and "16 sequences" in mean.note
+    again = bd_table(_known_bd_summary(true), "anchor", ["psnr_yuv"], BDOptions(bootstrap=2000, seed=3))
+    other = bd_table(_known_bd_summary(true), "anchor", ["psnr_yuv"], BDOptions(bootstrap=2000, seed=4))
+    m2, m3 = again[again.sequence == "mean"].iloc[0], other[other.sequence == "mean"].iloc[0]
+    assert (m2.ci_low, m2.ci_high) == (mean.ci_low, mean.ci_high)
+    assert (m3.ci_low, m3.ci_high) != (mean.ci_low, mean.ci_high)
+    text = format_bd(t, "md")
+    assert f"{mean.bd_rate:+.2f}% [{mean.ci_low:+.2f}, {mean.ci_high:+.2f}]" in text and "2000 resamples, seed 3" in text
+
+
+def test_bootstrap_interval_covers_the_population_mean_at_about_its_level():
+    from bench.bdrate import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    hits, trials = 0, 300
+    for trial in range(trials):
+        sample = rng.normal(-20.0, 8.0, size=25)
+        lo, hi = bootstrap_ci(sample, resamples=1000, level=0.9, seed=trial)
+        hits += lo <= -20.0 <= hi
+    # a percentile interval of the mean at n=25 covers slightly under its nominal level
+    assert 0.82 <= hits / trials <= 0.96
+
+
+def test_bootstrap_needs_two_sequences_and_says_so():
+    from bench.bdrate import TooFewSequences, bootstrap_ci
+
+    with pytest.raises(TooFewSequences, match="at least 2"):
+        bootstrap_ci([-3.0])
+    assert bootstrap_ci([-3.0, -3.0, -3.0]) == (-3.0, -3.0)
+    t = bd_table(_known_bd_summary([-10.0]), "anchor", ["psnr_yuv"])
+    mean = t[t.sequence == "mean"].iloc[0]
+    assert math.isnan(mean.ci_low) and "no bootstrap interval: 1 sequence(s)" in mean.note
+    off = bd_table(_known_bd_summary([-10.0, -5.0]), "anchor", ["psnr_yuv"], BDOptions(bootstrap=0))
+    assert off[off.sequence == "mean"].ci_low.isna().all()
+
+
+def test_bdrate_cli_prints_the_interval_and_refuses_bad_options(tmp_path, capsys):
+    from bench.cli import main
+
+    _known_bd_summary([-10.0, -4.0, -8.0, -12.0]).to_csv(tmp_path / "summary.csv", index=False)
+    assert main(["bdrate", "--anchor", "anchor", "--results", str(tmp_path), "--metric", "psnr_yuv", "--seed", "5", "--bootstrap", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "-8.50% [" in out and "500 resamples, seed 5" in out
+    assert main(["bdrate", "--anchor", "anchor", "--results", str(tmp_path), "--ci", "95"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err

@@ -65,7 +65,7 @@ def test_bd_table_dataset_level_per_sequence_and_reasons():
         assert "n/a (BD-rate: test has 2 point(s)" in text and "pchip" in text
         assert ("-40.00%" if fmt == "md" else r"-40.00\%") in text
     csv = format_bd(t, "csv")
-    assert csv.splitlines()[0] == "dataset,sequence,codec,anchor,metric,method,bd_rate,bd_metric,points_anchor,points_test,note,curves"
+    assert csv.splitlines()[0] == "dataset,sequence,codec,anchor,metric,method,bd_rate,ci_low,ci_high,bd_metric,points_anchor,points_test,sequences,note,curves"
 
 
 def test_bd_table_unknown_anchor():

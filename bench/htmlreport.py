@@ -1,0 +1,619 @@
+"""``bench report``: one HTML page of everything the results folders hold, offline.
+
+The page (``OUT/index.html``, with ``plotly.min.js`` and the images beside it) reads only
+files written next to it: no CDN, no font or tile server, no request leaving the folder
+(its Content-Security-Policy allows only file: URLs and inline data). It shows
+
+- interactive RD curves per dataset and metric, on the same dataset-level curves as
+  ``bench plot`` (published ones dashed); hovering a point gives codec, rate point, bpp,
+  value and how many sequences the mean is over;
+- BD-rate and BD-metric tables against each anchor, the reason in every cell without a
+  number, and the bootstrap interval of the mean over sequences;
+- a per-sequence drill-down (RD curves and BD cells of one sequence);
+- per-frame bits and quality over frame index, coloured by frame type;
+- the comparisons ``bench visualize`` wrote (found under the results folders or named);
+- the provenance of each run: command, commit, versions, and each bitstream's MD5.
+
+Figures are built with plotly's Python classes (so they are validated) and drawn by
+plotly.js from JSON embedded in the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import report as rp
+from .store import atomic_write_text
+
+PLOTLY_JS = "plotly.min.js"
+# matplotlib marker -> plotly symbol, so a codec looks the same in `plot` and here
+_SYMBOLS = {
+    "o": "circle",
+    "s": "square",
+    "^": "triangle-up",
+    "v": "triangle-down",
+    "D": "diamond",
+    "P": "cross",
+    "X": "x",
+    "*": "star",
+    "h": "hexagon",
+    "<": "triangle-left",
+    ">": "triangle-right",
+}
+_TYPE_COLOURS = {"I": "#d62728", "P": "#1f77b4", "B": "#2ca02c", "MV": "#ff7f0e"}
+_OTHER_TYPES = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+class ReportError(ValueError):
+    """Results a report cannot be built from; the message says why."""
+
+
+def default_anchors(codecs: set[str]) -> list[str]:
+    """The codecs present that plugins declare anchors (``Codec.anchor``), then published
+    curves named after one (``HM16.25`` after ``hm``): the BD tables a reader expects."""
+    import re
+
+    from .codec import codec_class, codec_names
+
+    names = []
+    for n in codec_names():
+        try:
+            if getattr(codec_class(n), "anchor", False):
+                names.append(n)
+        except Exception:  # a broken plugin must not break the report
+            continue
+    run = [c for c in names if c in codecs]
+    published = sorted(c for c in codecs - set(run) if any(re.fullmatch(rf"{re.escape(n)}[\d.]*", c, flags=re.IGNORECASE) for n in names))
+    return run + published
+
+
+def _rate_name(codec: str) -> str:
+    from .codec import UnknownCodec, codec_class
+
+    try:
+        return str(codec_class(codec).rate_name)
+    except (UnknownCodec, ImportError, AttributeError):
+        return "point"
+
+
+def _num(v, digits: int = 6):
+    """JSON-safe, shortened number (NaN -> None)."""
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(f):
+        return None
+    return float(f"{f:.{digits}g}")
+
+
+def _fig_json(fig) -> dict:
+    import plotly.io as pio
+
+    return json.loads(pio.to_json(fig, validate=True))
+
+
+def _layout(title: str, xlabel: str, ylabel: str, log_x: bool = False) -> dict:
+    return dict(
+        title=dict(text=title, font=dict(size=13)),
+        xaxis=dict(title=dict(text=xlabel), type="log" if log_x else "linear", gridcolor="#e5e5e5"),
+        yaxis=dict(title=dict(text=ylabel), gridcolor="#e5e5e5"),
+        template="plotly_white",
+        margin=dict(l=60, r=10, t=40, b=45),
+        legend=dict(font=dict(size=10)),
+        height=360,
+        hovermode="closest",
+    )
+
+
+def rd_figure(curves: pd.DataFrame, metric: str, title: str):
+    """One RD plot: a trace per codec, dashed where published; returns (figure, curves drawn)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(layout=_layout(title, "bpp", rp.metric_label(metric)))
+    n = 0
+    for codec, rows in curves.groupby("codec", sort=True):
+        rows = rows[rows[metric].notna()].sort_values("bpp")
+        if rows.empty:
+            continue
+        colour, marker = rp.codec_style(codec)
+        published = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).any())
+        seqs = rows["sequences"] if "sequences" in rows else pd.Series(1, index=rows.index)
+        custom = [[codec, str(r), _rate_name(codec), int(s) if pd.notna(s) else 1] for r, s in zip(rows["rate"], seqs)]
+        fig.add_trace(
+            go.Scatter(
+                x=[_num(v) for v in rows["bpp"]],
+                y=[_num(v) for v in rows[metric]],
+                mode="lines+markers",
+                name=f"{codec} (published)" if published else codec,
+                line=dict(color=colour, dash="dash" if published else "solid", width=2),
+                marker=dict(symbol=_SYMBOLS.get(marker, "circle"), size=7, color=colour),
+                customdata=custom,
+                hovertemplate=(
+                    "<b>%{customdata[0]}</b><br>%{customdata[2]} %{customdata[1]}<br>%{x:.4f} bpp<br>"
+                    + html.escape(metric)
+                    + " %{y:.4f}<br>mean over %{customdata[3]} sequence(s)<extra></extra>"
+                ),
+            )
+        )
+        n += 1
+    return fig, n
+
+
+def frame_colour(kind: str, order: list[str]) -> str:
+    if kind in _TYPE_COLOURS:
+        return _TYPE_COLOURS[kind]
+    others = [t for t in order if t not in _TYPE_COLOURS]
+    return _OTHER_TYPES[others.index(kind) % len(_OTHER_TYPES)] if kind in others else "#7f7f7f"
+
+
+# --- gathering ---------------------------------------------------------------------------------
+
+
+def _read_frames(dirs: list[str]) -> pd.DataFrame:
+    parts = []
+    for d in dirs:
+        p = Path(d) / "frames.csv"
+        if p.is_file() and p.stat().st_size:
+            df = pd.read_csv(p, dtype={"rate": str, "frame_type": str, "sequence": str})
+            if not df.empty:
+                parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _manifest(d: str) -> dict:
+    try:
+        return json.loads((Path(d) / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def find_visuals(results: list[Path], extra: list[Path]) -> list[Path]:
+    from .visualize import RESULT_FILE
+
+    found = []
+    for base in results:
+        if base.is_dir():
+            found += sorted(p.parent for p in base.rglob(RESULT_FILE))
+    for v in extra:
+        if not (v / RESULT_FILE).is_file():
+            raise ReportError(f"--visuals {v}: no {RESULT_FILE} there; it must be a folder that `bench visualize` wrote")
+        found.append(v)
+    seen, out = set(), []
+    for f in found:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            out.append(f)
+    return out
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+def _esc(v) -> str:
+    return html.escape(str(v))
+
+
+def _bd_cell_html(row) -> str:
+    if pd.isna(row["bd_rate"]):
+        # the reason folds away (tables of published curves are full of them) but is always there
+        notes = [n for n in str(row.get("note") or "").split(" | ") if n]
+        metric = "" if pd.isna(row.get("bd_metric", np.nan)) else f"; BD-{row['metric']} {row['bd_metric']:+.4g}"
+        why = "".join(f"<li>{_esc(n)}</li>" for n in notes) or "<li>no reason recorded</li>"
+        return f'<td class="na"><details><summary>n/a{_esc(metric)}</summary><ul class="why">{why}</ul></details></td>'
+    text = rp._cell_text(row)
+    title = f' title="{_esc(row["note"])}"' if row.get("note") else ""
+    return f"<td{title}>{_esc(text)}</td>"
+
+
+def bd_html(table: pd.DataFrame, metrics: list[str], sequences: list[str] | None = None) -> str:
+    """An HTML table of bd_table rows: one row per (dataset, sequence, codec), metrics across."""
+    if table.empty:
+        return '<p class="note">no codec to compare with this anchor</p>'
+    sel = table if sequences is None else table[table["sequence"].isin(sequences)]
+    if sel.empty:
+        return ""
+    cols = [m for m in metrics if m in set(sel["metric"])]
+    head = "".join(f"<th>{_esc(rp.metric_label(m))}</th>" for m in cols)
+    rows = []
+    for (dataset, seq, codec), g in sel.groupby(["dataset", "sequence", "codec"], sort=False):
+        cells = {r["metric"]: r for _, r in g.iterrows()}
+        tds = "".join(_bd_cell_html(cells[m]) if m in cells else "<td></td>" for m in cols)
+        rows.append(f'<tr data-sequence="{_esc(seq)}"><td>{_esc(dataset)}</td><td>{_esc(seq)}</td><td>{_esc(codec)}</td>{tds}</tr>')
+    return f'<table class="bd"><thead><tr><th>dataset</th><th>sequence</th><th>codec</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _provenance_html(summary: pd.DataFrame) -> str:
+    out = []
+    for d, rows in summary.groupby("results_dir", sort=True):
+        m = _manifest(d)
+        prov = m.get("provenance") or {}
+        imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
+        items = []
+        if imported:
+            src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
+            items.append(("imported from", "; ".join(src) or "(no source recorded)"))
+            if "imported" in m:
+                items.append(("file", f"{m['imported'].get('file')} (SHA-256 {m['imported'].get('sha256')})"))
+        else:
+            cmd = prov.get("command")
+            items += [
+                ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
+                ("git commit", prov.get("git_commit")),
+                ("time", prov.get("time")),
+                ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
+                ("ffmpeg", (prov.get("ffmpeg") or {}).get("version")),
+                ("packages", ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)),
+            ]
+            counts = m.get("counts")
+            if counts:
+                items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
+        dl = "".join(f"<dt>{_esc(k)}</dt><dd><code>{_esc(v)}</code></dd>" for k, v in items if v not in (None, ""))
+        codecs = prov.get("codecs") or {}
+        codec_json = f"<details><summary>codec configurations</summary><pre>{_esc(json.dumps(codecs, indent=1, default=str))}</pre></details>" if codecs else ""
+        jobs = ""
+        if not imported and "bitstream_md5" in rows:
+            trs = "".join(
+                f"<tr><td>{_esc(r.codec)}</td><td>{_esc(r.sequence)}</td><td>{_esc(r.rate)}</td><td>{_esc(r.bitstream)}</td><td><code>{_esc(r.bitstream_md5)}</code></td></tr>"
+                for r in rows.sort_values(["codec", "sequence", "bpp"]).itertuples()
+            )
+            jobs = (
+                f"<details><summary>{len(rows)} bitstream(s) and their MD5</summary><table class=jobs><thead><tr><th>codec</th>"
+                f"<th>sequence</th><th>rate</th><th>bitstream</th><th>MD5</th></tr></thead><tbody>{trs}</tbody></table></details>"
+            )
+        out.append(f'<section class="run"><h3>{_esc(d)}</h3><dl>{dl}</dl>{codec_json}{jobs}</section>')
+    return "".join(out)
+
+
+def _visual_html(folder: Path, dest: Path, index: int) -> str:
+    from .visualize import RESULT_FILE
+
+    info = json.loads((folder / RESULT_FILE).read_text())
+    target = dest / "visuals" / f"{index:02d}"
+    target.mkdir(parents=True, exist_ok=True)
+    names = [info.get("compare"), info.get("xt"), info.get("source")] + [p.get(k) for p in info.get("picks", []) for k in ("crop", "xt")]
+    for name in filter(None, names):
+        src = folder / name
+        if src.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target / name)
+    rel = f"visuals/{index:02d}"
+    crop = info.get("crop", {})
+    rows = "".join(
+        f"<tr><td>{_esc(p['codec'])}</td><td>{_esc(p['rate'])}</td><td>{p['bpp']:.4f}</td>"
+        f"<td>{_esc(', '.join(f'{k} {v:.4g}' for k, v in p.get('metrics', {}).items()))}</td><td>{_esc('; '.join([p['why'], *p.get('notes', [])]))}</td></tr>"
+        for p in info.get("picks", [])
+    )
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in info.get("notes", []))
+    return (
+        f'<section class="visual"><h3>{_esc(info["dataset"])}/{_esc(info["sequence"])}: frame {info["frame"]}, '
+        f"crop {crop.get('w')}x{crop.get('h')} at ({crop.get('x')}, {crop.get('y')}), target {info['target_bpp']:.4g} bpp</h3>"
+        f'<table class="picks"><thead><tr><th>codec</th><th>rate</th><th>bpp</th><th>sequence means</th><th>picked</th></tr></thead><tbody>{rows}</tbody></table>'
+        f"{f'<ul class=note>{notes}</ul>' if notes else ''}"
+        f'<figure><img src="{rel}/{_esc(info["compare"])}" alt="crops of each codec side by side"><figcaption>crops at matched bitrate</figcaption></figure>'
+        f'<figure><img src="{rel}/{_esc(info["xt"])}" alt="x-t slices"><figcaption>x-t slice: row {info.get("row")} over time (flicker shows as horizontal banding)</figcaption></figure>'
+        "</section>"
+    )
+
+
+def build_data(summary: pd.DataFrame, metrics: list[str], opt: rp.BDOptions, anchors: list[str]) -> tuple[dict, dict]:
+    """(page data, BD tables): every figure's JSON, the drill-down and per-frame data."""
+    curves = rp.dataset_curves(summary, metrics)
+    figures, rd = {}, []
+    for dataset in _dataset_order(curves):
+        ds = curves[curves["dataset"] == dataset]
+        for metric in metrics:
+            sel = ds[ds[metric].notna()]
+            if sel.empty:
+                continue
+            fig, n = rd_figure(sel, metric, f"{dataset}: {rp.metric_label(metric)}")
+            fid = f"rd-{dataset}-{metric}"
+            figures[fid] = _fig_json(fig)
+            rd.append({"id": fid, "dataset": dataset, "metric": metric, "curves": n})
+    tables = {a: rp.bd_table(summary, a, metrics, opt) for a in anchors}
+    sequences = []
+    own = summary[~summary.get("imported", pd.Series(False, index=summary.index)).fillna(False).astype(bool)]
+    for (dataset, seq), rows in own.groupby(["dataset", "sequence"], sort=True):
+        ids = []
+        per = rows.groupby(["codec", "rate"], as_index=False)[["bpp", *[m for m in metrics if m in rows]]].mean()
+        per["sequences"] = 1
+        for metric in metrics:
+            if metric not in per or per[metric].isna().all():
+                continue
+            fig, _ = rd_figure(per, metric, f"{dataset} / {seq}: {rp.metric_label(metric)}")
+            fid = f"seq-{len(sequences)}-{metric}"
+            figures[fid] = _fig_json(fig)
+            ids.append(fid)
+        bd = "".join(
+            f"<h4>BD against {_esc(a)}</h4>" + bd_html(t[(t["dataset"] == dataset) & (t["sequence"] == seq)], metrics)
+            for a, t in tables.items()
+            if not t.empty and ((t["dataset"] == dataset) & (t["sequence"] == seq)).any()
+        )
+        sequences.append({"label": f"{dataset} / {seq}", "figures": ids, "bd": bd})
+    frames = _frames_data(own, metrics)
+    return {"figures": figures, "rd": rd, "sequences": sequences, "frames": frames}, tables
+
+
+def _dataset_order(curves: pd.DataFrame) -> list[str]:
+    """Datasets with runs of one's own first, then those with published curves only."""
+    own = set(curves.loc[~curves["imported"].fillna(False).astype(bool), "dataset"])
+    return sorted(curves["dataset"].unique(), key=lambda d: (d not in own, d))
+
+
+def _frames_data(own: pd.DataFrame, metrics: list[str]) -> dict:
+    dirs = sorted(own["results_dir"].unique()) if "results_dir" in own else []
+    fr = _read_frames(dirs)
+    if fr.empty:
+        return {"jobs": [], "metrics": [], "types": []}
+    keep = set(map(tuple, own[["dataset", "sequence", "codec", "rate"]].astype(str).to_numpy()))
+    frame_metrics = [m for m in metrics if m in fr and fr[m].notna().any()]
+    types = sorted({t for t in fr.get("frame_type", pd.Series(dtype=str)).dropna().astype(str) if t})
+    jobs = []
+    groups = sorted(fr.groupby(["dataset", "sequence", "codec", "rate"], sort=False), key=lambda kv: (*kv[0][:3], -kv[1]["bits"].sum()))
+    for key, g in groups:  # rate points from the highest rate down, as codecs' ladders read
+        if tuple(map(str, key)) not in keep:
+            continue
+        g = g.sort_values("frame")
+        ft = g["frame_type"].fillna("").astype(str).tolist() if "frame_type" in g else [""] * len(g)
+        jobs.append(
+            {
+                "dataset": key[0],
+                "sequence": key[1],
+                "codec": key[2],
+                "rate": str(key[3]),
+                "frame": [int(v) for v in g["frame"]],
+                "type": ft,
+                "bits": [_num(v) for v in g["bits"]],
+                "values": {m: [_num(v) for v in g[m]] for m in frame_metrics},
+            }
+        )
+    return {
+        "jobs": jobs,
+        "metrics": frame_metrics,
+        "labels": {m: rp.metric_label(m) for m in frame_metrics},
+        "types": types,
+        "colours": {t: frame_colour(t, types) for t in [*types, ""]},
+    }
+
+
+def write_report(
+    summary: pd.DataFrame,
+    out: Path,
+    *,
+    results: list[Path] | None = None,
+    anchors: list[str] | None = None,
+    visuals: list[Path] | None = None,
+    metrics: list[str] | None = None,
+    opt: rp.BDOptions | None = None,
+    title: str = "Rate-distortion report",
+) -> Path:
+    """Write OUT/index.html (and plotly.min.js, visuals/ beside it); returns the page."""
+    opt = opt or rp.BDOptions()
+    if summary.empty:
+        raise ReportError("the results hold no summary.csv rows: every job failed, or none ran")
+    metrics = rp.present_metrics(summary, metrics or None)
+    if not metrics:
+        raise ReportError("no metric column with a value in the results; nothing to draw")
+    codecs = set(summary["codec"])
+    if anchors:
+        missing = [a for a in anchors if a not in codecs]
+        if missing:
+            raise ReportError(f"anchor {', '.join(missing)} is not in the results; codecs there: {', '.join(sorted(codecs))}")
+    else:
+        anchors = default_anchors(codecs)
+    results = results or sorted({Path(d) for d in summary["results_dir"]})
+    visual_dirs = find_visuals(results, visuals or [])
+    data, tables = build_data(summary, metrics, opt, anchors)
+
+    out.mkdir(parents=True, exist_ok=True)
+    _write_plotly(out / PLOTLY_JS)
+    visual_html = "".join(_visual_html(v, out, i) for i, v in enumerate(visual_dirs)) or (
+        '<p class="note">none: run <code>bench run --save-decoded</code>, then <code>bench visualize</code>, and build the report again</p>'
+    )
+    bd_sections = []
+    for a, t in tables.items():
+        boot = t.attrs.get("bootstrap", {})
+        per_seq = t[~t["sequence"].isin(["all", "mean"])]
+        without = t.attrs.get("datasets_without_anchor") or []
+        bd_sections.append(
+            f"<h3>against {_esc(a)}</h3>"
+            + f'<p class="note">{_esc(opt.method)} interpolation; negative = fewer bits for the same quality; <b>all</b> = dataset-level curve, '
+            + "<b>mean</b> = mean of per-sequence BD-rates"
+            + (
+                f", with its {100 * boot['level']:g}% percentile bootstrap interval over sequences [low, high] ({boot['resamples']} resamples, seed {boot['seed']})"
+                if boot.get("resamples")
+                else ""
+            )
+            + (f". {_esc(a)} has no results on {_esc(', '.join(without))}: left out" if without else "")
+            + "</p>"
+            + bd_html(t, metrics, ["all", "mean"])
+            + (f"<details><summary>per sequence ({per_seq['sequence'].nunique()})</summary>{bd_html(per_seq, metrics)}</details>" if not per_seq.empty else "")
+        )
+    if not bd_sections:
+        bd_sections.append(
+            '<p class="note">no codec in the results is an anchor (a plugin with <code>anchor = True</code>): pass <code>--anchor CODEC</code></p>'
+        )
+    body = {
+        "TITLE": _esc(title),
+        "GENERATED": _esc(
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by bench report, from {len(set(summary['results_dir']))} results folder(s)"
+        ),
+        "RD": _rd_html(data["rd"]),
+        "BD": "".join(bd_sections),
+        "VISUALS": visual_html,
+        "PROVENANCE": _provenance_html(summary),
+        "DATA": json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/"),
+    }
+    page = _TEMPLATE
+    for k, v in body.items():
+        page = page.replace(f"@@{k}@@", v)
+    index = out / "index.html"
+    atomic_write_text(index, page)
+    return index
+
+
+def _rd_html(rd: list[dict]) -> str:
+    parts, current = [], None
+    for r in rd:
+        if r["dataset"] != current:
+            if current is not None:
+                parts.append("</div>")
+            current = r["dataset"]
+            parts.append(f'<h3 id="ds-{_esc(current)}">{_esc(current)}</h3><div class="grid">')
+        parts.append(f'<div class="plot rd" id="{_esc(r["id"])}" data-curves="{r["curves"]}" data-metric="{_esc(r["metric"])}"></div>')
+    if current is not None:
+        parts.append("</div>")
+    return "".join(parts) or '<p class="note">no curve to draw</p>'
+
+
+def _write_plotly(path: Path) -> None:
+    from plotly.offline import get_plotlyjs
+
+    js = get_plotlyjs()
+    if not path.is_file() or path.read_text() != js:
+        atomic_write_text(path, js)
+
+
+def curve_counts(summary: pd.DataFrame, metrics: list[str] | None = None) -> dict[str, int]:
+    """Curves each RD plot of the page draws, by plot id (what the browser test checks)."""
+    metrics = rp.present_metrics(summary, metrics or None)
+    curves = rp.dataset_curves(summary, metrics)
+    out = {}
+    for dataset in sorted(curves["dataset"].unique()):
+        ds = curves[curves["dataset"] == dataset]
+        for metric in metrics:
+            n = ds[ds[metric].notna()]["codec"].nunique()
+            if n:
+                out[f"rd-{dataset}-{metric}"] = int(n)
+    return out
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'self' 'unsafe-inline' file:; style-src 'unsafe-inline'; img-src 'self' data: blob: file:; font-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>@@TITLE@@</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #222; }
+header { padding: 12px 20px; background: #f4f4f4; border-bottom: 1px solid #ddd; }
+header h1 { margin: 0; font-size: 20px; }
+nav a { margin-right: 14px; }
+main { padding: 0 20px 40px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 8px; }
+.plot { min-height: 360px; border: 1px solid #eee; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #fafafa; }
+td.na { color: #888; }
+td.na .why { font-size: 11px; max-width: 320px; padding-left: 14px; margin: 2px 0; }
+td.na summary { cursor: pointer; }
+.note { color: #666; font-size: 13px; }
+dt { font-weight: 600; } dd { margin: 0 0 6px 12px; } code { font-size: 12px; word-break: break-all; }
+figure { margin: 10px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+select { margin-right: 10px; }
+</style>
+</head>
+<body>
+<header><h1>@@TITLE@@</h1><div class="note">@@GENERATED@@</div>
+<nav><a href="#rd">RD curves</a><a href="#bd">BD-rate</a><a href="#sequences">Per sequence</a><a href="#frames">Per frame</a><a href="#visuals">Visual comparisons</a><a href="#provenance">Provenance</a></nav></header>
+<main>
+<section id="rd"><h2>RD curves</h2><p class="note">dataset-level curves: mean bpp and mean metric per rate point over the sequences a codec has at every rate point; published curves are dashed. Hover a point for its codec, rate point, bpp, value and sequence count.</p>@@RD@@</section>
+<section id="bd"><h2>BD-rate and BD-metric</h2>@@BD@@</section>
+<section id="sequences"><h2>Per sequence</h2><label>sequence <select id="seq-select"></select></label><div id="seq-bd"></div><div class="grid" id="seq-plots"></div></section>
+<section id="frames"><h2>Per frame</h2>
+<div><label>sequence <select id="fr-seq"></select></label><label>codec <select id="fr-codec"></select></label><label>rate point <select id="fr-rate"></select></label><label>metric <select id="fr-metric"></select></label></div>
+<div class="plot" id="fr-plot" style="min-height:520px"></div></section>
+<section id="visuals"><h2>Visual comparisons at matched bitrate</h2>@@VISUALS@@</section>
+<section id="provenance"><h2>Provenance</h2>@@PROVENANCE@@</section>
+</main>
+<script src="plotly.min.js"></script>
+<script type="application/json" id="bench-data">@@DATA@@</script>
+<script>
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("bench-data").textContent);
+  var config = {responsive: true, displaylogo: false};
+  function draw(id, fid) {
+    var f = data.figures[fid];
+    return Plotly.newPlot(id, f.data, f.layout, config);
+  }
+  function option(sel, value, text) {
+    var o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o);
+  }
+  data.rd.forEach(function (r) { draw(r.id, r.id); });
+
+  var seqSel = document.getElementById("seq-select");
+  data.sequences.forEach(function (s, i) { option(seqSel, i, s.label); });
+  function showSequence() {
+    var s = data.sequences[+seqSel.value], box = document.getElementById("seq-plots");
+    box.innerHTML = "";
+    document.getElementById("seq-bd").innerHTML = s ? s.bd : "<p class=note>no sequence of your own runs</p>";
+    if (!s) return;
+    s.figures.forEach(function (fid) {
+      var d = document.createElement("div"); d.className = "plot seq"; d.id = "p-" + fid; box.appendChild(d); draw(d.id, fid);
+    });
+  }
+  seqSel.addEventListener("change", showSequence);
+  showSequence();
+
+  var fr = data.frames, frSeq = document.getElementById("fr-seq"), frCodec = document.getElementById("fr-codec"),
+      frRate = document.getElementById("fr-rate"), frMetric = document.getElementById("fr-metric");
+  function uniq(a) { return a.filter(function (v, i) { return a.indexOf(v) === i; }); }
+  function seqKey(j) { return j.dataset + " / " + j.sequence; }
+  uniq(fr.jobs.map(seqKey)).forEach(function (k) { option(frSeq, k, k); });
+  fr.metrics.forEach(function (m) { option(frMetric, m, fr.labels[m]); });
+  function fill(sel, values) {
+    var keep = sel.value; sel.innerHTML = "";
+    values.forEach(function (v) { option(sel, v, v); });
+    if (values.indexOf(keep) >= 0) sel.value = keep;
+  }
+  function refill() {
+    var js = fr.jobs.filter(function (j) { return seqKey(j) === frSeq.value; });
+    fill(frCodec, uniq(js.map(function (j) { return j.codec; })));
+    fill(frRate, uniq(js.filter(function (j) { return j.codec === frCodec.value; }).map(function (j) { return j.rate; })));
+    showFrames();
+  }
+  function showFrames() {
+    var job = fr.jobs.filter(function (j) { return seqKey(j) === frSeq.value && j.codec === frCodec.value && j.rate === frRate.value; })[0];
+    var box = document.getElementById("fr-plot");
+    if (!job) { box.innerHTML = "<p class=note>no per-frame rows in the results</p>"; return; }
+    var m = frMetric.value, traces = [];
+    uniq(job.type).forEach(function (t) {
+      var idx = job.type.map(function (v, i) { return v === t ? i : -1; }).filter(function (i) { return i >= 0; });
+      var name = t || "(no type)", colour = fr.colours[t] || "#7f7f7f";
+      var x = idx.map(function (i) { return job.frame[i]; });
+      traces.push({type: "bar", x: x, y: idx.map(function (i) { return job.bits[i]; }), name: name + " bits", legendgroup: name,
+                   marker: {color: colour}, hovertemplate: "frame %{x} (" + name + ")<br>%{y:.0f} bits<extra></extra>"});
+      if (m) traces.push({type: "scatter", mode: "markers", x: x, y: idx.map(function (i) { return job.values[m][i]; }), name: name + " " + m,
+                   legendgroup: name, xaxis: "x", yaxis: "y2", marker: {color: colour, size: 7},
+                   hovertemplate: "frame %{x} (" + name + ")<br>" + m + " %{y:.4f}<extra></extra>"});
+    });
+    var layout = {template: "plotly_white", height: 520, barmode: "overlay", hovermode: "closest", margin: {l: 60, r: 10, t: 40, b: 45},
+      title: {text: job.codec + " " + job.rate + " on " + seqKey(job), font: {size: 13}},
+      xaxis: {title: {text: "frame"}, anchor: "y"}, yaxis: {title: {text: "bits"}, domain: [0.55, 1]},
+      yaxis2: {title: {text: m ? fr.labels[m] : ""}, domain: [0, 0.42], anchor: "x"}};
+    Plotly.newPlot(box, traces, layout, config);
+  }
+  frSeq.addEventListener("change", refill);
+  frCodec.addEventListener("change", refill);
+  frRate.addEventListener("change", showFrames);
+  frMetric.addEventListener("change", showFrames);
+  refill();
+  document.body.setAttribute("data-ready", "1");
+})();
+</script>
+</body>
+</html>
+"""
