@@ -382,3 +382,16 @@ def test_default_anchors_are_the_plugins_that_say_so_and_published_curves_named_
 
     assert default_anchors({"x265", "diffsit", "vvenc", "HM16.25", "VTM17.0", "DCVC-DC", "hmm"}) == ["vvenc", "x265", "HM16.25", "VTM17.0"]
     assert default_anchors({"diffsit"}) == []
+
+
+def test_decoded_videos_keep_10_bit_samples_exactly(tmp_path):
+    from bench import decoded
+    from bench.video import Video
+
+    rng = np.random.default_rng(1)
+    v = Video(*(rng.integers(0, 1024, size=s, dtype=np.uint16) for s in ((3, 16, 24), (3, 8, 12), (3, 8, 12))), bit_depth=10)
+    path = decoded.save(v, tmp_path / "v.mkv")
+    back = decoded.load(path, 24, 16, 10, 3, decoded.samples_md5(v))
+    for p in "yuv":
+        np.testing.assert_array_equal(getattr(back, p), getattr(v, p))
+    assert not list(tmp_path.glob("*.log"))
