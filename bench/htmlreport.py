@@ -249,7 +249,7 @@ def _provenance_html(summary: pd.DataFrame) -> str:
             cmd = prov.get("command")
             items += [
                 ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
-                ("git commit", prov.get("git_commit")),
+                ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
                 ("time", prov.get("time")),
                 ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
                 ("ffmpeg", (prov.get("ffmpeg") or {}).get("version")),
