@@ -51,6 +51,26 @@ def test_encode_decode_fps(model, name):
     results[f"{name} {video.width}x{video.height}"] = (9 / (t1 - t0), 9 / (t2 - t1), 9 / (t3 - t1))
 
 
+def test_odfte_window_720p_profile():
+    """One 9-frame ODFTE window of bigbuckbunny (1280x720) with the shipped tiny model, and
+    where its time goes: the before/after reference for CPU speed work (issue 19)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.datasets import DATASETS
+
+    shipped = load_model("tiny-lambda1")
+    seq = {s.name: s for s in DATASETS["sample"].resolve(None)}["bigbuckbunny"]
+    x = seq.open(frames=9).rgb(0, 9).permute(1, 0, 2, 3)[None]
+    tm = torch.from_numpy(type_map(9))[None]
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        shipped.odfte(x, tm)
+        results["odfte_720p_window_s"] = time.perf_counter() - t0
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    results["odfte_720p_ops"] = [(e.key, e.self_cpu_time_total / 1e6, e.count, e.self_cpu_time_total / total) for e in ops[:6]]
+
+
 def pytest_terminal_summary_diffsit(reporter):
     if "odfte_1" in results:
         reporter.section("Diff-SIT tiny on CPU")
@@ -58,6 +78,11 @@ def pytest_terminal_summary_diffsit(reporter):
         for k in (4, 20):
             if f"odfte_{k}" in results:
                 reporter.write_line(f"ODFTE decode, 9 frames 128x128: {k} steps / 1 step = {results[f'odfte_{k}'] / one:.2f}x ({one * 1e3:.0f} ms for 1 step)")
+    if "odfte_720p_window_s" in results:
+        reporter.section(f"ODFTE, one 9-frame 1280x720 window, shipped tiny model, {torch.get_num_threads()} threads")
+        reporter.write_line(f"window: {results['odfte_720p_window_s']:.1f} s")
+        for name, secs, calls, share in results["odfte_720p_ops"]:
+            reporter.write_line(f"  {name:<52} {secs:7.2f} s  {100 * share:5.1f} %  {calls} calls")
     for k, v in results.items():
         if isinstance(v, tuple):
             reporter.write_line(f"{k:<22} encode {v[0]:6.2f} fps   STEM decode {v[1]:6.2f} fps   full decode (STEM + ODFTE) {v[2]:6.2f} fps")
