@@ -469,7 +469,8 @@ def cmd_report(args) -> int:
         index = write_report(
             _summaries(args.results, what="report"),
             args.out,
-            results=args.results,
+            # without --results: all of results/, so that results/<dataset>/visuals/ is found too
+            results=args.results or [Path("results")],
             anchors=args.anchor,
             visuals=args.visuals,
             metrics=args.metrics,

@@ -288,6 +288,16 @@ def test_report_tables_drilldown_frames_visuals_and_provenance(report):
     assert (index.parent / "plotly.min.js").stat().st_size > 1_000_000
 
 
+def test_report_without_results_reads_all_of_results_and_finds_the_visuals(report, runs, tmp_path, monkeypatch):
+    shutil.copytree(runs.parent, tmp_path / "results")  # results/sample/<codec>/ and results/sample/visuals/
+    monkeypatch.chdir(tmp_path)
+    assert main(["report"]) == 0
+    index = tmp_path / "results" / "report" / "index.html"
+    data = _page_data(index)
+    assert {t["name"] for t in data["figures"]["rd-sample-psnr_rgb"]["data"]} == {"x265", "vvenc", "diffsit"}
+    assert 'src="visuals/00/compare.png"' in index.read_text()
+
+
 def test_report_bad_inputs(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
