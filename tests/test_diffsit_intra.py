@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("compressai")
 
-from diffsit.stem.intra import IntraCoder, checkerboard
+from diffsit.stem.intra import IntraCoder, checkerboard, coded_size
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,18 @@ def test_entropy_round_trip_is_exact(coder):
     assert len(strings) == 3 and all(isinstance(s, bytes) and len(s) > 0 for s in strings)
     dec = coder.decompress(strings, (128, 192))
     assert torch.equal(dec, enc_rec)
+
+
+def test_pictures_are_coded_at_a_multiple_of_16_not_64(coder):
+    """carphone (176x144) is coded as it is, where a multiple of 64 coded 192x192 (+45 %
+    pixels); y is padded for the hyperprior instead, and the decoder sizes it the same way."""
+    assert coded_size(144, 176) == (144, 176) and coded_size(272, 640) == (272, 640) and coded_size(1080, 1920) == (1088, 1920)
+    x = torch.rand(1, 3, 144, 176)
+    strings, enc_rec = coder.compress(x)
+    assert enc_rec.shape[-2:] == (144, 176)
+    assert torch.equal(coder.decompress(strings, (144, 176)), enc_rec)
+    out = IntraCoder()(torch.rand(1, 3, 144, 176))  # the training twin takes the same sizes
+    assert out["x_hat"].shape[-2:] == (144, 176)
 
 
 def test_round_trip_in_a_separate_process(coder, tmp_path):

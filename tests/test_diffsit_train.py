@@ -92,6 +92,32 @@ def test_bad_sources_are_named(spec, match):
         build_source(spec)
 
 
+@needs_skimage
+def test_photo_clips_move_at_the_speed_asked():
+    """max_pan=16 (the recipe's) moves the camera up to 16 px a frame: measured with DIS on
+    the rendered clips, their median speed is well past the default's 4 px maximum."""
+    from diffsit.stem.mv import estimate_flow
+
+    speeds = {}
+    for spec in ("photos", "photos:max_pan=16"):
+        src = build_source(spec)
+        rng = np.random.default_rng(0)
+        found = []
+        for _ in range(12):
+            c = torch.from_numpy(src.clip(rng, 2, (128, 128)).transpose(0, 3, 1, 2).copy())
+            flow = estimate_flow(c[1:2], c[0:1])
+            found.append(flow.norm(dim=1).median().item())
+        speeds[spec] = np.median(found)
+    assert speeds["photos"] < 4.5 and speeds["photos:max_pan=16"] > 6, speeds
+    assert build_source("photos:max_pan=16").describe()["max_pan_px_per_frame"] == 16
+
+
+@pytest.mark.parametrize("spec", ["photos:max_pan=-1", "photos:speed=3", "photos:max_pan=fast"])
+def test_bad_photo_options_are_named(spec):
+    with pytest.raises(TrainDataError, match="max_pan=P"):
+        build_source(spec)
+
+
 def test_bad_crop_and_weights():
     with pytest.raises(TrainDataError, match="multiple of 64"):
         ClipSampler([object()], [1.0], 3, (96, 64))
@@ -106,6 +132,62 @@ def test_bad_config_keys_and_values():
         TrainConfig(stage=3)
     with pytest.raises(ValueError, match="perceptual"):
         TrainConfig(perceptual="vgg")
+    with pytest.raises(ValueError, match="objective must be"):
+        TrainConfig(objective="pframe")
+    with pytest.raises(ValueError, match="stage-1 objective"):
+        TrainConfig(stage=2, objective="intra")
+    with pytest.raises(ValueError, match="at least 4 frames"):
+        TrainConfig(objective="motion", frames=3)
+
+
+@pytest.mark.parametrize("objective,trained,frozen", [("intra", "intra.", ("mv.", "pframe.")), ("motion", "mv.", ("intra.", "pframe.codec."))])
+def test_part_objectives_train_their_part_alone_and_lower_its_loss(objective, trained, frozen):
+    torch.manual_seed(0)
+    model = random_model(0).train()
+    for c in (model.intra, model.mv.flow_coder, model.pframe.motion):
+        c.noisy_decoder_input = True
+    cfg = TrainConfig(stage=1, objective=objective, frames=4, crop=(64, 64), batch_size=1, quantize="noise")
+    main, aux = trainable_parameters(model, cfg)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith(trained) for n in names) and not any(n.startswith(frozen) for n in names)
+    if objective == "motion":
+        assert any(n.startswith("pframe.motion.") for n in names)
+    step = TrainStep(model, cfg)
+    opt = torch.optim.Adam([{"params": main, "lr": 2e-3}, {"params": aux, "lr": 1e-3}])
+    clip = _fixed_clip(4)
+
+    def objective_value():
+        torch.manual_seed(123)
+        with torch.no_grad():
+            return step(clip)[1]
+
+    before = objective_value()
+    assert ("bpp_mv" in before and "bpp_p" in before) if objective == "motion" else before["bpp_intra"] == before["bpp"]
+    for _ in range(12):
+        loss, _ = step(clip)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert objective_value()["loss"] < 0.9 * before["loss"]
+
+
+def test_p_coder_started_from_the_intra_coder_analyses_as_it_does():
+    """pframe_from_intra: the contextual codec's analysis of [frame, context] is the intra
+    coder's analysis of the frame (context weights zero), with the intra coder's prior."""
+    from diffsit.stem.intra import IntraCoder
+
+    torch.manual_seed(0)
+    model = random_model(0)
+    intra = IntraCoder()  # other weights than the model's P codec
+    model.pframe.init_from_intra(intra)
+    x, ctx = torch.rand(1, 3, 64, 64), torch.rand(1, 16, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.pframe.codec.g_a(torch.cat([x, ctx], 1)), intra.g_a(x))
+        for name in ("h_a", "h_s", "context", "fuse"):
+            for a, b in zip(getattr(model.pframe.codec, name).parameters(), getattr(intra, name).parameters(), strict=True):
+                assert torch.equal(a, b), name
+    assert torch.equal(model.pframe.codec.entropy_bottleneck.quantiles, intra.entropy_bottleneck.quantiles)
+    assert torch.equal(model.pframe.codec.log_gain, intra.log_gain)
 
 
 # --- losses fall on a fixed batch ------------------------------------------------------------
@@ -303,7 +385,11 @@ def test_recipe_trains_stage_2_on_real_video_and_stem_on_photos(tmp_path):
     for name in VIDEOS:
         (tmp_path / name).write_bytes(b"")  # only their presence is checked before training
     runs = dict(tiny_recipe(videos=tmp_path))
-    for name in ("vae", "stem", "stem-1", "stem-4"):
+    assert list(runs)[:4] == ["vae", "intra", "motion", "stem"]  # each part trained for what it does first
+    assert runs["intra"].objective == "intra" and runs["motion"].objective == "motion" and runs["stem"].pframe_from_intra
+    assert runs["motion"].init == "intra" and runs["stem"].init == "motion"
+    assert "photos:max_pan=16" in DATA  # motion at the sample clips' speeds
+    for name in ("vae", "intra", "motion", "stem", "stem-1", "stem-4"):
         assert runs[name].data == DATA  # the rate ladder does not depend on the package
     for name in ("e2e", "e2e-0.5", "e2e-4"):
         cfg = runs[name]

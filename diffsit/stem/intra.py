@@ -58,6 +58,28 @@ def gaussian_tables() -> dict[str, torch.Tensor]:
     return load_file(str(GAUSSIAN_TABLES))
 
 
+# g_a halves the size four times, so a coded picture is a multiple of 16 on each side. The
+# hyperprior halves y twice more; rather than pad the picture to 64 (carphone's 176x144 would
+# be coded as 192x192, 45 % more pixels), y is zero-padded to a multiple of 4 for h_a and h_s's
+# output is cut back to y's size: the padding costs a few z values, not pixels.
+PICTURE_MULTIPLE = 16
+HYPER_MULTIPLE = 4
+
+
+def coded_size(height: int, width: int) -> tuple[int, int]:
+    """The picture size STEM codes a height x width frame at (padded by edge replication)."""
+    return -(-height // PICTURE_MULTIPLE) * PICTURE_MULTIPLE, -(-width // PICTURE_MULTIPLE) * PICTURE_MULTIPLE
+
+
+def _pad_for_hyper(y: torch.Tensor) -> torch.Tensor:
+    ph, pw = (-y.shape[-2]) % HYPER_MULTIPLE, (-y.shape[-1]) % HYPER_MULTIPLE
+    return F.pad(y, (0, pw, 0, ph)) if ph or pw else y
+
+
+def _z_size(y_size) -> tuple[int, int]:
+    return tuple(-(-int(v) // HYPER_MULTIPLE) for v in y_size)
+
+
 def _down(cin: int, cout: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 5, stride=2, padding=2), nn.LeakyReLU(0.1))
 
@@ -78,7 +100,7 @@ def checkerboard(shape: tuple[int, ...], device=None) -> torch.Tensor:
 
 
 class IntraCoder(nn.Module):
-    """Image (B, C, H, W), H and W multiples of 64 -> strings -> image.
+    """Image (B, C, H, W), H and W multiples of 16 (``PICTURE_MULTIPLE``) -> strings -> image.
 
     ``channels=3`` codes RGB frames in [0, 1]; the MV and P coders reuse it for 2-channel flow
     fields and for [frame, context]. Coding works on the activation grid
@@ -127,10 +149,13 @@ class IntraCoder(nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         """Reconstruction and likelihoods, with additive-noise quantization (training)."""
         y = self.g_a(x)
-        z = self.h_a(y)
-        z_hat, z_lik = self.entropy_bottleneck(z)
-        y_hat, y_lik = self.train_y(y, self.h_s(z_hat))
+        z_hat, z_lik = self.entropy_bottleneck(self.h_a(_pad_for_hyper(y)))
+        y_hat, y_lik = self.train_y(y, self.hyper_float(z_hat, y))
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    def hyper_float(self, z_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """h_s's output cut to y's size (training's twin of :meth:`hyper`)."""
+        return self.h_s(z_hat)[..., : y.shape[-2], : y.shape[-1]]
 
     def train_y(self, y: torch.Tensor, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two-pass model as coding uses it: noise likelihoods, straight-through values."""
@@ -219,20 +244,21 @@ class IntraCoder(nn.Module):
     def analyse(self, nets, x_act: torch.Tensor, prior: torch.Tensor | None = None):
         """Encoder: y, the hyperprior (plus ``prior``, a temporal one) and z's string."""
         y_act = nets.g_a(x_act)
-        z = exact.from_act(nets.h_a(y_act), torch.float64)
+        z = exact.from_act(nets.h_a(_pad_for_hyper(y_act)), torch.float64)
         z_strings = self.entropy_bottleneck.compress(z)
-        return y_act, self.hyper(nets, z_strings[0], z.shape[-2:], prior), z_strings[0]
+        return y_act, self.hyper(nets, z_strings[0], y_act.shape[-2:], prior), z_strings[0]
 
-    def hyper(self, nets, z_string: bytes, size, prior: torch.Tensor | None = None) -> torch.Tensor:
-        z_hat = self.entropy_bottleneck.decompress([z_string], tuple(size)).to(torch.float64)
-        hyper = nets.h_s(exact.to_act(z_hat))
+    def hyper(self, nets, z_string: bytes, y_size, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """The hyperprior for a y of ``y_size`` (h, w) from z's string (plus ``prior``)."""
+        z_hat = self.entropy_bottleneck.decompress([z_string], _z_size(y_size)).to(torch.float64)
+        hyper = nets.h_s(exact.to_act(z_hat))[..., : y_size[0], : y_size[1]]
         return hyper if prior is None else exact.clip(hyper + prior)
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], size: tuple[int, int], device="cpu") -> torch.Tensor:
         """Strings -> the synthesis output on the activation grid."""
         nets = self.exact_nets(device)
-        hyper = self.hyper(nets, strings[0], (size[0] // 64, size[1] // 64))
+        hyper = self.hyper(nets, strings[0], (size[0] // PICTURE_MULTIPLE, size[1] // PICTURE_MULTIPLE))
         y_hat, _ = self.code_y(nets, hyper, None, strings[1:])
         return nets.g_s(y_hat)
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 from bench.flow import backward_warp
 
 from . import exact
-from .intra import IntraCoder, _down
+from .intra import PICTURE_MULTIPLE, IntraCoder, _down, _pad_for_hyper
 from .mv import FLOW_SCALE, estimate_flow
 
 
@@ -37,6 +37,24 @@ class PCoder(nn.Module):
         self.codec.g_s[-1] = nn.Sequential(nn.Conv2d(n, 4 * n, 3, padding=1), nn.PixelShuffle(2), nn.LeakyReLU(0.1))
         self.out = nn.Sequential(nn.Conv2d(n + ctx, ctx, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(ctx, 3, 3, padding=1))
         self.temporal_prior = nn.Sequential(_down(ctx, n), _down(n, n), _down(n, n), nn.Conv2d(n, 2 * m, 5, stride=2, padding=2))
+
+    @torch.no_grad()
+    def init_from_intra(self, intra: IntraCoder) -> None:
+        """Start the contextual codec from a trained intra coder of the same size: every
+        tensor of the intra coder that the codec has with the same shape is copied (analysis,
+        hyperprior, spatial prior, entropy bottleneck, gains, and the synthesis but its last
+        layer), and the analysis's first layer gets the intra weights on its frame inputs and
+        zero on its context inputs. The P coder then starts as an intra coder that ignores
+        the context, and training teaches it to use it."""
+        ours = self.codec.state_dict()
+        for key, value in intra.state_dict().items():
+            if key not in ours or key.endswith(("._quantized_cdf", "._offset", "._cdf_length")):
+                continue  # the range coder's tables: rebuilt by update()
+            if ours[key].shape == value.shape:
+                ours[key].copy_(value)
+            elif key == "g_a.0.0.weight":
+                ours[key].zero_()
+                ours[key][:, : value.shape[1]].copy_(value)
 
     def update(self) -> None:
         self.motion.update()
@@ -53,8 +71,8 @@ class PCoder(nn.Module):
         m = self.motion(flow / FLOW_SCALE)
         ctx = self._context(ref_hat, m["x_hat"] * FLOW_SCALE)
         y = self.codec.g_a(torch.cat([cur, ctx], dim=1))
-        z_hat, z_lik = self.codec.entropy_bottleneck(self.codec.h_a(y))
-        y_hat, y_lik = self.codec.train_y(y, self.codec.h_s(z_hat) + self.temporal_prior(ctx))
+        z_hat, z_lik = self.codec.entropy_bottleneck(self.codec.h_a(_pad_for_hyper(y)))
+        y_hat, y_lik = self.codec.train_y(y, self.codec.hyper_float(z_hat, y) + self.temporal_prior(ctx))
         return {"x_hat": self._decode_frame(y_hat, ctx), "likelihoods": {"mv": m["likelihoods"], "y": y_lik, "z": z_lik}}
 
     def exact_nets(self, device) -> SimpleNamespace:
@@ -87,6 +105,6 @@ class PCoder(nn.Module):
         mv_act = self.motion.decompress(strings[:3], size, ref.device)
         nets, codec_nets = self.exact_nets(ref.device), self.codec.exact_nets(ref.device)
         ctx = self._exact_context(nets, ref, exact.act_to_mv(mv_act, FLOW_SCALE))
-        hyper = self.codec.hyper(codec_nets, strings[3], (size[0] // 64, size[1] // 64), prior=nets.temporal_prior(ctx))
+        hyper = self.codec.hyper(codec_nets, strings[3], (size[0] // PICTURE_MULTIPLE, size[1] // PICTURE_MULTIPLE), prior=nets.temporal_prior(ctx))
         y_hat, _ = self.codec.code_y(codec_nets, hyper, None, strings[4:])
         return self._exact_frame(nets, codec_nets, y_hat, ctx)

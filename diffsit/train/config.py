@@ -5,7 +5,9 @@ A *run* trains one stage of one model:
 - stage 0: the Wan VAE as an autoencoder (MSE); afterwards its decoder is frozen and the
   per-channel latent mean and std are measured and written into the model config (as Wan's
   published ``latents_mean``/``latents_std`` were);
-- stage 1: STEM alone, lambda * R + w_d * MSE(x~, x) over whole GOP clips;
+- stage 1: STEM alone, lambda * R + w_d * MSE(x~, x) over whole GOP clips (``objective``
+  ``gop``), or one part of STEM on what it does: ``intra`` (the intra coder on single frames)
+  or ``motion`` (the two flow coders, on the warp their coded flow gives);
 - stage 2: end to end, lambda * R + w_d * MSE(x^, x) + w_p * perceptual(x^, x)
   + w_t * MSE(x~, x), with the VAE decoder frozen.
 
@@ -50,6 +52,15 @@ class TrainConfig:
     # GOP clip holds one intra frame, so without it the intra coder sees a few images a step
     # (DCVC-style training starts from a separately trained intra model instead).
     intra_all_frames: float = 0.0
+    # stage 1: gop (STEM over GOP clips, every part), intra (the intra coder alone, on each
+    # frame of the clips: its pretraining), or motion (the MV coder and the P coder's motion
+    # coder alone: lambda * R + w_d * MSE(warp(reference, coded flow), frame), the MV coder
+    # from one frame back as MV frames see it, the P one from three back, across a group)
+    objective: str = "gop"
+    # stage 1, a model built from ``init``: start the P coder's contextual codec from the
+    # intra coder's transforms and entropy model (its context inputs at zero weight), so that
+    # P coding starts where intra coding is and has only the context to learn
+    pframe_from_intra: bool = False
     # what STEM's decoders see in training: ste (straight-through rounding, as coded) or noise
     # (additive uniform noise: for training from scratch; fine-tune with ste afterwards)
     quantize: str = "ste"
@@ -77,6 +88,12 @@ class TrainConfig:
             raise ValueError(f"perceptual must be auto, lpips, dists, ms_ssim or none, got {self.perceptual!r}")
         if self.quantize not in ("ste", "noise"):
             raise ValueError(f"quantize must be ste or noise, got {self.quantize!r}")
+        if self.objective not in ("gop", "intra", "motion"):
+            raise ValueError(f"objective must be gop, intra or motion, got {self.objective!r}")
+        if self.objective != "gop" and self.stage != 1:
+            raise ValueError(f"objective {self.objective!r} is a stage-1 objective (STEM's parts); stage {self.stage} trains the whole GOP")
+        if self.objective == "motion" and self.frames < 4:
+            raise ValueError("objective motion needs clips of at least 4 frames (the P coder's motion spans a group of three)")
         if self.dit not in ("lora", "full"):
             raise ValueError(f"dit must be lora or full, got {self.dit!r}")
         if self.steps < 1 or self.batch_size < 1:

@@ -1,15 +1,26 @@
-"""The recipe that trains the shipped ``tiny`` models: one command, about an hour on 2 CPU cores
-(its logged s/step; 88 min of wall time measured while the test suite shared the cores).
+"""The recipe that trains the shipped ``tiny`` models: one command, about 75 minutes on 2 CPU
+cores (its logged s/step; docs/diffsit-measurements.md has the run's own figures).
 
     python -m diffsit train --recipe tiny --out runs/tiny --install
 
-Runs, in order (each a resumable run folder under ``--out``; a finished run is skipped):
+Each part of STEM is trained for what it does before they are trained together. Runs, in
+order (each a resumable run folder under ``--out``; a finished run is skipped):
 
 1. ``vae``       stage 0: the tiny Wan VAE as an autoencoder (then frozen, latent stats measured)
-2. ``stem``      stage 1 at lambda = 1, from scratch: STEM's shared starting point
-3. ``stem-L``    stage 1 at each lambda L, from ``stem``
-4. ``e2e``       stage 2 at lambda = 1: ODFTE's shared starting point (STEM from ``stem-1``)
-5. ``e2e-L``     stage 2 at each lambda L: STEM from ``stem-L``, ODFTE from ``e2e``
+2. ``intra``     stage 1, objective ``intra``: the intra coder alone on single frames, from
+                 scratch, long enough that its transform passes a plain 4x downsample
+3. ``motion``    stage 1, objective ``motion``: the MV coder and the P coder's motion coder
+                 alone, on the warps their coded flows give, at the sample clips' speeds
+4. ``stem``      stage 1 at lambda = 1 over GOP clips: the P coder's contextual codec starts
+                 from the intra coder (``pframe_from_intra``), so it starts as good as intra
+                 and has only the context to learn; STEM's shared starting point
+5. ``stem-L``    stage 1 at each lambda L, from ``stem``
+6. ``e2e``       stage 2 at lambda = 1: ODFTE's shared starting point (STEM from ``stem-1``)
+7. ``e2e-L``     stage 2 at each lambda L: STEM from ``stem-L``, ODFTE from ``e2e``
+
+Trained from scratch over GOP clips (the recipe before issue 19), the P coder cost more than
+coding the same frame intra, the intra coder's transform reconstructed below a 4x downsample,
+and the motion coders, which had seen at most 4 pixels a frame, missed bikes' 11-13 by 7-8.
 
 Stage 2 runs here with STEM frozen (``train_stem=False``): on this budget (a few hundred
 steps) a jointly trained STEM drifts in rate and x~, which blurs both the rate ladder and
@@ -18,15 +29,17 @@ The lambda fine-tunes mostly move the coders' quantization gains (their own lear
 
 ``--install`` copies each ``e2e-L/model`` to ``diffsit/weights/tiny-lambdaL``. The shared
 starting points are the usual way to train a rate ladder (CompressAI fine-tunes its lower
-rates from a higher one); the paper does not say how its four models were started.
+rates from a higher one; DCVC-style P coders start from a trained intra model); the paper
+does not say how its four models were started.
 
-Data: ``photos`` (9 parts in 10) and ffmpeg's ``gradients`` source (1 part) for stages 0 and
-1. Stage 2 adds real video: three clips that ship with OpenCV's examples (Debian/Ubuntu
-package ``opencv-doc``; ``VIDEOS`` below), half of its clips. A refiner learns what it is
-shown: trained on photo pans alone, ODFTE did not carry over to the camera noise, blur and
-motion of real video. STEM's stages keep the photo data, so the rate ladder they set does not
-depend on the package. Never the benchmark's sample clips. ``scale`` multiplies every step
-count (0.01 for a smoke test).
+Data: ``photos:max_pan=16`` (9 parts in 10: photo clips panning and moving at up to 16
+pixels a frame, the sample clips' speeds) and ffmpeg's ``gradients`` source (1 part) for
+stages 0 and 1. Stage 2 adds real video: three clips that ship with OpenCV's examples
+(Debian/Ubuntu package ``opencv-doc``; ``VIDEOS`` below), half of its clips. A refiner learns
+what it is shown: trained on photo pans alone, ODFTE did not carry over to the camera noise,
+blur and motion of real video. STEM's stages keep the photo data, so the rate ladder they set
+does not depend on the package. Never the benchmark's sample clips. ``scale`` multiplies
+every step count (0.01 for a smoke test).
 """
 
 from __future__ import annotations
@@ -39,7 +52,8 @@ from .. import strength
 from .config import TrainConfig
 
 LAMBDAS = (0.5, 1.0, 2.0, 4.0)
-DATA = ["photos", "lavfi:gradients=size=384x256:rate=25:speed=0.015:nb_colors=3"]
+# photo clips at the sample clips' speeds (bikes pans 11-13 pixels a frame): see PhotoClips
+DATA = ["photos:max_pan=16", "lavfi:gradients=size=384x256:rate=25:speed=0.015:nb_colors=3"]
 DATA_WEIGHTS = [0.9, 0.1]
 
 # Real video for stage 2: OpenCV's example clips, not the benchmark's. tree.avi (320x240, a
@@ -53,10 +67,10 @@ VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
 # the one the encoder's strength map is chosen with, so the two agree
 TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
-# steps per run (at scale 1), ~60 min in all on 2 free cores (~0.6 s per VAE step, ~1.5 s per
-# STEM step, ~2.5 s per stage-2 step with STEM frozen: the tiny Wan VAE's frame-by-frame
-# causal passes dominate)
-STEPS = {"vae": 400, "stem": 800, "stem-L": 200, "e2e": 200, "e2e-L": 40}
+# steps per run (at scale 1), ~75 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
+# per intra step, ~0.4 s per motion step, ~0.9 s per GOP step, ~2.5 s per stage-2 step with
+# STEM frozen: the tiny Wan VAE's frame-by-frame causal passes dominate)
+STEPS = {"vae": 400, "intra": 5000, "motion": 1200, "stem": 1200, "stem-L": 200, "e2e": 200, "e2e-L": 40}
 
 
 class RecipeDataError(FileNotFoundError):
@@ -93,9 +107,49 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
     runs = [
         ("vae", TrainConfig(stage=0, name="tiny-vae", steps=steps("vae"), batch_size=4, crop=(64, 64), lr=3e-3, **{**common, "frames": 5})),
         (
+            "intra",
+            TrainConfig(
+                stage=1,
+                objective="intra",
+                name="tiny-intra",
+                lam=1.0,
+                steps=steps("intra"),
+                batch_size=16,
+                lr=1e-3,
+                init="vae",
+                quantize="noise",
+                **{**common, "frames": 1},
+            ),
+        ),
+        (
+            "motion",
+            TrainConfig(
+                stage=1,
+                objective="motion",
+                name="tiny-motion",
+                lam=1.0,
+                steps=steps("motion"),
+                batch_size=8,
+                crop=(192, 192),
+                lr=1e-3,
+                init="intra",
+                quantize="noise",
+                **{**common, "frames": 4},
+            ),
+        ),
+        (
             "stem",
             TrainConfig(
-                stage=1, name="tiny-stem", lam=1.0, steps=steps("stem"), batch_size=4, lr=8e-4, init="vae", intra_all_frames=1.0, quantize="noise", **common
+                stage=1,
+                name="tiny-stem",
+                lam=1.0,
+                steps=steps("stem"),
+                batch_size=4,
+                lr=3e-4,
+                init="motion",
+                pframe_from_intra=True,
+                intra_all_frames=0.25,
+                **common,
             ),
         ),
     ]
@@ -109,10 +163,10 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
                     lam=lam,
                     steps=steps("stem-L"),
                     batch_size=4,
-                    lr=2e-4,
+                    lr=1e-4,
                     warmup=10,
                     init="stem",
-                    intra_all_frames=0.5,
+                    intra_all_frames=0.25,
                     **common,
                 ),
             )

@@ -137,6 +137,10 @@ class TrainStep(nn.Module):
             loss = F.mse_loss(rec, clip.permute(0, 2, 1, 3, 4))
             logs.update(loss=loss.item(), psnr_hat=_psnr(rec, clip.permute(0, 2, 1, 3, 4)))
             return loss, logs
+        if cfg.objective == "intra":
+            return self._intra(clip, logs, aux)
+        if cfg.objective == "motion":
+            return self._motion(clip, logs, aux)
         with torch.set_grad_enabled(torch.is_grad_enabled() and (cfg.stage == 1 or cfg.train_stem)):
             x_tilde, spent = gop_forward(m, clip, m.config.intra_period)
         pixels = b * t * h * w
@@ -172,6 +176,43 @@ class TrainStep(nn.Module):
         logs["loss"] = loss.item()  # the RD objective; the aux (quantile) loss is logged apart
         return loss + aux, logs
 
+    def _intra(self, clip: torch.Tensor, logs: dict, aux: torch.Tensor):
+        """The intra coder alone, on every frame of the clips."""
+        cfg = self.config
+        frames = clip.reshape(-1, *clip.shape[2:])
+        out = self.model.intra(frames)
+        pixels = frames.shape[0] * frames.shape[-2] * frames.shape[-1]
+        bpp = bits(out["likelihoods"]) / pixels
+        x_hat = _clamp_ste(out["x_hat"])
+        loss = cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_hat, frames)
+        logs.update(loss=loss.item(), bpp=bpp.item(), bpp_intra=bpp.item(), psnr_tilde=_psnr(x_hat, frames), aux=aux.item())
+        return loss + aux, logs
+
+    def _motion(self, clip: torch.Tensor, logs: dict, aux: torch.Tensor):
+        """The two flow coders alone, each on the warp of the (source) reference by its coded
+        flow: the MV coder one frame from the reference (an MV frame beside its backbone), the
+        P coder's motion coder three frames (the previous group's backbone)."""
+        from ..stem.mv import FLOW_SCALE, backbone_warp_clamped
+
+        cfg, m = self.config, self.model
+        ref, near, far = clip[:, 0], clip[:, 1], clip[:, 3]
+        mv = m.mv(_flows(near, ref), ref)
+        pm = m.pframe.motion(_flows(far, ref) / FLOW_SCALE)
+        p_pred = backbone_warp_clamped(ref, pm["x_hat"] * FLOW_SCALE)
+        pixels = ref.shape[0] * ref.shape[-2] * ref.shape[-1]
+        mv_bpp, p_bpp = bits(mv["likelihoods"]) / pixels, bits(pm["likelihoods"]) / pixels
+        mse = (F.mse_loss(mv["x_hat"], near) + F.mse_loss(p_pred, far)) / 2
+        loss = cfg.lam * (mv_bpp + p_bpp) / 2 + cfg.distortion_weight * mse
+        logs.update(
+            loss=loss.item(),
+            bpp=(mv_bpp + p_bpp).item() / 2,
+            bpp_mv=mv_bpp.item(),
+            bpp_p=p_bpp.item(),
+            psnr_tilde=10 * math.log10(1.0 / max(mse.item(), 1e-12)),
+            aux=aux.item(),
+        )
+        return loss + aux, logs
+
 
 def _entropy_coders(model):
     return [model.intra, model.mv.flow_coder, model.pframe.motion, model.pframe.codec]
@@ -186,6 +227,10 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
         modules = [odfte.vae]
     else:
         modules = [model.intra, model.mv, model.pframe] if config.stage == 1 or config.train_stem else []
+        if config.objective == "intra":
+            modules = [model.intra]
+        elif config.objective == "motion":
+            modules = [model.mv, model.pframe.motion]
         if config.stage == 2:
             modules += [odfte.fte, odfte.vae.encoder, odfte.vae.quant_conv]
     for mod in modules:
@@ -255,6 +300,8 @@ def build_model(config: TrainConfig):
         model.odfte = ODFTE(donor.config.odfte)
         model.odfte.add_lora()
         model.odfte.load_state_dict(donor.odfte.state_dict())
+    if config.pframe_from_intra:
+        model.pframe.init_from_intra(model.intra)
     model.config.name = config.name
     return model
 
