@@ -51,24 +51,86 @@ def test_encode_decode_fps(model, name):
     results[f"{name} {video.width}x{video.height}"] = (9 / (t1 - t0), 9 / (t2 - t1), 9 / (t3 - t1))
 
 
-def test_odfte_window_720p_profile():
-    """One 9-frame ODFTE window of bigbuckbunny (1280x720) with the shipped tiny model, and
-    where its time goes: the before/after reference for CPU speed work (issue 19)."""
+def _before_issue_19(odfte):
+    """ODFTE as it ran before issue 19's speed work, on the same weights' shapes: diffusers'
+    own WanRMS_norm forward (F.normalize) and the FTE's full-size convolutions."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    for m in odfte.vae.modules():
+        if isinstance(m, WanRMS_norm):
+            m.__dict__.pop("forward", None)  # back to the class's forward
+    fte = odfte.fte
+    fte.forward = lambda type_map, like: fte.net(
+        type_map.to(like.dtype).view(*type_map.shape[:1], 1, type_map.shape[1], 1, 1).expand(like.shape[0], 1, *like.shape[2:])
+    )
+    return odfte
+
+
+def _profile_window(odfte, x, tm, key):
     from torch.profiler import ProfilerActivity, profile
 
-    from bench.datasets import DATASETS
-
-    shipped = load_model("tiny-lambda1")
-    seq = {s.name: s for s in DATASETS["sample"].resolve(None)}["bigbuckbunny"]
-    x = seq.open(frames=9).rgb(0, 9).permute(1, 0, 2, 3)[None]
-    tm = torch.from_numpy(type_map(9))[None]
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
-        shipped.odfte(x, tm)
-        results["odfte_720p_window_s"] = time.perf_counter() - t0
+        odfte(x, tm)
+        results[f"{key}_s"] = time.perf_counter() - t0
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in ops)
-    results["odfte_720p_ops"] = [(e.key, e.self_cpu_time_total / 1e6, e.count, e.self_cpu_time_total / total) for e in ops[:6]]
+    results[f"{key}_ops"] = [(e.key, e.self_cpu_time_total / 1e6, e.count, e.self_cpu_time_total / total) for e in ops[:6]]
+
+
+@pytest.fixture(scope="module")
+def window_720p():
+    from bench.datasets import DATASETS
+
+    seq = {s.name: s for s in DATASETS["sample"].resolve(None)}["bigbuckbunny"]
+    return seq.open(frames=9).rgb(0, 9).permute(1, 0, 2, 3)[None], torch.from_numpy(type_map(9))[None]
+
+
+@pytest.mark.parametrize("version", ["before", "after"])
+def test_odfte_window_720p_profile(window_720p, version):
+    """One 9-frame ODFTE window of bigbuckbunny (1280x720), and where its time goes, before
+    and after issue 19 in the same run. before: the tiny config of then (VAE 4x in space, DiT
+    patch 4) with diffusers' norms and the full-size FTE; after: the shipped model as it runs
+    now (VAE 8x, patch 2, the fast norm and FTE). Speed does not depend on the weights'
+    values, so "before" is random weights of the old shapes."""
+    from diffsit.model import DiffSIT, DiffSITConfig
+    from diffsit.odfte import tiny_config
+
+    x, tm = window_720p
+    if version == "before":
+        cfg = tiny_config()
+        cfg.vae.update(dim_mult=[1, 2, 2], temperal_downsample=[False, True])
+        cfg.transformer.update(patch_size=(1, 4, 4))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            odfte = _before_issue_19(DiffSIT(DiffSITConfig(odfte=cfg)).odfte.eval())
+    else:
+        odfte = load_model("tiny-lambda1").odfte
+    _profile_window(odfte, x, tm, f"odfte_720p_{version}")
+
+
+def test_bigbuckbunny_encode_decode():
+    """The shipped tiny-lambda1 model through the codec on bigbuckbunny's first 9 frames (one
+    window), by phase: STEM encode, ODFTE + strength map in the encoder, STEM decode, and
+    x^ in the decoder with ODFTE reused from the encoder (the harness's path) and run again
+    (a decoder on its own)."""
+    from bench.datasets import DATASETS
+    from diffsit.codec import RefinementCache
+
+    model = load_model("tiny-lambda1")
+    seq = {s.name: s for s in DATASETS["sample"].resolve(None)}["bigbuckbunny"]
+    video = seq.open(frames=9)
+    cache = RefinementCache()
+    t0 = time.perf_counter()
+    enc = encode_video(model, video, output=False, cache=cache)
+    t1 = time.perf_counter()
+    stream, x_tilde = decode_intermediate(model, enc.data)
+    t2 = time.perf_counter()
+    reconstruct(model, stream, x_tilde, cache)
+    t3 = time.perf_counter()
+    reconstruct(model, stream, x_tilde)
+    t4 = time.perf_counter()
+    results["bbb_codec"] = {"encode": t1 - t0, "STEM decode": t2 - t1, "x^ (ODFTE reused)": t3 - t2, "x^ (ODFTE run again)": t4 - t3}
 
 
 def pytest_terminal_summary_diffsit(reporter):
@@ -78,11 +140,18 @@ def pytest_terminal_summary_diffsit(reporter):
         for k in (4, 20):
             if f"odfte_{k}" in results:
                 reporter.write_line(f"ODFTE decode, 9 frames 128x128: {k} steps / 1 step = {results[f'odfte_{k}'] / one:.2f}x ({one * 1e3:.0f} ms for 1 step)")
-    if "odfte_720p_window_s" in results:
-        reporter.section(f"ODFTE, one 9-frame 1280x720 window, shipped tiny model, {torch.get_num_threads()} threads")
-        reporter.write_line(f"window: {results['odfte_720p_window_s']:.1f} s")
-        for name, secs, calls, share in results["odfte_720p_ops"]:
-            reporter.write_line(f"  {name:<52} {secs:7.2f} s  {100 * share:5.1f} %  {calls} calls")
+    for version in ("before", "after"):
+        if f"odfte_720p_{version}_s" in results:
+            reporter.section(f"ODFTE, one 9-frame 1280x720 window, {version} issue 19, {torch.get_num_threads()} threads")
+            reporter.write_line(f"window: {results[f'odfte_720p_{version}_s']:.1f} s")
+            for name, secs, calls, share in results[f"odfte_720p_{version}_ops"]:
+                reporter.write_line(f"  {name:<52} {secs:7.2f} s  {100 * share:5.1f} %  {calls} calls")
+    if "odfte_720p_before_s" in results and "odfte_720p_after_s" in results:
+        reporter.write_line(f"after / before: {results['odfte_720p_after_s'] / results['odfte_720p_before_s']:.2f}")
+    if "bbb_codec" in results:
+        reporter.section("bigbuckbunny 1280x720, 9 frames, tiny-lambda1 through the codec")
+        for phase, secs in results["bbb_codec"].items():
+            reporter.write_line(f"  {phase:<24} {secs:6.1f} s")
     for k, v in results.items():
         if isinstance(v, tuple):
             reporter.write_line(f"{k:<22} encode {v[0]:6.2f} fps   STEM decode {v[1]:6.2f} fps   full decode (STEM + ODFTE) {v[2]:6.2f} fps")

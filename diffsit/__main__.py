@@ -55,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     ab.add_argument("--out", type=Path, default=Path("results/ablation"))
     ab.add_argument("--allow-untrained", action="store_true")
     ab.add_argument("--device", default="cpu")
+    pv = sub.add_parser("p-vs-intra", help="each P frame's bytes and PSNR against the same frame coded intra, at each lambda")
+    pv.add_argument("--dataset", default="sample")
+    pv.add_argument("--data-root")
+    pv.add_argument("--sequences", default="bikes,carphone", help="comma-separated (default: bikes,carphone)")
+    pv.add_argument("--frames", type=int, default=9)
+    pv.add_argument("--lambdas", default="0.5,1,2,4")
+    pv.add_argument("--model", default="tiny", help="model family (tiny -> tiny-lambdaL), a folder, or random[:SEED]")
+    pv.add_argument("--out", type=Path, default=Path("results/p_vs_intra"))
+    pv.add_argument("--allow-untrained", action="store_true")
     se = sub.add_parser("seams", help="Ewarp where ODFTE's windows meet against inside them, at each window overlap")
     se.add_argument("--dataset", default="sample")
     se.add_argument("--sequences", default="bikes,carphone", help="comma-separated (default: bikes,carphone)")
@@ -92,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "ablate":
         return _ablate(args)
+    if args.command == "p-vs-intra":
+        return _p_vs_intra(args)
 
     from bench.codec import CodecUnavailable
     from bench.datasets import DatasetError, PathDataset
@@ -182,6 +193,30 @@ def _train(args) -> int:
     except (OSError, ValueError, TrainDataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _p_vs_intra(args) -> int:
+    from bench.codec import CodecUnavailable
+    from bench.datasets import DatasetError
+
+    from .pframes import p_vs_intra
+
+    try:
+        p_vs_intra(
+            args.dataset,
+            sequences=args.sequences.split(","),
+            frames=args.frames,
+            lambdas=[float(v) for v in args.lambdas.split(",")],
+            model=args.model,
+            data_root=args.data_root,
+            allow_untrained=args.allow_untrained,
+            out=args.out,
+        )
+    except (CodecUnavailable, DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((args.out / "p_vs_intra.md").read_text())
     return 0
 
 

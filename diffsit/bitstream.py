@@ -32,7 +32,9 @@ stream and of its rate.
 
 Version 3 is the first whose STEM is integer-exact. Versions 1 and 2 were written by a float
 STEM whose reconstructions depend on the machine; no decoder reproduces them, so they are
-refused with a message saying so.
+refused with a message saying so. Version 4 pads pictures to a multiple of 16 where version 3
+padded them to 64 (the decoder sizes its pictures from the stream's width and height, so the
+two cannot read each other's streams): version 3 streams are refused, naming why.
 
 A decoder refuses a stream with a wrong magic, an unknown version, a model or weights hash
 other than its own, a truncated or trailing byte, or a CRC mismatch, with a message saying
@@ -52,8 +54,8 @@ import torch
 from .gop import FrameType
 
 MAGIC = b"DSIT"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (3,)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (4,)
 #: decoded-picture hash kinds: their code in the header and their size in bytes
 PICTURE_HASHES = {"none": (0, 0), "crc32": (1, 4), "md5": (2, 16)}
 _HASH_NAME = {code: name for name, (code, _) in PICTURE_HASHES.items()}
@@ -207,6 +209,11 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
             f"stream format version {version} was written by the float STEM, whose reconstructions depend on the machine "
             f"that runs it; this decoder (version {FORMAT_VERSION}) is integer-exact and cannot reproduce them. "
             "Re-encode the source with this version."
+        )
+    if version == 3:
+        raise BitstreamError(
+            "stream format version 3 codes pictures padded to a multiple of 64; this decoder (version "
+            f"{FORMAT_VERSION}) codes them padded to a multiple of 16 and cannot size its pictures. Re-encode the source with this version."
         )
     if version not in READABLE_VERSIONS:
         raise BitstreamError(f"stream format version {version}; this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))}")

@@ -84,7 +84,9 @@ def _odfte_count(odfte, windows: int, window: int) -> tuple[float, dict[str, flo
     activation bytes of one window, from a meta-device forward."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    ph, pw = -(-HEIGHT // 64) * 64, -(-WIDTH // 64) * 64
+    from .stem.intra import coded_size
+
+    ph, pw = coded_size(HEIGHT, WIDTH)
     x = torch.empty(1, 3, window, ph, pw, device="meta", dtype=odfte.dtype)
     tmap = torch.ones(1, window, device="meta")
     counter = FlopCounterMode(display=False)

@@ -70,6 +70,12 @@ def test_float_stem_streams_are_refused_with_the_reason():
             decode_stream(data[:4] + bytes([old, 0]) + data[6:])
 
 
+def test_version_3_streams_padded_to_64_are_refused_with_the_reason():
+    data = encode_stream(_stream())
+    with pytest.raises(BitstreamError, match="version 3 codes pictures padded to a multiple of 64.*Re-encode"):
+        decode_stream(data[:4] + bytes([3, 0]) + data[6:])
+
+
 def test_wrong_magic_version_model_and_weights():
     data = encode_stream(_stream())
     with pytest.raises(BitstreamError, match="not a Diff-SIT stream"):

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
@@ -17,7 +18,7 @@ from conftest import random_video
 from bench.cli import main as bench_main
 from bench.video import read_yuv, write_yuv
 from diffsit.__main__ import main as diffsit_main
-from diffsit.codec import encode_video, load_model, to_video
+from diffsit.codec import encode_video, load_model, refine, to_video
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,36 @@ def test_decode_in_a_separate_process_is_bit_identical_to_the_encoder(clip, tmp_
     dec = read_yuv(out, 72, 40)
     for p in "yuv":
         np.testing.assert_array_equal(getattr(dec, p), getattr(enc_rec, p))
+
+
+def test_the_decoder_of_the_encoded_stream_reuses_odfte_and_gives_what_running_it_gives(clip, tmp_path):
+    from diffsit.codec import DiffSITCodec
+
+    _, video = clip
+    codec = DiffSITCodec(model="random", allow_untrained=True)
+    enc = codec.encode(video, "1", tmp_path)
+    assert enc.tools["decoder_reuses_refinement"]
+    reused = codec.decode(enc.bitstream, tmp_path)
+    assert codec._cache.hits == 1  # ODFTE ran once, in the encoder
+    again = DiffSITCodec(model="random", allow_untrained=True, reuse_refinement=False)
+    assert again._cache is None and again.identity() == codec.identity()  # timing, not numbers
+    rerun = again.decode(enc.bitstream, tmp_path)
+    for p in "yuv":
+        np.testing.assert_array_equal(getattr(reused, p), getattr(rerun, p))
+    # an x~ that differs in one sample is refined afresh, never served the cached one
+    from diffsit.codec import RefinementCache
+
+    model = codec.model_for(1.0)
+    x = torch.rand(3, 3, 32, 48)
+    cache = RefinementCache()
+    first = cache.refine(model, x, -1)
+    y = x.clone()
+    y[1, 2, 3, 4] += 1 / 1023
+    assert RefinementCache.key(model, y, -1) != RefinementCache.key(model, x, -1)
+    cache.refine(model, y, -1)
+    assert cache.hits == 0
+    assert torch.equal(cache.refine(model, y, -1), refine(model, y)) and cache.hits == 1
+    assert not torch.equal(first, cache.refine(model, y, -1))
 
 
 def test_corrupted_streams_are_clear_errors_and_leave_no_output(clip, tmp_path, capsys):

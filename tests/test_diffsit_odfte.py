@@ -129,3 +129,47 @@ def test_bf16_diffusion_path(tiny):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         y = tiny(x, tm)
     assert y.shape == x.shape and torch.isfinite(y.float()).all()
+
+
+def test_fast_rms_norm_equals_diffusers_wan_rms_norm():
+    """The VAE's norms run _rms_norm_forward (speed); they must compute what diffusers' does,
+    on the same parameters, for channel-first video and channel-last tokens."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    from diffsit.odfte import _fast_rms_norms
+
+    torch.manual_seed(0)
+    for norm, x in (
+        (WanRMS_norm(8, images=False), torch.randn(2, 8, 3, 10, 12)),
+        (WanRMS_norm(8, channel_first=False, bias=True), torch.randn(2, 5, 8)),
+    ):
+        with torch.no_grad():
+            norm.gamma.uniform_(0.5, 1.5)
+        reference = norm(x)
+        holder = torch.nn.Sequential(norm)
+        _fast_rms_norms(holder)
+        torch.testing.assert_close(norm(x), reference, rtol=1e-6, atol=1e-6)
+        assert norm(torch.zeros_like(x)).abs().max() == 0  # all-zero channels: no NaN
+    odfte = ODFTE(tiny_config())
+    patched = [m for m in odfte.vae.modules() if isinstance(m, WanRMS_norm)]
+    assert patched and all(m.forward.func.__name__ == "_rms_norm_forward" for m in patched)
+
+
+def test_fte_on_a_small_frame_spread_equals_the_full_size_convolutions():
+    """The FTE's input is constant over a frame: computing it on 7x7 and spreading the edge
+    rows and columns gives the full-size result, values and gradients."""
+    torch.manual_seed(0)
+    fte = FrameTypeEmbedder(8)
+    for p in fte.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    tmap = torch.tensor([[1.0, 0, 0, 1, 0]])
+    for h, w in ((20, 33), (8, 9), (7, 40), (5, 6)):
+        like = torch.zeros(1, 3, 5, h, w)
+        full = fte.net(tmap.view(1, 1, 5, 1, 1).expand(1, 1, 5, h, w))
+        fast = fte(tmap, like)
+        torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    fte.double()  # gradients sum over every pixel: compare them without float32's rounding
+    tmap, weight = tmap.double(), fte.net[-1].weight
+    g_fast = torch.autograd.grad(fte(tmap, torch.zeros(1, 3, 5, 20, 33, dtype=torch.float64)).square().sum(), weight)[0]
+    g_full = torch.autograd.grad(fte.net(tmap.view(1, 1, 5, 1, 1).expand(1, 1, 5, 20, 33)).square().sum(), weight)[0]
+    torch.testing.assert_close(g_fast, g_full, rtol=1e-9, atol=1e-10)
