@@ -91,7 +91,7 @@ def ablate(
     from bench.datasets import get_dataset
     from bench.metrics import measure
 
-    from .codec import encode_all_p, encode_video, load_model, refine, to_video
+    from .codec import encode_all_p, encode_video, load_model, refine, spec_for_lambda, to_video
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,7 @@ def ablate(
         chosen, skipped = _metrics(metrics, video.width, video.height)
         skipped_all.update(skipped)
         for lam in lambdas:
-            spec = model if model.startswith("random") or Path(model).is_dir() else f"{model}-lambda{lam:g}"
-            m = load_model(spec, allow_untrained=allow_untrained)
+            m = load_model(spec_for_lambda(model, lam), allow_untrained=allow_untrained)
             models[f"{lam:g}"] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
             t0 = time.perf_counter()
             enc = encode_video(m, video, device=device)

@@ -90,6 +90,14 @@ def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str 
     return model
 
 
+def spec_for_lambda(family: str, lam: float) -> str:
+    """The model a rate point loads: ``{family}-lambda{λ}`` for a shipped family (tiny), the
+    spec itself for a folder or an untrained model (one model for every λ)."""
+    if family.startswith(("random", "preset:")) or Path(family).is_dir():
+        return family
+    return f"{family}-lambda{lam:g}"
+
+
 def spec_for_model_id(model_id: str) -> str:
     """Which model to load for a stream: untrained ones by preset and seed, shipped ones by name."""
     if "-random-seed" in model_id:
@@ -394,9 +402,7 @@ class DiffSITCodec(Codec):
         return float(super().parse_rate(text))
 
     def _spec_for(self, lam: float) -> str:
-        if self.model_spec.startswith(("random", "preset:")) or Path(self.model_spec).is_dir():
-            return self.model_spec
-        return f"{self.model_spec}-lambda{lam:g}"
+        return spec_for_lambda(self.model_spec, lam)
 
     def model_for(self, lam: float):
         spec = self._spec_for(lam)

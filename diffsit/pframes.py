@@ -36,7 +36,7 @@ def p_vs_intra(
 ) -> pd.DataFrame:
     from bench.datasets import get_dataset
 
-    from .codec import _frames_rgb, encode_video, load_model
+    from .codec import _frames_rgb, encode_video, load_model, spec_for_lambda
     from .gop import FrameType, schedule
     from .stem.exact import samples_to_float
 
@@ -48,8 +48,7 @@ def p_vs_intra(
         h, w = video.height, video.width
         src = _frames_rgb(video, "cpu")
         for lam in lambdas:
-            spec = model if model.startswith("random") or Path(model).is_dir() else f"{model}-lambda{lam:g}"
-            m = load_model(spec, allow_untrained=allow_untrained)
+            m = load_model(spec_for_lambda(model, lam), allow_untrained=allow_untrained)
             m.config.strength_block = 0  # STEM's bytes only: no ODFTE needed
             enc = encode_video(m, video, output=False)
             records = {r.index: r for r in enc.stream.records}

@@ -217,3 +217,23 @@ def test_seam_table_compares_boundary_and_inside_pairs():
     df = seam_table("synthetic", sequences=["testsrc2"], frames=12, model="random", overlaps=(0, 3), allow_untrained=True)
     assert set(df.variant) == {"x_tilde", "odfte_overlap0", "odfte_overlap3"}
     assert (df.boundary_pairs == "9").all() and (df.ewarp_inside > 0).all() and df.ratio.notna().all()
+
+
+def test_p_vs_intra_table_counts_the_stream_p_frames_bytes(tmp_path, capsys):
+    """Each P frame's bytes are its record's in the codec's stream, and its intra twin is the
+    model's intra coder on the same source frame."""
+    from bench.datasets import get_dataset
+    from diffsit.pframes import p_vs_intra
+
+    df = p_vs_intra(sequences=["carphone"], frames=4, lambdas=(1,), model="random", allow_untrained=True, out=tmp_path)
+    (seq,) = get_dataset("sample").resolve(None, ["carphone"])
+    model = load_model("random", allow_untrained=True)
+    model.config.strength_block = 0
+    enc = encode_video(model, seq.open(frames=4), output=False)
+    (p,) = [r for r in enc.stream.records if r.type.value == "P"]
+    assert len(df) == 1 and df.loc[0, "frame"] == p.index == 3 and df.loc[0, "reference"] == 1
+    assert df.loc[0, "p_bytes"] == sum(map(len, p.strings)) and df.loc[0, "p_motion_bytes"] == sum(map(len, p.strings[:3]))
+    assert df.loc[0, "p_wins"] == (df.loc[0, "p_bytes"] < df.loc[0, "intra_bytes"] and df.loc[0, "psnr_gain"] >= 0)
+    assert "P frames smaller at equal or better PSNR" in (tmp_path / "p_vs_intra.md").read_text()
+    assert diffsit_main(["p-vs-intra", "--sequences", "nosuch", "--out", str(tmp_path / "x")]) == 2
+    assert "nosuch" in capsys.readouterr().err
