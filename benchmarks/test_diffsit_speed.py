@@ -2,7 +2,8 @@
 
 - ODFTE decode with one step against the same model sampling 4 and 20 steps (the paper's
   "5x faster than multi-step diffusion" claim is about this ratio);
-- encode and decode frames per second on the sample sequences.
+- encode and decode frames per second on the sample sequences;
+- ODFTE's 720p window and STEM's 720p P-frame decode, before and after issue 19's speed work.
 """
 
 from __future__ import annotations
@@ -133,6 +134,38 @@ def test_bigbuckbunny_encode_decode():
     results["bbb_codec"] = {"encode": t1 - t0, "STEM decode": t2 - t1, "x^ (ODFTE reused)": t3 - t2, "x^ (ODFTE run again)": t4 - t3}
 
 
+@pytest.fixture(scope="module")
+def pframe_720p():
+    """One bigbuckbunny P frame (frame 3 from frame 0 coded intra) of the shipped tiny-lambda1."""
+    from bench.datasets import DATASETS
+
+    model = load_model("tiny-lambda1")
+    seq = {s.name: s for s in DATASETS["sample"].resolve(None)}["bigbuckbunny"]
+    frames = seq.open(frames=4).rgb(0, 4)
+    _, ref = model.intra.compress_image(frames[0:1])
+    strings, decoded = model.pframe.compress(frames[3:4], ref)
+    return model.pframe, strings, ref, decoded
+
+
+@pytest.mark.parametrize("conv", ["conv2d", "gemm"])
+def test_exact_pframe_decode_720p(pframe_720p, conv, monkeypatch):
+    """STEM's integer-exact P-frame decode at 1280x720 with the exact convolutions as
+    PyTorch's float64 conv2d (its slow im2col path on CPU: no oneDNN float64 kernel) and as
+    one BLAS GEMM per kernel tap (what runs now). Both are exact, so the frames are equal."""
+    import torch.nn.functional as F
+
+    from diffsit.stem import exact
+
+    pm, strings, ref, decoded = pframe_720p
+    if conv == "conv2d":
+        monkeypatch.setattr(exact.ExactConv, "_gemm_conv", lambda self, x: F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+    pm._exact_twins = None
+    t0 = time.perf_counter()
+    out = pm.decompress(strings, ref)
+    results[f"pframe_720p_{conv}"] = time.perf_counter() - t0
+    assert torch.equal(out, decoded)
+
+
 def pytest_terminal_summary_diffsit(reporter):
     if "odfte_1" in results:
         reporter.section("Diff-SIT tiny on CPU")
@@ -148,6 +181,10 @@ def pytest_terminal_summary_diffsit(reporter):
                 reporter.write_line(f"  {name:<52} {secs:7.2f} s  {100 * share:5.1f} %  {calls} calls")
     if "odfte_720p_before_s" in results and "odfte_720p_after_s" in results:
         reporter.write_line(f"after / before: {results['odfte_720p_after_s'] / results['odfte_720p_before_s']:.2f}")
+    if "pframe_720p_conv2d" in results and "pframe_720p_gemm" in results:
+        reporter.section(f"STEM P-frame decode, 1280x720, tiny-lambda1, {torch.get_num_threads()} threads")
+        a, b = results["pframe_720p_conv2d"], results["pframe_720p_gemm"]
+        reporter.write_line(f"exact convolutions as float64 conv2d: {a:.1f} s; as a GEMM per tap: {b:.1f} s ({b / a:.2f}x)")
     if "bbb_codec" in results:
         reporter.section("bigbuckbunny 1280x720, 9 frames, tiny-lambda1 through the codec")
         for phase, secs in results["bbb_codec"].items():

@@ -54,8 +54,8 @@ import torch
 from .gop import FrameType
 
 MAGIC = b"DSIT"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (4,)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (5,)
 #: decoded-picture hash kinds: their code in the header and their size in bytes
 PICTURE_HASHES = {"none": (0, 0), "crc32": (1, 4), "md5": (2, 16)}
 _HASH_NAME = {code: name for name, (code, _) in PICTURE_HASHES.items()}
@@ -214,6 +214,11 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
         raise BitstreamError(
             "stream format version 3 codes pictures padded to a multiple of 64; this decoder (version "
             f"{FORMAT_VERSION}) codes them padded to a multiple of 16 and cannot size its pictures. Re-encode the source with this version."
+        )
+    if version == 4:
+        raise BitstreamError(
+            "stream format version 4 codes P frames by pure conditional coding; this decoder (version "
+            f"{FORMAT_VERSION}) codes them as a residual from the motion-compensated prediction. Re-encode the source with this version."
         )
     if version not in READABLE_VERSIONS:
         raise BitstreamError(f"stream format version {version}; this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))}")

@@ -190,6 +190,12 @@ class DiffSIT(nn.Module):
         model = cls(config)
         state = load_file(str(weights))
         state = {k: v for k, v in state.items() if not model.shared_constant(k)}  # files saved with a copy
+        if "pframe.refine.0.weight" in state:
+            raise ValueError(
+                f"{weights} holds a P coder of bitstream version 4 (pure conditional coding), which this version "
+                "replaced by residual coding from the motion-compensated prediction: retrain it "
+                "(`python -m diffsit train`, docs/diffsit-training.md), or use the version of diffsit it was trained with"
+            )
         for key, t in state.items():
             if model.coding_constant(key) and key.endswith(_TABLES):  # CompressAI's tables start empty: give them the stored shape
                 owner, _, buffer = key.rpartition(".")

@@ -76,6 +76,12 @@ def test_version_3_streams_padded_to_64_are_refused_with_the_reason():
         decode_stream(data[:4] + bytes([3, 0]) + data[6:])
 
 
+def test_version_4_streams_of_conditional_p_frames_are_refused_with_the_reason():
+    data = encode_stream(_stream())
+    with pytest.raises(BitstreamError, match="version 4 codes P frames by pure conditional coding.*Re-encode"):
+        decode_stream(data[:4] + bytes([4, 0]) + data[6:])
+
+
 def test_wrong_magic_version_model_and_weights():
     data = encode_stream(_stream())
     with pytest.raises(BitstreamError, match="not a Diff-SIT stream"):

@@ -46,12 +46,21 @@ def test_a_layer_is_an_exact_integer_computation(k, stride):
     with torch.no_grad():
         acc = F.conv2d(x, q.weight, q.bias, q.stride, q.padding)
     assert torch.equal(acc.to(torch.int64), _int_conv(x, q))
+    assert torch.equal(q._gemm_conv(x).to(torch.int64), _int_conv(x, q))  # the CPU path: one GEMM per tap
     # and the integer twin follows the float layer to within the grids' resolution
     xf = torch.randn(1, 48, 20, 24)
     with torch.no_grad():
         ref = layer(xf)
     got = exact.from_act(q(exact.to_act(xf)))
     assert (got - ref).abs().max() < 0.01 * ref.abs().max()
+
+
+@pytest.mark.parametrize("k,stride,padding", [(5, 2, 2), (3, 1, 1), (3, 2, 0), (1, 1, 0)])
+def test_the_cpu_gemm_convolution_is_pytorchs_on_odd_sizes_and_batches(k, stride, padding):
+    torch.manual_seed(stride * 10 + k)
+    q = exact.ExactConv(nn.Conv2d(7, 5, k, stride=stride, padding=padding))
+    x = torch.randint(-int(exact.ACT_LIMIT), int(exact.ACT_LIMIT) + 1, (2, 7, 13, 19), dtype=torch.int64).to(torch.float64)
+    assert torch.equal(q._gemm_conv(x), F.conv2d(x, q.weight, q.bias, q.stride, q.padding))
 
 
 def test_a_layer_that_could_overflow_is_refused():

@@ -133,14 +133,19 @@ def test_bad_config_keys_and_values():
     with pytest.raises(ValueError, match="perceptual"):
         TrainConfig(perceptual="vgg")
     with pytest.raises(ValueError, match="objective must be"):
-        TrainConfig(objective="pframe")
+        TrainConfig(objective="residual")
     with pytest.raises(ValueError, match="stage-1 objective"):
         TrainConfig(stage=2, objective="intra")
     with pytest.raises(ValueError, match="at least 4 frames"):
         TrainConfig(objective="motion", frames=3)
+    with pytest.raises(ValueError, match="pframe needs clips of at least 4 frames"):
+        TrainConfig(objective="pframe", frames=2)
 
 
-@pytest.mark.parametrize("objective,trained,frozen", [("intra", "intra.", ("mv.", "pframe.")), ("motion", "mv.", ("intra.", "pframe.codec."))])
+@pytest.mark.parametrize(
+    "objective,trained,frozen",
+    [("intra", "intra.", ("mv.", "pframe.")), ("motion", "mv.", ("intra.", "pframe.codec.")), ("pframe", "pframe.codec.", ("intra.", "mv."))],
+)
 def test_part_objectives_train_their_part_alone_and_lower_its_loss(objective, trained, frozen):
     torch.manual_seed(0)
     model = random_model(0).train()
@@ -150,7 +155,7 @@ def test_part_objectives_train_their_part_alone_and_lower_its_loss(objective, tr
     main, aux = trainable_parameters(model, cfg)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(n.startswith(trained) for n in names) and not any(n.startswith(frozen) for n in names)
-    if objective == "motion":
+    if objective in ("motion", "pframe"):
         assert any(n.startswith("pframe.motion.") for n in names)
     step = TrainStep(model, cfg)
     opt = torch.optim.Adam([{"params": main, "lr": 2e-3}, {"params": aux, "lr": 1e-3}])
@@ -162,7 +167,12 @@ def test_part_objectives_train_their_part_alone_and_lower_its_loss(objective, tr
             return step(clip)[1]
 
     before = objective_value()
-    assert ("bpp_mv" in before and "bpp_p" in before) if objective == "motion" else before["bpp_intra"] == before["bpp"]
+    if objective == "motion":
+        assert "bpp_mv" in before and "bpp_p" in before
+    elif objective == "pframe":  # the same frame coded intra, logged beside the P frame
+        assert before["bpp_p"] == before["bpp"] and before["bpp_intra"] > 0 and before["psnr_intra"] > 0
+    else:
+        assert before["bpp_intra"] == before["bpp"]
     for _ in range(12):
         loss, _ = step(clip)
         opt.zero_grad()
@@ -171,23 +181,38 @@ def test_part_objectives_train_their_part_alone_and_lower_its_loss(objective, tr
     assert objective_value()["loss"] < 0.9 * before["loss"]
 
 
-def test_p_coder_started_from_the_intra_coder_analyses_as_it_does():
-    """pframe_from_intra: the contextual codec's analysis of [frame, context] is the intra
-    coder's analysis of the frame (context weights zero), with the intra coder's prior."""
+def test_p_coder_started_from_the_intra_coder_is_the_intra_coder_of_the_residual():
+    """pframe_from_intra: before training, a P frame is coded as the intra coder codes the
+    residual image (frame - prediction + 1/2): the same strings after the motion's, and the
+    decoded frame is the prediction plus the intra coder's decoded residual - 1/2 (the
+    context's weights, the correction and the temporal prior all start at zero)."""
+    from diffsit.stem import exact
     from diffsit.stem.intra import IntraCoder
+    from diffsit.stem.mv import FLOW_SCALE
+    from diffsit.stem.pframe import RESIDUAL_OFFSET
 
     torch.manual_seed(0)
     model = random_model(0)
     intra = IntraCoder()  # other weights than the model's P codec
-    model.pframe.init_from_intra(intra)
-    x, ctx = torch.rand(1, 3, 64, 64), torch.rand(1, 16, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(model.pframe.codec.g_a(torch.cat([x, ctx], 1)), intra.g_a(x))
-        for name in ("h_a", "h_s", "context", "fuse"):
-            for a, b in zip(getattr(model.pframe.codec, name).parameters(), getattr(intra, name).parameters(), strict=True):
-                assert torch.equal(a, b), name
-    assert torch.equal(model.pframe.codec.entropy_bottleneck.quantiles, intra.entropy_bottleneck.quantiles)
-    assert torch.equal(model.pframe.codec.log_gain, intra.log_gain)
+    pm = model.pframe
+    pm.init_from_intra(intra)
+    intra.update()
+    pm.update()
+    for name in ("h_a", "h_s", "context", "fuse"):
+        for a, b in zip(getattr(pm.codec, name).parameters(), getattr(intra, name).parameters(), strict=True):
+            assert torch.equal(a, b), name
+    assert torch.equal(pm.codec.entropy_bottleneck.quantiles, intra.entropy_bottleneck.quantiles)
+    assert torch.equal(pm.codec.log_gain, intra.log_gain)
+    clip = _fixed_clip(4)
+    cur, ref = clip[:, 3], exact.float_to_samples(clip[:, 0])
+    strings, decoded = pm.compress(cur, ref)
+    mv = exact.act_to_mv(pm.motion.decompress(strings[:3], tuple(ref.shape[-2:])), FLOW_SCALE)
+    pred, _ = pm._exact_prediction(pm.exact_nets("cpu"), ref, mv)
+    offset = RESIDUAL_OFFSET * 2.0**exact.ACT_BITS
+    intra_strings, residual_hat = intra.compress_act(intra.exact_nets("cpu"), exact.clip(exact.to_act(cur) - pred + offset))
+    assert strings[3:] == intra_strings
+    assert torch.equal(decoded, exact.act_to_samples(exact.clip(pred + residual_hat - offset)))
+    assert torch.equal(pm.decompress(strings, ref), decoded)
 
 
 # --- losses fall on a fixed batch ------------------------------------------------------------
@@ -385,17 +410,40 @@ def test_recipe_trains_stage_2_on_real_video_and_stem_on_photos(tmp_path):
     for name in VIDEOS:
         (tmp_path / name).write_bytes(b"")  # only their presence is checked before training
     runs = dict(tiny_recipe(videos=tmp_path))
-    assert list(runs)[:4] == ["vae", "intra", "motion", "stem"]  # each part trained for what it does first
-    assert runs["intra"].objective == "intra" and runs["motion"].objective == "motion" and runs["stem"].pframe_from_intra
-    assert runs["motion"].init == "intra" and runs["stem"].init == "motion"
+    assert list(runs)[:5] == ["vae", "intra", "motion", "pframe", "stem"]  # each part trained for what it does first
+    assert runs["intra"].objective == "intra" and runs["motion"].objective == "motion" and runs["pframe"].objective == "pframe"
+    assert runs["pframe"].pframe_from_intra and not runs["stem"].pframe_from_intra
+    assert runs["motion"].init == "intra" and runs["pframe"].init == "motion" and runs["stem"].init == "pframe"
     assert "photos:max_pan=16" in DATA  # motion at the sample clips' speeds
-    for name in ("vae", "intra", "motion", "stem", "stem-1", "stem-4"):
+    for name in ("vae", "intra", "motion", "pframe", "stem", "stem-1", "stem-4"):
         assert runs[name].data == DATA  # the rate ladder does not depend on the package
     for name in ("e2e", "e2e-0.5", "e2e-4"):
         cfg = runs[name]
         assert cfg.data[: len(DATA)] == DATA and cfg.data[len(DATA) :] == [f"videos:{tmp_path / n}" for n in VIDEOS]
         assert sum(cfg.data_weights) == pytest.approx(1.0)
         assert sum(cfg.data_weights[len(DATA) :]) == pytest.approx(0.5)
+
+
+def test_recipe_reruns_a_run_whose_starting_point_was_retrained(tmp_path):
+    """A finished run is skipped only if it is newer than every run it starts from: after a
+    retrained ``motion``, ``pframe`` (same config) would otherwise serve the old P coder."""
+    from diffsit.train.recipe import _finished
+
+    def finish(name: str, cfg: TrainConfig, mtime: float) -> None:
+        (tmp_path / name / "model").mkdir(parents=True)
+        (tmp_path / name / "train_config.json").write_text(cfg.to_json())
+        result = tmp_path / name / "model" / "model.safetensors"
+        result.write_bytes(b"")
+        os.utime(result, (mtime, mtime))
+
+    motion = TrainConfig(stage=1, objective="motion", frames=4)
+    pframe = TrainConfig(stage=1, objective="pframe", frames=4, init=str(tmp_path / "motion"))
+    finish("motion", motion, 1000.0)
+    finish("pframe", pframe, 2000.0)
+    assert _finished(tmp_path / "motion", motion) and _finished(tmp_path / "pframe", pframe)
+    assert not _finished(tmp_path / "pframe", TrainConfig(stage=1, objective="pframe", frames=4, init=str(tmp_path / "motion"), steps=7))
+    os.utime(tmp_path / "motion" / "model" / "model.safetensors", (3000.0, 3000.0))  # motion retrained
+    assert not _finished(tmp_path / "pframe", pframe)
 
 
 def test_recipe_without_its_videos_says_where_to_get_them(tmp_path, monkeypatch, capsys):

@@ -55,7 +55,10 @@ class TrainConfig:
     # stage 1: gop (STEM over GOP clips, every part), intra (the intra coder alone, on each
     # frame of the clips: its pretraining), or motion (the MV coder and the P coder's motion
     # coder alone: lambda * R + w_d * MSE(warp(reference, coded flow), frame), the MV coder
-    # from one frame back as MV frames see it, the P one from three back, across a group)
+    # from one frame back as MV frames see it, the P one from three back, across a group), or
+    # pframe (the P coder alone, every part of it, on a frame three after a reference coded by
+    # the frozen intra coder, as a P frame references the previous group's backbone; it logs
+    # the same frame coded intra beside it, bpp_intra and psnr_intra, which P must beat)
     objective: str = "gop"
     # stage 1, a model built from ``init``: start the P coder's contextual codec from the
     # intra coder's transforms and entropy model (its context inputs at zero weight), so that
@@ -88,12 +91,12 @@ class TrainConfig:
             raise ValueError(f"perceptual must be auto, lpips, dists, ms_ssim or none, got {self.perceptual!r}")
         if self.quantize not in ("ste", "noise"):
             raise ValueError(f"quantize must be ste or noise, got {self.quantize!r}")
-        if self.objective not in ("gop", "intra", "motion"):
-            raise ValueError(f"objective must be gop, intra or motion, got {self.objective!r}")
+        if self.objective not in ("gop", "intra", "motion", "pframe"):
+            raise ValueError(f"objective must be gop, intra, motion or pframe, got {self.objective!r}")
         if self.objective != "gop" and self.stage != 1:
             raise ValueError(f"objective {self.objective!r} is a stage-1 objective (STEM's parts); stage {self.stage} trains the whole GOP")
-        if self.objective == "motion" and self.frames < 4:
-            raise ValueError("objective motion needs clips of at least 4 frames (the P coder's motion spans a group of three)")
+        if self.objective in ("motion", "pframe") and self.frames < 4:
+            raise ValueError(f"objective {self.objective} needs clips of at least 4 frames (a P frame is three after its reference)")
         if self.dit not in ("lora", "full"):
             raise ValueError(f"dit must be lora or full, got {self.dit!r}")
         if self.steps < 1 or self.batch_size < 1:

@@ -1,4 +1,4 @@
-"""The recipe that trains the shipped ``tiny`` models: one command, about 75 minutes on 2 CPU
+"""The recipe that trains the shipped ``tiny`` models: one command, about 90 minutes on 2 CPU
 cores (its logged s/step; docs/diffsit-measurements.md has the run's own figures).
 
     python -m diffsit train --recipe tiny --out runs/tiny --install
@@ -11,15 +11,20 @@ order (each a resumable run folder under ``--out``; a finished run is skipped):
                  scratch, long enough that its transform passes a plain 4x downsample
 3. ``motion``    stage 1, objective ``motion``: the MV coder and the P coder's motion coder
                  alone, on the warps their coded flows give, at the sample clips' speeds
-4. ``stem``      stage 1 at lambda = 1 over GOP clips: the P coder's contextual codec starts
-                 from the intra coder (``pframe_from_intra``), so it starts as good as intra
-                 and has only the context to learn; STEM's shared starting point
-5. ``stem-L``    stage 1 at each lambda L, from ``stem``
-6. ``e2e``       stage 2 at lambda = 1: ODFTE's shared starting point (STEM from ``stem-1``)
-7. ``e2e-L``     stage 2 at each lambda L: STEM from ``stem-L``, ODFTE from ``e2e``
+4. ``pframe``    stage 1, objective ``pframe``: the P coder alone, from the intra coder
+                 (``pframe_from_intra``: before any step it is the intra coder of the residual
+                 image), on a frame three after an intra-coded reference; it logs the same
+                 frame coded intra beside it
+5. ``stem``      stage 1 at lambda = 1 over GOP clips, from ``pframe``: the parts together;
+                 STEM's shared starting point
+6. ``stem-L``    stage 1 at each lambda L, from ``stem``
+7. ``e2e``       stage 2 at lambda = 1: ODFTE's shared starting point (STEM from ``stem-1``)
+8. ``e2e-L``     stage 2 at each lambda L: STEM from ``stem-L``, ODFTE from ``e2e``
 
 Trained from scratch over GOP clips (the recipe before issue 19), the P coder cost more than
-coding the same frame intra, the intra coder's transform reconstructed below a 4x downsample,
+coding the same frame intra (and still did as pure conditional coding started from the intra
+coder, which codes the whole frame again and did not learn in 1200 GOP steps to leave out
+what the context carries), the intra coder's transform reconstructed below a 4x downsample,
 and the motion coders, which had seen at most 4 pixels a frame, missed bikes' 11-13 by 7-8.
 
 Stage 2 runs here with STEM frozen (``train_stem=False``): on this budget (a few hundred
@@ -67,10 +72,10 @@ VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
 # the one the encoder's strength map is chosen with, so the two agree
 TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
-# steps per run (at scale 1), ~75 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
-# per intra step, ~0.4 s per motion step, ~0.9 s per GOP step, ~2.5 s per stage-2 step with
+# steps per run (at scale 1), ~90 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
+# per intra step, ~0.4 s per motion step, ~0.5 s per P step, ~1.2 s per GOP step, ~2.5 s per stage-2 step with
 # STEM frozen: the tiny Wan VAE's frame-by-frame causal passes dominate)
-STEPS = {"vae": 400, "intra": 5000, "motion": 1200, "stem": 1200, "stem-L": 200, "e2e": 200, "e2e-L": 40}
+STEPS = {"vae": 400, "intra": 5000, "motion": 1200, "pframe": 1500, "stem": 600, "stem-L": 200, "e2e": 200, "e2e-L": 40}
 
 
 class RecipeDataError(FileNotFoundError):
@@ -138,6 +143,21 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
             ),
         ),
         (
+            "pframe",
+            TrainConfig(
+                stage=1,
+                objective="pframe",
+                name="tiny-pframe",
+                lam=1.0,
+                steps=steps("pframe"),
+                batch_size=8,
+                lr=5e-4,
+                init="motion",
+                pframe_from_intra=True,
+                **{**common, "frames": 4},
+            ),
+        ),
+        (
             "stem",
             TrainConfig(
                 stage=1,
@@ -146,8 +166,7 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
                 steps=steps("stem"),
                 batch_size=4,
                 lr=3e-4,
-                init="motion",
-                pframe_from_intra=True,
+                init="pframe",
                 intra_all_frames=0.25,
                 **common,
             ),
@@ -211,7 +230,7 @@ def run_recipe(out: str | Path, *, scale: float = 1.0, install: bool = False, we
             if getattr(cfg, attr):
                 setattr(cfg, attr, str(out / getattr(cfg, attr)))
         folder = out / name
-        if (folder / "model" / "model.safetensors").is_file() and _saved_config(folder) == cfg:
+        if _finished(folder, cfg):
             results.append(folder / "model")
             continue
         results.append(train(cfg, folder, progress=progress))
@@ -220,6 +239,16 @@ def run_recipe(out: str | Path, *, scale: float = 1.0, install: bool = False, we
         for lam in LAMBDAS:
             install_model(out / f"e2e-{lam:g}" / "model", target_root / f"tiny-lambda{lam:g}")
     return results
+
+
+def _finished(folder: Path, cfg: TrainConfig) -> bool:
+    """A run to skip: trained with this config, and after every run it starts from (a run
+    whose starting point was retrained since is stale, even with the same config)."""
+    result = folder / "model" / "model.safetensors"
+    if not result.is_file() or _saved_config(folder) != cfg:
+        return False
+    starts = [Path(getattr(cfg, attr)) / "model" / "model.safetensors" for attr in ("init", "init_odfte") if getattr(cfg, attr)]
+    return all(start.is_file() and start.stat().st_mtime <= result.stat().st_mtime for start in starts)
 
 
 def _saved_config(folder: Path) -> TrainConfig | None:

@@ -30,12 +30,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..gop import FrameType, display_types, schedule
+from ..gop import GROUP, FrameType, display_types, schedule
 from ..stem.mv import estimate_flow
 from .config import TrainConfig
 from .data import ClipSampler, build_source
 
-LOG_FIELDS = ("step", "stage", "loss", "bpp", "bpp_intra", "bpp_p", "bpp_mv", "psnr_tilde", "psnr_hat", "perceptual", "temporal", "aux", "lr", "sec_per_step")
+LOG_FIELDS = (
+    "step",
+    "stage",
+    "loss",
+    "bpp",
+    "bpp_intra",
+    "bpp_p",
+    "bpp_mv",
+    "psnr_tilde",
+    "psnr_hat",
+    "perceptual",
+    "temporal",
+    "aux",
+    "lr",
+    "sec_per_step",
+    "psnr_intra",
+)
 
 
 def bits(likelihoods) -> torch.Tensor:
@@ -141,6 +157,8 @@ class TrainStep(nn.Module):
             return self._intra(clip, logs, aux)
         if cfg.objective == "motion":
             return self._motion(clip, logs, aux)
+        if cfg.objective == "pframe":
+            return self._pframe(clip, logs, aux)
         with torch.set_grad_enabled(torch.is_grad_enabled() and (cfg.stage == 1 or cfg.train_stem)):
             x_tilde, spent = gop_forward(m, clip, m.config.intra_period)
         pixels = b * t * h * w
@@ -213,6 +231,32 @@ class TrainStep(nn.Module):
         )
         return loss + aux, logs
 
+    def _pframe(self, clip: torch.Tensor, logs: dict, aux: torch.Tensor):
+        """The P coder alone: frame 3 of each clip from frame 0 coded by the (frozen) intra
+        coder, as a P frame references the previous group's backbone. The same frame coded
+        intra is logged beside it (bpp_intra, psnr_intra): the cost a P frame must beat."""
+        cfg, m = self.config, self.model
+        ref, cur = clip[:, 0], clip[:, GROUP]
+        with torch.no_grad():
+            ref_hat = m.intra(ref)["x_hat"].clamp(0, 1)
+            as_intra = m.intra(cur)
+        out = m.pframe(cur, ref_hat, _flows(cur, ref_hat))
+        x_hat = _clamp_ste(out["x_hat"])
+        pixels = cur.shape[0] * cur.shape[-2] * cur.shape[-1]
+        bpp = bits(out["likelihoods"]) / pixels
+        loss = cfg.lam * bpp + cfg.distortion_weight * F.mse_loss(x_hat, cur)
+        logs.update(
+            loss=loss.item(),
+            bpp=bpp.item(),
+            bpp_p=bpp.item(),
+            bpp_mv=bits(out["likelihoods"]["mv"]).item() / pixels,
+            bpp_intra=bits(as_intra["likelihoods"]).item() / pixels,
+            psnr_tilde=_psnr(x_hat, cur),
+            psnr_intra=_psnr(as_intra["x_hat"].clamp(0, 1), cur),
+            aux=aux.item(),
+        )
+        return loss + aux, logs
+
 
 def _entropy_coders(model):
     return [model.intra, model.mv.flow_coder, model.pframe.motion, model.pframe.codec]
@@ -231,6 +275,8 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
             modules = [model.intra]
         elif config.objective == "motion":
             modules = [model.mv, model.pframe.motion]
+        elif config.objective == "pframe":
+            modules = [model.pframe]
         if config.stage == 2:
             modules += [odfte.fte, odfte.vae.encoder, odfte.vae.quant_conv]
     for mod in modules:
