@@ -37,6 +37,7 @@ from .mv import FLOW_SCALE, estimate_flow
 
 # the residual image's offset: where the prediction is right, the analysis sees flat mid-grey
 RESIDUAL_OFFSET = 0.5
+_OFFSET_ACT = RESIDUAL_OFFSET * 2.0**exact.ACT_BITS  # on the activation grid (exact: a power of two)
 
 
 class PCoder(nn.Module):
@@ -126,6 +127,3 @@ class PCoder(nn.Module):
         hyper = self.codec.hyper(codec_nets, strings[3], (size[0] // PICTURE_MULTIPLE, size[1] // PICTURE_MULTIPLE), prior=nets.temporal_prior(ctx))
         y_hat, _ = self.codec.code_y(codec_nets, hyper, None, strings[4:])
         return self._exact_frame(nets, codec_nets, y_hat, pred, ctx)
-
-
-_OFFSET_ACT = RESIDUAL_OFFSET * 2.0**exact.ACT_BITS  # exact: a power of two

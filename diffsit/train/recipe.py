@@ -1,4 +1,4 @@
-"""The recipe that trains the shipped ``tiny`` models: one command, about 90 minutes on 2 CPU
+"""The recipe that trains the shipped ``tiny`` models: one command, about 80 minutes on 2 CPU
 cores (its logged s/step; docs/diffsit-measurements.md has the run's own figures).
 
     python -m diffsit train --recipe tiny --out runs/tiny --install
@@ -72,7 +72,7 @@ VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
 # the one the encoder's strength map is chosen with, so the two agree
 TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
-# steps per run (at scale 1), ~90 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
+# steps per run (at scale 1), ~80 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
 # per intra step, ~0.4 s per motion step, ~0.5 s per P step, ~1.2 s per GOP step, ~2.5 s per stage-2 step with
 # STEM frozen: the tiny Wan VAE's frame-by-frame causal passes dominate)
 STEPS = {"vae": 400, "intra": 5000, "motion": 1200, "pframe": 1500, "stem": 600, "stem-L": 200, "e2e": 200, "e2e-L": 40}
