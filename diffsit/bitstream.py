@@ -34,7 +34,12 @@ Version 3 is the first whose STEM is integer-exact. Versions 1 and 2 were writte
 STEM whose reconstructions depend on the machine; no decoder reproduces them, so they are
 refused with a message saying so. Version 4 pads pictures to a multiple of 16 where version 3
 padded them to 64 (the decoder sizes its pictures from the stream's width and height, so the
-two cannot read each other's streams): version 3 streams are refused, naming why.
+two cannot read each other's streams): version 3 streams are refused, naming why. Version 5
+codes a P frame as a residual from its motion-compensated prediction (version 4's pure
+conditional coding is refused, naming why). Version 6 adds the skipped P frame: a P record
+holding its motion strings alone, whose picture is the prediction. A version-6 decoder reads
+version 5 (whose P records always hold their residual); a version-5 decoder cannot read a
+skipped P frame, so the version says which a stream may hold.
 
 A decoder refuses a stream with a wrong magic, an unknown version, a model or weights hash
 other than its own, a truncated or trailing byte, or a CRC mismatch, with a message saying
@@ -54,8 +59,9 @@ import torch
 from .gop import FrameType
 
 MAGIC = b"DSIT"
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (5,)
+FORMAT_VERSION = 6
+# a version-5 stream is a version-6 one whose P frames all code their residual
+READABLE_VERSIONS = (5, 6)
 #: decoded-picture hash kinds: their code in the header and their size in bytes
 PICTURE_HASHES = {"none": (0, 0), "crc32": (1, 4), "md5": (2, 16)}
 _HASH_NAME = {code: name for name, (code, _) in PICTURE_HASHES.items()}

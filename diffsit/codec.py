@@ -16,6 +16,7 @@ with the decoder's output.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +28,7 @@ from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
-from .bitstream import PICTURE_HASHES, FrameRecord, Stream, decode_stream, encode_stream, picture_hash, stream_model_id
+from .bitstream import FORMAT_VERSION, PICTURE_HASHES, FrameRecord, Stream, decode_stream, encode_stream, picture_hash, stream_model_id
 from .gop import Chunk, FrameType, blend_weights, chunks, display_types, overlapping_chunks, pad_indices, schedule
 from .stem.exact import samples_to_float
 from .stem.intra import PICTURE_MULTIPLE, coded_size
@@ -131,7 +132,7 @@ def _code_frame(model, fc, cur, recon) -> tuple[list[bytes], torch.Tensor]:
     if fc.type is FrameType.INTRA:
         return model.intra.compress_image(cur)
     if fc.type is FrameType.PRED:
-        return model.pframe.compress(cur, recon[fc.reference])
+        return model.pframe.compress(cur, recon[fc.reference], model.rd_tradeoff())
     return model.mv.compress(cur, recon[fc.reference])
 
 
@@ -312,7 +313,7 @@ def encode_all_p(model, video: Video, *, device: str = "cpu") -> tuple[bytes, to
     recon, records = [], []
     for i in range(video.frames):
         cur = frames[i : i + 1]
-        strings, rec = model.intra.compress_image(cur) if i == 0 else model.pframe.compress(cur, recon[-1])
+        strings, rec = model.intra.compress_image(cur) if i == 0 else model.pframe.compress(cur, recon[-1], model.rd_tradeoff())
         recon.append(rec)
         records.append(FrameRecord(i, FrameType.INTRA if i == 0 else FrameType.PRED, tuple(strings), picture_hash(rec, "crc32")))
     stream = Stream(
@@ -378,6 +379,7 @@ class DiffSITCodec(Codec):
         picture_hash: str = "crc32",
         pretrained: str | None = None,
         reuse_refinement: bool = True,
+        p_skip: bool | None = None,
     ):
         """``strength_block``: override the model's strength-map block (0: ODFTE's output as is,
         the paper's form). The stream records it, so decoding needs no option.
@@ -387,13 +389,15 @@ class DiffSITCodec(Codec):
         model's own, or $DIFFSIT_WAN_DIR). ``reuse_refinement``: decode() takes ODFTE's output
         from this instance's encode() of the same stream when x~ matches it sample for sample
         (:class:`RefinementCache`), instead of running ODFTE a second time; false runs it
-        again, for timing a decoder on its own."""
+        again, for timing a decoder on its own. ``p_skip``: override the model's P-frame skip
+        decision (false: every P frame codes its residual, as bitstream version 5 did)."""
         self.model_spec, self.allow_untrained, self.device, self.verify = model, allow_untrained, device, verify
         self.strength_block = check_strength_block(strength_block)
         self.dtype = parse_dtype(dtype)
         self.picture_hash = check_picture_hash(picture_hash)
         self.pretrained = pretrained
         self.reuse_refinement = reuse_refinement
+        self.p_skip = p_skip
         # verify checks that the decoder reproduces the encoder: it runs ODFTE again
         self._cache = RefinementCache() if reuse_refinement and not verify else None
         self._models: dict[Any, Any] = {}
@@ -410,6 +414,8 @@ class DiffSITCodec(Codec):
             model = load_model(spec, allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained)
             if self.strength_block is not None:
                 model.config.strength_block = self.strength_block
+            if self.p_skip is not None:
+                model.config.p_skip = self.p_skip
             model.set_dtype(self.dtype)
             self._models[spec] = model
         return self._models[spec]
@@ -463,12 +469,17 @@ class DiffSITCodec(Codec):
     def identity(self) -> dict[str, Any]:
         # reuse_refinement moves decode time, not a number: the same job either way
         info = {k: v for k, v in self.describe().items() if k not in ("models", "reuse_refinement")}
-        hashes = {}
+        hashes, configs = {}, {}
         for lam in self.default_rates:
             with contextlib.suppress(Exception):  # an unloadable model fails at plan time, with its own message
                 m = self.model_for(lam)
                 hashes[m.model_id] = m.weights_sha256().hex()
+                # the weights hash leaves out config.json, whose lambda, skip decision and
+                # strength block change the stream all the same: the config as resolved
+                configs[m.model_id] = hashlib.sha256(m.config.to_json().encode()).hexdigest()[:16]
         info["weights_sha256"] = hashes
+        info["model_config_sha256"] = configs
+        info["format_version"] = FORMAT_VERSION
         return info
 
     def describe(self) -> dict[str, Any]:
@@ -483,6 +494,7 @@ class DiffSITCodec(Codec):
             "reuse_refinement": self.reuse_refinement,
         }
         info["strength_block"] = self.strength_block if self.strength_block is not None else "the model's"
+        info["p_skip"] = self.p_skip if self.p_skip is not None else "the model's"
         for spec, m in self._models.items():
             info.setdefault("models", {})[spec] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
         return info

@@ -53,6 +53,14 @@ class DiffSITConfig:
     # output as is (the paper's decoder-only form). Pixels of the padded frame.
     strength_block: int = 32
     intra_period: int = -1
+    # the rate weight lambda the STEM was trained with, and the weight of its MSE (TrainConfig's
+    # lam and distortion_weight): the encoder's mode decision weighs a frame's bits against its
+    # squared error as training did. None: not known (every P frame codes its residual)
+    lam: float | None = None
+    distortion_weight: float = 100.0
+    # a P frame whose coded residual does not pay for its bits in that cost sends its motion
+    # alone, and the prediction is the frame (bitstream version 6)
+    p_skip: bool = True
     trained: bool = False
     description: str = ""
 
@@ -84,6 +92,13 @@ class DiffSIT(nn.Module):
     @property
     def model_id(self) -> str:
         return self.config.name
+
+    def rd_tradeoff(self) -> tuple[float, float] | None:
+        """(lambda, distortion weight) of the encoder's P-frame mode decision, or None when it
+        codes every residual (``p_skip`` off, or a model that does not know its lambda)."""
+        if not self.config.p_skip or self.config.lam is None:
+            return None
+        return self.config.lam, self.config.distortion_weight
 
     @torch.no_grad()
     def update(self) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import hashlib
+import struct
+import zlib
 from fractions import Fraction
 
 import pytest
@@ -80,6 +82,14 @@ def test_version_4_streams_of_conditional_p_frames_are_refused_with_the_reason()
     data = encode_stream(_stream())
     with pytest.raises(BitstreamError, match="version 4 codes P frames by pure conditional coding.*Re-encode"):
         decode_stream(data[:4] + bytes([4, 0]) + data[6:])
+
+
+def test_version_5_streams_still_decode():
+    """Version 6 only adds the skipped P frame: a version-5 stream is one without any."""
+    data = encode_stream(_stream())
+    body = data[:4] + bytes([5, 0]) + data[6:-4]
+    old = body + struct.pack("<I", zlib.crc32(body))
+    assert decode_stream(old).records == decode_stream(data).records
 
 
 def test_wrong_magic_version_model_and_weights():

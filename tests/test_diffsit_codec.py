@@ -233,7 +233,68 @@ def test_p_vs_intra_table_counts_the_stream_p_frames_bytes(tmp_path, capsys):
     (p,) = [r for r in enc.stream.records if r.type.value == "P"]
     assert len(df) == 1 and df.loc[0, "frame"] == p.index == 3 and df.loc[0, "reference"] == 1
     assert df.loc[0, "p_bytes"] == sum(map(len, p.strings)) and df.loc[0, "p_motion_bytes"] == sum(map(len, p.strings[:3]))
-    assert df.loc[0, "p_wins"] == (df.loc[0, "p_bytes"] < df.loc[0, "intra_bytes"] and df.loc[0, "psnr_gain"] >= 0)
-    assert "P frames smaller at equal or better PSNR" in (tmp_path / "p_vs_intra.md").read_text()
+    direct = df.loc[0, "p_bytes"] < df.loc[0, "intra_bytes"] and df.loc[0, "psnr_gain"] >= 0
+    assert df.loc[0, "p_wins"] == (direct or df.loc[0, "p_bytes"] < df.loc[0, "intra_bytes_at_p_psnr"])
+    assert df.loc[0, "p_mode"] == "residual"  # a random model knows no lambda
+    assert "smaller than the same frame coded intra at equal or better PSNR" in (tmp_path / "p_vs_intra.md").read_text()
     assert diffsit_main(["p-vs-intra", "--sequences", "nosuch", "--out", str(tmp_path / "x")]) == 2
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_skipped_p_frames_round_trip_and_p_skip_off_codes_every_residual(clip):
+    """A model that knows its lambda decides per P frame; at a lambda where bits cost that
+    much every P frame sends its motion alone, and the decoder gives the encoder's samples."""
+    from diffsit.codec import decode_samples
+    from diffsit.stem.exact import samples_to_float
+    from diffsit.stem.pframe import MOTION_STRINGS
+
+    _, video = clip
+    model = load_model("random", allow_untrained=True)
+    model.config.strength_block = 0
+    assert model.rd_tradeoff() is None  # a random model knows no lambda: residual always
+    coded = encode_video(model, video, output=False)
+    model.config.lam = 1e6
+    skipped = encode_video(model, video, output=False)
+    p_counts = [(len(a.strings), len(b.strings)) for a, b in zip(coded.stream.records, skipped.stream.records, strict=True) if a.type.value == "P"]
+    assert p_counts and all(a > MOTION_STRINGS and b == MOTION_STRINGS for a, b in p_counts)
+    assert len(skipped.data) < len(coded.data)
+    _, samples = decode_samples(model, skipped.data)  # checks every frame's picture hash on the way
+    assert torch.equal(samples_to_float(samples), skipped.x_tilde)
+    model.config.p_skip = False
+    assert encode_video(model, video, output=False).data == coded.data
+
+
+def test_the_cache_key_follows_the_model_config_the_weights_hash_leaves_out(tmp_path):
+    """config.json's lambda and skip decision change the stream but not the weights hash: a
+    job's identity must change with them, or a cache would serve the old numbers."""
+    from diffsit.codec import DiffSITCodec
+
+    folder = tmp_path / "m"
+    load_model("random", allow_untrained=True).save(folder)
+    first = DiffSITCodec(model=str(folder), allow_untrained=True).identity()
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "lam": 2.0}))
+    second = DiffSITCodec(model=str(folder), allow_untrained=True).identity()
+    off = DiffSITCodec(model=str(folder), allow_untrained=True, p_skip=False).identity()
+    assert first["weights_sha256"] == second["weights_sha256"]
+    assert len({json.dumps(i, sort_keys=True) for i in (first, second, off)}) == 3
+
+
+def test_equal_psnr_intra_bytes_are_read_off_the_frame_s_intra_curve():
+    from diffsit.pframes import equal_psnr_bytes
+
+    curve = pd.DataFrame(
+        {
+            "bytes": [100, 200, 400, 60, 300],
+            "psnr_rgb": [30.0, 32.0, 34.0, 28.0, 31.0],  # 300 B at 31 dB costs more than 200 B at 32: dropped
+            "gain": [1.0, 1.0, 1.0, 0.5, 1.0],
+        }
+    )
+    assert equal_psnr_bytes(curve, 33.0) == (pytest.approx(200 * 2**0.5), "ladder")
+    assert equal_psnr_bytes(curve, 31.0) == (pytest.approx(100 * 2**0.5), "ladder")
+    assert equal_psnr_bytes(curve, 34.0) == (pytest.approx(400), "ladder")
+    b, where = equal_psnr_bytes(curve, 29.0)
+    assert where == "extension" and b == pytest.approx((60 * 100) ** 0.5)
+    for outside in (27.9, 34.1):
+        b, where = equal_psnr_bytes(curve, outside)
+        assert where == "outside" and np.isnan(b)

@@ -381,7 +381,10 @@ def test_checkpoint_carries_provenance_and_refuses_another_config(tmp_path):
     assert json.loads(meta["training_config"])["steps"] == 2
     assert json.loads(meta["data"])["sources"][0]["kind"] == "lavfi"
     assert "commit" in json.loads(meta["git"]) and meta["stage"] == "1" and meta["perceptual"] == "none"
-    assert DiffSIT.load(result).config.trained is False  # only stage 2 makes a codec model
+    loaded = DiffSIT.load(result)
+    assert loaded.config.trained is False  # only stage 2 makes a codec model
+    # the encoder's skip decision weighs bits against error with the lambda it was trained at
+    assert (loaded.config.lam, loaded.config.distortion_weight) == (1.0, 100.0) and loaded.rd_tradeoff() == (1.0, 100.0)
     with pytest.raises(ValueError, match="different training config"):
         train(_small_config(steps=2, lam=2.0), tmp_path / "r", progress=False)
 

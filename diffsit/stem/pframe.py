@@ -16,6 +16,15 @@ what they are worth. Pure conditional coding (the analysis of [frame, context]) 
 the intra coder codes the whole frame again, and on the tiny recipe's budget it never learned
 to leave out what the context carries: its P frames cost 1.1-1.7x the same frame coded intra.
 
+A P frame may also skip its residual (bitstream version 6): the encoder weighs each frame's
+bits against its squared error as training did (``lambda * bits + w_d * SSE``, the model's own
+lambda) and, where the coded residual does not pay for its bits, sends the motion alone; the
+decoder's frame is then the prediction. Where the prediction is already as good as the frame
+would be coded (a static camera, a reference coded at the same quality), the tiny residual
+coder would otherwise spend about an intra frame's bytes on noise-like residual for no gain.
+The decision is the encoder's, not a trained part, and needs no flag: a P record with the
+motion strings only is a skipped one.
+
 Coding is integer-exact (``diffsit.stem.exact``): the reference is the previous backbone's
 DPB samples, motion vectors are in 1/16 pel, and every network runs on the activation grid,
 so the prediction, the context, and with them the temporal prior, are the same on every
@@ -34,6 +43,10 @@ from bench.flow import backward_warp
 from . import exact
 from .intra import PICTURE_MULTIPLE, IntraCoder, _down, _pad_for_hyper
 from .mv import FLOW_SCALE, estimate_flow
+
+#: strings of the coded motion (the motion coder's z, y anchors, y non-anchors); a P record with
+#: these alone skips its residual
+MOTION_STRINGS = 3
 
 # the residual image's offset: where the prediction is right, the analysis sees flat mid-grey
 RESIDUAL_OFFSET = 0.5
@@ -106,9 +119,10 @@ class PCoder(nn.Module):
         return exact.act_to_samples(exact.clip(pred + (r[:, :3] - _OFFSET_ACT) + nets.out(torch.cat([r, ctx], dim=1))))
 
     @torch.no_grad()
-    def compress(self, cur: torch.Tensor, ref: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+    def compress(self, cur: torch.Tensor, ref: torch.Tensor, rd: tuple[float, float] | None = None) -> tuple[list[bytes], torch.Tensor]:
         """``cur``: RGB in [0, 1]; ``ref``: the previous backbone (DPB samples). The strings,
-        and the decoded frame (DPB samples)."""
+        and the decoded frame (DPB samples). ``rd``: (lambda, distortion weight) of the
+        skip decision (``DiffSIT.rd_tradeoff``); None codes the residual always."""
         flow = estimate_flow(cur, exact.samples_to_float(ref))
         mv_strings, mv_act = self.motion.compress(flow / FLOW_SCALE)
         nets, codec_nets = self.exact_nets(ref.device), self.codec.exact_nets(ref.device)
@@ -116,14 +130,38 @@ class PCoder(nn.Module):
         x_act = torch.cat([exact.clip(exact.to_act(cur) - pred + _OFFSET_ACT), ctx], dim=1)
         y_act, hyper, z_string = self.codec.analyse(codec_nets, x_act, prior=nets.temporal_prior(ctx))
         y_hat, y_strings = self.codec.code_y(codec_nets, hyper, y_act)
-        return [*mv_strings, z_string, *y_strings], self._exact_frame(nets, codec_nets, y_hat, pred, ctx)
+        strings, frame = [*mv_strings, z_string, *y_strings], self._exact_frame(nets, codec_nets, y_hat, pred, ctx)
+        if rd is not None:
+            skipped = _skipped_frame(pred)
+            if rd_cost(skipped, cur, mv_strings, rd) <= rd_cost(frame, cur, strings, rd):
+                return list(mv_strings), skipped
+        return strings, frame
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], ref: torch.Tensor) -> torch.Tensor:
         size = tuple(ref.shape[-2:])
-        mv_act = self.motion.decompress(strings[:3], size, ref.device)
+        mv_act = self.motion.decompress(strings[:MOTION_STRINGS], size, ref.device)
         nets, codec_nets = self.exact_nets(ref.device), self.codec.exact_nets(ref.device)
         pred, ctx = self._exact_prediction(nets, ref, exact.act_to_mv(mv_act, FLOW_SCALE))
-        hyper = self.codec.hyper(codec_nets, strings[3], (size[0] // PICTURE_MULTIPLE, size[1] // PICTURE_MULTIPLE), prior=nets.temporal_prior(ctx))
-        y_hat, _ = self.codec.code_y(codec_nets, hyper, None, strings[4:])
+        if len(strings) == MOTION_STRINGS:
+            return _skipped_frame(pred)
+        hyper = self.codec.hyper(
+            codec_nets, strings[MOTION_STRINGS], (size[0] // PICTURE_MULTIPLE, size[1] // PICTURE_MULTIPLE), prior=nets.temporal_prior(ctx)
+        )
+        y_hat, _ = self.codec.code_y(codec_nets, hyper, None, strings[MOTION_STRINGS + 1 :])
         return self._exact_frame(nets, codec_nets, y_hat, pred, ctx)
+
+
+def _skipped_frame(pred: torch.Tensor) -> torch.Tensor:
+    """A skipped P frame's DPB samples: the prediction itself."""
+    return exact.act_to_samples(exact.clip(pred))
+
+
+def rd_cost(samples: torch.Tensor, cur: torch.Tensor, strings: list[bytes], rd: tuple[float, float]) -> float:
+    """Training's loss, ``lambda * bpp + w_d * MSE``, times the pixel count: lambda times the
+    bits the frame's record holds (each string with its u32 length) plus w_d times the squared
+    error of the decoded RGB in [0, 1] per pixel (the MSE's mean runs over its three planes)."""
+    lam, distortion_weight = rd
+    bits = 8 * sum(4 + len(s) for s in strings)
+    sse = torch.sum((exact.samples_to_float(samples, torch.float64) - cur.double()) ** 2).item() / cur.shape[-3]
+    return lam * bits + distortion_weight * sse

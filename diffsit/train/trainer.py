@@ -349,6 +349,8 @@ def build_model(config: TrainConfig):
     if config.pframe_from_intra:
         model.pframe.init_from_intra(model.intra)
     model.config.name = config.name
+    if config.stage >= 1:
+        model.config.lam, model.config.distortion_weight = config.lam, config.distortion_weight
     return model
 
 
