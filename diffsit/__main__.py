@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (JSON value), e.g. --set steps=10")
     tr.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
     tr.add_argument("--scale", type=float, default=1.0, help="recipe: multiply every step count (0.01 for a smoke test)")
+    tr.add_argument("--lambdas", default="0.5,1,2,4", help="recipe: the rate points of its per-lambda runs (default: the shipped ladder, 0.5,1,2,4)")
     tr.add_argument("--install", action="store_true", help="recipe: copy the results into diffsit/weights (what --codec diffsit loads)")
     ab = sub.add_parser("ablate", help="x~ vs x^, FTE on/off, whole clip vs per frame, MV vs all-P, at each lambda")
     ab.add_argument("--dataset", default="sample")
@@ -175,7 +176,7 @@ def _train(args) -> int:
         if args.recipe:
             from .train.recipe import run_recipe
 
-            run_recipe(args.out, scale=args.scale, install=args.install)
+            run_recipe(args.out, scale=args.scale, install=args.install, lambdas=[float(v) for v in args.lambdas.split(",")])
             return 0
         from .train.trainer import train
 

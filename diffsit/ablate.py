@@ -16,9 +16,12 @@ variant             what it is
 ``x_hat_per_frame`` ``x_hat_full`` on each frame alone (windows of one frame): temporal
                     consistency
 ``all_p``           x~ when every frame after the first is a P frame (no MV frames): bits
+``x_tilde_no_skip`` x~ when every P frame codes its residual (``p_skip`` off, bitstream
+                    version 5's P frames): what the encoder's skip decision is worth.
+                    Only for a model that knows its lambda (otherwise it never skips)
 ==================  =====================================================================
 
-All but ``all_p`` come from one bitstream; ``x_hat`` alone also spends the strength map's
+All but ``all_p`` and ``x_tilde_no_skip`` come from one bitstream; ``x_hat`` alone also spends the strength map's
 bytes (a fraction of a percent; its bpp column shows them). The FTE and per-frame rows are
 compared with ``x_hat_full``, so they measure ODFTE itself, not the encoder's choice. Metrics are the
 harness's (``bench.metrics``): every one that can run here unless ``--metrics`` says which.
@@ -35,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VARIANTS = ("x_tilde", "x_hat", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame", "all_p")
+VARIANTS = ("x_tilde", "x_hat", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame", "all_p", "x_tilde_no_skip")
 HIGHER_IS_BETTER = {
     "psnr_y": True,
     "psnr_yuv": True,
@@ -117,6 +120,13 @@ def ablate(
                 "x_hat_per_frame": (refine(m, x_tilde, ip, per_frame=True), stem),
                 "all_p": (p_tilde, len(p_data)),
             }
+            if m.rd_tradeoff() is not None:
+                m.config.p_skip = False
+                try:
+                    no_skip = encode_video(m, video, device=device, output=False)
+                finally:
+                    m.config.p_skip = True
+                decoded["x_tilde_no_skip"] = (no_skip.x_tilde, no_skip.stem_bytes)
             for variant, (rgb, nbytes) in decoded.items():
                 dist = to_video(rgb.cpu(), video.width, video.height, video.fps)
                 row = {
@@ -165,8 +175,9 @@ def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None
         "",
         "## Differences (dataset means)",
         "",
-        "| λ | bits saved by MV frames vs all-P | strength map's bits | x̂ − x̃ | ODFTE as is: x̂_full − x̃ | FTE: on − off | Ewarp whole clip / per frame |",
-        "|---|---|---|---|---|---|---|",
+        "| λ | bits saved by MV frames vs all-P | P skip: bits saved, x̃ Δ | strength map's bits | x̂ − x̃ | ODFTE as is: x̂_full − x̃ "
+        "| FTE: on − off | Ewarp whole clip / per frame |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for lam, g in means.groupby("lambda", sort=False):
         v = g.set_index("variant")
@@ -177,7 +188,12 @@ def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None
         full = f"{key} {v.loc['x_hat_full', key] - v.loc['x_tilde', key]:+.4g}" if key else "–"
         fte = f"{key} {v.loc['x_hat_full', key] - v.loc['x_hat_no_fte', key]:+.4g}" if key else "–"
         ew = f"{v.loc['x_hat_full', 'ewarp']:.3f} / {v.loc['x_hat_per_frame', 'ewarp']:.3f}" if "ewarp" in v.columns else "–"
-        lines.append(f"| {lam:g} | {100 * saved:.1f} % | +{100 * overhead:.2f} % | {odfte} | {full} | {fte} | {ew} |")
+        skip = "–"
+        if "x_tilde_no_skip" in v.index:
+            skip = f"{100 * (1 - v.loc['x_tilde', 'bpp'] / v.loc['x_tilde_no_skip', 'bpp']):.1f} %"
+            if key:
+                skip += f", {key} {v.loc['x_tilde', key] - v.loc['x_tilde_no_skip', key]:+.3g}"
+        lines.append(f"| {lam:g} | {100 * saved:.1f} % | {skip} | +{100 * overhead:.2f} % | {odfte} | {full} | {fte} | {ew} |")
     lines += equal_bits(means, metric_cols)
     if models:
         lines += ["", "## Models", "", "```json", json.dumps(models, indent=2), "```"]

@@ -427,6 +427,21 @@ def test_recipe_trains_stage_2_on_real_video_and_stem_on_photos(tmp_path):
         assert sum(cfg.data_weights[len(DATA) :]) == pytest.approx(0.5)
 
 
+def test_recipe_grows_a_ladder_without_changing_its_shared_runs(tmp_path, capsys):
+    from diffsit.__main__ import main
+    from diffsit.train.recipe import tiny_recipe
+
+    for name in ("tree.avi", "Megamind.avi", "vtest.avi"):
+        (tmp_path / name).write_bytes(b"")
+    shipped = dict(tiny_recipe(videos=tmp_path))
+    extra = dict(tiny_recipe(videos=tmp_path, lambdas=[0.25]))
+    assert [n for n in extra if n.endswith(("-0.25", "-1"))] == ["stem-0.25", "stem-1", "e2e-0.25", "e2e-1"]  # stem-1 feeds e2e
+    assert "stem-0.5" not in extra and all(extra[n] == shipped[n] for n in ("vae", "intra", "motion", "pframe", "stem", "stem-1", "e2e", "e2e-1"))
+    assert extra["stem-0.25"].lam == 0.25 and extra["e2e-0.25"].init == "stem-0.25" and extra["e2e-0.25"].name == "tiny-lambda0.25"
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path / "r"), "--lambdas", "0.5,-1"]) == 2
+    assert "lambdas must be positive" in capsys.readouterr().err
+
+
 def test_recipe_reruns_a_run_whose_starting_point_was_retrained(tmp_path):
     """A finished run is skipped only if it is newer than every run it starts from: after a
     retrained ``motion``, ``pframe`` (same config) would otherwise serve the old P coder."""

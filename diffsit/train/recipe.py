@@ -102,7 +102,16 @@ def stage2_data(folder: Path | None = None) -> tuple[list[str], list[float]]:
     return [*DATA, *(f"videos:{folder / name}" for name in VIDEOS)], [w * real for w in DATA_WEIGHTS] + list(VIDEOS.values())
 
 
-def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -> list[tuple[str, TrainConfig]]:
+def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None, lambdas=LAMBDAS) -> list[tuple[str, TrainConfig]]:
+    """The runs, in order; ``lambdas``: the rate points of ``stem-L`` and ``e2e-L`` (another
+    ladder, or rate points beyond the shipped one: the shared runs are the same whatever it is,
+    so a recipe folder grows a ladder without retraining them)."""
+    lambdas = tuple(float(v) for v in lambdas)
+    if not lambdas or any(not v > 0 for v in lambdas):
+        raise ValueError(f"the recipe's lambdas must be positive, got {list(lambdas)}")
+    if 1.0 not in lambdas:
+        lambdas = (*lambdas, 1.0)  # stem-1 is e2e's starting point
+
     def steps(key: str) -> int:
         return max(2, int(round(STEPS[key] * scale)))
 
@@ -172,7 +181,7 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
             ),
         ),
     ]
-    for lam in LAMBDAS:
+    for lam in lambdas:
         runs.append(
             (
                 f"stem-{lam:g}",
@@ -196,7 +205,7 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
             TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full", train_stem=False, init="stem-1", **common2),
         )
     )
-    for lam in LAMBDAS:
+    for lam in lambdas:
         runs.append(
             (
                 f"e2e-{lam:g}",
@@ -219,12 +228,15 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None) -
     return runs
 
 
-def run_recipe(out: str | Path, *, scale: float = 1.0, install: bool = False, weights_dir: Path | None = None, progress: bool = True) -> list[Path]:
+def run_recipe(
+    out: str | Path, *, scale: float = 1.0, install: bool = False, weights_dir: Path | None = None, progress: bool = True, lambdas=LAMBDAS
+) -> list[Path]:
+    """Train every run not yet finished; ``install`` copies each ``e2e-L`` of ``lambdas``."""
     from .trainer import train
 
     out = Path(out)
     results = []
-    for name, cfg in tiny_recipe(scale):
+    for name, cfg in tiny_recipe(scale, lambdas=lambdas):
         # run names in init fields are relative to the recipe folder
         for attr in ("init", "init_odfte"):
             if getattr(cfg, attr):
@@ -236,7 +248,7 @@ def run_recipe(out: str | Path, *, scale: float = 1.0, install: bool = False, we
         results.append(train(cfg, folder, progress=progress))
     if install:
         target_root = weights_dir or Path(__file__).resolve().parents[1] / "weights"
-        for lam in LAMBDAS:
+        for lam in lambdas:
             install_model(out / f"e2e-{lam:g}" / "model", target_root / f"tiny-lambda{lam:g}")
     return results
 
