@@ -87,13 +87,15 @@ def window_720p():
     return seq.open(frames=9).rgb(0, 9).permute(1, 0, 2, 3)[None], torch.from_numpy(type_map(9))[None]
 
 
-@pytest.mark.parametrize("version", ["before", "after"])
+@pytest.mark.parametrize("version", ["before", "after", "after_compiled"])
 def test_odfte_window_720p_profile(window_720p, version):
     """One 9-frame ODFTE window of bigbuckbunny (1280x720), and where its time goes, before
     and after issue 19 in the same run. before: the tiny config of then (VAE 4x in space, DiT
     patch 4) with diffusers' norms and the full-size FTE; after: the shipped model as it runs
     now (VAE 8x, patch 2, the fast norm and FTE). Speed does not depend on the weights'
-    values, so "before" is random weights of the old shapes."""
+    values, so "before" is random weights of the old shapes. after_compiled: "after" with its
+    VAE encoder, VAE decoder and DiT under torch.compile (inductor), timed on the run after the
+    one that compiles (which takes minutes)."""
     from diffsit.model import DiffSIT, DiffSITConfig
     from diffsit.odfte import tiny_config
 
@@ -107,6 +109,13 @@ def test_odfte_window_720p_profile(window_720p, version):
             odfte = _before_issue_19(DiffSIT(DiffSITConfig(odfte=cfg)).odfte.eval())
     else:
         odfte = load_model("tiny-lambda1").odfte
+    if version == "after_compiled":
+        odfte.vae.encoder, odfte.vae.decoder = torch.compile(odfte.vae.encoder), torch.compile(odfte.vae.decoder)
+        odfte.transformer = torch.compile(odfte.transformer)
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            odfte(x, tm)
+            results["odfte_720p_compile_s"] = time.perf_counter() - t0
     _profile_window(odfte, x, tm, f"odfte_720p_{version}")
 
 
@@ -172,7 +181,7 @@ def pytest_terminal_summary_diffsit(reporter):
         for k in (4, 20):
             if f"odfte_{k}" in results:
                 reporter.write_line(f"ODFTE decode, 9 frames 128x128: {k} steps / 1 step = {results[f'odfte_{k}'] / one:.2f}x ({one * 1e3:.0f} ms for 1 step)")
-    for version in ("before", "after"):
+    for version in ("before", "after", "after_compiled"):
         if f"odfte_720p_{version}_s" in results:
             reporter.section(f"ODFTE, one 9-frame 1280x720 window, {version} issue 19, {torch.get_num_threads()} threads")
             reporter.write_line(f"window: {results[f'odfte_720p_{version}_s']:.1f} s")
@@ -180,6 +189,11 @@ def pytest_terminal_summary_diffsit(reporter):
                 reporter.write_line(f"  {name:<52} {secs:7.2f} s  {100 * share:5.1f} %  {calls} calls")
     if "odfte_720p_before_s" in results and "odfte_720p_after_s" in results:
         reporter.write_line(f"after / before: {results['odfte_720p_after_s'] / results['odfte_720p_before_s']:.2f}")
+    if "odfte_720p_after_s" in results and "odfte_720p_after_compiled_s" in results:
+        reporter.write_line(
+            f"torch.compile: {results['odfte_720p_after_compiled_s'] / results['odfte_720p_after_s']:.2f}x the eager window, "
+            f"after a first run of {results['odfte_720p_compile_s']:.0f} s that compiles"
+        )
     if "pframe_720p_conv2d" in results and "pframe_720p_gemm" in results:
         reporter.section(f"STEM P-frame decode, 1280x720, tiny-lambda1, {torch.get_num_threads()} threads")
         a, b = results["pframe_720p_conv2d"], results["pframe_720p_gemm"]
