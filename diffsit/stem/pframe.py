@@ -141,10 +141,11 @@ class PCoder(nn.Module):
     def decompress(self, strings: list[bytes], ref: torch.Tensor) -> torch.Tensor:
         size = tuple(ref.shape[-2:])
         mv_act = self.motion.decompress(strings[:MOTION_STRINGS], size, ref.device)
+        mv = exact.act_to_mv(mv_act, FLOW_SCALE)
+        if len(strings) == MOTION_STRINGS:  # skipped: neither the context nor the codec runs
+            return _skipped_frame(exact.warp(exact.samples_to_act(ref), mv))
         nets, codec_nets = self.exact_nets(ref.device), self.codec.exact_nets(ref.device)
-        pred, ctx = self._exact_prediction(nets, ref, exact.act_to_mv(mv_act, FLOW_SCALE))
-        if len(strings) == MOTION_STRINGS:
-            return _skipped_frame(pred)
+        pred, ctx = self._exact_prediction(nets, ref, mv)
         hyper = self.codec.hyper(
             codec_nets, strings[MOTION_STRINGS], (size[0] // PICTURE_MULTIPLE, size[1] // PICTURE_MULTIPLE), prior=nets.temporal_prior(ctx)
         )
