@@ -7,6 +7,8 @@
   integrates quality over log-rate, so it exists where BD-rate does not: quality ranges that
   do not overlap (while the rate ranges do), or a quality that does not rise with rate (Ewarp
   of real codecs often does not).
+- ``dominance``: where the rate ranges do not meet and neither BD exists, the least quality
+  gain one ladder guarantees over the other at no more rate: a lower bound, not a BD number.
 
 The interpolation method is a recorded option: JVET/JCT-VC CTC use piecewise cubic Hermite
 (``pchip``, the default), AV2 uses ``akima``, VCEG-M33 a cubic polynomial (``cubic``); they
@@ -57,16 +59,18 @@ class BadPoints(BDError):
     pass
 
 
-def _prepare(points: Points, role: str, flip: bool, method: str = "pchip", monotonic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(points: Points, role: str, flip: bool, method: str = "pchip", monotonic: bool = True, least: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sorted by rate. ``monotonic``: quality must rise with rate (BD-rate inverts the curve;
-    BD-metric integrates quality over log-rate and needs only distinct rates)."""
+    BD-metric integrates quality over log-rate and needs only distinct rates). ``least``:
+    fewest points, when not the interpolation's."""
     arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if not np.isfinite(arr).all():
         raise BadPoints(f"{role} has non-finite values")
     if (arr[:, 0] <= 0).any():
         raise BadPoints(f"{role} has a rate <= 0")
-    if len(arr) < MIN_POINTS[method]:
-        raise TooFewPoints(f"{role} has {len(arr)} point(s); {method} BD needs at least {MIN_POINTS[method]}")
+    need = MIN_POINTS[method] if least is None else least
+    if len(arr) < need:
+        raise TooFewPoints(f"{role} has {len(arr)} point(s); {f'{method} BD' if least is None else 'it'} needs at least {need}")
     arr = arr[np.argsort(arr[:, 0])]
     rate, q = arr[:, 0], (-arr[:, 1] if flip else arr[:, 1])
     worse = np.flatnonzero(np.diff(q) <= 0)
@@ -128,6 +132,41 @@ def bd_metric(anchor: Points, test: Points, *, method: str = "pchip", lower_is_b
         warnings.simplefilter("ignore")
         d = float(bjontegaard.bd_psnr(ra, qa, rt, qt, method=method, require_matching_points=False, min_overlap=0))
     return -d if lower_is_better else d
+
+
+class NotDominated(BDError):
+    pass
+
+
+def dominance(anchor: Points, test: Points, *, lower_is_better: bool = False) -> float:
+    """The least quality gain (test - anchor, metric units, signed as :func:`bd_metric`) that
+    ``test`` offers at every anchor point while spending no more rate.
+
+    For each anchor point (r, q): the best test quality among the test points at rate <= r,
+    minus q; the least of these over the anchor points. This is where BD cannot go: two
+    ladders whose rate ranges do not meet (a codec improved so much that its whole curve
+    moved left). A codec can always be run at a lower point of its own ladder, so a test
+    curve that dominates the anchor's is at least this much better at every anchor rate, a
+    lower bound on the BD-metric the curves would give if they met, never an estimate of it.
+    Raises :class:`NotDominated` when some anchor point has no test point at or below its
+    rate, or some test point at or below it is no better: test does not dominate there.
+    """
+    sign = -1.0 if lower_is_better else 1.0
+    a = _prepare(anchor, "anchor", lower_is_better, monotonic=False, least=1)
+    t = _prepare(test, "test", lower_is_better, monotonic=False, least=1)
+    gains = []
+    for r, q in zip(*a):
+        below = t[1][t[0] <= r]
+        if not len(below):
+            raise NotDominated(f"test has no point at or below the anchor's rate {r:.5g}")
+        gains.append(below.max() - q)
+    least = float(min(gains))
+    if least <= 0:
+        i = int(np.argmin(gains))
+        raise NotDominated(
+            f"at the anchor's rate {a[0][i]:.5g} no test point at or below it is better (best {sign * (a[1][i] + least):.5g} against {sign * a[1][i]:.5g})"
+        )
+    return sign * least
 
 
 def convex_hull(points: Points, *, lower_is_better: bool = False) -> list[tuple[float, float]]:

@@ -209,6 +209,9 @@ def _bd_cell_html(row) -> str:
         # the reason folds away (tables of published curves are full of them) but is always there
         notes = [n for n in str(row.get("note") or "").split(" | ") if n]
         metric = "" if pd.isna(row.get("bd_metric", np.nan)) else f"; BD-{row['metric']} {row['bd_metric']:+.4g}"
+        bound = row.get("dominance", np.nan)
+        if not pd.isna(bound):
+            metric += f"; bound {bound:+.4g} ({rp.dominating_side(bound, row['metric'])} dominates)"
         why = "".join(f"<li>{_esc(n)}</li>" for n in notes) or "<li>no reason recorded</li>"
         return f'<td class="na"><details><summary>n/a{_esc(metric)}</summary><ul class="why">{why}</ul></details></td>'
     text = rp._cell_text(row)

@@ -129,10 +129,34 @@ def _bd_cell(anchor_pts, test_pts, metric: str, opt: BDOptions) -> dict:
         notes.append(f"BD-rate: {e}")
     try:
         cell["bd_metric"] = bd.bd_metric(anchor_pts, test_pts, **kw)
+    except (bd.NoOverlap, bd.InsufficientOverlap) as e:
+        notes.append(f"BD-metric: {e}")
+        bound = _dominance(anchor_pts, test_pts, metric, lower)
+        if bound:
+            cell["dominance"], text = bound
+            notes.append(text)
     except bd.BDError as e:
         notes.append(f"BD-metric: {e}")
     cell["note"] = " | ".join(notes)
     return cell
+
+
+def _dominance(anchor_pts, test_pts, metric: str, lower: bool) -> tuple[float, str] | None:
+    """(bound, note) when one ladder dominates the other: the bound is signed as BD-metric
+    (test - anchor), so a test that dominates has the sign of an improvement."""
+    try:
+        d = bd.dominance(anchor_pts, test_pts, lower_is_better=lower)
+        return d, f"test dominates: at every anchor point a test point with no more bits is {abs(d):.4g} {metric} better or more (BD-{metric} bound {d:+.4g})"
+    except bd.BDError:
+        pass
+    try:
+        d = -bd.dominance(test_pts, anchor_pts, lower_is_better=lower)
+        return (
+            d,
+            f"anchor dominates: at every test point an anchor point with no more bits is {abs(d):.4g} {metric} better or more (BD-{metric} bound {d:+.4g})",
+        )
+    except bd.BDError:
+        return None
 
 
 def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = None, opt: BDOptions = BDOptions()) -> pd.DataFrame:
@@ -226,6 +250,7 @@ def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = Non
         "ci_low",
         "ci_high",
         "bd_metric",
+        "dominance",
         "points_anchor",
         "points_test",
         "sequences",
@@ -269,15 +294,29 @@ def _level_cell(ds_rows, dataset, anchor, codec, a_seqs, t_seqs, metric, opt) ->
     return cell
 
 
+def dominating_side(bound: float, metric: str) -> str:
+    """Which ladder a ``dominance`` bound (signed as BD-metric) says is the better one."""
+    return "test" if (bound < 0) == lower_is_better(metric) else "anchor"
+
+
 def _cell_text(row) -> str:
     if pd.isna(row["bd_rate"]):
         # a BD-metric at equal rate can exist where BD-rate cannot (e.g. quality ranges that
         # do not overlap while the rate ranges do): show it rather than a bare n/a
         has_metric = not pd.isna(row.get("bd_metric", np.nan))
-        notes = [n for n in str(row["note"] or "").split(" | ") if n and not (has_metric and n.startswith("BD-metric:"))]
+        bound = row.get("dominance", np.nan)
+        has_bound = not pd.isna(bound)
+        notes = [
+            n
+            for n in str(row["note"] or "").split(" | ")
+            if n and not (has_metric and n.startswith("BD-metric:")) and not (has_bound and n.startswith(("test dominates", "anchor dominates")))
+        ]
         text = f"n/a ({'; '.join(notes)})" if notes else "n/a"
         if has_metric:
             text += f"; BD-{row['metric']} {row['bd_metric']:+.4g}"
+        if has_bound:
+            # the ladders do not meet: what is certain is a bound, and which side holds it
+            text += f"; {dominating_side(bound, row['metric'])} dominates: BD-{row['metric']} {'≥' if bound > 0 else '≤'} {bound:+.4g}"
         return text
     if not pd.isna(row.get("ci_low", np.nan)):
         return f"{row['bd_rate']:+.2f}% [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"

@@ -68,6 +68,30 @@ def test_no_overlap_and_too_little_overlap():
     assert math.isfinite(bd.bd_rate(_curve(), _curve(shift=10), min_overlap=0.05))
 
 
+def test_dominance_is_the_least_gain_at_no_more_rate():
+    old = [(1.0, 30.0), (2.0, 31.0), (4.0, 32.0)]
+    new = [(0.1, 33.0), (0.2, 34.0), (0.4, 35.0)]
+    # each old point meets the new top (35 dB at 0.4): gains 5, 4, 3; the least is the bound
+    assert bd.dominance(old, new) == pytest.approx(3.0)
+    # a new point counts only for the old points at or above its rate: the 33 dB at 3.0 does
+    # not help the old point at 2.0, which only the 31.5 dB at 1.0 beats
+    assert bd.dominance(old, [(1.0, 31.5), (3.0, 33.0)]) == pytest.approx(0.5)
+    # one point is enough: no curve is fitted
+    assert bd.dominance([(1.0, 30.0)], [(0.5, 30.5)]) == pytest.approx(0.5)
+    # lower-is-better metrics keep BD-metric's sign: an improvement is negative
+    assert bd.dominance([(1.0, 0.3), (2.0, 0.2)], [(0.5, 0.1)], lower_is_better=True) == pytest.approx(-0.1)
+
+
+def test_dominance_refuses_what_it_cannot_bound():
+    old = [(1.0, 30.0), (2.0, 31.0)]
+    with pytest.raises(bd.NotDominated, match="no point at or below the anchor's rate 1"):
+        bd.dominance(old, [(1.5, 40.0)])
+    with pytest.raises(bd.NotDominated, match="at the anchor's rate 2 .*best 30.5 against 31"):
+        bd.dominance(old, [(0.5, 30.5)])
+    with pytest.raises(bd.BadPoints):
+        bd.dominance(old, [(0.0, 40.0)])
+
+
 def test_non_monotonic_curve_names_the_points():
     bumpy = _curve()
     bumpy[3] = (bumpy[3][0], bumpy[2][1] - 0.5)

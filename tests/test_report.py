@@ -65,7 +65,35 @@ def test_bd_table_dataset_level_per_sequence_and_reasons():
         assert "n/a (BD-rate: test has 2 point(s)" in text and "pchip" in text
         assert ("-40.00%" if fmt == "md" else r"-40.00\%") in text
     csv = format_bd(t, "csv")
-    assert csv.splitlines()[0] == "dataset,sequence,codec,anchor,metric,method,bd_rate,ci_low,ci_high,bd_metric,points_anchor,points_test,sequences,note,curves"
+    assert (
+        csv.splitlines()[0]
+        == "dataset,sequence,codec,anchor,metric,method,bd_rate,ci_low,ci_high,bd_metric,dominance,points_anchor,points_test,sequences,note,curves"
+    )
+
+
+def test_ladders_that_do_not_meet_get_a_dominance_bound_not_a_bd_number():
+    # a codec whose whole ladder moved left and up (an improved model against its old one):
+    # no rate is common, so no BD exists, but every old point is beaten at less rate
+    s = _summary()
+    new = s[s.codec == "x265"].assign(codec="new", bpp=lambda d: d.bpp / 100, psnr_yuv=lambda d: d.psnr_yuv + 20, lpips=lambda d: d.lpips / 2)
+    s = pd.concat([s[s.codec == "x265"], new], ignore_index=True)
+    t = bd_table(s, "x265", ["psnr_yuv", "lpips"])
+    row = t[(t.dataset == "setA") & (t.sequence == "s1") & (t.metric == "psnr_yuv")].iloc[0]
+    # the old top point (42 dB) against the best new point at or below its rate (the new top, 62 dB)
+    # is the least gain; BD-PSNR itself is not given
+    assert math.isnan(row.bd_metric) and math.isnan(row.bd_rate) and row.dominance == pytest.approx(20.0)
+    assert "test dominates" in row.note and "do not overlap" in row.note
+    lp = t[(t.dataset == "setA") & (t.sequence == "s1") & (t.metric == "lpips")].iloc[0]
+    assert lp.dominance < 0  # signed as BD-metric: lower LPIPS is the improvement
+    md = format_bd(t, "md")
+    assert "test dominates: BD-psnr_yuv ≥ +" in md and "test dominates: BD-lpips ≤ -" in md
+    from bench.htmlreport import _bd_cell_html
+
+    assert "n/a; bound +20 (test dominates)</summary>" in _bd_cell_html(row)
+    # the other way round the anchor holds the bound, with the sign of a loss
+    back = bd_table(s, "new", ["psnr_yuv"])
+    row = back[(back.dataset == "setA") & (back.sequence == "s1")].iloc[0]
+    assert row.dominance == pytest.approx(-20.0) and "anchor dominates: BD-psnr_yuv ≤ -20" in format_bd(back, "md")
 
 
 def test_bd_table_unknown_anchor():
