@@ -144,19 +144,18 @@ def _bd_cell(anchor_pts, test_pts, metric: str, opt: BDOptions) -> dict:
 def _dominance(anchor_pts, test_pts, metric: str, lower: bool) -> tuple[float, str] | None:
     """(bound, note) when one ladder dominates the other: the bound is signed as BD-metric
     (test - anchor), so a test that dominates has the sign of an improvement."""
-    try:
-        d = bd.dominance(anchor_pts, test_pts, lower_is_better=lower)
-        return d, f"test dominates: at every anchor point a test point with no more bits is {abs(d):.4g} {metric} better or more (BD-{metric} bound {d:+.4g})"
-    except bd.BDError:
-        pass
-    try:
-        d = -bd.dominance(test_pts, anchor_pts, lower_is_better=lower)
+    for better, worse, sign in ((test_pts, anchor_pts, 1.0), (anchor_pts, test_pts, -1.0)):
+        try:
+            d = sign * bd.dominance(worse, better, lower_is_better=lower)
+        except bd.BDError:
+            continue
+        side = dominating_side(d, metric)
+        other = "anchor" if side == "test" else "test"
         return (
             d,
-            f"anchor dominates: at every test point an anchor point with no more bits is {abs(d):.4g} {metric} better or more (BD-{metric} bound {d:+.4g})",
+            f"{side} dominates: at every {other} point a{'n' if side == 'anchor' else ''} {side} point with no more bits is {abs(d):.4g} {metric} better or more (BD-{metric} bound {d:+.4g})",
         )
-    except bd.BDError:
-        return None
+    return None
 
 
 def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = None, opt: BDOptions = BDOptions()) -> pd.DataFrame:
