@@ -296,6 +296,19 @@ def test_stage_parameters():
     assert all(p.requires_grad for p in model.odfte.transformer.parameters())
 
 
+def test_freeze_holds_the_named_parameters_and_rejects_a_name_that_matches_none():
+    model = random_model(0)
+    held = ["pframe.codec.g_a", "pframe.temporal_prior"]
+    main, _ = trainable_parameters(model, TrainConfig(stage=1, freeze=held))
+    frozen = {n for n, p in model.named_parameters() if n.startswith(tuple(h + "." for h in held))}
+    assert frozen and not any(p.requires_grad for n, p in model.named_parameters() if n in frozen)
+    assert {id(p) for p in main}.isdisjoint(id(p) for n, p in model.named_parameters() if n in frozen)
+    assert model.pframe.codec.log_gain.requires_grad and all(p.requires_grad for p in model.pframe.codec.g_s.parameters())
+    # a prefix is a whole name part: pframe.codec.g is not pframe.codec.g_a
+    with pytest.raises(ValueError, match=r"freeze: 'pframe\.codec\.g' names no parameter"):
+        trainable_parameters(model, TrainConfig(stage=1, freeze=["pframe.codec.g"]))
+
+
 def test_stage2_with_stem_frozen_moves_only_odfte(tmp_path):
     cfg = TrainConfig(
         stage=2,

@@ -64,6 +64,10 @@ class TrainConfig:
     # intra coder's transforms and entropy model (its context inputs at zero weight), so that
     # P coding starts where intra coding is and has only the context to learn
     pframe_from_intra: bool = False
+    # names (prefixes) of parameters this run leaves as its starting point had them, whatever
+    # the objective trains: e.g. a P coder's transforms through the GOP stages, where its
+    # quantization gains (``pframe.codec.log_gain``) still move the rate
+    freeze: list[str] = field(default_factory=list)
     # what STEM's decoders see in training: ste (straight-through rounding, as coded) or noise
     # (additive uniform noise: for training from scratch; fine-tune with ste afterwards)
     quantize: str = "ste"

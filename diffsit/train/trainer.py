@@ -285,6 +285,14 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
     if config.stage == 2:
         for name, p in odfte.transformer.named_parameters():
             p.requires_grad_(config.dit == "full" or "lora_" in name)
+    for prefix in config.freeze:
+        # a misspelt prefix would silently train what it meant to hold
+        hits = [p for n, p in model.named_parameters() if n == prefix or n.startswith(prefix.rstrip(".") + ".")]
+        if not hits:
+            top = sorted({n.split(".")[0] for n, _ in model.named_parameters()})
+            raise ValueError(f"freeze: {prefix!r} names no parameter of the model (names start with {', '.join(top)}; e.g. 'pframe.codec.g_a')")
+        for p in hits:
+            p.requires_grad_(False)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     aux = [p for n, p in named if n.endswith("quantiles")]
     main = [p for n, p in named if not n.endswith("quantiles")]
