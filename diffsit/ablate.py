@@ -94,7 +94,7 @@ def ablate(
     from bench.datasets import get_dataset
     from bench.metrics import measure
 
-    from .codec import encode_all_p, encode_video, load_model, refine, spec_for_lambda, to_video
+    from .codec import encode_all_p, encode_video, load_model, rate_point, refine, to_video
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,11 +106,13 @@ def ablate(
         chosen, skipped = _metrics(metrics, video.width, video.height)
         skipped_all.update(skipped)
         for lam in lambdas:
-            m = load_model(spec_for_lambda(model, lam), allow_untrained=allow_untrained)
-            models[f"{lam:g}"] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained}
+            point = rate_point(model, lam)  # a λ off the trained ladder: a model at a step level
+            m = load_model(point.spec, allow_untrained=allow_untrained)
+            models[f"{lam:g}"] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained, "step_level": point.level}
             t0 = time.perf_counter()
-            enc = encode_video(m, video, device=device)
-            p_data, p_tilde = encode_all_p(m, video, device=device)
+            enc = encode_video(m, video, device=device, step_level=point.level)
+            with m.at_step_level(point.level):
+                p_data, p_tilde = encode_all_p(m, video, device=device)
             ip, x_tilde, stem = m.config.intra_period, enc.x_tilde, enc.stem_bytes
             decoded = {
                 "x_tilde": (x_tilde, stem),
@@ -123,7 +125,7 @@ def ablate(
             if m.rd_tradeoff() is not None:
                 m.config.p_skip = False
                 try:
-                    no_skip = encode_video(m, video, device=device, output=False)
+                    no_skip = encode_video(m, video, device=device, output=False, step_level=point.level)
                 finally:
                     m.config.p_skip = True
                 decoded["x_tilde_no_skip"] = (no_skip.x_tilde, no_skip.stem_bytes)

@@ -14,6 +14,8 @@ Layout (all integers little-endian)::
         intra_period   i32
         strength_block u16 (0: no strength map, x^ is ODFTE's output as is)
         picture_hash   u8  (0 none, 1 CRC-32, 2 MD5: the decoded-picture hash of every frame)
+        step_level     i8  (version 7) the texture coders' quantization step level
+                           (``diffsit.stem.intra.step_gain``; 0: the steps the model was trained with)
     frames       ``frames`` records, in coding order:
         index          u32 (display index)
         type           u8  (0 = I, 1 = P, 2 = MV)
@@ -39,7 +41,9 @@ codes a P frame as a residual from its motion-compensated prediction (version 4'
 conditional coding is refused, naming why). Version 6 adds the skipped P frame: a P record
 holding its motion strings alone, whose picture is the prediction. A version-6 decoder reads
 version 5 (whose P records always hold their residual); a version-5 decoder cannot read a
-skipped P frame, so the version says which a stream may hold.
+skipped P frame, so the version says which a stream may hold. Version 7 adds the step level:
+one model codes rate points between and beyond the ladder's trained ones at finer or coarser
+steps. A version-7 decoder reads versions 5 and 6 as level 0.
 
 A decoder refuses a stream with a wrong magic, an unknown version, a model or weights hash
 other than its own, a truncated or trailing byte, or a CRC mismatch, with a message saying
@@ -59,9 +63,10 @@ import torch
 from .gop import FrameType
 
 MAGIC = b"DSIT"
-FORMAT_VERSION = 6
-# a version-5 stream is a version-6 one whose P frames all code their residual
-READABLE_VERSIONS = (5, 6)
+FORMAT_VERSION = 7
+# a version-5 stream is a version-6 one whose P frames all code their residual, and a
+# version-6 one a version-7 one at step level 0
+READABLE_VERSIONS = (5, 6, 7)
 #: decoded-picture hash kinds: their code in the header and their size in bytes
 PICTURE_HASHES = {"none": (0, 0), "crc32": (1, 4), "md5": (2, 16)}
 _HASH_NAME = {code: name for name, (code, _) in PICTURE_HASHES.items()}
@@ -125,6 +130,7 @@ class Stream:
     strength_block: int = 0
     strength: bytes = b""  # the raw-deflated level maps, as stored
     picture_hash: str = "crc32"
+    step_level: int = 0
 
     def payload_bytes(self) -> int:
         return sum(len(s) for r in self.records for s in r.strings)
@@ -152,13 +158,26 @@ def encode_stream(stream: Stream) -> bytes:
     model = stream.model_id.encode("utf-8")
     if not 0 <= stream.strength_block < 2**16:
         raise ValueError(f"strength_block must fit in u16, got {stream.strength_block}")
+    if not -128 <= stream.step_level < 128:
+        raise ValueError(f"step_level must fit in i8, got {stream.step_level}")
     fps = _fps_fraction(stream.fps)
     code, size = PICTURE_HASHES[stream.picture_hash]
     header = (
         struct.pack("<H", len(model))
         + model
         + stream.weights_sha256
-        + struct.pack("<HHIIIiHB", stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, stream.intra_period, stream.strength_block, code)
+        + struct.pack(
+            "<HHIIIiHBb",
+            stream.width,
+            stream.height,
+            fps.numerator,
+            fps.denominator,
+            stream.frames,
+            stream.intra_period,
+            stream.strength_block,
+            code,
+            stream.step_level,
+        )
     )
     parts = [MAGIC, struct.pack("<HI", FORMAT_VERSION, len(header)), header]
     for r in stream.records:
@@ -237,6 +256,7 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
     wsha = r.take(32, "weights hash")
     width, height, num, den, frames, intra_period = r.unpack("<HHIIIi", "geometry")
     strength_block, hash_code = r.unpack("<HB", "strength block and picture hash")
+    (step_level,) = r.unpack("<b", "step level") if version >= 7 else (0,)
     if hash_code not in _HASH_NAME:
         raise BitstreamError(f"corrupted stream: picture hash code {hash_code}")
     hash_kind = _HASH_NAME[hash_code]
@@ -247,7 +267,9 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
             f"stream was made by model {mid!r} with weights {wsha.hex()[:12]}…, but the loaded weights are "
             f"{weights_sha256.hex()[:12]}…: decoding would produce garbage. Load the weights the stream was made with."
         )
-    stream = Stream(mid, wsha, width, height, Fraction(num, den), frames, intra_period, strength_block=strength_block, picture_hash=hash_kind)
+    stream = Stream(
+        mid, wsha, width, height, Fraction(num, den), frames, intra_period, strength_block=strength_block, picture_hash=hash_kind, step_level=step_level
+    )
     while r.pos < len(body) and len(stream.records) < frames:
         index, code, n = r.unpack("<IBB", "frame record")
         if code not in _CODE_TYPE:

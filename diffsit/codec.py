@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -91,12 +92,65 @@ def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str 
     return model
 
 
-def spec_for_lambda(family: str, lam: float) -> str:
-    """The model a rate point loads: ``{family}-lambda{λ}`` for a shipped family (tiny), the
-    spec itself for a folder or an untrained model (one model for every λ)."""
+@dataclass(frozen=True)
+class RatePoint:
+    """What a rate point (a λ) codes with: a model, and the step level of its texture coders."""
+
+    spec: str
+    level: int = 0
+
+
+def family_lambdas(family: str) -> list[float]:
+    """The λ of a family's trained models, lowest first: a shipped family's (``tiny`` -> 0.5,
+    1, 2, 4), or those of folders ``{family}-lambda{λ}`` beside a path (``runs/ladder/tiny``)."""
+    path = Path(family)
+    if path.parent != Path("."):
+        names = [p.name for p in path.parent.glob(f"{path.name}-lambda*") if (p / "model.safetensors").is_file()]
+        family = path.name
+    else:
+        names = shipped_models()
+    prefix = f"{family}-lambda"
+    out = []
+    for name in names:
+        if name.startswith(prefix):
+            with contextlib.suppress(ValueError):
+                out.append(float(name[len(prefix) :]))
+    return sorted(out)
+
+
+def rate_point(family: str, lam: float) -> RatePoint:
+    """The model and step level a rate point codes with. A shipped family's trained λ is its
+    own model at level 0. Any other λ is the trained model nearest in log λ at the step level
+    that stands for λ (``diffsit.model.lambda_level``): finer steps below the ladder's lowest
+    λ reach higher rates, coarser ones above its highest lower rates, as gained variable-rate
+    codecs interpolate between their trained points. A folder or an untrained model is one
+    model for every λ, at level 0."""
+    from .model import lambda_level
+    from .stem.intra import MAX_STEP_LEVEL
+
     if family.startswith(("random", "preset:")) or Path(family).is_dir():
-        return family
-    return f"{family}-lambda{lam:g}"
+        return RatePoint(family)
+    trained = family_lambdas(family)
+    if not trained or any(f"{t:g}" == f"{lam:g}" for t in trained):
+        return RatePoint(f"{family}-lambda{lam:g}")  # a missing model fails to load, with its message
+    nearest = min(trained, key=lambda t: abs(math.log(lam / t)))
+    level = lambda_level(lam, nearest)
+    if abs(level) > MAX_STEP_LEVEL:
+        lo, hi = lambda_bounds(family)
+        raise ValueError(
+            f"λ {lam:g} is beyond what the {family} models reach: their trained λ are {', '.join(f'{t:g}' for t in trained)}, "
+            f"and finer or coarser steps (up to {MAX_STEP_LEVEL} step levels) reach λ {lo:.3g} to {hi:.3g}"
+        )
+    return RatePoint(f"{family}-lambda{nearest:g}", level)
+
+
+def lambda_bounds(family: str) -> tuple[float, float]:
+    """The lowest and highest λ a shipped family reaches through step levels."""
+    from .model import level_lambda
+    from .stem.intra import MAX_STEP_LEVEL
+
+    trained = family_lambdas(family)
+    return level_lambda(trained[0], MAX_STEP_LEVEL), level_lambda(trained[-1], -MAX_STEP_LEVEL)
 
 
 def spec_for_model_id(model_id: str) -> str:
@@ -182,21 +236,30 @@ def _refine(model, x_tilde, intra_period, cache: RefinementCache | None):
 
 @torch.no_grad()
 def encode_video(
-    model, video: Video, *, device: str = "cpu", output: bool = True, picture_hash_kind: str = "crc32", cache: RefinementCache | None = None
+    model,
+    video: Video,
+    *,
+    device: str = "cpu",
+    output: bool = True,
+    picture_hash_kind: str = "crc32",
+    cache: RefinementCache | None = None,
+    step_level: int = 0,
 ) -> Encoded:
     """Code ``video``. ODFTE runs here when the model signals a strength map (it needs ODFTE's
     output to choose it) or when ``output`` asks for the decoded video; ``cache`` keeps its
-    output for the decoder of this stream (:class:`RefinementCache`)."""
+    output for the decoder of this stream (:class:`RefinementCache`). ``step_level``: the
+    texture coders' quantization step (:func:`rate_point`; 0: the model's trained steps)."""
     check_picture_hash(picture_hash_kind)
     model.to(device)
     frames = _frames_rgb(video, device)
     n = video.frames
     recon: dict[int, torch.Tensor] = {}
     records = []
-    for fc in schedule(n, model.config.intra_period):
-        strings, rec = _code_frame(model, fc, frames[fc.index : fc.index + 1], recon)
-        recon[fc.index] = rec
-        records.append(FrameRecord(fc.index, fc.type, tuple(strings), picture_hash(rec, picture_hash_kind)))
+    with model.at_step_level(step_level):
+        for fc in schedule(n, model.config.intra_period):
+            strings, rec = _code_frame(model, fc, frames[fc.index : fc.index + 1], recon)
+            recon[fc.index] = rec
+            records.append(FrameRecord(fc.index, fc.type, tuple(strings), picture_hash(rec, picture_hash_kind)))
     x_tilde = samples_to_float(torch.cat([recon[i] for i in range(n)]))
     block = model.config.strength_block
     x_refined = _refine(model, x_tilde, model.config.intra_period, cache) if block or output else None
@@ -218,6 +281,7 @@ def encode_video(
         strength_block=block,
         strength=packed,
         picture_hash=picture_hash_kind,
+        step_level=step_level,
     )
     return Encoded(encode_stream(stream), stream, x_tilde, x_refined, x_hat)
 
@@ -238,17 +302,18 @@ def decode_samples(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, 
     ph, pw = coded_size(stream.height, stream.width)
     recon: dict[int, torch.Tensor] = {}
     expected = {fc.index: fc for fc in schedule(stream.frames, stream.intra_period)}
-    for position, rec in enumerate(stream.records):
-        fc = expected[rec.index]
-        if fc.type is not rec.type:
-            raise ValueError(f"frame {rec.index} is coded as {rec.type.value} but the GOP says {fc.type.value}")
-        if rec.type is FrameType.INTRA:
-            recon[rec.index] = model.intra.decompress_image(list(rec.strings), (ph, pw), device)
-        elif rec.type is FrameType.PRED:
-            recon[rec.index] = model.pframe.decompress(list(rec.strings), recon[fc.reference])
-        else:
-            recon[rec.index] = model.mv.decompress(list(rec.strings), recon[fc.reference])
-        rec.check(recon[rec.index], stream.picture_hash, position)
+    with model.at_step_level(stream.step_level):
+        for position, rec in enumerate(stream.records):
+            fc = expected[rec.index]
+            if fc.type is not rec.type:
+                raise ValueError(f"frame {rec.index} is coded as {rec.type.value} but the GOP says {fc.type.value}")
+            if rec.type is FrameType.INTRA:
+                recon[rec.index] = model.intra.decompress_image(list(rec.strings), (ph, pw), device)
+            elif rec.type is FrameType.PRED:
+                recon[rec.index] = model.pframe.decompress(list(rec.strings), recon[fc.reference])
+            else:
+                recon[rec.index] = model.mv.decompress(list(rec.strings), recon[fc.reference])
+            rec.check(recon[rec.index], stream.picture_hash, position)
     return stream, torch.cat([recon[i] for i in range(stream.frames)])
 
 
@@ -355,7 +420,8 @@ def to_video(rgb: torch.Tensor, width: int, height: int, fps: float, bit_depth: 
 
 
 class DiffSITCodec(Codec):
-    """``bench`` plugin. Rate points are λ values; each maps to the model ``{model}-lambda{λ}``."""
+    """``bench`` plugin. Rate points are λ values: a trained λ maps to the model
+    ``{model}-lambda{λ}``, any other to the nearest one at a step level (:func:`rate_point`)."""
 
     name = "diffsit"
     rate_name = "lambda"
@@ -403,13 +469,12 @@ class DiffSITCodec(Codec):
         self._models: dict[Any, Any] = {}
 
     def parse_rate(self, text: str | Rate) -> float:
-        return float(super().parse_rate(text))
-
-    def _spec_for(self, lam: float) -> str:
-        return spec_for_lambda(self.model_spec, lam)
+        lam = float(super().parse_rate(text))
+        rate_point(self.model_spec, lam)  # a λ beyond the family's reach fails at plan time
+        return lam
 
     def model_for(self, lam: float):
-        spec = self._spec_for(lam)
+        spec = rate_point(self.model_spec, lam).spec
         if spec not in self._models:
             model = load_model(spec, allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained)
             if self.strength_block is not None:
@@ -435,7 +500,15 @@ class DiffSITCodec(Codec):
         # With verify=true the encoder keeps its reconstruction, so the harness can check that
         # the decoder reproduces it exactly (a model without a strength map then runs ODFTE
         # only for this, doubling the time).
-        enc = encode_video(model, video, device=self.device, output=self.verify, picture_hash_kind=self.picture_hash, cache=self._cache)
+        enc = encode_video(
+            model,
+            video,
+            device=self.device,
+            output=self.verify,
+            picture_hash_kind=self.picture_hash,
+            cache=self._cache,
+            step_level=rate_point(self.model_spec, lam).level,
+        )
         rec = to_video(enc.x_hat.cpu(), video.width, video.height, video.fps, video.bit_depth) if self.verify else None
         path = Path(workdir) / f"diffsit_lambda{lam:g}{self.extension}"
         path.write_bytes(enc.data)
@@ -448,6 +521,7 @@ class DiffSITCodec(Codec):
             reconstruction=rec,
             tools={
                 "model_id": model.model_id,
+                "step_level": enc.stream.step_level,
                 "weights_sha256": model.weights_sha256().hex(),
                 # decode_s then leaves out ODFTE, which encode_s holds (RefinementCache)
                 "decoder_reuses_refinement": self._cache is not None,

@@ -14,8 +14,10 @@ for tests and plumbing only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +32,24 @@ _EXACT = (".exact_gain", ".exact_thresholds")
 # the Gaussian coders' tables: the package's one copy (diffsit.stem.intra.gaussian_tables),
 # part of the state (and so of the hash) but not of a model's file
 _SHARED = tuple(f".gaussian.{name}" for name in ("_offset", "_quantized_cdf", "_cdf_length", "scale_table"))
+
+
+def level_lambda(lam: float, level: int) -> float:
+    """The lambda a model trained at ``lam`` codes at on step level ``level``. At high rate the
+    distortion is proportional to the step squared and its slope against the rate too, so a
+    step 1/k as fine stands for lambda / k^2 (gain k = q^level)."""
+    from .stem.intra import step_gain
+
+    k = step_gain(level)
+    return lam / (k * k)
+
+
+def lambda_level(lam: float, trained: float) -> int:
+    """The step level of a model trained at ``trained`` nearest to coding at ``lam`` (the
+    inverse of :func:`level_lambda`, rounded)."""
+    from .stem.intra import step_ratio
+
+    return round(math.log(trained / lam) / (2 * math.log(step_ratio())))
 
 
 class MissingTextEmbedding(ValueError):
@@ -95,10 +115,31 @@ class DiffSIT(nn.Module):
 
     def rd_tradeoff(self) -> tuple[float, float] | None:
         """(lambda, distortion weight) of the encoder's P-frame mode decision, or None when it
-        codes every residual (``p_skip`` off, or a model that does not know its lambda)."""
+        codes every residual (``p_skip`` off, or a model that does not know its lambda). At a
+        step level the lambda is the one that level's steps stand for (:func:`level_lambda`)."""
         if not self.config.p_skip or self.config.lam is None:
             return None
-        return self.config.lam, self.config.distortion_weight
+        return level_lambda(self.config.lam, self.step_level), self.config.distortion_weight
+
+    @property
+    def step_level(self) -> int:
+        """The texture coders' step level (``diffsit.stem.intra.step_gain``): 0 codes at the
+        trained steps. The motion coders keep theirs: a finer step buys texture, not motion."""
+        return self.intra.step_level
+
+    @contextlib.contextmanager
+    def at_step_level(self, level: int):
+        """Code at ``level`` inside the block (the intra coder and the P coder's residual
+        codec), then at the trained steps again."""
+        from .stem.intra import step_gain
+
+        step_gain(level)  # validates it
+        before = self.intra.step_level, self.pframe.codec.step_level
+        self.intra.step_level = self.pframe.codec.step_level = level
+        try:
+            yield self
+        finally:
+            self.intra.step_level, self.pframe.codec.step_level = before
 
     @torch.no_grad()
     def update(self) -> None:

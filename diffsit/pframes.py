@@ -9,18 +9,21 @@ loss weighs). A P coder earns its place when its frame is smaller at equal or be
 
 "Equal PSNR" is read off the frame's own intra rate curve: the same frame coded by the intra
 coder of every model of the ladder (log bytes interpolated linearly in PSNR between the two
-points around the P frame's PSNR). A skipped P frame (motion alone, the prediction as the
-frame) is often below the ladder's lowest intra point; the curve goes on below it with the
-lowest-rate model's intra coder at coarser quantization steps (its gains times
-``EXTENSION_GAINS``, gained variable rate), marked as such. A model trained for such a rate
-would code the frame intra at least as well as a coarser step of one trained for another, so
-a win against the extension is a weaker claim, and the table says which is which.
+points around the P frame's PSNR). A P frame can fall outside the ladder's intra points: a
+skipped one (motion alone, the prediction as the frame) below the lowest, a residual one
+coded by a P coder better than the intra coder above the highest. There the curve goes on
+with the end model's intra coder at coarser or finer quantization steps (step levels,
+``EXTENSION_LEVELS``: what the codec itself does for a λ beyond the ladder), marked as such.
+A model trained for such a rate would code the frame intra at least as well as another
+model at other steps, so a win against the extension is a weaker claim, and the table says
+which is which. Above even the finest step, the comparison is one of dominance: a P frame
+with more PSNR than the curve's top for fewer bytes beats the intra coder at any rate it
+reaches ("above" in the table).
 Output: ``p_vs_intra.csv`` and ``p_vs_intra.md``.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -28,8 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-#: the lowest-rate model's intra gains times these extend each frame's intra curve below the ladder
-EXTENSION_GAINS = (0.7, 0.5, 0.35, 0.25)
+#: step levels (``diffsit.stem.intra.step_gain``) that extend each frame's intra curve: the
+#: lowest-rate model's coarser steps below the ladder, the highest-rate model's finer ones above
+EXTENSION_LEVELS = (-3, -6, -9, -12, 3, 6, 9, 12)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -50,7 +54,7 @@ def p_vs_intra(
 ) -> pd.DataFrame:
     from bench.datasets import get_dataset
 
-    from .codec import _frames_rgb, encode_video, load_model, spec_for_lambda
+    from .codec import _frames_rgb, encode_video, load_model, rate_point
     from .gop import FrameType, schedule
     from .stem.pframe import MOTION_STRINGS
 
@@ -63,21 +67,24 @@ def p_vs_intra(
         src = _frames_rgb(video, "cpu")
 
         for lam in sorted(lambdas, reverse=True):  # the lowest rate first: it extends the curves
-            m = load_model(spec_for_lambda(model, lam), allow_untrained=allow_untrained)
+            point = rate_point(model, lam)
+            m = load_model(point.spec, allow_untrained=allow_untrained)
             m.config.strength_block = 0  # STEM's bytes only: no ODFTE needed
-            enc = encode_video(m, video, output=False)
+            enc = encode_video(m, video, output=False, step_level=point.level)
             records = {r.index: r for r in enc.stream.records}
             for fc in schedule(video.frames, m.config.intra_period):
                 if fc.type is not FrameType.PRED:
                     continue
                 strings = records[fc.index].strings
                 cur = src[fc.index : fc.index + 1, :, :h, :w]
-                point = {"sequence": seq.name, "frame": fc.index, "lambda": lam}
-                intra = {**point, "gain": 1.0, **_intra_point(m.intra, src[fc.index : fc.index + 1], h, w)}
+                here = {"sequence": seq.name, "frame": fc.index, "lambda": lam}
+                with m.at_step_level(point.level):
+                    intra = {**here, "level": 0, **_intra_point(m.intra, src[fc.index : fc.index + 1], h, w)}
                 curves.append(intra)
-                if lam == max(lambdas):
-                    for g in EXTENSION_GAINS:
-                        curves.append({**point, "gain": g, **_intra_point(_coarser(m.intra, g), src[fc.index : fc.index + 1], h, w)})
+                ends = {max(lambdas): [v for v in EXTENSION_LEVELS if v < 0], min(lambdas): [v for v in EXTENSION_LEVELS if v > 0]}
+                for level in ends.get(lam, []) if len(lambdas) > 1 else EXTENSION_LEVELS:
+                    with m.at_step_level(point.level + level):
+                        curves.append({**here, "level": level, **_intra_point(m.intra, src[fc.index : fc.index + 1], h, w)})
                 rows.append(
                     {
                         "sequence": seq.name,
@@ -115,26 +122,20 @@ def _intra_point(coder, frame: torch.Tensor, h: int, w: int) -> dict:
     return {"bytes": sum(map(len, strings)), "psnr_rgb": _psnr(samples_to_float(rec)[..., :h, :w], frame[..., :h, :w])}
 
 
-def _coarser(coder, gain: float):
-    """The intra coder at quantization steps 1/``gain`` times its own (gained variable rate)."""
-    coarse = copy.deepcopy(coder)
-    with torch.no_grad():
-        coarse.log_gain.add_(math.log(gain))
-    coarse.update()
-    return coarse
-
-
 def equal_psnr_bytes(curve: pd.DataFrame, psnr: float) -> tuple[float, str]:
-    """Bytes the frame's intra curve (rows of bytes, psnr_rgb, gain) spends at ``psnr``, log
+    """Bytes the frame's intra curve (rows of bytes, psnr_rgb, level) spends at ``psnr``, log
     bytes linear in PSNR between the points around it, and where it was read: "ladder" (the
-    models' own points), "extension" (below them, at coarser steps) or "outside" (NaN: above the
-    ladder's top or below the extension's bottom, no equal-PSNR intra point to compare with).
-    The curve is made monotone first: a point that costs more than a higher-PSNR one is dropped."""
+    models' own points), "extension" (at coarser or finer steps), "above" (above the curve's
+    top: the top's bytes, a lower bound of what intra would spend) or "outside" (NaN: below
+    its bottom, no equal-PSNR intra point to compare with). The curve is made monotone first:
+    a point that costs more than a higher-PSNR one is dropped."""
     pts = curve.sort_values("psnr_rgb")
     b = pts["bytes"].to_numpy(float)
     keep = np.array([b[i] <= b[i + 1 :].min() if i + 1 < len(b) else True for i in range(len(b))])
     pts = pts[keep]
-    p, b, ext = pts["psnr_rgb"].to_numpy(float), pts["bytes"].to_numpy(float), (pts["gain"] != 1).to_numpy()
+    p, b, ext = pts["psnr_rgb"].to_numpy(float), pts["bytes"].to_numpy(float), (pts["level"] != 0).to_numpy()
+    if len(p) and psnr > p[-1]:
+        return float(b[-1]), "above"
     if len(p) < 2 or not p[0] <= psnr <= p[-1]:
         return math.nan, "outside"
     i = min(int(np.searchsorted(p, psnr, side="right")) - 1, len(p) - 2)
@@ -151,19 +152,25 @@ def report(df: pd.DataFrame, *, frames: int) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in df.itertuples():
-        at = "—" if math.isnan(r.intra_bytes_at_p_psnr) else f"{r.intra_bytes_at_p_psnr:.0f}" + (" (ext.)" if r.intra_curve == "extension" else "")
+        mark = {"extension": " (ext.)", "above": " (above: > top)"}.get(r.intra_curve, "")
+        at = "—" if math.isnan(r.intra_bytes_at_p_psnr) else f"{r.intra_bytes_at_p_psnr:.0f}{mark}"
         lines.append(
             f"| {r.sequence} | {r._2:g} | {r.frame} ({r.reference}) | {r.p_mode} | {r.p_bytes} ({r.p_motion_bytes}) | {r.p_psnr_rgb:.2f} | "
             f"{r.intra_bytes} | {r.intra_psnr_rgb:.2f} | {r.bytes_ratio:.2f} | {r.psnr_gain:+.2f} | {at} | {'yes' if r.p_wins else 'no'} |"
         )
     wins = df["p_wins"]
-    on_ext = wins & (df["intra_curve"] == "extension") & ~((df["p_bytes"] < df["intra_bytes"]) & (df["psnr_gain"] >= 0))
+    direct = (df["p_bytes"] < df["intra_bytes"]) & (df["psnr_gain"] >= 0)
+    on_ext = wins & (df["intra_curve"] == "extension") & ~direct
+    above = wins & (df["intra_curve"] == "above") & ~direct
+    notes = [f"{int(on_ext.sum())} of them against the intra curve's extension"] if on_ext.any() else []
+    notes += [f"{int(above.sum())} above the curve's top, for fewer bytes than it"] if above.any() else []
     lines += [
         "",
         f"P frames smaller than the same frame coded intra at equal or better PSNR: {int(wins.sum())} of {len(df)}"
-        + (f" ({int(on_ext.sum())} of them against the intra curve's extension below the ladder)." if on_ext.any() else "."),
+        + (f" ({'; '.join(notes)})." if notes else "."),
         "'intra bytes at P's PSNR': the frame's intra rate curve over the ladder's models, log bytes linear in PSNR; "
-        "'(ext.)': read where the curve goes on below the ladder, at the lowest-rate model's coarser steps; "
-        "'—': outside the curve.",
+        "'(ext.)': read where the curve goes on beyond the ladder, at the end models' coarser or finer steps; "
+        "'(above: > top)': the P frame's PSNR is above the whole curve, whose top costs these bytes; "
+        "'—': below the curve.",
     ]
     return "\n".join(lines) + "\n"

@@ -84,12 +84,32 @@ def test_version_4_streams_of_conditional_p_frames_are_refused_with_the_reason()
         decode_stream(data[:4] + bytes([4, 0]) + data[6:])
 
 
+def _as_version(data: bytes, version: int) -> bytes:
+    """A version-7 stream at level 0 rewritten as ``version`` (5 or 6): the header without
+    its step level byte."""
+    (hlen,) = struct.unpack("<I", data[6:10])
+    body = data[:4] + struct.pack("<HI", version, hlen - 1) + data[10 : 10 + hlen - 1] + data[10 + hlen : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
 def test_version_5_streams_still_decode():
     """Version 6 only adds the skipped P frame: a version-5 stream is one without any."""
     data = encode_stream(_stream())
-    body = data[:4] + bytes([5, 0]) + data[6:-4]
-    old = body + struct.pack("<I", zlib.crc32(body))
-    assert decode_stream(old).records == decode_stream(data).records
+    assert decode_stream(_as_version(data, 5)).records == decode_stream(data).records
+
+
+def test_version_6_streams_decode_at_step_level_0():
+    """Version 7 adds the step level (an i8 after the picture hash kind)."""
+    s = _stream()
+    s.step_level = -5
+    data = encode_stream(s)
+    assert decode_stream(data).step_level == -5
+    plain = encode_stream(_stream())
+    old = decode_stream(_as_version(plain, 6))
+    assert old.step_level == 0 and old.records == decode_stream(plain).records
+    with pytest.raises(ValueError, match="i8"):
+        s.step_level = 200
+        encode_stream(s)
 
 
 def test_wrong_magic_version_model_and_weights():

@@ -292,7 +292,7 @@ def test_equal_psnr_intra_bytes_are_read_off_the_frame_s_intra_curve():
         {
             "bytes": [100, 200, 400, 60, 300],
             "psnr_rgb": [30.0, 32.0, 34.0, 28.0, 31.0],  # 300 B at 31 dB costs more than 200 B at 32: dropped
-            "gain": [1.0, 1.0, 1.0, 0.5, 1.0],
+            "level": [0, 0, 0, -6, 0],
         }
     )
     assert equal_psnr_bytes(curve, 33.0) == (pytest.approx(200 * 2**0.5), "ladder")
@@ -300,6 +300,106 @@ def test_equal_psnr_intra_bytes_are_read_off_the_frame_s_intra_curve():
     assert equal_psnr_bytes(curve, 34.0) == (pytest.approx(400), "ladder")
     b, where = equal_psnr_bytes(curve, 29.0)
     assert where == "extension" and b == pytest.approx((60 * 100) ** 0.5)
-    for outside in (27.9, 34.1):
-        b, where = equal_psnr_bytes(curve, outside)
-        assert where == "outside" and np.isnan(b)
+    b, where = equal_psnr_bytes(curve, 27.9)
+    assert where == "outside" and np.isnan(b)
+    # above the top: the top's bytes, which intra must at least spend to reach that PSNR
+    assert equal_psnr_bytes(curve, 34.1) == (400.0, "above")
+    finer = pd.concat([curve, pd.DataFrame({"bytes": [700], "psnr_rgb": [35.0], "level": [6]})])
+    b, where = equal_psnr_bytes(finer, 34.5)
+    assert where == "extension" and b == pytest.approx((400 * 700) ** 0.5)
+
+
+def test_a_p_frame_above_the_intra_curve_wins_only_with_fewer_bytes_than_its_top(monkeypatch):
+    from diffsit.pframes import report
+
+    rows = pd.DataFrame(
+        {
+            "sequence": ["a", "a"],
+            "lambda": [1.0, 1.0],
+            "frame": [3, 6],
+            "reference": [1, 3],
+            "p_mode": ["residual"] * 2,
+            "p_bytes": [90, 500],
+            "p_motion_bytes": [10, 10],
+            "p_psnr_rgb": [35.0, 35.0],
+            "intra_bytes": [100, 100],
+            "intra_psnr_rgb": [33.0, 33.0],
+        }
+    )
+    from diffsit.pframes import equal_psnr_bytes
+
+    curve = pd.DataFrame({"bytes": [50, 100, 400], "psnr_rgb": [30.0, 33.0, 34.0], "level": [0, 0, 6]})
+    at = [equal_psnr_bytes(curve, p) for p in rows.p_psnr_rgb]
+    assert at == [(400.0, "above")] * 2
+    rows["bytes_ratio"] = rows.p_bytes / rows.intra_bytes
+    rows["psnr_gain"] = rows.p_psnr_rgb - rows.intra_psnr_rgb
+    rows["intra_bytes_at_p_psnr"], rows["intra_curve"] = [b for b, _ in at], [w for _, w in at]
+    rows["p_wins"] = rows.p_bytes < rows.intra_bytes_at_p_psnr
+    assert rows.p_wins.tolist() == [True, False]
+    text = report(rows, frames=9)
+    assert "400 (above: > top)" in text and "1 of 2" in text
+
+
+# --- step levels: rate points between and beyond the trained models ----------------------
+
+
+def test_rate_points_map_to_the_nearest_model_at_a_step_level():
+    from diffsit.codec import RatePoint, family_lambdas, rate_point
+    from diffsit.model import lambda_level, level_lambda
+    from diffsit.stem.intra import step_gain, step_ratio
+
+    assert family_lambdas("tiny") == [0.5, 1.0, 2.0, 4.0]
+    assert rate_point("tiny", 1) == RatePoint("tiny-lambda1", 0)
+    assert rate_point("tiny", 0.125) == RatePoint("tiny-lambda0.5", lambda_level(0.125, 0.5))
+    assert rate_point("tiny", 0.125).level == 6  # gain 2 = q^5.6
+    assert rate_point("tiny", 16).spec == "tiny-lambda4" and rate_point("tiny", 16).level < 0
+    assert rate_point("random", 0.01) == RatePoint("random", 0)  # one model for every lambda
+    q = step_ratio()
+    assert 1.13 < q < 1.132 and step_gain(3) == pytest.approx(q**3) and step_gain(-3) == pytest.approx(q**-3)
+    assert level_lambda(0.5, 6) == pytest.approx(0.5 / q**12)
+    for bad in (33, -33, 1.5, True):
+        with pytest.raises(ValueError, match="step level"):
+            step_gain(bad)
+    with pytest.raises(ValueError, match="beyond what the tiny models reach"):
+        rate_point("tiny", 1e-6)
+
+
+def test_a_ladder_folder_beside_a_path_is_a_family(tmp_path):
+    from diffsit.codec import family_lambdas, rate_point
+
+    for lam in (0.5, 2):
+        load_model("random", allow_untrained=True).save(tmp_path / f"lad-lambda{lam:g}")
+    assert family_lambdas(str(tmp_path / "lad")) == [0.5, 2.0]
+    assert rate_point(str(tmp_path / "lad"), 0.25).spec == str(tmp_path / "lad-lambda0.5")
+
+
+def test_a_step_level_codes_finer_or_coarser_and_decodes_exactly(clip):
+    """The stream records the level; the decoder codes at it whatever the model was left at."""
+    from diffsit.bitstream import decode_stream
+    from diffsit.codec import decode_samples
+    from diffsit.stem.exact import samples_to_float
+
+    _, video = clip
+    model = load_model("tiny-lambda1")
+    model.config.strength_block = 0
+    sizes = {}
+    for level in (-6, 0, 6):
+        enc = encode_video(model, video, output=False, step_level=level)
+        assert decode_stream(enc.data).step_level == level and model.step_level == 0  # restored after coding
+        _, samples = decode_samples(model, enc.data)  # every frame's picture hash checked
+        assert torch.equal(samples_to_float(samples), enc.x_tilde)
+        sizes[level] = len(enc.data)
+    assert sizes[-6] < sizes[0] < sizes[6]
+    assert model.rd_tradeoff()[0] == 1.0
+    with model.at_step_level(6):
+        assert model.rd_tradeoff()[0] < 0.3 and model.pframe.codec.step_level == model.intra.step_level == 6
+        assert model.mv.flow_coder.step_level == 0  # motion keeps its steps
+
+
+def test_a_lambda_beyond_the_ladder_is_refused_before_any_job(tmp_path, capsys):
+    from bench.cli import main as bench_main
+
+    code = bench_main(["run", "--codec", "diffsit", "--dataset", "sample", "--sequences", "carphone", "--rates", "1e-9", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "beyond what the tiny models reach" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "jobs").exists()

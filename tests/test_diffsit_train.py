@@ -402,6 +402,24 @@ def test_checkpoint_carries_provenance_and_refuses_another_config(tmp_path):
         train(_small_config(steps=2, lam=2.0), tmp_path / "r", progress=False)
 
 
+def test_a_stage_1_run_from_a_trained_model_stays_trained(tmp_path):
+    """The recipe's last runs fine-tune the P coder of a finished model: stage 1 never touches
+    ODFTE, so the result is as complete as its start; from an untrained start it is not."""
+    from diffsit.codec import load_model
+
+    start = load_model("random", allow_untrained=True)
+    start.config.trained = True
+    start.save(tmp_path / "done")
+    cfg = dict(objective="pframe", frames=4, steps=2, lam=0.5, model={})
+    after = DiffSIT.load(train(_small_config(init=str(tmp_path / "done"), **cfg), tmp_path / "p", progress=False))
+    assert after.config.trained and after.config.lam == 0.5
+    for (k, a), (_, b) in zip(sorted(after.odfte.state_dict().items()), sorted(start.odfte.state_dict().items()), strict=True):
+        assert torch.equal(a, b), k  # ODFTE untouched
+    start.config.trained = False
+    start.save(tmp_path / "half")
+    assert not DiffSIT.load(train(_small_config(init=str(tmp_path / "half"), **cfg), tmp_path / "q", progress=False)).config.trained
+
+
 def test_train_cli_errors(tmp_path, capsys):
     from diffsit.__main__ import main
 
@@ -448,9 +466,12 @@ def test_recipe_grows_a_ladder_without_changing_its_shared_runs(tmp_path, capsys
         (tmp_path / name).write_bytes(b"")
     shipped = dict(tiny_recipe(videos=tmp_path))
     extra = dict(tiny_recipe(videos=tmp_path, lambdas=[0.25]))
-    assert [n for n in extra if n.endswith(("-0.25", "-1"))] == ["stem-0.25", "stem-1", "e2e-0.25", "e2e-1"]  # stem-1 feeds e2e
-    assert "stem-0.5" not in extra and all(extra[n] == shipped[n] for n in ("vae", "intra", "motion", "pframe", "stem", "stem-1", "e2e", "e2e-1"))
+    assert [n for n in extra if n.endswith(("-0.25", "-1"))] == ["stem-0.25", "stem-1", "e2e-0.25", "e2e-1", "pframe-0.25", "pframe-1"]  # stem-1 feeds e2e
+    assert "stem-0.5" not in extra and all(extra[n] == shipped[n] for n in ("vae", "intra", "motion", "pframe", "stem", "stem-1", "e2e", "e2e-1", "pframe-1"))
     assert extra["stem-0.25"].lam == 0.25 and extra["e2e-0.25"].init == "stem-0.25" and extra["e2e-0.25"].name == "tiny-lambda0.25"
+    # the installed model: the P coder alone once more at its lambda, after ODFTE
+    last = extra["pframe-0.25"]
+    assert last.objective == "pframe" and last.lam == 0.25 and last.init == "e2e-0.25" and last.name == "tiny-lambda0.25" and not last.pframe_from_intra
     assert main(["train", "--recipe", "tiny", "--out", str(tmp_path / "r"), "--lambdas", "0.5,-1"]) == 2
     assert "lambdas must be positive" in capsys.readouterr().err
 

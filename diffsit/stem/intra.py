@@ -58,6 +58,31 @@ def gaussian_tables() -> dict[str, torch.Tensor]:
     return load_file(str(GAUSSIAN_TABLES))
 
 
+# Step levels: a coder's quantization step made finer (level > 0) or coarser (level < 0) than
+# the one it was trained with, in steps of the scale table's own ratio q (about 1.131): the
+# gain is multiplied by q^level. Because the table is log-spaced, a scale index shifts by the
+# level exactly where a gained scale crosses the next table entry, so the stored thresholds
+# serve every level (index + level, clamped to the table) and no machine evaluates an exp or
+# a log to decode: q^level is a ratio of two stored table entries, one float64 division.
+# Rate points between and beyond a ladder's trained models (gained variable rate, Cui et al.
+# CVPR 2021) are a model at a level; the stream records which (bitstream version 7).
+MAX_STEP_LEVEL = SCALE_LEVELS // 2
+
+
+def step_gain(level: int) -> float:
+    """The gain multiplier of a step level, q^level as a ratio of two scale-table entries."""
+    if isinstance(level, bool) or not isinstance(level, int) or abs(level) > MAX_STEP_LEVEL:
+        raise ValueError(f"a step level is an integer from {-MAX_STEP_LEVEL} to {MAX_STEP_LEVEL}, got {level!r}")
+    table = gaussian_tables()["scale_table"].double()
+    ratio = float(table[abs(level)]) / float(table[0])
+    return ratio if level >= 0 else 1.0 / ratio
+
+
+def step_ratio() -> float:
+    """q, the scale table's ratio: one step level's factor on the gain."""
+    return step_gain(1)
+
+
 # g_a halves the size four times, so a coded picture is a multiple of 16 on each side. The
 # hyperprior halves y twice more; rather than pad the picture to 64 (carphone's 176x144 would
 # be coded as 192x192, 45 % more pixels), y is zero-padded to a multiple of 4 for h_a and h_s's
@@ -136,6 +161,8 @@ class IntraCoder(nn.Module):
         # evaluates an exp or log to decode
         self.register_buffer("exact_gain", torch.ones(m, dtype=torch.float64))
         self.register_buffer("exact_thresholds", torch.zeros(m, SCALE_LEVELS - 1, dtype=torch.float64))
+        # coding only, not a weight: the step level the next compress/decompress codes at
+        self.step_level = 0
 
     # --- entropy parameters: one code path for encoder and decoder ---------------------------
 
@@ -200,8 +227,15 @@ class IntraCoder(nn.Module):
         ctx = nets.context(anchors) if anchors is not None else torch.zeros_like(hyper)
         scales, means = nets.fuse(torch.cat([hyper, ctx], dim=1)).chunk(2, dim=1)
         thresholds = self.exact_thresholds.to(scales.device)
-        idx = (scales.unsqueeze(-1) > thresholds.view(1, -1, 1, 1, thresholds.shape[-1])).sum(-1).to(torch.int32)
-        return idx, exact.from_act(means, torch.float64) * self.exact_gain.to(means.device).view(1, -1, 1, 1)
+        idx = (scales.unsqueeze(-1) > thresholds.view(1, -1, 1, 1, thresholds.shape[-1])).sum(-1)
+        if self.step_level:
+            idx = (idx + self.step_level).clamp_(0, SCALE_LEVELS - 1)
+        return idx.to(torch.int32), exact.from_act(means, torch.float64) * self._coding_gain(means.device)
+
+    def _coding_gain(self, device) -> torch.Tensor:
+        """The per-channel gain coding uses, (1, M, 1, 1): the stored exact gain at the step level."""
+        gain = self.exact_gain.to(device).view(1, -1, 1, 1)
+        return gain * step_gain(self.step_level) if self.step_level else gain
 
     def _code_half(self, y_g, idx, means_g, mask, string: bytes | None = None) -> tuple[torch.Tensor, bytes]:
         """Encode (``string`` None) or decode the positions where mask == 1; their decoded
@@ -212,7 +246,7 @@ class IntraCoder(nn.Module):
         if string is None:
             string = self.gaussian.compress(y_g[sel].view(1, 1, -1), index, means=mu)[0]
         values = self.gaussian.decompress([string], index, means=mu)
-        gain = self.exact_gain.to(values.device).view(1, -1, 1, 1).expand_as(means_g)[sel]
+        gain = self._coding_gain(values.device).expand_as(means_g)[sel]
         out = torch.zeros_like(means_g)
         out[sel] = exact.to_act(values.view(-1) / gain)
         return out, string
@@ -266,7 +300,7 @@ class IntraCoder(nn.Module):
         """Code y (or decode it from ``strings``) given the prior ``hyper`` (B, 2M, h, w),
         both on the activation grid; y^ on the activation grid, and the two strings."""
         mask = checkerboard(hyper.shape, hyper.device).to(torch.float64)
-        gain = self.exact_gain.to(hyper.device).view(1, -1, 1, 1)
+        gain = self._coding_gain(hyper.device)
         y_g = None if y_act is None else exact.from_act(y_act, torch.float64) * gain
         idx, mu = self._exact_params(nets, hyper, None)
         a_hat, a_str = self._code_half(y_g, idx, mu, mask, None if strings is None else strings[0])

@@ -1,4 +1,4 @@
-"""The recipe that trains the shipped ``tiny`` models: one command, about 80 minutes on 2 CPU
+"""The recipe that trains the shipped ``tiny`` models: one command, about 90 minutes on 2 CPU
 cores (its logged s/step; docs/diffsit-measurements.md has the run's own figures).
 
     python -m diffsit train --recipe tiny --out runs/tiny --install
@@ -20,6 +20,9 @@ order (each a resumable run folder under ``--out``; a finished run is skipped):
 6. ``stem-L``    stage 1 at each lambda L, from ``stem``
 7. ``e2e``       stage 2 at lambda = 1: ODFTE's shared starting point (STEM from ``stem-1``)
 8. ``e2e-L``     stage 2 at each lambda L: STEM from ``stem-L``, ODFTE from ``e2e``
+9. ``pframe-L``  stage 1, objective ``pframe``, at each lambda L, from ``e2e-L``: the P coder
+                 alone again, at that lambda; everything else, ODFTE included, as ``e2e-L``
+                 left it. These are the installed models.
 
 Trained from scratch over GOP clips (the recipe before issue 19), the P coder cost more than
 coding the same frame intra (and still did as pure conditional coding started from the intra
@@ -32,7 +35,14 @@ steps) a jointly trained STEM drifts in rate and x~, which blurs both the rate l
 the x~ -> x^ comparison the ablation measures. The full-scale config trains end to end.
 The lambda fine-tunes mostly move the coders' quantization gains (their own learning rate).
 
-``--install`` copies each ``e2e-L/model`` to ``diffsit/weights/tiny-lambdaL``. The shared
+Why the P coder is trained alone once more at the end: trained alone (``pframe``) it codes a
+frame for about two thirds of the intra coder's bytes, and the GOP stages that follow give
+most of that back (their loss weighs a backbone through the MV frames predicted from it, and
+``intra_all_frames`` trains the intra coder on every frame, so the bar a P frame must clear
+rises). A short run of the P coder alone at each lambda restores its lead without moving the
+intra coder, the motion coders or ODFTE (docs/diffsit-measurements.md, issue 19's sixth round).
+
+``--install`` copies each ``pframe-L/model`` to ``diffsit/weights/tiny-lambdaL``. The shared
 starting points are the usual way to train a rate ladder (CompressAI fine-tunes its lower
 rates from a higher one; DCVC-style P coders start from a trained intra model); the paper
 does not say how its four models were started.
@@ -72,10 +82,10 @@ VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
 # the one the encoder's strength map is chosen with, so the two agree
 TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
-# steps per run (at scale 1), ~80 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
+# steps per run (at scale 1), ~90 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
 # per intra step, ~0.4 s per motion step, ~0.5 s per P step, ~1.2 s per GOP step, ~2.5 s per stage-2 step with
 # STEM frozen: the tiny Wan VAE's frame-by-frame causal passes dominate)
-STEPS = {"vae": 400, "intra": 5000, "motion": 1200, "pframe": 1500, "stem": 600, "stem-L": 200, "e2e": 200, "e2e-L": 40}
+STEPS = {"vae": 400, "intra": 5000, "motion": 1200, "pframe": 1500, "stem": 600, "stem-L": 200, "e2e": 200, "e2e-L": 40, "pframe-L": 300}
 
 
 class RecipeDataError(FileNotFoundError):
@@ -225,13 +235,31 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None, l
                 ),
             )
         )
+    for lam in lambdas:
+        runs.append(
+            (
+                f"pframe-{lam:g}",
+                TrainConfig(
+                    stage=1,
+                    objective="pframe",
+                    name=f"tiny-lambda{lam:g}",
+                    lam=lam,
+                    steps=steps("pframe-L"),
+                    batch_size=8,
+                    lr=1e-4,
+                    warmup=10,
+                    init=f"e2e-{lam:g}",
+                    **{**common, "frames": 4},
+                ),
+            )
+        )
     return runs
 
 
 def run_recipe(
     out: str | Path, *, scale: float = 1.0, install: bool = False, weights_dir: Path | None = None, progress: bool = True, lambdas=LAMBDAS
 ) -> list[Path]:
-    """Train every run not yet finished; ``install`` copies each ``e2e-L`` of ``lambdas``."""
+    """Train every run not yet finished; ``install`` copies each ``pframe-L`` of ``lambdas``."""
     from .trainer import train
 
     out = Path(out)
@@ -249,7 +277,7 @@ def run_recipe(
     if install:
         target_root = weights_dir or Path(__file__).resolve().parents[1] / "weights"
         for lam in lambdas:
-            install_model(out / f"e2e-{lam:g}" / "model", target_root / f"tiny-lambda{lam:g}")
+            install_model(out / f"pframe-{lam:g}" / "model", target_root / f"tiny-lambda{lam:g}")
     return results
 
 

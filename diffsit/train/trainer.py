@@ -528,7 +528,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         model.eval()
         if config.stage == 0:
             measure_latent_stats(model, sampler, device=acc.device)
-        model.config.trained = config.stage == 2
+        # stage 1 never touches ODFTE: fine-tuning a part of STEM in a trained model (the
+        # recipe's per-lambda P-coder runs) leaves a model as complete as it started
+        model.config.trained = config.stage == 2 or (config.stage == 1 and model.config.trained)
         model.config.description = (
             f"Diff-SIT {model.config.name}, trained by diffsit.train stage {config.stage}"
             f" (lambda={config.lam:g}, {config.steps} steps); see model.safetensors metadata"
