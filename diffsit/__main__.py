@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--frames", type=int, help="first N frames (default: all)")
     enc.add_argument("--strength-block", type=int, help="strength-map block in pixels (default: the model's; 0: ODFTE's output as is, the paper's form)")
     enc.add_argument(
+        "--step-level",
+        type=int,
+        default=0,
+        help="texture quantization steps finer (>0) or coarser (<0) than the model's, -32..32 (default 0; the stream records it)",
+    )
+    enc.add_argument(
         "--picture-hash",
         default="crc32",
         choices=["crc32", "md5", "none"],
@@ -113,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     from .codec import check_strength_block, decode_samples, encode_video, load_model, parse_dtype, reconstruct, spec_for_model_id, to_video
     from .stem.exact import samples_to_float
 
-    if args.command == "encode" and args.strength_block is not None:
+    if args.command == "encode":
+        from .stem.intra import step_gain
+
         try:
             check_strength_block(args.strength_block)
+            step_gain(args.step_level)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -127,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(args.model, allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained).set_dtype(parse_dtype(args.dtype))
             if args.strength_block is not None:
                 model.config.strength_block = args.strength_block
-            data = encode_video(model, video, device=args.device, output=False, picture_hash_kind=args.picture_hash).data
+            data = encode_video(model, video, device=args.device, output=False, picture_hash_kind=args.picture_hash, step_level=args.step_level).data
             tmp = args.output.with_name(f".{args.output.name}.tmp")
             tmp.write_bytes(data)
             tmp.replace(args.output)
             bpp = 8 * len(data) / (video.frames * video.width * video.height)
-            print(f"{args.output}: {len(data)} bytes, {video.frames} frames {video.width}x{video.height}, {bpp:.5f} bpp, model {model.model_id}")
+            level = f" at step level {args.step_level}" if args.step_level else ""
+            print(f"{args.output}: {len(data)} bytes, {video.frames} frames {video.width}x{video.height}, {bpp:.5f} bpp, model {model.model_id}{level}")
         else:
             data = args.input.read_bytes()
             model = load_model(args.model or spec_for_model_id(stream_model_id(data)), allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained)

@@ -97,6 +97,19 @@ def test_corrupted_streams_are_clear_errors_and_leave_no_output(clip, tmp_path, 
         assert not out.exists()
 
 
+def test_the_encode_cli_codes_at_a_step_level_and_refuses_one_out_of_range(clip, tmp_path, capsys):
+    from diffsit.bitstream import decode_stream
+
+    path, _ = clip
+    out = tmp_path / "s.dsit"
+    assert diffsit_main(["encode", str(path), "-o", str(out), "--model", "random", "--allow-untrained", "--frames", "2", "--step-level", "-4"]) == 0
+    assert decode_stream(out.read_bytes()).step_level == -4 and "at step level -4" in capsys.readouterr().out
+    assert diffsit_main(["decode", str(out), "-o", str(tmp_path / "s.yuv"), "--allow-untrained"]) == 0
+    bad = tmp_path / "bad.dsit"
+    assert diffsit_main(["encode", str(path), "-o", str(bad), "--model", "random", "--allow-untrained", "--step-level", "40"]) == 2
+    assert "step level is an integer from -32 to 32, got 40" in capsys.readouterr().err and not bad.exists()
+
+
 def test_other_weights_are_refused(clip, tmp_path, capsys):
     path, _ = clip
     stream = tmp_path / "s.dsit"
