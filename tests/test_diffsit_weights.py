@@ -57,3 +57,19 @@ def test_bpp_falls_as_lambda_grows():
     video = seq.open(frames=6)
     sizes = [len(encode_video(load_model(n), video, output=False).data) for n in NAMES]
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4, sizes
+
+
+@pytest.mark.slow
+def test_every_p_frame_of_the_shipped_ladder_beats_intra(tmp_path):
+    """Issue 19's must-show, kept: on bikes and carphone (9 frames, the four λ) each P frame
+    costs less than the same frame coded intra at equal or better PSNR. New weights that lose
+    it fail here, as a golden would; docs/diffsit-measurements.md holds the table."""
+    from diffsit.pframes import p_vs_intra
+
+    df = p_vs_intra(sequences=["bikes", "carphone"], frames=9, out=tmp_path)
+    assert len(df) == 16
+    losers = df[~df.p_wins][["sequence", "lambda", "frame", "p_bytes", "p_psnr_rgb", "intra_bytes_at_p_psnr"]]
+    assert losers.empty, losers.to_string()
+    # a win above the whole intra curve is a dominance: fewer bytes than the curve's top
+    above = df[df.intra_curve == "above"]
+    assert (above.p_bytes < above.intra_bytes_at_p_psnr).all()
