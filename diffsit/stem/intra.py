@@ -60,10 +60,11 @@ def gaussian_tables() -> dict[str, torch.Tensor]:
 
 # Step levels: a coder's quantization step made finer (level > 0) or coarser (level < 0) than
 # the one it was trained with, in steps of the scale table's own ratio q (about 1.131): the
-# gain is multiplied by q^level. Because the table is log-spaced, a scale index shifts by the
-# level exactly where a gained scale crosses the next table entry, so the stored thresholds
-# serve every level (index + level, clamped to the table) and no machine evaluates an exp or
-# a log to decode: q^level is a ratio of two stored table entries, one float64 division.
+# gain is multiplied by q^level. Because the table is log-spaced, multiplying a scale by q^level
+# moves it by `level` table entries, so the stored thresholds serve every level (index +
+# level, clamped to the table; off by one at most where a table entry's own rounding falls,
+# and encoder and decoder apply the same rule) and no machine evaluates an exp or a log to
+# decode: q^level is a ratio of two stored table entries, one float64 division.
 # Rate points between and beyond a ladder's trained models (gained variable rate, Cui et al.
 # CVPR 2021) are a model at a level; the stream records which (bitstream version 7).
 MAX_STEP_LEVEL = SCALE_LEVELS // 2
