@@ -77,6 +77,14 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
+def _plain_id(job_id: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", job_id or ""))
+
+
+def _row_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row.get(k)) for k in KEY)
+
+
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(text)).strip("_") or "x"
 
@@ -133,13 +141,51 @@ class ResultsStore:
             return None
 
     def records(self) -> list[dict]:
+        """Every job record; a file whose ``job_id`` is not its own name is no record of ours
+        (a folder is untrusted: an id is used to name files)."""
         out = []
         for p in sorted(self.jobs_dir.glob("*.json")):
             try:
-                out.append(json.loads(p.read_text()))
-            except json.JSONDecodeError:
+                rec = json.loads(p.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
+            if isinstance(rec, dict) and rec.get("job_id") == p.stem and _plain_id(p.stem):
+                out.append(rec)
         return out
+
+    def find(self, codec: str, sequence: str, rate: Any, dataset: str | None = None) -> dict | None:
+        """The record of one row (the codec column, as the tables show it), or None."""
+        for rec in self.records():
+            if (rec.get("codec"), rec.get("sequence"), str(rec.get("rate"))) == (codec, sequence, str(rate)) and dataset in (None, rec.get("dataset")):
+                return rec
+        return None
+
+    def remove(self, job_id: str) -> None:
+        """A job replaced on purpose (--force, or the same point under a new id): its record,
+        its frames, its bitstream and logs, its decoded video."""
+        if not _plain_id(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        self.record_path(job_id).unlink(missing_ok=True)
+        self.frames_path(job_id).unlink(missing_ok=True)
+        for folder in (self.bitstreams, self.root / self.DECODED):
+            for p in folder.glob(f"{job_id}.*"):
+                if p.is_file() or p.is_symlink():
+                    p.unlink()
+
+    def foreign_rows(self) -> int:
+        """Rows of summary.csv that no done record made (an imported, published or another
+        tool's table): `bench run` rewrites the table from the records and would lose them."""
+        path = self.root / "summary.csv"
+        if not path.is_file():
+            return 0
+        try:
+            table = pd.read_csv(path, dtype=str)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            return max(1, len(path.read_bytes().splitlines()) - 1)
+        if not set(KEY) <= set(table.columns):
+            return max(1, len(table))
+        ours = {_row_key(r["summary"]) for r in self.records() if r.get("status") == "done" and isinstance(r.get("summary"), dict)}
+        return sum(_row_key(row) not in ours for row in table[KEY].to_dict("records"))
 
     def write_files(self, files: dict[str, bytes], folder: str = BITSTREAMS) -> None:
         """A job's files as the worker returned them (its bitstream and logs under
@@ -239,6 +285,8 @@ class TableWriter:
         job_id = record["job_id"]
         self.store.commit(record, frames)
         replaced = job_id in self.summary or job_id in self.frames
+        if record.get("status") == "done":
+            replaced = self._supersede(record) or replaced
         self.records[job_id] = record
         self.summary.pop(job_id, None)
         self.frames.pop(job_id, None)
@@ -256,6 +304,19 @@ class TableWriter:
             self._write_summary(sort=False)
         if frames is not None and not self._append(self.store.root / "frames.csv", frames, self._frames_cols):
             self._write_frames(sort=False)
+
+    def _supersede(self, record: dict) -> bool:
+        """An earlier record of the same row (dataset, sequence, codec, rate) under another id
+        (made before ids carried every setting, or with settings --force replaced) would give
+        the table two rows for one point: the new one replaces it."""
+        key = _row_key({**record, "rate": record.get("rate")})
+        old = [i for i, r in self.records.items() if i != record["job_id"] and _row_key(r) == key]
+        for job_id in old:
+            self.store.remove(job_id)
+            self.records.pop(job_id)
+            self.summary.pop(job_id, None)
+            self.frames.pop(job_id, None)
+        return bool(old)
 
     def finish(self) -> None:
         """Sorted tables and a fresh manifest, once per sweep."""
@@ -334,8 +395,14 @@ def _natural_key(col: pd.Series) -> pd.Series:
     return col.astype(str)
 
 
+class PooledResults(ValueError):
+    """Two results folders hold the same row: a report would average them."""
+
+
 def read_summaries(dirs: list[str | os.PathLike]) -> pd.DataFrame:
-    """All summary.csv rows under the given directories (recursively), for reports."""
+    """All summary.csv rows under the given directories (recursively), for reports. A row
+    (dataset, sequence, codec, rate) found in two folders is a PooledResults naming both:
+    averaging two runs (other frames, other options) into one point is never what was meant."""
     parts = []
     for d in dirs:
         d = Path(d)
@@ -344,7 +411,28 @@ def read_summaries(dirs: list[str | os.PathLike]) -> pd.DataFrame:
             df = pd.read_csv(f, dtype={"rate": str})
             df["results_dir"] = str(f.parent)
             parts.append(df)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SUMMARY_FIRST)
+    if not parts:
+        return pd.DataFrame(columns=SUMMARY_FIRST)
+    rows = pd.concat(parts, ignore_index=True)
+    _refuse_pooling(rows)
+    return rows
+
+
+def _refuse_pooling(rows: pd.DataFrame) -> None:
+    if not set(KEY) <= set(rows.columns):
+        return
+    keyed = rows[KEY].astype(str).assign(results_dir=rows["results_dir"]).drop_duplicates()
+    twice = keyed[keyed.duplicated(KEY, keep=False)]
+    if twice.empty:
+        return
+    first = twice.iloc[0]
+    where = sorted(twice[(twice[KEY] == first[KEY]).all(axis=1)].results_dir)
+    clashes = twice.groupby(KEY).ngroups
+    raise PooledResults(
+        f"{first.codec} on {first.dataset}/{first.sequence} at rate {first.rate} is in both {where[0]} and {where[1]}"
+        f"{f' ({clashes} such rows in all)' if clashes > 1 else ''}: reports never average two folders' rows. "
+        "Pass one of them with --results, or rerun one with another codec label (--codec NAME:label=OTHER) to compare them as two curves"
+    )
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -243,9 +244,20 @@ class SweepResult:
 
 
 @dataclass(frozen=True)
+class CodecSpec:
+    """One ``--codec`` item: the registry name, its options (harness-wide ones merged in), and
+    its label, the ``codec`` column its rows carry (``label_specs``)."""
+
+    label: str
+    name: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Job:
     dataset: str
     sequence: Sequence
+    #: the registry name (what a worker builds); its rows carry ``label``
     codec: str
     codec_options: tuple[tuple[str, Any], ...]
     rate: Any
@@ -266,10 +278,22 @@ class Job:
     codec_target: str = ""
     #: keep the decoded video (not part of the job's identity: it changes no number)
     save_decoded: bool = False
+    #: the codec column of its rows; the registry name unless the sweep labels it
+    label: str = ""
+
+    @property
+    def row_label(self) -> str:
+        return self.label or self.codec
 
     @property
     def job_id(self) -> str:
-        return safe_name(f"{self.codec}-{self.dataset}-{self.sequence.name}-{self.rate}")
+        """Readable, and unique for everything that changes the bitstream: a short hash of the
+        unsanitised parts and the settings behind them (two options or frame counts never share
+        an id, nor do names that ``safe_name`` would map to one)."""
+        c = self.config()
+        made_of = {"label": self.row_label, "dataset": self.dataset, "sequence": self.sequence.name, **{k: c[k] for k in _ID_KEYS}}
+        digest = hashlib.sha256(dumps(made_of).encode()).hexdigest()[:10]
+        return f"{safe_name(f'{self.row_label}-{self.dataset}-{self.sequence.name}-{self.rate}')}-{digest}"
 
     def config(self) -> dict[str, Any]:
         """What must be equal for a recorded job to stand for this one."""
@@ -287,6 +311,11 @@ class Job:
 
     def config_hash(self) -> str:
         return hashlib.sha256(dumps(self.config()).encode()).hexdigest()[:16]
+
+
+#: the parts of a job's configuration that change its bitstream (its id); the source's path and
+#: the tools' versions stay in the cache key only, so a moved data root or an upgrade finds the job
+_ID_KEYS = ("codec", "codec_options", "rate", "geometry", "coded_bit_depth", "start", "frames")
 
 
 @dataclass
@@ -374,7 +403,8 @@ def _base_record(job: Job) -> dict[str, Any]:
         "config": job.config(),
         "dataset": job.dataset,
         "sequence": job.sequence.name,
-        "codec": job.codec,
+        "codec": job.row_label,
+        "codec_name": job.codec,
         "rate": job.rate,
     }
 
@@ -478,7 +508,7 @@ def run_job(job: Job) -> JobResult:
             {
                 "dataset": job.dataset,
                 "sequence": job.sequence.name,
-                "codec": job.codec,
+                "codec": job.row_label,
                 "rate": str(job.rate),
                 "frame": np.arange(job.start, job.start + ref.frames),
                 "frame_type": per_frame["frame_type"],
@@ -493,7 +523,7 @@ def run_job(job: Job) -> JobResult:
         summary = {
             "dataset": job.dataset,
             "sequence": job.sequence.name,
-            "codec": job.codec,
+            "codec": job.row_label,
             "rate": str(job.rate),
             "frames": ref.frames,
             "width": ref.width,
@@ -553,7 +583,7 @@ class Plan:
     skipped_metrics: dict[str, str] = field(default_factory=dict)
 
 
-def codec_specs(config: SweepConfig) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+def codec_specs(config: SweepConfig) -> tuple[list[CodecSpec], list[str]]:
     """Each codec spec of the sweep with the harness-wide options it takes merged in, and the
     notes on options some codec does not take. ``intra_period`` that a codec does not take is
     a PlanError: a sweep whose codecs used different GOPs would compare them silently."""
@@ -568,12 +598,14 @@ def codec_specs(config: SweepConfig) -> tuple[list[tuple[str, dict[str, Any]]], 
         harness["intra_period"] = config.intra_period
     if config.device != "cpu":
         harness["device"] = config.device
-    specs, notes, problems = [], [], []
+    parsed, notes, problems = [], [], []
     taken: set[str] = set()
     for item in config.codecs:
-        name, opts = parse_codec_spec(item)
+        name, own = parse_codec_spec(item)
+        label = own.pop("label", None)
         cls = codec_class(name)  # UnknownCodec lists the valid names
         accepted = accepted_options(cls)
+        opts = dict(own)
         for key, value in harness.items():
             if value is None or key in opts:
                 continue
@@ -587,12 +619,33 @@ def codec_specs(config: SweepConfig) -> tuple[list[tuple[str, dict[str, Any]]], 
                 )
             elif key == "device":
                 notes.append(f"{name} takes no device and runs on the CPU; --device {value} applies to the metrics")
-        specs.append((name, opts))
+        parsed.append((name, own, opts, label))
     for key in sorted(set(harness) - taken - {"intra_period", "device"}):
-        notes.append(f"no codec of this sweep takes {key} ({', '.join(n for n, _ in specs)}): it was not used")
+        notes.append(f"no codec of this sweep takes {key} ({', '.join(p[0] for p in parsed)}): it was not used")
     if problems:
         raise PlanError("cannot start the sweep:\n  " + "\n  ".join(problems))
-    return specs, notes
+    return label_specs(parsed), notes
+
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=:,-]{0,99}")
+
+
+def label_specs(parsed: list[tuple[str, dict[str, Any], dict[str, Any], str | None]]) -> list[CodecSpec]:
+    """The codec column of each spec: ``label=`` where given, else the registry name, unless
+    two specs share that name (``x265:preset=fast,x265:preset=slow``): then each is labelled
+    by its own options, so both curves keep their rows instead of one replacing the other."""
+    counts: dict[str, int] = {}
+    for name, _, _, label in parsed:
+        if label is None:
+            counts[name] = counts.get(name, 0) + 1
+    specs = []
+    for name, own, opts, label in parsed:
+        if label is None:
+            label = name if counts[name] == 1 else ":".join([name, *(f"{k}={v}" for k, v in sorted(own.items()))])
+        elif not _LABEL.fullmatch(str(label)):
+            raise PlanError(f"codec label {label!r}: use letters, digits and . _ + = : , - (at most 100, starting with a letter or digit)")
+        specs.append(CodecSpec(str(label), name, opts))
+    return specs
 
 
 def _identity(codec: Codec, metric_ids: dict[str, Any]) -> str:
@@ -605,7 +658,7 @@ def _jsonable(obj: Any) -> Any:
 
 def plan(
     *,
-    codecs: list[tuple[str, dict[str, Any]]],
+    codecs: list[CodecSpec] | list[tuple[str, dict[str, Any]]],
     dataset: str,
     sequences: list[Sequence],
     rates: list[str] | None,
@@ -621,10 +674,12 @@ def plan(
 ) -> Plan:
     """Check the sweep and list its jobs, writing nothing; PlanError says every problem."""
     store = ResultsStore(out)
+    codecs = [c if isinstance(c, CodecSpec) else CodecSpec(c[0], c[0], c[1]) for c in codecs]
+    problems: list[str] = _foreign_tables(store)
     built: dict[str, Codec] = {}
-    problems: list[str] = []
-    for name, options in codecs:
-        codec = create_codec(name, **options)
+    for spec in codecs:
+        name, options = spec.label, spec.options
+        codec = create_codec(spec.name, **options)
         try:
             codec.check()
         except Exception as e:
@@ -661,7 +716,7 @@ def plan(
                 problems.append(f"{seq.name} has {have} frames, fewer than --frames {frames} ({seq.path})")
         lengths[seq.name] = n
     ladders, depths = {}, {}
-    for name, _ in codecs:
+    for name in built:
         codec = built[name]
         try:
             ladders[name] = [codec.parse_rate(r) for r in (rates or codec.default_rates)]
@@ -678,38 +733,124 @@ def plan(
     if problems:
         raise PlanError("cannot start the sweep:\n  " + "\n  ".join(problems))
 
-    every = []
-    for name, options in codecs:
-        identity = _identity(built[name], metric_ids)
-        needs = built[name].resources()
-        if device.startswith("cuda") and not needs.gpu:  # its metrics run on the GPU
-            needs = dataclasses.replace(needs, gpu=True)
-        target = f"{type(built[name]).__module__}:{type(built[name]).__qualname__}"
-        for seq in sequences:
-            for rate in ladders[name]:
-                every.append(
-                    Job(
-                        dataset,
-                        seq,
-                        name,
-                        tuple(sorted(options.items())),
-                        rate,
-                        lengths[seq.name],
-                        tuple(metrics),
-                        device,
-                        0,
-                        str(out),
-                        depths[name, seq.bit_depth],
-                        identity,
-                        needs,
-                        target,
-                        save_decoded,
-                    )
-                )
+    every = [
+        job
+        for spec in codecs
+        for job in _codec_jobs(
+            spec, built[spec.label], dataset, sequences, ladders[spec.label], lengths, depths, metrics, metric_ids, device, out, save_decoded
+        )
+    ]
+    check_unique(every)
+    conflicts = curve_conflicts(every, store)
+    if conflicts and not force:
+        raise PlanError(f"cannot start the sweep: {out} holds jobs made with other settings:\n  " + "\n  ".join(conflicts.values()) + _CONFLICT_FIX)
     jobs, skipped = partition(every, store, force)
     if save_decoded:
         check_decoded_space(jobs, out, save_decoded_limit_gb)
     return Plan(jobs, skipped, built, notes, skipped_metrics)
+
+
+def _codec_jobs(spec: CodecSpec, codec: Codec, dataset, sequences, ladder, lengths, depths, metrics, metric_ids, device, out, save_decoded) -> list[Job]:
+    """One codec's jobs: every sequence at every rate point."""
+    needs = codec.resources()
+    if device.startswith("cuda") and not needs.gpu:  # its metrics run on the GPU
+        needs = dataclasses.replace(needs, gpu=True)
+    common = dict(
+        dataset=dataset,
+        codec=spec.name,
+        label=spec.label,
+        codec_options=tuple(sorted(spec.options.items())),
+        metrics=tuple(metrics),
+        device=device,
+        out=str(out),
+        identity=_identity(codec, metric_ids),
+        resources=needs,
+        codec_target=f"{type(codec).__module__}:{type(codec).__qualname__}",
+        save_decoded=save_decoded,
+    )
+    return [
+        Job(sequence=seq, rate=rate, frames=lengths[seq.name], coded_bit_depth=depths[spec.label, seq.bit_depth], **common)
+        for seq in sequences
+        for rate in ladder
+    ]
+
+
+def check_unique(jobs: list[Job]) -> None:
+    """Two jobs of one plan with one id would write one record: a plan error, not a lost row."""
+    seen: dict[str, Job] = {}
+    twice = []
+    for job in jobs:
+        if job.job_id in seen:
+            twice.append(f"{job.row_label} on {job.sequence.name} at rate {job.rate}")
+        seen[job.job_id] = job
+    if twice:
+        raise PlanError(
+            "cannot start the sweep: it lists the same job twice (" + "; ".join(sorted(set(twice))) + "). "
+            "Give each rate point once, and each codec spec once (or tell two specs apart with label=NAME)"
+        )
+
+
+_CONFLICT_FIX = (
+    "\nA curve made of points coded under different settings is not one curve. "
+    "Write this run elsewhere with --out DIR, or pass --force to replace the jobs listed (their records and bitstreams are removed)."
+)
+
+
+def curve_conflicts(jobs: list[Job], store: ResultsStore) -> dict[str, str]:
+    """Recorded jobs of the same curve (dataset, sequence, codec label) whose settings differ
+    from this run's: frames, options, tool versions, or the identity of a metric both measure.
+    Running would mix them in one curve (or, at the same rate, replace half of it). Returns
+    each such record's id with what differs."""
+    by_curve: dict[tuple, list[dict]] = {}
+    for rec in store.records():
+        by_curve.setdefault((rec.get("dataset"), rec.get("sequence"), rec.get("codec")), []).append(rec)
+    found: dict[str, str] = {}
+    planned = {job.job_id for job in jobs}  # a point this run codes again is replaced whole
+    for job in jobs:
+        want = job.config()
+        for rec in by_curve.get((job.dataset, job.sequence.name, job.row_label), []):
+            if rec["job_id"] in planned or rec["job_id"] in found:
+                continue
+            diff = settings_diff(rec.get("config") or {}, want)
+            if diff:
+                found[rec["job_id"]] = f"{job.row_label} on {job.sequence.name} at rate {rec.get('rate')} ({rec['job_id']}): {diff}"
+    return found
+
+
+def settings_diff(recorded: dict, wanted: dict, limit: int = 4) -> str:
+    """What differs between two job configurations, rate and source path aside; '' if nothing."""
+    a, b = _flat(recorded), _flat(wanted)
+    a_metrics = {k.split(".")[1] for k in a if k.startswith("metrics.")}
+    b_metrics = {k.split(".")[1] for k in b if k.startswith("metrics.")}
+    shared = a_metrics & b_metrics  # a metric added or left out changes no number of the other
+    keys = sorted(
+        (k for k in set(a) | set(b) if k not in ("rate", "source") and (not k.startswith("metrics.") or k.split(".")[1] in shared)),
+        key=lambda k: (k.split(".")[0] not in _ID_KEYS, k),  # what the user set, before what follows from it
+    )
+    diffs = [f"{k} {a.get(k, '(none)')!s} (this run: {b.get(k, '(none)')!s})" for k in keys if a.get(k) != b.get(k)]
+    return "; ".join(diffs[:limit]) + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: json.dumps(d, sort_keys=True, default=str) if isinstance(d, list) else d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _foreign_tables(store: ResultsStore) -> list[str]:
+    """A results folder is `bench run`'s only if its tables are its records' (imported,
+    published or another tool's tables would be rewritten from the records, and lost)."""
+    rows = store.foreign_rows()
+    if not rows:
+        return []
+    return [
+        f"{store.root} holds {rows} summary row(s) that no job record under {store.root / 'jobs'} made "
+        "(an imported or published table, or another tool's): `bench run` would rewrite the table and lose them. "
+        "Write this run to another --out (a report reads both folders)"
+    ]
 
 
 def check_decoded_space(jobs: list[Job], out: Path, limit_gb: float) -> None:
@@ -835,7 +976,7 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
             store.write_files(res.decoded, ResultsStore.DECODED)
             tables.add(res.record, res.frames)
             results.append(res.record)
-            bar.set_postfix_str(f"{job.codec} {job.sequence.name} {job.rate}: {res.record['status']}")
+            bar.set_postfix_str(f"{job.row_label} {job.sequence.name} {job.rate}: {res.record['status']}")
             bar.update()
     finally:
         bar.close()
@@ -868,6 +1009,21 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _recheck(p: Plan, store: ResultsStore, force: bool, notify: Callable[[str], None]) -> None:
+    """The plan's folder checks once more, under the store's lock; with --force, the records
+    of the curves this run replaces are removed before any job runs, so no curve is half old."""
+    problems = _foreign_tables(store)
+    conflicts = curve_conflicts(p.jobs + p.skipped, store)
+    if conflicts and not force:
+        problems.append(f"{store.root} holds jobs made with other settings:\n  " + "\n  ".join(conflicts.values()) + _CONFLICT_FIX)
+    if problems:
+        raise PlanError("cannot start the sweep:\n  " + "\n  ".join(problems))
+    for job_id in conflicts:
+        store.remove(job_id)
+    if conflicts:
+        notify(f"{store.root}: --force removed {len(conflicts)} job(s) made with other settings")
+
+
 def run_sweep(
     config: SweepConfig,
     *,
@@ -891,10 +1047,10 @@ def run_sweep(
     metrics = resolve_metrics(config.metrics) if config.metrics else default_metrics()
     specs, option_notes = codec_specs(config)
 
-    outs: dict[Path, list[tuple[str, dict]]] = {}
-    for name, opts in specs:
-        out = Path(config.out) if config.out else Path("results") / dataset.name / name
-        outs.setdefault(out, []).append((name, opts))
+    outs: dict[Path, list[CodecSpec]] = {}
+    for spec in specs:
+        out = Path(config.out) if config.out else Path("results") / dataset.name / spec.name
+        outs.setdefault(out, []).append(spec)
     planned = []
     for out, group in outs.items():
         p = plan(
@@ -920,7 +1076,8 @@ def run_sweep(
     for out, p in planned:
         store = ResultsStore(out)
         with store.lock():
-            # under the lock: another sweep may have finished some of these jobs meanwhile
+            # under the lock: another sweep may have written here meanwhile
+            _recheck(p, store, config.force, notify)
             p.jobs, p.skipped = partition(p.jobs + p.skipped, store, config.force)
             notes = [*option_notes, *p.notes, *(f"metric {m} skipped: {why}" for m, why in p.skipped_metrics.items())]
             for note in notes[len(option_notes) :]:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.codec import RateError, codec_names, register_codec
+from bench.store import ResultsStore
 from bench.sweep import PlanError, SweepConfig, SweepConfigError, run_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
@@ -90,11 +91,16 @@ def test_a_changed_metric_option_re_measures_an_unchanged_one_skips(tmp_path, ca
     assert again.parts[0].skipped == 1 and not again.parts[0].records
     changed = run_sweep(_config(out, metrics=["psnr", "ewarp:flow=dis:on=source"], frames=3))
     assert changed.parts[0].skipped == 0 and len(changed.parts[0].records) == 1
-    rec = json.loads((out / "jobs" / "x265-synthetic-testsrc2-40.json").read_text())
+    rec = ResultsStore(out).find("x265", "testsrc2", 40)
     assert rec["config"]["metrics"]["ewarp"] == {"metric": "ewarp", "flow": "dis", "on": "source", "random_weights": False}
     # and a codec setting is part of the identity too
-    preset = run_sweep(_config(out, codecs=["x265:preset=superfast"], metrics=["psnr", "ewarp:flow=dis:on=source"], frames=3))
-    assert preset.parts[0].skipped == 0
+    # another preset under the same label would put two encoders' points in one curve
+    other = _config(out, codecs=["x265:preset=superfast"], metrics=["psnr", "ewarp:flow=dis:on=source"], frames=3)
+    with pytest.raises(PlanError, match=r"(?s)codec_options.preset ultrafast \(this run: superfast\).*--out DIR.*--force"):
+        run_sweep(other)
+    other.force = True  # replaces the curve, leaving no point of the old preset
+    preset = run_sweep(other)
+    assert preset.parts[0].skipped == 0 and [r["config"]["codec_options"]["preset"] for r in ResultsStore(out).records()] == ["superfast"]
 
 
 def test_flow_auto_is_resolved_into_the_identity(monkeypatch):
@@ -137,7 +143,7 @@ def test_bench_names_no_codec_and_the_cli_drift_cycle_is_gone():
 
 def test_tables_are_updated_per_job_without_rereading_the_sweep(tmp_path, monkeypatch):
     from bench import store as store_mod
-    from bench.store import ResultsStore, TableWriter
+    from bench.store import TableWriter
 
     out = tmp_path / "inc"
     assert run_sweep(_config(out, sequences=["testsrc2", "mandelbrot"], rates=["36", "44"])).ok
@@ -146,9 +152,9 @@ def test_tables_are_updated_per_job_without_rereading_the_sweep(tmp_path, monkey
     reads = []
     real = pd.read_csv
     monkeypatch.setattr(store_mod.pd, "read_csv", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
-    rec = json.loads(st.record_path("x265-synthetic-testsrc2-36").read_text())
+    rec = st.find("x265", "testsrc2", 36)
     frames = real(st.frames_path(rec["job_id"]), dtype={"rate": str})
-    new = {**rec, "job_id": "x265-synthetic-testsrc2-38", "rate": 38, "summary": {**rec["summary"], "rate": "38"}}
+    new = {**rec, "job_id": "x265-synthetic-testsrc2-38-0123456789", "rate": 38, "summary": {**rec["summary"], "rate": "38"}}
     tables.add(new, frames.assign(rate="38"))
     assert reads == []  # appended, not rebuilt
     s, f = pd.read_csv(out / "summary.csv"), pd.read_csv(out / "frames.csv")

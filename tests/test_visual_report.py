@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.store import read_summaries
+from bench.store import ResultsStore, read_summaries
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published"
@@ -53,26 +53,26 @@ def _summary(*dirs):
 def test_saved_decoded_video_is_what_the_metrics_measured(runs):
     from bench import decoded
     from bench.codec import create_codec
-    from bench.store import ResultsStore
 
     store = ResultsStore(runs / "x265")
-    rec = store.load_record("x265-sample-carphone-32")
+    rec = store.find("x265", "carphone", 32)
     kept = rec["decoded"]
-    assert kept["path"] == "decoded/x265-sample-carphone-32.mkv" and (runs / "x265" / kept["path"]).is_file()
+    assert kept["path"] == f"decoded/{rec['job_id']}.mkv" and (runs / "x265" / kept["path"]).is_file()
     video = decoded.load(runs / "x265" / kept["path"], 176, 144, 8, 9, kept["samples_md5"])
     # decoding the stored bitstream again gives the same samples
     fresh = create_codec("x265").decode(runs / "x265" / rec["bitstream"], Path(store.root), bit_depth=8)
     assert decoded.samples_md5(fresh) == kept["samples_md5"] == decoded.samples_md5(video)
     assert kept["bytes"] < decoded.raw_bytes(176, 144, 9, 8)  # lossless, and smaller than raw
     manifest = json.loads((runs / "x265" / "manifest.json").read_text())
-    assert manifest["jobs"]["x265-sample-carphone-32"]["decoded"]["samples_md5"] == kept["samples_md5"]
+    assert manifest["jobs"][rec["job_id"]]["decoded"]["samples_md5"] == kept["samples_md5"]
 
 
 def test_a_decoded_file_that_is_not_its_records_is_refused(runs, tmp_path):
     from bench import decoded
 
-    rec = json.loads((runs / "x265" / "jobs" / "x265-sample-carphone-32.json").read_text())
-    other = runs / "x265" / "decoded" / "x265-sample-carphone-42.mkv"
+    store = ResultsStore(runs / "x265")
+    rec = store.find("x265", "carphone", 32)
+    other = runs / "x265" / store.find("x265", "carphone", 42)["decoded"]["path"]
     with pytest.raises(decoded.DecodedError, match="not the one its job measured"):
         decoded.load(other, 176, 144, 8, 9, rec["decoded"]["samples_md5"])
     with pytest.raises(decoded.DecodedError, match="holds 9 frames .* says 10"):
@@ -105,7 +105,7 @@ def test_a_job_done_without_its_decoded_video_is_redone_when_asked(tmp_path, syn
     md5 = first.summary()["bitstream_md5"].iloc[0]
     assert sweep(False).parts[0].skipped == 1  # nothing asked for: the job stands
     again = sweep(True)
-    assert again.parts[0].skipped == 0 and (tmp_path / "decoded" / "x265-synthetic-testsrc2-32.mkv").is_file()
+    assert again.parts[0].skipped == 0 and len(list((tmp_path / "decoded").glob("x265-synthetic-testsrc2-32-*.mkv"))) == 1
     assert again.summary()["bitstream_md5"].iloc[0] == md5
     assert sweep(True).parts[0].skipped == 1
 
@@ -150,7 +150,7 @@ def test_visualize_picks_each_codecs_nearest_point_and_labels_it(runs, tmp_path)
         assert crop.shape == (64, 96, 3)
         xt = np.asarray(Image.open(out / p["xt"]))
         assert xt.shape == (9, 96, 3)  # one row per frame
-    source = json.loads((runs / "x265" / "jobs" / "x265-sample-carphone-32.json").read_text())["source"]["path"]
+    source = ResultsStore(runs / "x265").find("x265", "carphone", 32)["source"]["path"]
     src = read_yuv(source, 176, 144, frames=9)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "crops" / "source.png")), to_rgb8(src, 4)[30:94, 40:136])
     compare = Image.open(out / "compare.png")
