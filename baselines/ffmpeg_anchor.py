@@ -21,6 +21,7 @@ from bench.video import Video, iter_yuv_bytes, read_yuv
 _PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
 _OUTPUT_STREAM = re.compile(r"Output #0.*?Video: rawvideo[^\n]*?(yuv420p(?:10le)?)[^\n]*?, (\d+)x(\d+)[^\n]*?(\d+(?:\.\d+)?) fps", re.S)
 _DEPTH = {"yuv420p": 8, "yuv420p10le": 10}
+_PARAM = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=([A-Za-z0-9.,+_-]+)")
 
 
 class FFmpegAnchor(Codec):
@@ -34,6 +35,16 @@ class FFmpegAnchor(Codec):
     bit_depths = (8, 10)
     rate_spec = RateSpec("int", 0, 51)
     default_preset: ClassVar[str | int | None] = None
+    #: the ffmpeg option that takes the encoder's own ``key=value:...`` list (``params=``)
+    params_option: ClassVar[str]
+    #: keys ``params=`` may not set: what the harness sets for its test conditions, rate
+    #: control, and informational output (``info``); compared case-insensitively
+    reserved_params: ClassVar[frozenset[str]] = frozenset()
+    #: keys that name files the encoder would read or write: never taken from a spec
+    file_params: ClassVar[frozenset[str]] = frozenset()
+    #: bitstream filter that drops what no decoder needs (an encoder's options SEI), so the
+    #: rate counts picture data; None where the encoder writes none
+    strip_bsf: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -42,12 +53,39 @@ class FFmpegAnchor(Codec):
         intra_period: int = -1,
         preset: str | int | None = None,
         threads: int | None = None,
+        params: str | None = None,
     ):
         check_intra_period(intra_period)
         self.ffmpeg = ffmpeg
         self.intra_period = intra_period
         self.preset = self.default_preset if preset is None else preset
         self.threads = threads
+        self.params = self.parse_params(params)
+
+    @classmethod
+    def parse_params(cls, text: str | None) -> str:
+        """``params=`` checked: the encoder's ``key=value`` pairs, none that the harness sets
+        (the test conditions would silently change), none naming a file, values of plain
+        characters. Returns them joined as the encoder takes them."""
+        if text is None or text == "":
+            return ""
+        pairs = []
+        for item in str(text).split(":"):
+            m = _PARAM.fullmatch(item)
+            if not m:
+                raise ValueError(f"{cls.name}: params item {item!r} is not key=value (key: letters, digits, - and _; value: letters, digits and . , + - _)")
+            key = m.group(1).lower()
+            if key in cls.reserved_params:
+                raise ValueError(
+                    f"{cls.name}: params may not set {m.group(1)}: the harness sets it (the rate point, the low-delay GOP, or no informational SEI)"
+                )
+            if key in cls.file_params:
+                raise ValueError(f"{cls.name}: params may not set {m.group(1)}: it names a file the encoder would read or write")
+            pairs.append(item)
+        return ":".join(pairs)
+
+    def _with_params(self, harness: str) -> str:
+        return f"{harness}:{self.params}" if self.params else harness
 
     # --- what a subclass says -----------------------------------------------------------
 
@@ -86,6 +124,7 @@ class FFmpegAnchor(Codec):
             *("-f", "rawvideo", "-pix_fmt", _PIX_FMT[depth], "-s", f"{video.width}x{video.height}"),
             *("-r", f"{video.fps:g}", "-i", "pipe:0", "-frames:v", str(video.frames)),
             *self.encoder_args(qp),
+            *(("-bsf:v", self.strip_bsf) if self.strip_bsf else ()),
             *("-pix_fmt", _PIX_FMT[depth], "-f", self.muxer, str(out)),
         ]
         log = out.with_name(out.name + ".enc.log")
@@ -131,6 +170,8 @@ class FFmpegAnchor(Codec):
             "preset": self.preset,
             "intra_period": self.intra_period,
             "threads": self.threads,
+            "params": self.params,
+            "strip_bsf": self.strip_bsf,
             "coding_bit_depth": self.coding_bit_depth or "the source's",
             "encoder_args_template": self.encoder_args(int(self.rate_spec.low or 0)),
         }

@@ -14,6 +14,9 @@ class SvtAv1(FFmpegAnchor):
     rate_spec = RateSpec("int", 1, 63)
     default_rates = (40, 46, 52, 57, 62)
     default_preset = 8
+    params_option = "-svtav1-params"
+    reserved_params = frozenset("rc qp crf tbr mbr pred-struct keyint scd enable-tf aq-mode enable-overlays lp input-depth".split())
+    file_params = frozenset("stat-file input-stat-file output-stat-file fgs-table roi-map-file".split())
 
     def encoder_args(self, qp: int) -> list[str]:
         # rc=0 is CQP; pred-struct=1 is low delay; temporal filtering and overlays off so
@@ -22,4 +25,4 @@ class SvtAv1(FFmpegAnchor):
         params = f"rc=0:qp={qp}:pred-struct=1:keyint={keyint}:scd=0:enable-tf=0:aq-mode=0:enable-overlays=0"
         if self.threads:
             params += f":lp={self.threads}"
-        return ["-c:v", "libsvtav1", "-preset", str(self.preset), "-svtav1-params", params]
+        return ["-c:v", "libsvtav1", "-preset", str(self.preset), self.params_option, self._with_params(params)]

@@ -22,6 +22,15 @@ class VVenC(FFmpegAnchor):
     default_preset = "medium"
     plot_style = ("#ff7f0e", "s")
     anchor = True
+    params_option = "-vvenc-params"
+    reserved_params = frozenset(
+        name.lower()
+        for name in "QP PicReordering DecodingRefreshType GOPSize IntraPeriod RefreshSec QPA TargetBitrate InputBitDepth InternalBitDepth Threads".split()
+    )
+    # vvenc starts every access unit with a delimiter (6 bytes a frame) that a single-layer
+    # stream does not need and VTM does not write: dropped, so the two VVC encoders pay alike
+    strip_bsf = "filter_units=remove_types=20"
+    file_params = frozenset(name.lower() for name in "ReconFile OutputFile InputFile FirstPassStatsFile SummaryOutFilename".split())
 
     def encoder_args(self, qp: int) -> list[str]:
         # libvvenc's defaults are random access with reordering, an intra refresh every
@@ -30,7 +39,7 @@ class VVenC(FFmpegAnchor):
         # intra pictures, which is still one intra frame per period.
         period = -1 if self.intra_period == -1 else self.intra_period
         params = f"PicReordering=0:DecodingRefreshType=none:GOPSize=8:IntraPeriod={period}"
-        args = ["-c:v", "libvvenc", "-preset", str(self.preset), "-qp", str(qp), "-qpa", "0", "-vvenc-params", params]
+        args = ["-c:v", "libvvenc", "-preset", str(self.preset), "-qp", str(qp), "-qpa", "0", self.params_option, self._with_params(params)]
         if self.threads:
             args[4:4] = ["-threads", str(self.threads)]
         return args

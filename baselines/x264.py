@@ -16,6 +16,12 @@ class X264(FFmpegAnchor):
     rate_spec = RateSpec("int", 0, 51)
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    params_option = "-x264-params"
+    reserved_params = frozenset("qp crf bitrate vbv-maxrate vbv-bufsize bframes keyint min-keyint scenecut aq-mode mbtree threads".split())
+    file_params = frozenset("stats qpfile dump-yuv cqmfile tcfile-in tcfile-out".split())
+    # x264 has no switch for its options SEI (user data in the first access unit); drop every
+    # SEI NAL unit: it writes no other kind in this low-delay set-up (no HRD, no intra refresh)
+    strip_bsf = "filter_units=remove_types=6"
 
     def encoder_args(self, qp: int) -> list[str]:
         gop = _ONE_GOP if self.intra_period == -1 else self.intra_period
@@ -41,4 +47,6 @@ class X264(FFmpegAnchor):
         ]
         if self.threads:
             args += ["-threads", str(self.threads)]
+        if self.params:
+            args += [self.params_option, self.params]
         return args

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: the option whose value is the rest of the spec, verbatim
+PASSTHROUGH = "params"
+
 
 def convert(value: str) -> Any:
     low = value.lower()
@@ -25,12 +28,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``mycodec:preset=slow:threads=1`` -> ("mycodec", {"preset": "slow", "threads": 1}).
 
     A part without ``=`` continues the value before it, so values may hold colons:
-    ``diffsit:model=preset:tiny:3:allow_untrained=true`` gives model ``preset:tiny:3``."""
+    ``diffsit:model=preset:tiny:3:allow_untrained=true`` gives model ``preset:tiny:3``.
+    ``params=`` takes the rest of the spec as one text, the encoder's own ``key=value:...``
+    list: ``x265:preset=slow:params=ref=2:me=hex`` gives params ``ref=2:me=hex``."""
     name, *items = spec.strip().split(":")
     raw: dict[str, str] = {}
     last = None
-    for item in items:
+    for i, item in enumerate(items):
         key, sep, value = item.partition("=")
+        if key == PASSTHROUGH and sep:
+            raw[PASSTHROUGH] = ":".join([value, *items[i + 1 :]])
+            break
         if not sep or not key:
             if last is None:
                 raise ValueError(f"option {item!r} in {spec!r} is not KEY=VALUE")
@@ -38,4 +46,4 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
             continue
         last = key.replace("-", "_")
         raw[last] = value
-    return name, {k: convert(v) for k, v in raw.items()}
+    return name, {k: v if k == PASSTHROUGH else convert(v) for k, v in raw.items()}
