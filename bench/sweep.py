@@ -679,7 +679,11 @@ def plan(
     built: dict[str, Codec] = {}
     for spec in codecs:
         name, options = spec.label, spec.options
-        codec = create_codec(spec.name, **options)
+        try:
+            codec = create_codec(spec.name, **options)
+        except (TypeError, ValueError) as e:  # an option it does not take, or a value it refuses
+            problems.append(f"codec {name}: {e}")
+            continue
         try:
             codec.check()
         except Exception as e:
