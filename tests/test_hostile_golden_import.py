@@ -1,0 +1,156 @@
+"""Hostile or malformed golden sets and imports (issue 30): each is refused with a message
+naming what is wrong, and nothing is written, changed or run."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "results" / "golden" / "sample"
+NUMERIC = ["bpp", "bytes", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb"]
+
+
+def _bytes(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def golden(tmp_path) -> Path:
+    dst = tmp_path / "golden"
+    shutil.copytree(GOLDEN, dst)
+    return dst
+
+
+@pytest.fixture
+def halved(tmp_path) -> Path:
+    """The golden results with every measured value halved: any working check fails on them."""
+    df = pd.read_csv(GOLDEN / "summary.csv", dtype={"rate": str})
+    df[NUMERIC] = df[NUMERIC] * 0.5
+    out = tmp_path / "halved"
+    out.mkdir()
+    df.to_csv(out / "summary.csv", index=False)
+    return out
+
+
+def _check(golden: Path, results: Path, capsys) -> tuple[int, str]:
+    """`bench check` on results, asserting it changed no file of either folder."""
+    before = _bytes(golden, results)
+    rc = main(["check", "--golden", str(golden), "--results", str(results)])
+    captured = capsys.readouterr()
+    assert _bytes(golden, results) == before
+    assert "OK: no drift" not in captured.out
+    return rc, captured.out + captured.err
+
+
+def _edit_summary(golden: Path, edit) -> None:
+    df = pd.read_csv(golden / "summary.csv", dtype={"rate": str})
+    edit(df).to_csv(golden / "summary.csv", index=False)
+
+
+# --- the drift check fails closed ------------------------------------------------------------
+
+
+def test_empty_tolerances_compare_nothing_and_fail(golden, halved, capsys):
+    (golden / "tolerances.json").write_text("{}")
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and f"{golden / 'tolerances.json'}: no tolerances in it, so nothing would be compared" in out
+
+
+@pytest.mark.parametrize(
+    "tolerance, shown",
+    [
+        ({"abs": math.nan}, "psnr_yuv.abs is nan"),
+        ({"abs": -0.01}, "psnr_yuv.abs is -0.01"),
+        ({}, "tolerance of 'psnr_yuv' is {}"),
+        ({"ab": 0.01}, '{"ab": 0.01}'),
+    ],
+)
+def test_non_finite_negative_or_absent_tolerance_fails(golden, halved, capsys, tolerance, shown):
+    tol = json.loads((golden / "tolerances.json").read_text())
+    tol["psnr_yuv"] = tolerance
+    (golden / "tolerances.json").write_text(json.dumps(tol))  # json writes NaN for nan, as a hand edit might
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and str(golden / "tolerances.json") in out and shown in out
+    assert '(the registry\'s default for psnr_yuv is {"abs": 0.01})' in out
+
+
+def test_tolerance_naming_no_column_fails(golden, halved, capsys):
+    tol = json.loads((golden / "tolerances.json").read_text())
+    tol["psnr-yuv"] = tol.pop("psnr_yuv")  # a typo: psnr_yuv would go unchecked
+    (golden / "tolerances.json").write_text(json.dumps(tol))
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and "the tolerance of 'psnr-yuv' names no column of" in out and str(golden / "summary.csv") in out
+
+
+def test_golden_column_without_tolerance_fails(golden, halved, capsys):
+    tol = json.loads((golden / "tolerances.json").read_text())
+    del tol["psnr_rgb"]
+    (golden / "tolerances.json").write_text(json.dumps(tol))
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and f"{golden / 'summary.csv'}: column 'psnr_rgb' has no tolerance in {golden / 'tolerances.json'}" in out
+
+
+@pytest.mark.parametrize("value", ["", "nan", "x"])
+def test_empty_or_nan_golden_cell_fails(golden, halved, capsys, value):
+    df = pd.read_csv(golden / "summary.csv", dtype={"rate": str})
+    df["psnr_yuv"] = df["psnr_yuv"].astype(object)
+    df.loc[2, "psnr_yuv"] = value
+    df.to_csv(golden / "summary.csv", index=False)
+    row = "/".join(df.loc[2, ["dataset", "sequence", "codec", "rate"]])
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and f"{golden / 'summary.csv'}: row {row}, column psnr_yuv:" in out and "is not a number" in out
+
+
+def test_golden_table_without_rows_fails(golden, halved, capsys):
+    _edit_summary(golden, lambda df: df.iloc[:0])
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and f"{golden / 'summary.csv'} has no rows, so nothing would be compared" in out
+
+
+def test_golden_row_without_result_and_result_row_not_in_golden_fail(golden, tmp_path, capsys):
+    df = pd.read_csv(golden / "summary.csv", dtype={"rate": str})
+    results = tmp_path / "results"
+    results.mkdir()
+    df.iloc[1:].to_csv(results / "summary.csv", index=False)  # the first golden row has no result
+    rc, out = _check(golden, results, capsys)
+    assert rc == 1 and "1 golden row(s) with no result row (MISSING)" in out
+    first = df.iloc[0]
+    assert f"{first.dataset} {first.sequence} {first.codec} {first.rate} (row) " in " ".join(out.split())
+    pd.concat([df, df.iloc[:1].assign(rate="99")]).to_csv(results / "summary.csv", index=False)
+    rc, out = _check(golden, results, capsys)
+    assert rc == 1 and "1 result row(s) not in the golden table (EXTRA)" in out and str(results / "summary.csv") in out
+
+
+def test_results_without_any_matching_row_compare_nothing_and_fail(golden, tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.read_csv(golden / "summary.csv", dtype={"rate": str}).pipe(lambda df: df.assign(codec=df.codec + "-other")).to_csv(results / "summary.csv", index=False)
+    rc, out = _check(golden, results, capsys)
+    assert rc == 1 and "compared 0 values" in out and "no value compared at all" in out
+
+
+def test_duplicate_golden_row_fails(golden, halved, capsys):
+    _edit_summary(golden, lambda df: pd.concat([df, df.iloc[:1]]))
+    rc, out = _check(golden, halved, capsys)
+    assert rc == 2 and "row sample/bigbuckbunny/vvenc/32 appears more than once" in out
+
+
+def test_update_refuses_results_it_could_not_compare_later(golden, tmp_path, capsys):
+    df = pd.read_csv(golden / "summary.csv", dtype={"rate": str})
+    df.loc[0, "psnr_yuv"] = math.nan
+    results = tmp_path / "results"
+    results.mkdir()
+    df.to_csv(results / "summary.csv", index=False)
+    before = _bytes(golden)
+    assert main(["check", "--golden", str(golden), "--results", str(results), "--update"]) == 2
+    err = capsys.readouterr().err
+    assert "column psnr_yuv: nan is not a number" in err and "(nothing was rewritten)" in err
+    assert _bytes(golden) == before
