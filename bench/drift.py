@@ -3,7 +3,9 @@
 A golden set is a folder holding
 - ``config.json``: the sweep to run, as a :class:`~bench.sweep.SweepConfig` (dataset, codecs
   with options, rates, frames, metrics; an unknown key is an error); encoders whose output
-  could depend on thread count are pinned to one thread there;
+  could depend on thread count are pinned to one thread there. It holds only what is
+  measured (GOLDEN_KEYS): where binaries, code, weights, data and output are come from the
+  caller's flags and environment (:class:`Locations`), since CI runs what a golden set says;
 - ``summary.csv``: the golden results of that sweep (regenerated on purpose with --update);
 - ``tolerances.json``: per column, an absolute and/or relative tolerance (default: each
   column's own, from the metric registry).
@@ -25,13 +27,16 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import datasets, ffmpeg, weights
+from .codec import contributed_options, location_options
 from .metrics import default_tolerances
+from .spec import parse_spec
 from .store import KEY, atomic_write_text
 from .sweep import SweepConfig, SweepConfigError, run_sweep
 
@@ -45,6 +50,19 @@ class GoldenError(ValueError):
 #: run measured something else
 EXACT = ("frames", "width", "height")
 _TOLERANCE_FORM = '{"abs": x} and/or {"rel": r}, each a finite number >= 0'
+#: what a golden config.json may set: what is measured. Where binaries, code, weights, data
+#: and output are, and where jobs run, are the caller's (flags, environment): a golden set is
+#: data that CI runs, and must not choose what runs.
+GOLDEN_KEYS = ("about", "dataset", "codecs", "sequences", "rates", "frames", "metrics", "size", "fps", "bit_depth", "intra_period", "device", "jobs")
+
+
+@dataclass
+class Locations:
+    """Where things are, from the caller of ``bench check`` (its flags and environment)."""
+
+    codec_options: dict[str, str] = field(default_factory=dict)
+    data_root: str | None = None
+    weights: str | None = None
 
 
 @dataclass
@@ -62,6 +80,7 @@ class Golden:
         if not cfg.is_file():
             raise GoldenError(f"{root} is not a golden set: {cfg} is missing")
         config = _json(cfg)
+        refuse_locations(config, cfg)
         if tol.is_file():
             return cls(root, config, read_tolerances(tol))
         return cls(root, config, default_tolerances(), tolerances_from_file=False)
@@ -79,13 +98,74 @@ class Golden:
             raise GoldenError(f"{path} is missing; create it on purpose with `bench check --golden {self.root} --update`")
         return pd.read_csv(path, dtype={"rate": str})
 
-    def sweep_config(self, out: Path) -> SweepConfig:
-        try:
-            config = SweepConfig.from_dict(self.config)
-        except SweepConfigError as e:
-            raise GoldenError(f"{self.root / 'config.json'}: {e}") from None
+    def sweep_config(self, out: Path, where: Locations | None = None) -> SweepConfig:
+        """The golden configuration, run into ``out`` with the caller's locations."""
+        config = _sweep_config(self.config, self.root / "config.json")
+        where = where or Locations()
         config.out, config.progress, config.force = str(out), False, True
+        config.codec_options, config.data_root, config.weights = dict(where.codec_options), where.data_root, where.weights
         return config
+
+
+def _sweep_config(data: dict, path: Path) -> SweepConfig:
+    try:
+        return SweepConfig.from_dict(data)
+    except SweepConfigError as e:
+        raise GoldenError(f"{path}: {e}") from None
+
+
+def _how_to_pass(name: str) -> str:
+    flags = {
+        "out": "--keep DIR",
+        "data_root": f"--data-root DIR (or ${datasets.DATA_ENV})",
+        "weights": f"--weights DIR (or ${weights.ENV})",
+        "ffmpeg": f"--ffmpeg PATH (or ${ffmpeg.ENV_VAR})",
+        **{o.dest: f"{o.flag} PATH" for o in contributed_options()},
+    }
+    if name == "ffmpeg_path":
+        return f"set ${ffmpeg.ENV_VAR} instead"
+    if name in flags:
+        return f"pass it to `bench check` as {flags[name]} instead"
+    return "the codec's default is used; a configuration that needs another is one for `bench run`"
+
+
+def _spec_locations(specs: list[str], kind: str, names) -> list[str]:
+    """``kind 'spec': key`` for each option of a codec or metric spec that names a location."""
+    out = []
+    for spec in specs:
+        try:
+            name, opts = parse_spec(spec)
+        except ValueError:
+            continue  # not a spec: the plan says so before anything runs
+        try:
+            found = names(name) | location_options()
+        except Exception:  # an unknown or broken plugin: the plan names it; the shared names still apply
+            found = location_options()
+        out += [f"{kind} {spec!r}: {key}: {_how_to_pass(key)}" for key in opts if key in found]
+    return out
+
+
+def refuse_locations(data: dict, path: Path) -> None:
+    """GoldenError listing every key of a golden config.json that says where a binary, code,
+    weights, data or output are, or where jobs run, with how the caller passes it instead."""
+    from .codec import codec_class
+    from .metrics import metric_class
+
+    config = _sweep_config(data, path)
+    problems = [f"{key}: {_how_to_pass(key)}" for key in ("out", "data_root", "weights") if key in data]
+    problems += [f"codec_options.{key}: {_how_to_pass(key)}" for key in data.get("codec_options", {})]
+    problems += [
+        f"{key}: where and how jobs run is the caller's choice: remove it"
+        for key in data
+        if key not in (*GOLDEN_KEYS, "out", "data_root", "weights", "codec_options")
+    ]
+    problems += _spec_locations(config.codecs, "codec", lambda n: location_options(codec_class(n)))
+    problems += _spec_locations(config.metrics or [], "metric", lambda n: set(metric_class(n).location_options))
+    if problems:
+        raise GoldenError(
+            f"{path}: a golden set is data and cannot name binaries, code, weights or folders, nor say where jobs run "
+            "(CI would run what the file names); refused, nothing ran:\n  " + "\n  ".join(problems)
+        )
 
 
 def _json(path: Path):
@@ -112,8 +192,8 @@ def read_tolerances(path: Path) -> dict[str, dict[str, float]]:
     return data
 
 
-def run_golden_config(golden: Golden, out: Path) -> pd.DataFrame:
-    result = run_sweep(golden.sweep_config(out))
+def run_golden_config(golden: Golden, out: Path, where: Locations | None = None) -> pd.DataFrame:
+    result = run_sweep(golden.sweep_config(out, where))
     if not result.ok:
         errors = "; ".join(f"{r['job_id']}: {r.get('error', '')}" for r in result.failed)
         raise GoldenError(f"the golden configuration did not run cleanly: {errors}")
@@ -234,17 +314,25 @@ def _read_results(results: str | Path) -> tuple[pd.DataFrame, str]:
     return pd.read_csv(path, dtype={"rate": str}), str(path)
 
 
-def check(golden_dir: str | Path, results: str | Path | None = None, *, do_update: bool = False, keep: str | Path | None = None) -> tuple[pd.DataFrame, bool]:
-    """Compare (or, with do_update, rewrite) a golden set. Returns the comparison and ok: ok
-    only if at least one value was compared and nothing drifted, went missing or was extra."""
+def check(
+    golden_dir: str | Path,
+    results: str | Path | None = None,
+    *,
+    do_update: bool = False,
+    keep: str | Path | None = None,
+    where: Locations | None = None,
+) -> tuple[pd.DataFrame, bool]:
+    """Compare (or, with do_update, rewrite) a golden set, running it with the caller's
+    locations ``where``. Returns the comparison and ok: ok only if at least one value was
+    compared and nothing drifted, went missing or was extra."""
     golden = Golden.load(golden_dir)
     if results is not None:
         new, new_where = _read_results(results)
     elif keep is not None:
-        new, new_where = run_golden_config(golden, Path(keep)), str(Path(keep) / "summary.csv")
+        new, new_where = run_golden_config(golden, Path(keep), where), str(Path(keep) / "summary.csv")
     else:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-            new, new_where = run_golden_config(golden, Path(tmp)), "the run's summary.csv"
+            new, new_where = run_golden_config(golden, Path(tmp), where), "the run's summary.csv"
     if do_update:
         update(golden, new, new_where)
         golden = Golden.load(golden_dir)

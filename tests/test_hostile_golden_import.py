@@ -154,3 +154,142 @@ def test_update_refuses_results_it_could_not_compare_later(golden, tmp_path, cap
     err = capsys.readouterr().err
     assert "column psnr_yuv: nan is not a number" in err and "(nothing was rewritten)" in err
     assert _bytes(golden) == before
+
+
+# --- a golden set is data, not code ------------------------------------------------------------
+
+
+@pytest.fixture
+def payload(tmp_path) -> dict[str, Path]:
+    """Things a hostile golden set could point at, each creating ``marker`` if ever run or
+    imported: an ffmpeg, HM/VTM trees, a DCVC checkout."""
+    marker = tmp_path / "ran"
+    script = f"#!/bin/sh\ntouch {marker}\necho 'ffmpeg version evil'\n"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(script)
+    evil.chmod(0o755)
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    for name in ("TAppEncoder", "TAppDecoder", "EncoderApp", "DecoderApp", "ffmpeg"):
+        shutil.copy(evil, tree / "bin" / name)
+    dcvc = tmp_path / "dcvc"
+    (dcvc / "src" / "models").mkdir(parents=True)
+    (dcvc / "src" / "models" / "video_model.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    return {"marker": marker, "evil": evil, "tree": tree, "dcvc": dcvc}
+
+
+def _hostile(golden: Path, **changes) -> None:
+    cfg = json.loads((golden / "config.json").read_text())
+    cfg.update(changes)
+    (golden / "config.json").write_text(json.dumps(cfg))
+
+
+def _refused(golden: Path, capsys, marker: Path, *extra: str) -> str:
+    """Run `bench check` (a real run, unless extra says --results) and assert it refused before
+    running anything: exit 2, no marker, the golden set's files unchanged."""
+    before = _bytes(golden)
+    rc = main(["check", "--golden", str(golden), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not marker.exists(), "the golden set's binary or code ran"
+    assert _bytes(golden) == before
+    assert f"{golden / 'config.json'}: a golden set is data and cannot name binaries, code, weights or folders" in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "key, place, flag",
+    [
+        ("ffmpeg", "evil", "--ffmpeg PATH (or $BENCH_FFMPEG)"),
+        ("hm_dir", "tree", "--hm-dir PATH"),
+        ("vtm_dir", "tree", "--vtm-dir PATH"),
+        ("dcvc_root", "dcvc", "--dcvc-root PATH"),
+        ("dcvc_weights", "dcvc", "--dcvc-weights PATH"),
+    ],
+)
+def test_config_codec_options_naming_a_location_are_refused(golden, payload, capsys, key, place, flag):
+    _hostile(golden, codec_options={key: str(payload[place])})
+    err = _refused(golden, capsys, payload["marker"])
+    assert f"codec_options.{key}: pass it to `bench check` as {flag} instead" in err
+
+
+@pytest.mark.parametrize(
+    "codecs, shown",
+    [
+        (["x265:preset=medium:threads=1:ffmpeg={evil}"], "ffmpeg: pass it to `bench check` as --ffmpeg PATH"),
+        (["hm:hm-dir={tree}"], "hm_dir: pass it to `bench check` as --hm-dir PATH"),
+        (["vtm:vtm_dir={tree}"], "vtm_dir: pass it to `bench check` as --vtm-dir PATH"),
+        (["dcvc-dc:dcvc_root={dcvc}"], "dcvc_root: pass it to `bench check` as --dcvc-root PATH"),
+        (["dcvc-fm:image_weights={evil}"], "image_weights: the codec's default is used"),
+        (["hm:cfg={evil}"], "cfg: the codec's default is used"),
+        (["diffsit:pretrained={tree}"], "pretrained: the codec's default is used"),
+    ],
+)
+def test_codec_spec_options_naming_a_location_are_refused(golden, payload, capsys, codecs, shown):
+    _hostile(golden, codecs=[c.format(**payload) for c in codecs])
+    err = _refused(golden, capsys, payload["marker"])
+    assert f"codec {codecs[0].format(**payload)!r}: {shown}" in err
+
+
+def test_metric_spec_naming_a_binary_is_refused(golden, payload, capsys):
+    _hostile(golden, metrics=["psnr", f"vmaf:ffmpeg_path={payload['evil']}"])
+    err = _refused(golden, capsys, payload["marker"])
+    assert "ffmpeg_path: set $BENCH_FFMPEG instead" in err
+
+
+@pytest.mark.parametrize(
+    "key, shown",
+    [
+        ("out", "out: pass it to `bench check` as --keep DIR instead"),
+        ("data_root", "data_root: pass it to `bench check` as --data-root DIR (or $BENCH_DATA) instead"),
+        ("weights", "weights: pass it to `bench check` as --weights DIR (or $BENCH_WEIGHTS) instead"),
+        ("submitit_folder", "submitit_folder: where and how jobs run is the caller's choice: remove it"),
+    ],
+)
+def test_config_folders_are_refused(golden, payload, capsys, key, shown):
+    _hostile(golden, **{key: str(payload["tree"])})
+    assert shown in _refused(golden, capsys, payload["marker"])
+
+
+def test_executor_settings_are_refused(golden, payload, capsys):
+    _hostile(golden, executor="submitit", slurm_flags={"wrap": str(payload["evil"])})
+    err = _refused(golden, capsys, payload["marker"])
+    assert "executor: where and how jobs run is the caller's choice: remove it" in err and "slurm_flags:" in err
+
+
+def test_a_hostile_golden_set_is_refused_even_when_only_comparing(golden, halved, payload, capsys):
+    _hostile(golden, codec_options={"ffmpeg": str(payload["evil"])})
+    before = _bytes(halved)
+    _refused(golden, capsys, payload["marker"], "--results", str(halved))
+    assert _bytes(halved) == before
+
+
+def test_check_takes_locations_from_the_caller(golden, tmp_path, monkeypatch, capsys):
+    """--ffmpeg, the plugins' location flags, --data-root and --weights reach the sweep that
+    bench check runs (the sweep is faked: it records its configuration and writes the golden
+    table back)."""
+    import bench.drift
+
+    seen = []
+
+    def fake_run_sweep(config):
+        seen.append(config)
+        shutil.copy(golden / "summary.csv", Path(config.out) / "summary.csv")
+        return type("Result", (), {"ok": True, "failed": []})()
+
+    monkeypatch.setattr(bench.drift, "run_sweep", fake_run_sweep)
+    monkeypatch.delenv("BENCH_WEIGHTS", raising=False)
+    argv = ["check", "--golden", str(golden), "--ffmpeg", "/opt/ff", "--hm-dir", "/opt/hm", "--dcvc-root", "/opt/dcvc", "--data-root", "/data"]
+    assert main([*argv, "--weights", str(tmp_path / "w")]) == 0
+    assert "OK: no drift" in capsys.readouterr().out
+    (config,) = seen
+    assert config.codec_options == {"ffmpeg": "/opt/ff", "hm_dir": "/opt/hm", "dcvc_root": "/opt/dcvc"}
+    assert (config.data_root, config.weights) == ("/data", str(tmp_path / "w"))
+    assert config.codecs == ["x265:preset=medium:threads=1", "vvenc:preset=faster:threads=1"]
+
+
+def test_committed_golden_sets_name_no_location():
+    from bench.drift import Golden
+
+    for cfg in sorted((ROOT / "results" / "golden").glob("*/config.json")):
+        Golden.load(cfg.parent)  # GoldenError if it named a location
