@@ -293,3 +293,81 @@ def test_committed_golden_sets_name_no_location():
 
     for cfg in sorted((ROOT / "results" / "golden").glob("*/config.json")):
         Golden.load(cfg.parent)  # GoldenError if it named a location
+
+
+# --- imports take only possible numbers ---------------------------------------------------------
+
+
+def _import_refused(argv: list[str], out: Path, capsys) -> str:
+    """`bench import` into ``out``, holding an earlier import, with --force: refused, exit 2,
+    and out's files keep their bytes; into a fresh folder: refused, and it is not created."""
+    main(["import", str(ROOT / "results" / "published" / "diffsit_fig5.csv"), "--format", "long", "--out", str(out)])
+    before = _bytes(out)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--force"]) == 2
+    assert _bytes(out) == before
+    fresh = out.parent / "fresh"
+    assert main([*argv, "--out", str(fresh)]) == 2 and not fresh.exists()
+    return capsys.readouterr().err
+
+
+_DCVC_POINT = {"ave_all_frame_bpp": 0.05, "ave_all_frame_psnr": 33.0, "ave_all_frame_msssim": 0.95}
+
+
+@pytest.mark.parametrize(
+    "key, value, shown",
+    [
+        ("ave_all_frame_bpp", math.nan, "ave_all_frame_bpp is nan, not a finite number"),
+        ("ave_all_frame_bpp", 0, "ave_all_frame_bpp is 0; bits per pixel must be positive"),
+        ("ave_all_frame_bpp", -0.01, "ave_all_frame_bpp is -0.01; bits per pixel must be positive"),
+        ("ave_all_frame_psnr", math.inf, "ave_all_frame_psnr is inf, not a finite number"),
+        ("ave_all_frame_psnr", -math.inf, "ave_all_frame_psnr is -inf, not a finite number"),
+        ("ave_all_frame_msssim", math.nan, "ave_all_frame_msssim is nan, not a finite number"),
+        ("ave_all_frame_psnr", None, "ave_all_frame_psnr is None, not a finite number"),
+    ],
+)
+def test_dcvc_impossible_numbers_are_refused(tmp_path, capsys, key, value, shown):
+    f = tmp_path / "dcvc.json"
+    seqs = {"BasketballDrive_1920x1080_50.yuv": {"000": _DCVC_POINT, "001": {**_DCVC_POINT, key: value}}}
+    f.write_text(json.dumps({"HEVC_B": seqs}))  # json writes NaN and Infinity, as Python's json.dump does
+    err = _import_refused(["import", str(f), "--format", "dcvc", "--codec", "DCVC-DC"], tmp_path / "out", capsys)
+    assert f"{f}: HEVC_B/BasketballDrive_1920x1080_50.yuv/001: {shown}; correct it in the file or remove that point" in err
+
+
+@pytest.mark.parametrize(
+    "key, values, shown",
+    [
+        ("bpp", [0.1, math.nan], "results.bpp[1] (point 1): bpp is nan, not a finite number"),
+        ("bpp", [0.1, 0.0], "results.bpp[1] (point 1): bpp is 0.0; bits per pixel must be positive"),
+        ("bpp", [-0.1, 0.1], "results.bpp[0] (point 0): bpp is -0.1; bits per pixel must be positive"),
+        ("psnr-rgb", [30.0, math.inf], "results.psnr-rgb[1] (point 1): psnr-rgb is inf, not a finite number"),
+        ("ms-ssim-rgb", [math.nan, 0.9], "results.ms-ssim-rgb[0] (point 0): ms-ssim-rgb is nan"),
+        ("psnr-yuv", [30.0, "x"], "results.psnr-yuv[1] (point 1): psnr-yuv is 'x', not a finite number"),
+        ("bpp", [], "results.bpp is empty: the file has no points to import"),
+    ],
+)
+def test_compressai_impossible_numbers_are_refused(tmp_path, capsys, key, values, shown):
+    results = {"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 32.0], "ms-ssim-rgb": [0.9, 0.95], "psnr-yuv": [31.0, 33.0], key: values}
+    f = tmp_path / "compressai.json"
+    f.write_text(json.dumps({"name": "ssf2020", "results": results}))
+    err = _import_refused(["import", str(f), "--format", "compressai", "--dataset", "uvg"], tmp_path / "out", capsys)
+    assert f"{f}: {shown}" in err
+
+
+def test_compressai_yuv_psnr_in_another_convention_is_refused(tmp_path, capsys):
+    """A file whose psnr-yuv is not (4Y + U + V)/6 of its planes (here the 6:1:1 value) is not
+    CompressAI's convention: storing it under either column would be a guess."""
+    y, u, v = 34.0, 40.0, 42.0
+    results = {"bpp": [0.1], "psnr-y": [y], "psnr-u": [u], "psnr-v": [v], "psnr-yuv": [(6 * y + u + v) / 8]}
+    f = tmp_path / "compressai.json"
+    f.write_text(json.dumps({"name": "other", "results": results}))
+    err = _import_refused(["import", str(f), "--format", "compressai", "--dataset", "uvg"], tmp_path / "out", capsys)
+    assert f"{f}: results.psnr-yuv[0] is 35.75, but (4Y + U + V)/6 of its psnr-y/u/v is 36.3333" in err
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "nan", ""])
+def test_long_table_non_finite_values_are_refused(tmp_path, capsys, cell):
+    f = tmp_path / "t.csv"
+    f.write_text(f"dataset,metric,codec,bpp,value\nuvg,lpips,a,0.1,0.3\nuvg,lpips,a,0.2,{cell}\n")
+    err = _import_refused(["import", str(f), "--format", "long"], tmp_path / "out", capsys)
+    assert f"{f}: column value has non-numbers, first at data row 2" in err
