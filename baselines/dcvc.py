@@ -71,6 +71,8 @@ class DCVCCodec(Codec):
     # planes are scaled by the source's peak on the way in and quantised to the depth asked
     # for on the way out, as DCVC's own --yuv420 tests do for 8 and 10 bits
     bit_depths = (8, 10)
+    # DCVC torch.load()s its checkpoints, and a pickle can run code
+    location_options = ("image_weights", "video_weights")
 
     @classmethod
     def options(cls) -> list[CodecOption]:

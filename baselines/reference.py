@@ -50,6 +50,7 @@ class ReferenceEncoder(Codec):
     default_rates = (27, 32, 37, 42, 47)
     extension = ".bin"
     bit_depths = (8, 10)
+    location_options = ("cfg",)
 
     def __init__(self, *, root: str | None = None, cfg: str | None = None, intra_period: int = -1, level: str = "6.2", ffmpeg: str | None = None):
         check_intra_period(intra_period)

@@ -206,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--results", type=Path, help="compare these results instead of running the configuration")
     ck.add_argument("--update", action="store_true", help="rewrite the golden tables from a fresh run, on purpose")
     ck.add_argument("--keep", type=Path, help="run the configuration into this folder and keep it")
+    # a golden set is data and names no location (bench.drift.GOLDEN_KEYS): they come from here
+    ck.add_argument("--ffmpeg", help="ffmpeg binary for the ffmpeg anchors (default: $BENCH_FFMPEG, else imageio-ffmpeg's)")
+    _add_codec_location_args(ck)
+    _add_data_args(ck)
+    ck.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS)")
     return parser
 
 
@@ -503,10 +508,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .drift import GoldenError, check, format_report
+    from .drift import GoldenError, Locations, check, format_report
 
+    harness = {k: getattr(args, k) for k in ("ffmpeg", *_location_options()) if getattr(args, k, None) is not None}
+    where = Locations(harness, data_root=args.data_root, weights=args.weights)
     try:
-        table, ok = check(args.golden, args.results, do_update=args.update, keep=args.keep)
+        table, ok = check(args.golden, args.results, do_update=args.update, keep=args.keep, where=where)
     except GoldenError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -254,6 +254,10 @@ class Codec(ABC):
     #: every other codec with it by default, and with published curves named after it
     #: (``HM16.25`` for ``hm``)
     anchor: ClassVar[bool] = False
+    #: constructor options naming a file or folder whose contents run or load (a binary, a
+    #: checkout, a weights file, an encoder cfg), beyond ``ffmpeg`` and the ``options()``
+    #: dests: a golden set, being data, may not set them (:func:`location_options`)
+    location_options: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def options(cls) -> list[CodecOption]:
@@ -362,6 +366,13 @@ def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
     from .spec import parse_spec
 
     return parse_spec(spec)
+
+
+def location_options(cls: type[Codec] | None = None) -> set[str]:
+    """Option names that say where a binary, code or weights are: ``ffmpeg``, every dest the
+    registered plugins contribute, and ``cls``'s own ``location_options``."""
+    own = set(cls.location_options) | {o.dest for o in cls.options()} if cls is not None else set()
+    return {"ffmpeg", *(o.dest for o in contributed_options()), *own}
 
 
 def contributed_options() -> list[CodecOption]:

@@ -12,10 +12,17 @@ no bitstream. Formats:
   files): ``{dataset: {sequence: {rate_index: {"ave_all_frame_bpp", "ave_all_frame_psnr",
   "ave_all_frame_msssim", ["ave_all_frame_psnr_y"/_u/_v] ...}}}}``. The file does not name the
   codec: pass ``--codec``. ``ave_all_frame_psnr`` is RGB PSNR for RGB tests and YUV PSNR for
-  ``--yuv420 1`` tests: pass ``--psnr-space rgb|yuv``.
+  ``--yuv420 1`` tests: pass ``--psnr-space rgb|yuv``. DCVC's YUV PSNR is (6Y + U + V)/8, the
+  harness's ``psnr_yuv``; its MS-SSIM of 0 (``--calc_ssim`` off) is "not measured": left empty.
 - ``compressai``: CompressAI's results JSON ``{"name", "description", "results": {"bpp": [...],
-  "psnr-rgb" | "psnr" | "psnr-yuv": [...], "ms-ssim-rgb" | "ms-ssim": [...]}}``, one
-  dataset-level curve; pass ``--dataset``.
+  "psnr-rgb" | "psnr", "ms-ssim-rgb" | "ms-ssim", "psnr-y", "psnr-u", "psnr-v", "psnr-yuv":
+  [...]}}``, one dataset-level curve; pass ``--dataset``. Its ``psnr-yuv`` is (4Y + U + V)/6
+  and goes to ``psnr_yuv_411`` as published; ``psnr_yuv`` (6:1:1) is computed from
+  ``psnr-y/u/v`` when the file has them, else left out.
+
+Every bpp must be a finite positive number and every metric value finite: a NaN, infinite,
+zero or negative point is refused with the file, where in it, and what to fix, before
+anything is written.
 
 Dataset-level results (everything but per-sequence DCVC files) have sequence ``*``: reports
 compare them with the dataset-level curve of a user's runs (see :func:`bench.report.bd_table`).
@@ -24,6 +31,7 @@ compare them with the dataset-level curve of a user's runs (see :func:`bench.rep
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,10 +90,14 @@ def read_long(path: Path) -> pd.DataFrame:
     df["dataset"] = df["dataset"].astype(str).map(dataset_name)
     df["metric"] = df["metric"].astype(str).map(_metric)
     for col in ("bpp", "value"):
-        bad = pd.to_numeric(df[col], errors="coerce").isna()
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
         if bad.any():
-            raise ImportFormatError(f"{path}: column {col} has non-numbers, first at data row {int(np.flatnonzero(bad)[0]) + 1}")
-        df[col] = df[col].astype(float)
+            row = int(np.flatnonzero(bad)[0])
+            raise ImportFormatError(
+                f"{path}: column {col} has non-numbers, first at data row {row + 1} ({df[col].iloc[row]!r}: NaN, infinite or empty); correct or remove that row"
+            )
+        df[col] = values
     if (df["bpp"] <= 0).any():
         raise ImportFormatError(f"{path}: bpp must be positive (data row {int(np.flatnonzero(df['bpp'] <= 0)[0]) + 1})")
     df["_bpp_key"] = df["bpp"].round(4)
@@ -117,23 +129,64 @@ def read_dcvc(path: Path, codec: str | None, psnr_space: str = "rgb") -> pd.Data
     for ds, seqs in _dict(data, path, "the top level (datasets)").items():
         for seq, rates in _dict(seqs, path, f"dataset {ds!r}").items():
             for rate, res in _dict(rates, path, f"{ds}/{seq}").items():
-                res = _dict(res, path, f"{ds}/{seq}/{rate}")
+                where = f"{ds}/{seq}/{rate}"
+                res = _dict(res, path, where)
                 if "ave_all_frame_bpp" not in res:
-                    raise ImportFormatError(f"{path}: {ds}/{seq}/{rate} has no ave_all_frame_bpp (keys: {', '.join(sorted(res))[:200]})")
-                row = {"dataset": dataset_name(ds), "sequence": sequence_name(seq), "codec": codec, "rate": str(rate), "bpp": float(res["ave_all_frame_bpp"])}
+                    raise ImportFormatError(f"{path}: {where} has no ave_all_frame_bpp (keys: {', '.join(sorted(res))[:200]})")
+                row = {"dataset": dataset_name(ds), "sequence": sequence_name(seq), "codec": codec, "rate": str(rate)}
+                row.update(_dcvc_values(res, path, where, psnr_space))
                 if "frame_pixel_num" in res and "i_frame_num" in res:
                     row["frames"] = int(res["i_frame_num"]) + int(res.get("p_frame_num", 0))
-                if "ave_all_frame_psnr" in res:
-                    row["psnr_rgb" if psnr_space == "rgb" else "psnr_yuv"] = float(res["ave_all_frame_psnr"])
-                if "ave_all_frame_msssim" in res and psnr_space == "rgb":
-                    row["ms_ssim_rgb"] = float(res["ave_all_frame_msssim"])
-                if all(f"ave_all_frame_psnr_{c}" in res for c in "yuv"):
-                    y, u, v = (float(res[f"ave_all_frame_psnr_{c}"]) for c in "yuv")
-                    row.update(psnr_y=y, psnr_u=u, psnr_v=v, psnr_yuv=(6 * y + u + v) / 8)
                 rows.append(row)
     if not rows:
         raise ImportFormatError(f"{path}: no results in the file")
     return pd.DataFrame(rows)
+
+
+def _dcvc_values(res: dict, path: Path, where: str, psnr_space: str) -> dict[str, float]:
+    """bpp and metrics of one DCVC result. DCVC's YUV PSNR is (6Y + U + V)/8 per frame, the
+    harness's psnr_yuv (its test_video.py); its MS-SSIM is 0 where --calc_ssim was off, which
+    is "not measured", left empty, not a value of 0."""
+    num = lambda key, **kw: _finite(res[key], path, where, key, **kw)
+    out = {"bpp": num("ave_all_frame_bpp", positive=True)}
+    if "ave_all_frame_psnr" in res:
+        out["psnr_rgb" if psnr_space == "rgb" else "psnr_yuv"] = num("ave_all_frame_psnr")
+    if "ave_all_frame_msssim" in res and psnr_space == "rgb" and num("ave_all_frame_msssim") != 0:
+        out["ms_ssim_rgb"] = num("ave_all_frame_msssim")
+    if all(f"ave_all_frame_psnr_{c}" in res for c in "yuv"):
+        y, u, v = (num(f"ave_all_frame_psnr_{c}") for c in "yuv")
+        out.update(psnr_y=y, psnr_u=u, psnr_v=v, psnr_yuv=(6 * y + u + v) / 8)
+    return out
+
+
+def _finite(value, path: Path, where: str, key: str, *, positive: bool = False) -> float:
+    """``value`` as a finite number (> 0 with ``positive``), or an ImportFormatError naming the
+    file, where in it, the value, and what to do: a NaN or infinite point would be plotted."""
+    fix = "correct it in the file or remove that point"
+    try:
+        x = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x):
+        raise ImportFormatError(f"{path}: {where}: {key} is {value!r}, not a finite number; {fix}")
+    if positive and x <= 0:
+        raise ImportFormatError(f"{path}: {where}: {key} is {value!r}; bits per pixel must be positive; {fix}")
+    return x
+
+
+#: CompressAI results keys -> columns. Its psnr-yuv is (4Y + U + V)/6 (compressai.utils.video.
+#: eval_model), not the harness's (6Y + U + V)/8: it keeps a column of its own.
+_COMPRESSAI = {
+    "bpp": "bpp",
+    "psnr-rgb": "psnr_rgb",
+    "psnr": "psnr_rgb",
+    "ms-ssim-rgb": "ms_ssim_rgb",
+    "ms-ssim": "ms_ssim_rgb",
+    "psnr-y": "psnr_y",
+    "psnr-u": "psnr_u",
+    "psnr-v": "psnr_v",
+    "psnr-yuv": "psnr_yuv_411",
+}
 
 
 def read_compressai(path: Path, dataset: str | None) -> pd.DataFrame:
@@ -145,20 +198,41 @@ def read_compressai(path: Path, dataset: str | None) -> pd.DataFrame:
     res = _dict(data["results"], path, "results")
     if "bpp" not in res:
         raise ImportFormatError(f"{path}: results has no 'bpp' list")
-    cols = {"bpp": "bpp", "psnr-rgb": "psnr_rgb", "psnr": "psnr_rgb", "psnr-yuv": "psnr_yuv", "ms-ssim-rgb": "ms_ssim_rgb", "ms-ssim": "ms_ssim_rgb"}
     out = {}
-    for key, col in cols.items():
+    for key, col in _COMPRESSAI.items():
         if key in res and col not in out:
-            out[col] = [float(v) for v in res[key]]
+            if not isinstance(res[key], list):
+                raise ImportFormatError(f"{path}: results.{key} is {type(res[key]).__name__}, not a list of one value per point")
+            out[col] = [_finite(v, path, f"results.{key}[{i}] (point {i})", key, positive=col == "bpp") for i, v in enumerate(res[key])]
     n = len(out["bpp"])
+    if n == 0:
+        raise ImportFormatError(f"{path}: results.bpp is empty: the file has no points to import")
     bad = [c for c, v in out.items() if len(v) != n]
     if bad:
         raise ImportFormatError(f"{path}: {', '.join(bad)} have a different number of points than bpp ({n})")
     df = pd.DataFrame(out)
+    if {"psnr_y", "psnr_u", "psnr_v"} <= set(df):
+        df["psnr_yuv"] = _yuv_611(df, path)
     df.insert(0, "codec", str(data["name"]))
     df.insert(0, "sequence", DATASET_LEVEL)
     df.insert(0, "dataset", dataset_name(dataset))
     return _number_rates(df)
+
+
+def _yuv_611(df: pd.DataFrame, path: Path) -> pd.Series:
+    """The harness's psnr_yuv from CompressAI's per-plane means, exactly: both average per-frame
+    PSNRs, so the weighted sum commutes with the means. Refused if the file's own psnr-yuv is
+    not (4Y + U + V)/6 of them, i.e. if its conventions are not the ones assumed here."""
+    if "psnr_yuv_411" in df:
+        own = (4 * df.psnr_y + df.psnr_u + df.psnr_v) / 6
+        off = (own - df.psnr_yuv_411).abs()
+        if (off > 0.01).any():
+            i = int(off.to_numpy().argmax())
+            raise ImportFormatError(
+                f"{path}: results.psnr-yuv[{i}] is {df.psnr_yuv_411[i]!r}, but (4Y + U + V)/6 of its psnr-y/u/v is {own[i]:.4f}: "
+                "the file does not follow CompressAI's convention; import its per-plane values in a long table instead"
+            )
+    return (6 * df.psnr_y + df.psnr_u + df.psnr_v) / 8
 
 
 def _json(path: Path):

@@ -432,6 +432,7 @@ class DiffSITCodec(Codec):
     # STEM codes RGB in [0, 1], whatever the source's depth; the stream does not record the
     # depth, so decode() without bit_depth gives 8 bits
     bit_depths = (8, 10)
+    location_options = ("pretrained",)
 
     def __init__(
         self,

@@ -195,3 +195,44 @@ def test_bdrate_leaves_out_datasets_the_anchor_has_not_run(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "x265 has no results on hevc_b, mcl_jcv, uvg: left out" in err
     assert "| sample | all | vvenc |" in out and "hevc_b" not in out
+
+
+def _compressai_frame_metrics(seed: int) -> dict[str, float]:
+    """CompressAI's own per-frame metrics (its video eval_model) of a random 4:2:0 frame
+    against a random RGB reconstruction."""
+    import numpy as np
+    import torch
+    from compressai.utils.video.eval_model.__main__ import compute_metrics_for_frame
+
+    rng = np.random.default_rng(seed)
+    # 192 pixels: CompressAI computes MS-SSIM too, which needs more than 160
+    org = (rng.integers(0, 256, (192, 192)), rng.integers(0, 256, (96, 96)), rng.integers(0, 256, (96, 96)))
+    rec = torch.from_numpy(rng.random((1, 3, 192, 192), dtype=np.float32))
+    return {k: float(v) for k, v in compute_metrics_for_frame(org, rec, "cpu", 255).items()}
+
+
+def test_compressai_yuv_psnr_keeps_its_own_column_and_6_1_1_is_computed_from_the_planes(tmp_path):
+    points = [_compressai_frame_metrics(s) for s in range(3)]
+    keys = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "psnr-rgb")
+    results = {"bpp": [0.3, 0.2, 0.1], **{k: [p[k] for p in points] for k in keys}}
+    f = tmp_path / "compressai-video.json"
+    f.write_text(json.dumps({"name": "ssf2020-mse", "results": results}))
+    df = import_results(f, "compressai", dataset="uvg").sort_values("bpp", ascending=False)
+    # CompressAI's psnr-yuv, (4Y + U + V)/6, is kept as published in a column of its own
+    assert list(df.psnr_yuv_411) == results["psnr-yuv"]
+    # psnr_yuv is the harness's (6Y + U + V)/8 of the same per-plane values
+    y, u, v = (pd.Series(results[k]) for k in ("psnr-y", "psnr-u", "psnr-v"))
+    assert list(df.psnr_yuv) == pytest.approx(list((6 * y + u + v) / 8), abs=1e-12)
+    assert (df.psnr_yuv.to_numpy() != df.psnr_yuv_411.to_numpy()).all()
+    # without per-plane values there is nothing to convert exactly: no psnr_yuv at all
+    f.write_text(json.dumps({"name": "ssf2020-mse", "results": {"bpp": results["bpp"], "psnr-yuv": results["psnr-yuv"]}}))
+    only = import_results(f, "compressai", dataset="uvg")
+    assert "psnr_yuv" not in only and only.psnr_yuv_411.notna().all()
+
+
+def test_dcvc_msssim_of_zero_is_not_measured(tmp_path):
+    res = {"ave_all_frame_bpp": 0.05, "ave_all_frame_psnr": 33.0, "ave_all_frame_msssim": 0.0}  # test_video.py without --calc_ssim
+    f = tmp_path / "dcvc.json"
+    f.write_text(json.dumps({"UVG": {"Beauty_1920x1080_120fps_420_8bit_YUV": {"0": res}}}))
+    df = import_results(f, "dcvc", codec="DCVC-FM")
+    assert "ms_ssim_rgb" not in df and df.psnr_rgb.iloc[0] == 33.0

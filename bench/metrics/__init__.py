@@ -128,6 +128,8 @@ class Metric(ABC):
     sequence_level: ClassVar[bool] = False
     #: columns measured on frame pairs (t-1, t): frame 0 has no value (NaN), by definition
     pair_columns: ClassVar[tuple[str, ...]] = ()
+    #: options naming a binary or a file that runs or loads (a golden set may not set them)
+    location_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

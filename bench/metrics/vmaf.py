@@ -25,6 +25,7 @@ class VMAF(Metric):
     name = "vmaf"
     column_info = (Column("vmaf", "VMAF", tolerance={"abs": 0.05}),)
     sequence_level = True
+    location_options = ("ffmpeg_path",)
 
     def __init__(self, device="cpu", ffmpeg_path: str | None = None, threads: int | None = None):
         super().__init__(device)
