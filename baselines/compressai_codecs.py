@@ -44,6 +44,7 @@ def _zoo(module: str):
 class CompressAICodec(Codec):
     rate_name = "quality"
     extension = ".lbs"
+    native_code = True  # CompressAI's C++ range coder runs in this process
     #: zoo architecture name and zoo module ("image" or "video")
     architecture: ClassVar[str]
     zoo_module: ClassVar[str] = "image"

@@ -223,6 +223,9 @@ class Resources:
     gpu: bool = False
     cpus: int = 1
     memory_gb: float | None = None
+    #: run in a worker process even at ``--jobs 1``: a crash in the codec's native code (a
+    #: C++ extension in the calling process) then costs this job only
+    isolate: bool = False
 
     @property
     def kind(self) -> str:
@@ -235,6 +238,9 @@ class Codec(ABC):
 
     #: registry name, as in the entry point
     name: ClassVar[str]
+    #: whether encode/decode run native code inside this Python process (a C++ entropy
+    #: coder, CUDA ops): its jobs then run in a worker process, so a crash costs one job
+    native_code: ClassVar[bool] = False
     #: what a rate point means for this codec (``qp``, ``lambda``, ``quality``)
     rate_name: ClassVar[str] = "qp"
     #: the type and range of rate points (checked by parse_rate at plan time)
@@ -308,7 +314,7 @@ class Codec(ABC):
     def resources(self) -> Resources:
         """What one job needs. The default: a GPU when the codec runs on CUDA (its ``device``
         option), else one CPU thread; a codec with other needs overrides it."""
-        return Resources(gpu=str(getattr(self, "device", "cpu")).startswith("cuda"))
+        return Resources(gpu=str(getattr(self, "device", "cpu")).startswith("cuda"), isolate=self.native_code)
 
     def identity(self) -> dict[str, Any]:
         """The resolved settings that change what this codec produces (binary version,

@@ -250,6 +250,7 @@ class ResultsStore:
             "timings",
             "notes",
             "error",
+            "signal",
             "finished",
         )
         manifest["jobs"] = {r["job_id"]: {k: r.get(k) for k in keys} for r in sorted(records, key=lambda r: r["job_id"])}

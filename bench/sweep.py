@@ -19,11 +19,9 @@ one atomic commit per finished job.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import platform
 import re
@@ -354,13 +352,15 @@ def _worker_init(threads: int) -> None:
 
 @dataclass
 class LocalExecutor:
-    """``jobs=1``: in this process (easy to debug). ``jobs>1``: a spawn-context process pool."""
+    """``jobs=1``: in this process (easy to debug), unless a job's codec runs native code
+    (``Resources.isolate``); ``jobs>1``, or such a job: worker processes that outlive their
+    jobs' crashes (``bench.workers.WorkerPool``)."""
 
     jobs: int = 1
-    _pool: cf.ProcessPoolExecutor | None = field(default=None, init=False)
+    _pool: Any = field(default=None, init=False)
 
     def run(self, fn, jobs):
-        if self.jobs <= 1:
+        if self.jobs <= 1 and not any(j.resources.isolate for j in jobs):
             for job in jobs:
                 try:
                     yield job, fn(job)
@@ -369,21 +369,15 @@ class LocalExecutor:
                         raise
                     yield job, e
             return
+        from .workers import WorkerPool
+
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-        )
-        futures = {self._pool.submit(fn, job): job for job in jobs}
-        for fut in cf.as_completed(futures):
-            job = futures[fut]
-            try:
-                yield job, fut.result()
-            except BaseException as e:  # a worker died (e.g. BrokenProcessPool)
-                yield job, e
+        self._pool = WorkerPool(self.jobs, _worker_init, (threads,))
+        yield from self._pool.run(fn, jobs)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
 
@@ -973,7 +967,9 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
             if isinstance(res, BaseException):
                 status = getattr(res, "status", "failed")  # JobInterrupted: timed_out, preempted
                 what = "" if status != "failed" else "worker crashed: "
-                res = JobResult({**_base_record(job), "status": status, "error": f"{what}{type(res).__name__}: {res}"[-4000:], "finished": _now()})
+                error = f"{what}{type(res).__name__}: {res}"[-4000:]
+                # WorkerDied: the signal that ended the worker (SIGABRT, SIGSEGV, SIGKILL)
+                res = JobResult({**_base_record(job), "status": status, "error": error, **getattr(res, "record_fields", {}), "finished": _now()})
             # the files first, then the record that names them: a driver killed in between
             # leaves a job without a record, which a rerun redoes
             store.write_files(res.files)

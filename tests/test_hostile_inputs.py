@@ -166,3 +166,22 @@ def test_encoder_params_are_checked_and_part_of_the_identity(tmp_path):
         run_sweep(_config(tmp_path, codecs=["vvenc:params=IntraPeriod=8"]))
     ids = {run_sweep(_config(tmp_path / p, codecs=[f"x265:preset=ultrafast{p}"])).parts[0].records[0]["job_id"] for p in ("", ":params=ref=1")}
     assert len(ids) == 2
+
+
+# --- a crash in a codec's native code -------------------------------------------------------
+
+
+def test_a_process_killing_crash_fails_that_job_only(tmp_path):
+    """A learned codec's C++ coder that aborts (DCVC's 'double free or corruption') kills the
+    process it runs in: at --jobs 1 too, it costs that job, recorded with the signal."""
+    from bench.codec import register_codec
+
+    register_codec("aborts-at-44", "tests.fakes.crashing_codec:AbortsAt44")
+    result = run_sweep(_config(tmp_path, codecs=["aborts-at-44"], rates=["40", "44", "48"], jobs=1))
+    by_rate = {r["rate"]: r for r in result.parts[0].records}
+    assert by_rate[44]["status"] == "failed" and by_rate[44]["signal"] == "SIGABRT"
+    assert "killed by SIGABRT" in by_rate[44]["error"]
+    assert by_rate[40]["status"] == by_rate[48]["status"] == "done"
+    assert sorted(pd.read_csv(tmp_path / "summary.csv").rate) == [40, 48]
+    manifest = (tmp_path / "manifest.json").read_text()
+    assert '"signal": "SIGABRT"' in manifest
