@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import children
+
 ENV_VAR = "BENCH_FFMPEG"
 
 
@@ -51,7 +53,7 @@ def ffmpeg_exe(override: str | os.PathLike | None = None) -> str:
 def ffmpeg_version(exe: str) -> str:
     """First line of ``ffmpeg -version`` (recorded in every manifest)."""
     try:
-        out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=60)
+        out = children.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=60)
     except OSError as e:
         raise FFmpegError(f"cannot run ffmpeg {exe!r}: {e}. Name another with --ffmpeg PATH or BENCH_FFMPEG") from e
     return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
@@ -59,7 +61,7 @@ def ffmpeg_version(exe: str) -> str:
 
 @functools.cache
 def _components(exe: str, kind: str) -> frozenset[str]:
-    out = subprocess.run([exe, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=60)
+    out = children.run([exe, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=60)
     names = set()
     for line in out.stdout.splitlines():
         parts = line.split()
@@ -111,7 +113,7 @@ def run(
     cmd = [exe, "-hide_banner", "-y", *(["-nostdin"] if stdin_chunks is None else []), *map(str, args)]
     errf = open(log, "wb") if log is not None else None
     try:
-        proc = subprocess.Popen(
+        proc = children.popen(
             cmd,
             stdin=subprocess.PIPE if stdin_chunks is not None else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -164,7 +166,7 @@ def access_units(exe: str, path: str | os.PathLike, demuxer: str) -> list[Access
     decoding order: its bytes, its picture type and its slice QP, read from the stream's own
     headers by ffmpeg's ``trace_headers`` bitstream filter (no decoding). A picture's type and
     QP are those of its first slice."""
-    out = subprocess.run(
+    out = children.run(
         [exe, "-hide_banner", "-nostdin", "-f", demuxer, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"],
         capture_output=True,
         text=True,

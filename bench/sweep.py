@@ -42,9 +42,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from . import children, ffmpeg, weights
 from . import datasets as ds
 from . import decoded as decoded_store
-from . import ffmpeg, weights
 from .codec import (
     BitDepthError,
     Codec,
@@ -312,6 +312,7 @@ PINNED_ENV = "BENCH_PINNED_GPU"
 
 
 def _worker_init(threads: int) -> None:
+    children.die_with_pool_parent()
     import torch
 
     torch.set_num_threads(threads)

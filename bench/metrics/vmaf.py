@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import ffmpeg
+from .. import children, ffmpeg
 from ..video import Video, write_yuv
 from . import Column, Metric, MetricError, MetricUnavailable
 
@@ -51,7 +50,7 @@ class VMAF(Metric):
             # relative names: the filter-graph option syntax would need escaping for paths
             graph = f"[0:v][1:v]libvmaf=model=version={MODEL}:log_fmt=json:log_path=vmaf.json:n_threads={self.threads}"
             cmd = [exe, "-hide_banner", "-nostdin", *raw, "-i", "dist.yuv", *raw, "-i", "ref.yuv", "-lavfi", graph, "-f", "null", "-"]
-            out = subprocess.run(cmd, cwd=t, capture_output=True, text=True)
+            out = children.run(cmd, cwd=t, capture_output=True, text=True)
             if out.returncode != 0:
                 raise MetricError(f"ffmpeg libvmaf failed: {ffmpeg.tail(out.stderr)}")
             frames = json.loads((t / "vmaf.json").read_text())["frames"]

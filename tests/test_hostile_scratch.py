@@ -1,0 +1,119 @@
+"""What a killed job, a mislabelled input and a damaged stream leave behind (issue 30).
+
+- a killed driver or worker takes its encoder with it;
+
+Everything runs the real ffmpeg and real processes, killed for real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python(code: str, **kwargs) -> subprocess.Popen:
+    """A Python child running ``code`` with this checkout importable."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True, **kwargs)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie is dead: nobody may be reaping orphans in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def _ffmpeg_writing(out: str) -> int | None:
+    """The running ffmpeg whose command line names ``out`` (a path unique to the test)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if Path(argv[0]).name.startswith("ffmpeg") and out in argv and _alive(int(d.name)):
+                return int(d.name)
+    return None
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file under ``root`` by relative path, with its MD5 (folders as "dir")."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        out[str(p.relative_to(root))] = "dir" if p.is_dir() else hashlib.md5(p.read_bytes()).hexdigest()
+    return out
+
+
+# --- 2. the encoder dies with whoever started it ----------------------------------------------
+
+_ENCODE = """
+from bench import ffmpeg
+ffmpeg.run(ffmpeg.ffmpeg_exe(), ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "3600", "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", {out!r}])
+"""
+
+
+def test_a_killed_job_takes_its_encoder_with_it(tmp_path):
+    out = str(tmp_path / "long.264")
+    job = _python(_ENCODE.format(out=out))
+    try:
+        encoder = _wait(lambda: _ffmpeg_writing(out), 60, "the encoder started")
+        assert _parent(encoder) == job.pid
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+        _wait(lambda: not _alive(encoder), 10, f"encoder {encoder} gone after its parent was killed")
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait(timeout=30)
+
+
+_DRIVER = """
+import concurrent.futures as cf, multiprocessing
+from bench import children, ffmpeg
+args = ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "3600", "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", {out!r}]
+if __name__ == "__main__":
+    pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=children.die_with_pool_parent)
+    pool.submit(ffmpeg.run, ffmpeg.ffmpeg_exe(), args).result()
+"""
+
+
+def test_a_killed_driver_takes_its_pool_worker_and_the_workers_encoder(tmp_path):
+    out = str(tmp_path / "long.264")
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER.format(out=out))
+    driver = _python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
+    try:
+        encoder = _wait(lambda: _ffmpeg_writing(out), 90, "the worker's encoder started")
+        worker = _parent(encoder)
+        assert worker != driver.pid and _alive(worker)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        _wait(lambda: not _alive(worker) and not _alive(encoder), 10, "worker and encoder gone after the driver was killed")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)
