@@ -1,5 +1,7 @@
 """What a killed job, a mislabelled input and a damaged stream leave behind (issue 30).
 
+- a job killed with kill -9 leaves its scratch folder: the next run on the machine removes
+  it, and never a live job's;
 - a killed driver or worker takes its encoder with it;
 
 Everything runs the real ffmpeg and real processes, killed for real.
@@ -14,6 +16,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +70,69 @@ def _tree(root: Path) -> dict[str, str]:
     for p in sorted(root.rglob("*")):
         out[str(p.relative_to(root))] = "dir" if p.is_dir() else hashlib.md5(p.read_bytes()).hexdigest()
     return out
+
+
+# --- 1. scratch of a killed job ---------------------------------------------------------------
+
+_HOLD = """
+import time
+from bench import scratch
+with scratch.job_dir({job!r}) as d:
+    (d / "decoded.yuv").write_bytes(b"x" * 4096)
+    print(d, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_stale_folder_of_a_killed_job_is_removed_by_the_next_run_and_a_live_one_kept(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    monkeypatch.setenv("BENCH_WORKDIR", str(work))
+    dead, live = (_python(_HOLD.format(job=n)) for n in ("dead-job", "live-job"))
+    try:
+        dead_dir, live_dir = Path(dead.stdout.readline().strip()), Path(live.stdout.readline().strip())
+        assert dead_dir.parent == work and dead_dir.name.startswith(f".work-dead-job.{scratch._host()}.{dead.pid}.")
+        dead.send_signal(signal.SIGKILL)
+        dead.wait(timeout=30)
+        assert (dead_dir / "decoded.yuv").is_file()  # a kill runs no cleanup
+        # both past the grace period: what keeps the live one is its owner's lock
+        old = time.time() - 10 * scratch.GRACE_S
+        for d in (dead_dir, live_dir):
+            os.utime(d, (old, old))
+        other_host = work / f".work-x265-a.other-node.{dead.pid}.abcd1234"  # not ours to judge
+        other_host.mkdir()
+        os.utime(other_host, (old, old))
+        (work / "notes.txt").write_text("not scratch\n")
+        before = _tree(work)
+
+        from bench.cli import main
+
+        out = tmp_path / "results"
+        rc = main(
+            [
+                *("run", "--codec", "x264:preset=ultrafast", "--dataset", "synthetic", "--sequences", "testsrc2"),
+                *("--frames", "2", "--rates", "37", "--metrics", "psnr", "--out", str(out), "--quiet"),
+            ]
+        )
+        assert rc == 0 and len(list((out / "jobs").glob("*.json"))) == 1
+        after = _tree(work)
+        assert not dead_dir.exists()
+        assert after == {k: v for k, v in before.items() if not k.startswith(dead_dir.name)}  # the run's own folder is gone too
+        assert live.poll() is None and (live_dir / "decoded.yuv").is_file()
+    finally:
+        for p in (dead, live):
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=30)
+    # its owner gone, the live one is stale too
+    os.utime(live_dir, (old, old))
+    assert scratch.remove_stale(work) == [live_dir] and not live_dir.exists()
+
+
+def test_a_young_unlocked_folder_is_left_to_its_owner(tmp_path):
+    # its owner may be between mkdtemp and flock
+    young = tmp_path / f".work-j.{scratch._host()}.{os.getpid() + 1}.abcd1234"
+    young.mkdir()
+    assert scratch.remove_stale(tmp_path) == [] and young.is_dir()
 
 
 # --- 2. the encoder dies with whoever started it ----------------------------------------------

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import children, ffmpeg
+from .. import children, ffmpeg, scratch
 from ..video import Video, write_yuv
 from . import Column, Metric, MetricError, MetricUnavailable
 
@@ -43,7 +42,7 @@ class VMAF(Metric):
         exe = ffmpeg.ffmpeg_exe(self.ffmpeg_path)
         pix = "yuv420p" if ref.bit_depth == 8 else "yuv420p10le"
         raw = ["-f", "rawvideo", "-pix_fmt", pix, "-s", f"{ref.width}x{ref.height}", "-r", f"{ref.fps:g}"]
-        with tempfile.TemporaryDirectory(prefix="bench-vmaf-") as tmp:
+        with scratch.job_dir("vmaf") as tmp:
             t = Path(tmp)
             write_yuv(ref, t / "ref.yuv")
             write_yuv(dist, t / "dist.yuv")
