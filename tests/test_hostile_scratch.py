@@ -3,6 +3,7 @@
 - a job killed with kill -9 leaves its scratch folder: the next run on the machine removes
   it, and never a live job's;
 - a killed driver or worker takes its encoder with it;
+- an 8-bit file run as --bit-depth 10 is refused, naming the file, the frame and the value;
 
 Everything runs the real ffmpeg and real processes, killed for real.
 """
@@ -17,7 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from bench import scratch
+from bench.video import SampleRangeError, read_yuv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,3 +189,66 @@ def test_a_killed_driver_takes_its_pool_worker_and_the_workers_encoder(tmp_path)
         if driver.poll() is None:
             driver.kill()
             driver.wait(timeout=30)
+
+
+# --- 3. an input that is not what it claims ---------------------------------------------------
+
+
+def _eight_bit_clip(ffmpeg_exe, path: Path, frames: int = 4) -> Path:
+    subprocess.run(
+        [
+            ffmpeg_exe,
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=352x288:rate=25",
+            "-frames:v",
+            str(frames),
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "rawvideo",
+            str(path),
+        ],
+        check=True,
+    )
+    return path
+
+
+def test_an_8_bit_file_run_as_10_bit_is_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys, ffmpeg_exe):
+    from bench.cli import main
+
+    (tmp_path / "data").mkdir()
+    src = _eight_bit_clip(ffmpeg_exe, tmp_path / "data" / "clip_352x288_25.yuv")
+    monkeypatch.setenv("BENCH_WORKDIR", str(tmp_path / "work"))
+    before = _tree(tmp_path)
+    out = tmp_path / "results"
+    rc = main(["run", "--codec", "x264", "--dataset", str(src), "--bit-depth", "10", "--frames", "2", "--metrics", "psnr", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"{src}: frame 0 holds the value " in err and "above 1023" in err and "An 8-bit file read as --bit-depth 10?" in err
+    assert _tree(tmp_path) == before and not out.exists()
+
+
+def test_a_later_frame_out_of_range_fails_the_job_never_done(tmp_path, monkeypatch, ffmpeg_exe):
+    from bench.sweep import SweepConfig, run_sweep
+
+    # valid 10-bit frames, then one whose word 7 of its V plane is 0xFFFF
+    clip = tmp_path / "clip_352x288_25_10bit.yuv"
+    ten = np.frombuffer(_eight_bit_clip(ffmpeg_exe, tmp_path / "eight.yuv", 3).read_bytes(), np.uint8).astype("<u2") << 2
+    ten = ten.reshape(3, -1)
+    ten[2, -7] = 0xFFFF
+    clip.write_bytes(ten.tobytes())
+    with pytest.raises(SampleRangeError, match=r"frame 2 holds the value 65535 in its V plane, above 1023"):
+        read_yuv(clip, 352, 288, bit_depth=10)
+    np.testing.assert_array_equal(read_yuv(clip, 352, 288, bit_depth=10, frames=2).y[1], ten[1, : 352 * 288].reshape(288, 352))
+
+    monkeypatch.setenv("BENCH_WORKDIR", str(tmp_path / "work"))
+    out = tmp_path / "results"
+    result = run_sweep(SweepConfig(codecs=["x264:preset=ultrafast"], dataset=str(clip), frames=3, rates=["37"], metrics=["psnr"], out=str(out), progress=False))
+    (record,) = result.parts[0].records
+    assert record["status"] == "failed" and "frame 2 holds the value 65535" in record["error"]
+    assert result.summary().empty and not any((out / "bitstreams").iterdir())
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
