@@ -177,8 +177,17 @@ class ReferenceEncoder(Codec):
         out = Path(workdir) / f"{path.stem}.decoded.yuv"
         width, height, fps, native = self._geometry(path)
         depth = bit_depth or native
-        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], Path(workdir) / f"{path.name}.dec.log", f"{self.label} decoder")
-        return read_yuv(out, width, height, bit_depth=depth, fps=fps)
+        log = Path(workdir) / f"{path.name}.dec.log"
+        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], log, f"{self.label} decoder")
+        # a lost picture does not always fail the decoder: count what it wrote against the stream
+        units = len(ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), path, self.muxer))
+        video = read_yuv(out, width, height, bit_depth=depth, fps=fps) if out.is_file() else None
+        if video is None or video.frames != units:
+            raise CodecError(
+                f"{self.label} decoder wrote {video.frames if video else 'no'} pictures from the {units} access units of {path}: "
+                f"the stream is damaged or truncated; encode it again. Its log: {log}"
+            )
+        return video
 
     def _geometry(self, path: Path) -> tuple[int, int, float, int]:
         """Width, height, frame rate and coded bit depth, from the stream's parameter sets."""

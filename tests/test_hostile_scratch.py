@@ -4,6 +4,7 @@
   it, and never a live job's;
 - a killed driver or worker takes its encoder with it;
 - an 8-bit file run as --bit-depth 10 is refused, naming the file, the frame and the value;
+- a damaged stream is refused by the decoder, never measured as garbage.
 
 Everything runs the real ffmpeg and real processes, killed for real.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from bench import scratch
+from bench.codec import CodecError, create_codec
 from bench.video import SampleRangeError, read_yuv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +254,56 @@ def test_a_later_frame_out_of_range_fails_the_job_never_done(tmp_path, monkeypat
     assert record["status"] == "failed" and "frame 2 holds the value 65535" in record["error"]
     assert result.summary().empty and not any((out / "bitstreams").iterdir())
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+
+# --- 4. a damaged stream ----------------------------------------------------------------------
+
+
+def _damage(path: Path, to: Path) -> Path:
+    """Bytes of the middle tenth of the stream changed, as a bad copy would."""
+    data = bytearray(path.read_bytes())
+    for i in range(int(len(data) * 0.45), int(len(data) * 0.55), 7):
+        data[i] ^= 0x5A
+    to.write_bytes(bytes(data))
+    return to
+
+
+def test_a_damaged_x265_stream_is_refused(tmp_path, synthetic):
+    codec = create_codec("x265", preset="ultrafast")
+    ref = synthetic["testsrc2"].open(frames=9)
+    clean = codec.encode(ref, 32, tmp_path).bitstream
+    assert codec.decode(clean, tmp_path, bit_depth=8).frames == 9
+    bad = _damage(clean, tmp_path / "damaged.hevc")
+    before = _tree(tmp_path)
+    with pytest.raises(CodecError) as e:
+        codec.decode(bad, tmp_path, bit_depth=8)
+    msg = str(e.value)
+    assert msg.startswith(f"x265: {bad} does not decode cleanly") and "damaged or truncated" in msg
+    assert "[error]" in msg.splitlines()[1]  # the decoder's own first error, quoted
+    written = set(_tree(tmp_path)) - set(before)
+    assert written <= {"damaged.decoded.yuv", "damaged.hevc.dec.log"} and {k: v for k, v in _tree(tmp_path).items() if k in before} == before
+
+
+def test_a_damaged_stream_that_loses_pictures_is_refused_by_the_hm_wrapper(tmp_path, synthetic):
+    from test_reference_codecs import make_tree
+
+    codec = create_codec("hm", hm_dir=str(make_tree(tmp_path / "HM", "hm")))
+    clean = codec.encode(synthetic["testsrc2"].open(frames=9), 32, tmp_path).bitstream
+    bad = _damage(clean, tmp_path / "damaged.bin")
+    with pytest.raises(CodecError, match=r"HM decoder wrote \d pictures from the \d access units of .*damaged.bin: the stream is damaged or truncated"):
+        codec.decode(bad, tmp_path, bit_depth=8)
+
+
+def test_a_decode_that_loses_a_frame_without_an_error_line_is_refused(tmp_path):
+    from bench import ffmpeg
+
+    # what ffmpeg logs when its decoder drops a picture quietly (its own counts, exit 0)
+    quiet = tmp_path / "ffmpeg"
+    quiet.write_text(
+        "#!/bin/sh\necho '[in#0/hevc @ 0x1] [verbose]   Input stream #0:0 (video): 9 packets read (16659 bytes); 8 frames decoded; 0 decode errors; ' >&2\n"
+    )
+    quiet.chmod(0o755)
+    stream = tmp_path / "s.hevc"
+    stream.write_bytes(b"\0\0\1")
+    with pytest.raises(ffmpeg.StreamDamaged, match=r"does not decode cleanly: 9 access units read, 8 frames decoded, 8 written, 0 decode errors"):
+        ffmpeg.decode(str(quiet), "hevc", "hevc", stream, tmp_path / "out.yuv", tmp_path / "dec.log")
