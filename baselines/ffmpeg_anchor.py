@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec, check_intra_period
+from bench.codec import Codec, CodecError, CodecUnavailable, EncodeResult, Rate, RateSpec, check_intra_period
 from bench.video import Video, iter_yuv_bytes, read_yuv
 
 _PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
@@ -148,7 +148,10 @@ class FFmpegAnchor(Codec):
         log = Path(workdir) / f"{path.name}.dec.log"
         # the decoder's own output format (8 or 10 bits, as the stream says); a change of
         # depth is done here, exactly, rather than by ffmpeg's dithering scaler
-        ffmpeg.run(self.exe, ["-c:v", self.decoder, "-f", self.muxer, "-i", str(path), "-f", "rawvideo", str(out)], log=log)
+        try:
+            ffmpeg.decode(self.exe, self.decoder, self.muxer, path, out, log)
+        except ffmpeg.FFmpegError as e:
+            raise CodecError(f"{self.name}: {e}") from e
         m = _OUTPUT_STREAM.search(log.read_text(errors="replace"))
         if not m:
             raise ffmpeg.FFmpegError(f"{self.name}: cannot read the decoded format and geometry from {log}")

@@ -32,7 +32,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench import ffmpeg
+from bench import children, ffmpeg
 from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, check_intra_period
 from bench.video import Video, read_yuv, write_yuv
 
@@ -178,13 +178,22 @@ class ReferenceEncoder(Codec):
         out = Path(workdir) / f"{path.stem}.decoded.yuv"
         width, height, fps, native = self._geometry(path)
         depth = bit_depth or native
-        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], Path(workdir) / f"{path.name}.dec.log", f"{self.label} decoder")
-        return read_yuv(out, width, height, bit_depth=depth, fps=fps)
+        log = Path(workdir) / f"{path.name}.dec.log"
+        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], log, f"{self.label} decoder")
+        # a lost picture does not always fail the decoder: count what it wrote against the stream
+        units = len(ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), path, self.muxer))
+        video = read_yuv(out, width, height, bit_depth=depth, fps=fps) if out.is_file() else None
+        if video is None or video.frames != units:
+            raise CodecError(
+                f"{self.label} decoder wrote {video.frames if video else 'no'} pictures from the {units} access units of {path}: "
+                f"the stream is damaged or truncated; encode it again. Its log: {log}"
+            )
+        return video
 
     def _geometry(self, path: Path) -> tuple[int, int, float, int]:
         """Width, height, frame rate and coded bit depth, from the stream's parameter sets."""
         exe = ffmpeg.ffmpeg_exe(self.ffmpeg)
-        probe = subprocess.run([exe, "-hide_banner", "-nostdin", "-f", self.muxer, "-i", str(path)], capture_output=True, text=True, timeout=120)
+        probe = children.run([exe, "-hide_banner", "-nostdin", "-f", self.muxer, "-i", str(path)], capture_output=True, text=True, timeout=120)
         m = _GEOMETRY.search(probe.stderr)
         if not m:
             raise CodecError(f"{self.name}: cannot read the picture size of {path} with ffmpeg's {self.muxer} parser: {ffmpeg.tail(probe.stderr)}")
@@ -207,7 +216,7 @@ class ReferenceEncoder(Codec):
 def _run(cmd: list[str], log: Path, what: str) -> None:
     try:
         with open(log, "w") as f:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = children.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     except OSError as e:
         raise CodecError(f"{what} could not start ({cmd[0]}): {e}") from e
     if proc.returncode != 0:

@@ -338,6 +338,14 @@ class PathDataset(Dataset):
             out.append(Status(Sequence(self.name, stem, f, w, h, fps, depth), True, (f,)))
         return out
 
+    def resolve(self, root: Path | None, names: list[str] | None = None) -> list[Sequence]:
+        seqs = super().resolve(root, names)
+        for seq in seqs:
+            # the depth is the user's word: reading a frame checks its samples fit it, before
+            # anything is planned (each job checks all of its frames when it reads them)
+            seq.open(frames=1)
+        return seqs
+
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (_hevc_b(), _uvg(), _mcl_jcv(), SampleDataset(), SyntheticDataset())}
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from . import ffmpeg
+from . import children, ffmpeg
 from .video import Video, frame_bytes, iter_yuv_bytes, sample_dtype
 
 FOLDER = "decoded"
@@ -65,7 +64,7 @@ def load(path: str | Path, width: int, height: int, bit_depth: int, frames: int,
         raise DecodedError(f"decoded video {path} is missing (the results folder was copied without its decoded/ folder?)")
     exe = ffmpeg.ffmpeg_exe(exe)
     cmd = [exe, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", _pix_fmt(bit_depth), "-"]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = children.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise DecodedError(f"cannot read the decoded video {path}: {ffmpeg.tail(proc.stderr)}")
     fb = frame_bytes(width, height, bit_depth)

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import children
+
 ENV_VAR = "BENCH_FFMPEG"
 
 
@@ -51,7 +53,7 @@ def ffmpeg_exe(override: str | os.PathLike | None = None) -> str:
 def ffmpeg_version(exe: str) -> str:
     """First line of ``ffmpeg -version`` (recorded in every manifest)."""
     try:
-        out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=60)
+        out = children.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=60)
     except OSError as e:
         raise FFmpegError(f"cannot run ffmpeg {exe!r}: {e}. Name another with --ffmpeg PATH or BENCH_FFMPEG") from e
     return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
@@ -59,7 +61,7 @@ def ffmpeg_version(exe: str) -> str:
 
 @functools.cache
 def _components(exe: str, kind: str) -> frozenset[str]:
-    out = subprocess.run([exe, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=60)
+    out = children.run([exe, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=60)
     names = set()
     for line in out.stdout.splitlines():
         parts = line.split()
@@ -111,7 +113,7 @@ def run(
     cmd = [exe, "-hide_banner", "-y", *(["-nostdin"] if stdin_chunks is None else []), *map(str, args)]
     errf = open(log, "wb") if log is not None else None
     try:
-        proc = subprocess.Popen(
+        proc = children.popen(
             cmd,
             stdin=subprocess.PIPE if stdin_chunks is not None else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -143,6 +145,54 @@ def run(
         raise FFmpegError(f"ffmpeg failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n{tail(text)}")
 
 
+# --- decoding, refusing damage ----------------------------------------------------------------
+
+_LOG_ERROR = re.compile(r"\[(?:error|fatal|panic)\] ")
+_IN_COUNTS = re.compile(r"Input stream #0:0 \(video\): (\d+) packets read[^;]*; (\d+) frames decoded(?:; (\d+) decode errors)?")
+_OUT_COUNTS = re.compile(r"Output stream #0:0 \(video\): (\d+) frames encoded")
+
+
+class StreamDamaged(FFmpegError):
+    """The decoder found errors in a stream, or lost or added frames: its output is not the stream's."""
+
+
+def decode(exe: str, decoder: str, demuxer: str, path: str | os.PathLike, out: Path, log: Path) -> None:
+    """Decode an elementary stream to raw video in ``out``, refusing a damaged stream.
+
+    ffmpeg conceals errors by default (a damaged stream still yields frames, and exit 0), so:
+    the decoder aborts on any error it detects (``-err_detect explode``), ffmpeg exits on it
+    (``-xerror``), every error line of the log fails the decode, and the frames decoded and
+    written must equal the access units read. Damage a decoder cannot detect (a flipped bit
+    that still parses) passes unless the stream carries picture hashes (HEVC/VVC hash SEI)."""
+    args = ["-v", "level+verbose", "-err_detect", "explode", "-c:v", decoder, "-f", demuxer, "-i", str(path), "-xerror", "-f", "rawvideo", str(out)]
+    try:
+        run(exe, args, log=log)
+    except FFmpegError as e:
+        raise StreamDamaged(_damage_message(path, demuxer, log, "ffmpeg stopped on an error")) from e
+    text = log.read_text(errors="replace")
+    if _LOG_ERROR.search(text):
+        raise StreamDamaged(_damage_message(path, demuxer, log, "the decoder reported errors"))
+    counts = _IN_COUNTS.search(text)
+    written = _OUT_COUNTS.search(text)
+    if counts:
+        units, frames, errors = int(counts[1]), int(counts[2]), int(counts[3] or 0)
+        out_frames = int(written[1]) if written else frames
+        if errors or not units == frames == out_frames:
+            raise StreamDamaged(
+                _damage_message(path, demuxer, log, f"{units} access units read, {frames} frames decoded, {out_frames} written, {errors} decode errors")
+            )
+
+
+def _damage_message(path: str | os.PathLike, demuxer: str, log: Path, what: str) -> str:
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    errors = [line for line in text.splitlines() if _LOG_ERROR.search(line)][:5]
+    quoted = "\n  ".join(errors) if errors else tail(text, 5)
+    return (
+        f"{path} does not decode cleanly: {what}. It is damaged or truncated (a copy cut short, bytes "
+        f"changed on disk or in transit), or not a {demuxer} stream; encode it again. First errors from {log}:\n  {quoted}"
+    )
+
+
 # --- access units of an elementary stream ------------------------------------------------------
 
 _TRACE = re.compile(r"^\[trace_headers @ [^\]]*\]\s+\d+\s+(\w+)(?:\[[^\]]*\])*\s+[01]*\s*=\s*(-?\d+)\s*$")
@@ -164,7 +214,7 @@ def access_units(exe: str, path: str | os.PathLike, demuxer: str) -> list[Access
     decoding order: its bytes, its picture type and its slice QP, read from the stream's own
     headers by ffmpeg's ``trace_headers`` bitstream filter (no decoding). A picture's type and
     QP are those of its first slice."""
-    out = subprocess.run(
+    out = children.run(
         [exe, "-hide_banner", "-nostdin", "-f", demuxer, "-i", str(path), "-map", "0:v:0", "-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"],
         capture_output=True,
         text=True,

@@ -28,7 +28,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -41,9 +40,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from . import children, ffmpeg, scratch, weights
 from . import datasets as ds
 from . import decoded as decoded_store
-from . import ffmpeg, weights
 from .codec import (
     BitDepthError,
     Codec,
@@ -60,7 +59,7 @@ from .codec import (
 )
 from .datasets import Sequence
 from .metrics import create_metric, default_metrics, measure, resolve_metrics
-from .store import WORK_PREFIX, ResultsStore, TableWriter, dumps, file_digest, safe_name
+from .store import ResultsStore, TableWriter, dumps, file_digest, safe_name
 from .video import Video
 
 
@@ -339,6 +338,7 @@ PINNED_ENV = "BENCH_PINNED_GPU"
 
 
 def _worker_init(threads: int) -> None:
+    children.die_with_pool_parent()
     import torch
 
     torch.set_num_threads(threads)
@@ -447,7 +447,7 @@ def run_job(job: Job) -> JobResult:
         coded = job.coded_bit_depth
         if coded != ref.bit_depth:
             notes.append(f"{job.codec} codes {coded}-bit: the {ref.bit_depth}-bit source was converted for it and its output back")
-        with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{job.job_id}.", dir=os.environ.get("BENCH_WORKDIR")) as tmp:
+        with scratch.job_dir(job.job_id) as tmp:
             work = Path(tmp)
             t0 = time.perf_counter()
             enc = codec.encode(ref.to_bit_depth(coded), job.rate, work)

@@ -43,6 +43,10 @@ class YuvSizeError(VideoError):
         )
 
 
+class SampleRangeError(VideoError):
+    """Samples above the claimed bit depth's peak: the file is not what it was said to be."""
+
+
 @dataclass
 class Video:
     """A 4:2:0 video as three planes of integer samples.
@@ -144,7 +148,11 @@ def read_yuv(
     start: int = 0,
     frames: int | None = None,
 ) -> Video:
-    """Map frames [start, start+frames) of a planar 4:2:0 .yuv file without reading them."""
+    """Map frames [start, start+frames) of a planar 4:2:0 .yuv file.
+
+    Above 8 bits the mapped frames are scanned once, a few at a time, and a sample above the
+    depth's peak is refused (:class:`SampleRangeError`): an 8-bit file read as 10-bit gives
+    16-bit words up to 65535, which would otherwise be coded and measured as if valid."""
     path = Path(path)
     if width % 2 or height % 2:
         raise VideoError(f"{path}: 4:2:0 needs even width and height, got {width}x{height}")
@@ -160,7 +168,25 @@ def read_yuv(
     y = raw[:, :n].reshape(-1, height, width)
     u = raw[:, n : n + n // 4].reshape(-1, height // 2, width // 2)
     v = raw[:, n + n // 4 :].reshape(-1, height // 2, width // 2)
+    if 8 < bit_depth < 8 * dtype.itemsize:
+        _check_range(path, raw, n, bit_depth, start)
     return Video(y, u, v, bit_depth=bit_depth, fps=fps)
+
+
+def _check_range(path: Path, raw: np.ndarray, n: int, bit_depth: int, start: int, batch: int = 8) -> None:
+    peak = (1 << bit_depth) - 1
+    for s in range(0, len(raw), batch):
+        chunk = raw[s : s + batch]
+        if chunk.max() <= peak:
+            continue
+        i = int(np.argmax(chunk.max(axis=1) > peak))
+        planes = {"Y": chunk[i, :n], "U": chunk[i, n : n + n // 4], "V": chunk[i, n + n // 4 :]}
+        plane, top = next((k, int(p.max())) for k, p in planes.items() if p.max() > peak)
+        raise SampleRangeError(
+            f"{path}: frame {start + s + i} holds the value {top} in its {plane} plane, above {peak}, the most a "
+            f"{bit_depth}-bit sample can be. An 8-bit file read as --bit-depth {bit_depth}? Give the file's true depth "
+            f"(--bit-depth, or a name like Name_WxH_FPS_8bit.yuv)."
+        )
 
 
 def iter_yuv_bytes(video: Video, batch: int = 8):

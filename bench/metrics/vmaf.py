@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import ffmpeg
+from .. import children, ffmpeg, scratch
 from ..video import Video, write_yuv
 from . import Column, Metric, MetricError, MetricUnavailable
 
@@ -45,14 +43,14 @@ class VMAF(Metric):
         exe = ffmpeg.ffmpeg_exe(self.ffmpeg_path)
         pix = "yuv420p" if ref.bit_depth == 8 else "yuv420p10le"
         raw = ["-f", "rawvideo", "-pix_fmt", pix, "-s", f"{ref.width}x{ref.height}", "-r", f"{ref.fps:g}"]
-        with tempfile.TemporaryDirectory(prefix="bench-vmaf-") as tmp:
+        with scratch.job_dir("vmaf") as tmp:
             t = Path(tmp)
             write_yuv(ref, t / "ref.yuv")
             write_yuv(dist, t / "dist.yuv")
             # relative names: the filter-graph option syntax would need escaping for paths
             graph = f"[0:v][1:v]libvmaf=model=version={MODEL}:log_fmt=json:log_path=vmaf.json:n_threads={self.threads}"
             cmd = [exe, "-hide_banner", "-nostdin", *raw, "-i", "dist.yuv", *raw, "-i", "ref.yuv", "-lavfi", graph, "-f", "null", "-"]
-            out = subprocess.run(cmd, cwd=t, capture_output=True, text=True)
+            out = children.run(cmd, cwd=t, capture_output=True, text=True)
             if out.returncode != 0:
                 raise MetricError(f"ffmpeg libvmaf failed: {ffmpeg.tail(out.stderr)}")
             frames = json.loads((t / "vmaf.json").read_text())["frames"]

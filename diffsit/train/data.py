@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,10 +160,11 @@ class SequenceSource(Source):
 
 
 def _decode_video(path: Path, max_frames: int, extra_input: list[str] | None = None) -> list[np.ndarray]:
+    from bench import children
     from bench.ffmpeg import ffmpeg_exe
 
     exe = ffmpeg_exe()
-    probe = subprocess.run([exe, "-hide_banner", *(extra_input or []), "-i", str(path)], capture_output=True, text=True)
+    probe = children.run([exe, "-hide_banner", *(extra_input or []), "-i", str(path)], capture_output=True, text=True)
     m = re.search(r"Video:.*?(\d{2,5})x(\d{2,5})", probe.stderr)
     if not m:
         raise TrainDataError(f"ffmpeg cannot read a video stream from {path}:\n{probe.stderr[-800:]}")
@@ -186,7 +186,7 @@ def _decode_video(path: Path, max_frames: int, extra_input: list[str] | None = N
         "rgb24",
         "-",
     ]
-    res = subprocess.run(cmd, capture_output=True)
+    res = children.run(cmd, capture_output=True)
     if res.returncode != 0:
         raise TrainDataError(f"ffmpeg failed on {path}: {res.stderr.decode(errors='replace')[-800:]}")
     raw = np.frombuffer(res.stdout, np.uint8)
