@@ -23,15 +23,16 @@ from __future__ import annotations
 import html
 import json
 import math
-import shutil
+import os
+import sys
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from . import report as rp
-from .store import atomic_write_text
+from .safepath import UnsafePath, make_dirs, read_inside, relative_parts, write_into
 
 PLOTLY_JS = "plotly.min.js"
 # matplotlib marker -> plotly symbol, so a codec looks the same in `plot` and here
@@ -178,22 +179,26 @@ def _manifest(d: str) -> dict:
         return {}
 
 
-def find_visuals(results: list[Path], extra: list[Path]) -> list[Path]:
+def find_visuals(results: list[Path], extra: list[Path]) -> list[tuple[Path, str]]:
+    """Each visual as (folder it was found under, its visualize.json's name below it): every
+    read of the visual goes through that folder (``bench.safepath``), so none leaves it."""
     from .visualize import RESULT_FILE
 
     found = []
     for base in results:
         if base.is_dir():
-            found += sorted(p.parent for p in base.rglob(RESULT_FILE))
+            # rglob does not descend into linked folders; a linked visualize.json is refused on reading
+            found += [(base, p.relative_to(base).as_posix()) for p in sorted(base.rglob(RESULT_FILE))]
     for v in extra:
         if not (v / RESULT_FILE).is_file():
             raise ReportError(f"--visuals {v}: no {RESULT_FILE} there; it must be a folder that `bench visualize` wrote")
-        found.append(v)
+        found.append((v, RESULT_FILE))
     seen, out = set(), []
-    for f in found:
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
-            out.append(f)
+    for root, name in found:
+        key = (root / name).parent.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append((root, name))
     return out
 
 
@@ -278,35 +283,88 @@ def _provenance_html(summary: pd.DataFrame) -> str:
     return "".join(out)
 
 
-def _visual_html(folder: Path, dest: Path, index: int) -> str:
-    from .visualize import RESULT_FILE
+def _load_visual(root: Path, name: str) -> tuple[dict, dict[str, bytes]]:
+    """A visualize.json and the images it names, each read through ``root`` and stored under
+    a name of ours (never its text); UnsafePath or ValueError says why it cannot be shown."""
+    info = json.loads(read_inside(root, name))
+    picks = info.get("picks") if isinstance(info, dict) else None
+    if not isinstance(picks, list) or not all(isinstance(p, dict) for p in picks):
+        raise ValueError("not what `bench visualize` writes (an object with a list of picks)")
+    wanted = {"compare.png": info.get("compare"), "xt.png": info.get("xt"), "source.png": info.get("source")}
+    for j, p in enumerate(picks):
+        wanted.update({f"crop-{j:02d}.png": p.get("crop"), f"xt-{j:02d}.png": p.get("xt")})
+    folder, files = PurePosixPath(name).parent, {}
+    for dest, given in wanted.items():
+        if given is None:
+            continue
+        try:
+            files[dest] = read_inside(root, folder.joinpath(*relative_parts(given)).as_posix())
+        except FileNotFoundError:
+            continue  # e.g. a crop deleted by hand: the rest still shows
+    return info, files
 
-    info = json.loads((folder / RESULT_FILE).read_text())
-    target = dest / "visuals" / f"{index:02d}"
-    target.mkdir(parents=True, exist_ok=True)
-    names = [info.get("compare"), info.get("xt"), info.get("source")] + [p.get(k) for p in info.get("picks", []) for k in ("crop", "xt")]
-    for name in filter(None, names):
-        src = folder / name
-        if src.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target / name)
-    rel = f"visuals/{index:02d}"
-    crop = info.get("crop", {})
-    rows = "".join(
-        f"<tr><td>{_esc(p['codec'])}</td><td>{_esc(p['rate'])}</td><td>{p['bpp']:.4f}</td>"
-        f"<td>{_esc(', '.join(f'{k} {v:.4g}' for k, v in p.get('metrics', {}).items()))}</td><td>{_esc('; '.join([p['why'], *p.get('notes', [])]))}</td></tr>"
-        for p in info.get("picks", [])
-    )
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in info.get("notes", []))
+
+def _fmt(v, spec: str) -> str:
+    """A number as ``spec`` says, anything else as escaped text (a visualize.json is untrusted)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return format(v, spec)
+    return _esc(v)
+
+
+def _visual_html(info: dict, rel: str, files: dict[str, bytes]) -> str:
+    crop = info.get("crop") if isinstance(info.get("crop"), dict) else {}
+    rows = []
+    for p in info["picks"]:
+        metrics = p.get("metrics") if isinstance(p.get("metrics"), dict) else {}
+        means = ", ".join(f"{_esc(k)} {_fmt(v, '.4g')}" for k, v in metrics.items())
+        why = "; ".join(map(str, [p.get("why"), *_list(p.get("notes"))]))
+        rows.append(
+            f"<tr><td>{_esc(p.get('codec'))}</td><td>{_esc(p.get('rate'))}</td><td>{_fmt(p.get('bpp'), '.4f')}</td><td>{means}</td><td>{_esc(why)}</td></tr>"
+        )
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in _list(info.get("notes")))
+    figures = [
+        ("compare.png", "crops of each codec side by side", "crops at matched bitrate"),
+        ("xt.png", "x-t slices", f"x-t slice: row {_fmt(info.get('row'), '')} over time (flicker shows as horizontal banding)"),
+    ]
+    where = f"{_fmt(crop.get('w'), '')}x{_fmt(crop.get('h'), '')} at ({_fmt(crop.get('x'), '')}, {_fmt(crop.get('y'), '')})"
     return (
-        f'<section class="visual"><h3>{_esc(info["dataset"])}/{_esc(info["sequence"])}: frame {info["frame"]}, '
-        f"crop {crop.get('w')}x{crop.get('h')} at ({crop.get('x')}, {crop.get('y')}), target {info['target_bpp']:.4g} bpp</h3>"
-        f'<table class="picks"><thead><tr><th>codec</th><th>rate</th><th>bpp</th><th>sequence means</th><th>picked</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<section class="visual"><h3>{_esc(info.get("dataset"))}/{_esc(info.get("sequence"))}: frame {_fmt(info.get("frame"), "")}, '
+        f"crop {where}, target {_fmt(info.get('target_bpp'), '.4g')} bpp</h3>"
+        f'<table class="picks"><thead><tr><th>codec</th><th>rate</th><th>bpp</th><th>sequence means</th><th>picked</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
         f"{f'<ul class=note>{notes}</ul>' if notes else ''}"
-        f'<figure><img src="{rel}/{_esc(info["compare"])}" alt="crops of each codec side by side"><figcaption>crops at matched bitrate</figcaption></figure>'
-        f'<figure><img src="{rel}/{_esc(info["xt"])}" alt="x-t slices"><figcaption>x-t slice: row {info.get("row")} over time (flicker shows as horizontal banding)</figcaption></figure>'
-        "</section>"
+        + "".join(f'<figure><img src="{rel}/{f}" alt="{alt}"><figcaption>{cap}</figcaption></figure>' for f, alt, cap in figures if f in files)
+        + "</section>"
     )
+
+
+def _list(v) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _write_visuals(out: Path, found: list[tuple[Path, str]], warn) -> str:
+    """Each visual's section, its images copied under OUT/visuals/NN/. A visual that names a
+    file outside its folder, a link or something not a plain file is left out with a warning:
+    one hostile folder must not cost the honest ones, nor the rest of the report."""
+    parts, refused = [], []
+    for root, name in found:
+        where = root / name
+        try:
+            info, files = _load_visual(root, name)
+            rel = f"visuals/{len(parts):02d}"
+            section = _visual_html(info, rel, files)
+        except (UnsafePath, ValueError, TypeError, AttributeError, OSError) as e:
+            refused.append(f"{where}: {e}; left out")
+            warn(refused[-1])
+            continue
+        target = make_dirs(out, "visuals", rel.split("/")[1])
+        for dest, data in files.items():
+            write_into(target, dest, data)
+        parts.append(section)
+    warned = "".join(f"<li>{_esc(w)}</li>" for w in refused)
+    shown = "".join(parts) or (
+        '<p class="note">none: run <code>bench run --save-decoded</code>, then <code>bench visualize</code>, and build the report again</p>'
+    )
+    return (f'<ul class="note warn">{warned}</ul>' if warned else "") + shown
 
 
 def build_data(summary: pd.DataFrame, metrics: list[str], opt: rp.BDOptions, anchors: list[str]) -> tuple[dict, dict]:
@@ -399,9 +457,14 @@ def write_report(
     metrics: list[str] | None = None,
     opt: rp.BDOptions | None = None,
     title: str = "Rate-distortion report",
+    warn=None,
 ) -> Path:
-    """Write OUT/index.html (and plotly.min.js, visuals/ beside it); returns the page."""
+    """Write OUT/index.html (and plotly.min.js, visuals/ beside it); returns the page.
+
+    Nothing is written outside OUT, and nothing but the images of ``bench visualize``
+    folders is copied in; what is refused goes to ``warn`` (default: stderr) and the page."""
     opt = opt or rp.BDOptions()
+    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
     if summary.empty:
         raise ReportError("the results hold no summary.csv rows: every job failed, or none ran")
     metrics = rp.present_metrics(summary, metrics or None)
@@ -418,11 +481,12 @@ def write_report(
     visual_dirs = find_visuals(results, visuals or [])
     data, tables = build_data(summary, metrics, opt, anchors)
 
-    out.mkdir(parents=True, exist_ok=True)
-    _write_plotly(out / PLOTLY_JS)
-    visual_html = "".join(_visual_html(v, out, i) for i, v in enumerate(visual_dirs)) or (
-        '<p class="note">none: run <code>bench run --save-decoded</code>, then <code>bench visualize</code>, and build the report again</p>'
-    )
+    try:
+        _open_out(out)
+        _write_plotly(out)
+        visual_html = _write_visuals(out, visual_dirs, warn)
+    except UnsafePath as e:
+        raise ReportError(f"{e}: the report writes only under --out {out}") from None
     bd_sections = []
     for a, t in tables.items():
         boot = t.attrs.get("bootstrap", {})
@@ -460,9 +524,15 @@ def write_report(
     page = _TEMPLATE
     for k, v in body.items():
         page = page.replace(f"@@{k}@@", v)
-    index = out / "index.html"
-    atomic_write_text(index, page)
-    return index
+    return write_into(out, "index.html", page.encode())
+
+
+def _open_out(out: Path) -> None:
+    # --out is the user's, but the default (results/report) lies in the default --results:
+    # a link planted there would send the whole report elsewhere
+    if out.is_symlink():
+        raise UnsafePath(f"--out {out} is a symbolic link (to {os.readlink(out)}); pass the folder it points to")
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def _rd_html(rd: list[dict]) -> str:
@@ -479,12 +549,13 @@ def _rd_html(rd: list[dict]) -> str:
     return "".join(parts) or '<p class="note">no curve to draw</p>'
 
 
-def _write_plotly(path: Path) -> None:
+def _write_plotly(out: Path) -> None:
     from plotly.offline import get_plotlyjs
 
-    js = get_plotlyjs()
-    if not path.is_file() or path.read_text() != js:
-        atomic_write_text(path, js)
+    js = get_plotlyjs().encode()
+    path = out / PLOTLY_JS
+    if path.is_symlink() or not path.is_file() or path.read_bytes() != js:
+        write_into(out, PLOTLY_JS, js)
 
 
 def curve_counts(summary: pd.DataFrame, metrics: list[str] | None = None) -> dict[str, int]:
@@ -523,6 +594,7 @@ td.na { color: #888; }
 td.na .why { font-size: 11px; max-width: 320px; padding-left: 14px; margin: 2px 0; }
 td.na summary { cursor: pointer; }
 .note { color: #666; font-size: 13px; }
+.warn { color: #a40; }
 dt { font-weight: 600; } dd { margin: 0 0 6px 12px; } code { font-size: 12px; word-break: break-all; }
 figure { margin: 10px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 select { margin-right: 10px; }
