@@ -2,7 +2,8 @@
 
 The page (``OUT/index.html``, with ``plotly.min.js`` and the images beside it) reads only
 files written next to it: no CDN, no font or tile server, no request leaving the folder
-(its Content-Security-Policy allows only file: URLs and inline data). It shows
+(its Content-Security-Policy allows only file: URLs, inline data, and the page's one
+script by its hash). It shows
 
 - interactive RD curves per dataset and metric, on the same dataset-level curves as
   ``bench plot`` (published ones dashed); hovering a point gives codec, rate point, bpp,
@@ -16,14 +17,22 @@ files written next to it: no CDN, no font or tile server, no request leaving the
 
 Figures are built with plotly's Python classes (so they are validated) and drawn by
 plotly.js from JSON embedded in the page.
+
+A results folder may be someone else's (a shared drive, a tarball): everything read from it
+is text. Each value is escaped where the page shows it, the page is filled in one pass, and
+files are copied only through ``bench.safepath`` (below their folder, no links, regular
+files) to names of ours under OUT.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import math
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -121,7 +130,7 @@ def rd_figure(curves: pd.DataFrame, metric: str, title: str):
     """One RD plot: a trace per codec, dashed where published; returns (figure, curves drawn)."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(layout=_layout(title, "bpp", rp.metric_label(metric)))
+    fig = go.Figure(layout=_layout(_plotly_text(title), "bpp", rp.metric_label(metric)))
     n = 0
     for codec, rows in curves.groupby("codec", sort=True):
         rows = rows[rows[metric].notna()].sort_values("bpp")
@@ -130,13 +139,14 @@ def rd_figure(curves: pd.DataFrame, metric: str, title: str):
         colour, marker = rp.codec_style(codec)
         published = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).any())
         seqs = rows["sequences"] if "sequences" in rows else pd.Series(1, index=rows.index)
-        custom = [[codec, str(r), _rate_name(codec), int(s) if pd.notna(s) else 1] for r, s in zip(rows["rate"], seqs)]
+        name = _plotly_text(codec)
+        custom = [[name, _plotly_text(r), _plotly_text(_rate_name(codec)), int(s) if pd.notna(s) else 1] for r, s in zip(rows["rate"], seqs)]
         fig.add_trace(
             go.Scatter(
                 x=[_num(v) for v in rows["bpp"]],
                 y=[_num(v) for v in rows[metric]],
                 mode="lines+markers",
-                name=f"{codec} (published)" if published else codec,
+                name=f"{name} (published)" if published else name,
                 line=dict(color=colour, dash="dash" if published else "solid", width=2),
                 marker=dict(symbol=_SYMBOLS.get(marker, "circle"), size=7, color=colour),
                 customdata=custom,
@@ -149,6 +159,12 @@ def rd_figure(curves: pd.DataFrame, metric: str, title: str):
         )
         n += 1
     return fig, n
+
+
+def _plotly_text(v) -> str:
+    """Text for a plotly name, title or hover label: plotly reads them as HTML-like markup and
+    decodes &amp; &lt; &gt; (not &quot;, and quotes are harmless once no tag can open)."""
+    return html.escape(str(v), quote=False)
 
 
 def frame_colour(kind: str, order: list[str]) -> str:
@@ -172,11 +188,20 @@ def _read_frames(dirs: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _manifest(d: str) -> dict:
+def _manifest(d: str) -> tuple[dict, str | None]:
+    """(manifest, why it was refused): a linked manifest.json is not read, a missing one is
+    just absent; its fields are shown escaped, so only their types need checking."""
     try:
-        return json.loads((Path(d) / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        m = json.loads(read_inside(Path(d), "manifest.json"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as e:  # UnsafePath, bad JSON, bad UTF-8
+        return {}, f"manifest.json not read: {e}"
+    return (m, None) if isinstance(m, dict) else ({}, "manifest.json is not a JSON object")
+
+
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}
 
 
 def find_visuals(results: list[Path], extra: list[Path]) -> list[tuple[Path, str]]:
@@ -244,15 +269,16 @@ def bd_html(table: pd.DataFrame, metrics: list[str], sequences: list[str] | None
 def _provenance_html(summary: pd.DataFrame) -> str:
     out = []
     for d, rows in summary.groupby("results_dir", sort=True):
-        m = _manifest(d)
-        prov = m.get("provenance") or {}
+        m, refused = _manifest(d)
+        prov = _dict(m.get("provenance"))
         imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
-        items = []
+        items = [("warning", refused)] if refused else []
         if imported:
             src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
             items.append(("imported from", "; ".join(src) or "(no source recorded)"))
             if "imported" in m:
-                items.append(("file", f"{m['imported'].get('file')} (SHA-256 {m['imported'].get('sha256')})"))
+                imp = _dict(m["imported"])
+                items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
         else:
             cmd = prov.get("command")
             items += [
@@ -260,10 +286,10 @@ def _provenance_html(summary: pd.DataFrame) -> str:
                 ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
                 ("time", prov.get("time")),
                 ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
-                ("ffmpeg", (prov.get("ffmpeg") or {}).get("version")),
-                ("packages", ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)),
+                ("ffmpeg", _dict(prov.get("ffmpeg")).get("version")),
+                ("packages", ", ".join(f"{k} {v}" for k, v in _dict(prov.get("packages")).items() if v)),
             ]
-            counts = m.get("counts")
+            counts = _dict(m.get("counts"))
             if counts:
                 items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
         dl = "".join(f"<dt>{_esc(k)}</dt><dd><code>{_esc(v)}</code></dd>" for k, v in items if v not in (None, ""))
@@ -480,19 +506,45 @@ def write_report(
     results = results or sorted({Path(d) for d in summary["results_dir"]})
     visual_dirs = find_visuals(results, visuals or [])
     data, tables = build_data(summary, metrics, opt, anchors)
-
     try:
         _open_out(out)
         _write_plotly(out)
         visual_html = _write_visuals(out, visual_dirs, warn)
     except UnsafePath as e:
         raise ReportError(f"{e}: the report writes only under --out {out}") from None
-    bd_sections = []
+    generated = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by bench report, from {len(set(summary['results_dir']))} results folder(s)"
+    page = fill(
+        _TEMPLATE,
+        {
+            "CSP": Html(CSP),  # ours, and its quotes must stay quotes
+            "SCRIPT": Html(_SCRIPT),
+            "TITLE": title,
+            "GENERATED": generated,
+            "RD": Html(_rd_html(data["rd"])),
+            "BD": Html(_bd_sections(tables, metrics, opt)),
+            "VISUALS": Html(visual_html),
+            "PROVENANCE": Html(_provenance_html(summary)),
+            "DATA": Html(script_json(data)),
+        },
+    )
+    return write_into(out, "index.html", page.encode())
+
+
+def _open_out(out: Path) -> None:
+    # --out is the user's, but the default (results/report) lies in the default --results:
+    # a link planted there would send the whole report elsewhere
+    if out.is_symlink():
+        raise UnsafePath(f"--out {out} is a symbolic link (to {os.readlink(out)}); pass the folder it points to")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _bd_sections(tables: dict[str, pd.DataFrame], metrics: list[str], opt: rp.BDOptions) -> str:
+    sections = []
     for a, t in tables.items():
         boot = t.attrs.get("bootstrap", {})
         per_seq = t[~t["sequence"].isin(["all", "mean"])]
         without = t.attrs.get("datasets_without_anchor") or []
-        bd_sections.append(
+        sections.append(
             f"<h3>against {_esc(a)}</h3>"
             + f'<p class="note">{_esc(opt.method)} interpolation; negative = fewer bits for the same quality; <b>all</b> = dataset-level curve, '
             + "<b>mean</b> = mean of per-sequence BD-rates"
@@ -506,33 +558,35 @@ def write_report(
             + bd_html(t, metrics, ["all", "mean"])
             + (f"<details><summary>per sequence ({per_seq['sequence'].nunique()})</summary>{bd_html(per_seq, metrics)}</details>" if not per_seq.empty else "")
         )
-    if not bd_sections:
-        bd_sections.append(
-            '<p class="note">no codec in the results is an anchor (a plugin with <code>anchor = True</code>): pass <code>--anchor CODEC</code></p>'
-        )
-    body = {
-        "TITLE": _esc(title),
-        "GENERATED": _esc(
-            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by bench report, from {len(set(summary['results_dir']))} results folder(s)"
-        ),
-        "RD": _rd_html(data["rd"]),
-        "BD": "".join(bd_sections),
-        "VISUALS": visual_html,
-        "PROVENANCE": _provenance_html(summary),
-        "DATA": json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/"),
-    }
-    page = _TEMPLATE
-    for k, v in body.items():
-        page = page.replace(f"@@{k}@@", v)
-    return write_into(out, "index.html", page.encode())
+    return "".join(sections) or (
+        '<p class="note">no codec in the results is an anchor (a plugin with <code>anchor = True</code>): pass <code>--anchor CODEC</code></p>'
+    )
 
 
-def _open_out(out: Path) -> None:
-    # --out is the user's, but the default (results/report) lies in the default --results:
-    # a link planted there would send the whole report elsewhere
-    if out.is_symlink():
-        raise UnsafePath(f"--out {out} is a symbolic link (to {os.readlink(out)}); pass the folder it points to")
-    out.mkdir(parents=True, exist_ok=True)
+class Html(str):
+    """Markup this module built with every value in it escaped: the one kind of value
+    ``fill`` puts in the page as it is."""
+
+
+_SLOT = re.compile(r"@@([A-Z]+)@@")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """The template with each @@NAME@@ replaced in one pass, so that no value is ever read
+    as a slot (a codec named @@DATA@@ stays text); plain strings are escaped."""
+
+    def one(m: re.Match) -> str:
+        v = values[m.group(1)]
+        return v if isinstance(v, Html) else _esc(v)
+
+    return _SLOT.sub(one, template)
+
+
+def script_json(data) -> str:
+    """JSON for a <script> element: no <, > or & in it, so neither </script> nor <!--
+    in a name can end or bend the element (JSON.parse reads the \\u escapes back)."""
+    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _rd_html(rd: list[dict]) -> str:
@@ -576,7 +630,7 @@ _TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'self' 'unsafe-inline' file:; style-src 'unsafe-inline'; img-src 'self' data: blob: file:; font-src data:">
+<meta http-equiv="Content-Security-Policy" content="@@CSP@@">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>@@TITLE@@</title>
 <style>
@@ -615,7 +669,14 @@ select { margin-right: 10px; }
 </main>
 <script src="plotly.min.js"></script>
 <script type="application/json" id="bench-data">@@DATA@@</script>
-<script>
+<script>@@SCRIPT@@</script>
+</body>
+</html>
+"""
+
+# the page's one script, allowed by its hash (no 'unsafe-inline'): whatever markup a results
+# folder smuggled into the page could not run
+_SCRIPT = """
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("bench-data").textContent);
@@ -623,6 +684,10 @@ select { margin-right: 10px; }
   function draw(id, fid) {
     var f = data.figures[fid];
     return Plotly.newPlot(id, f.data, f.layout, config);
+  }
+  // plotly reads trace names and titles as HTML-like text: strings of the results go in escaped
+  function esc(s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
   function option(sel, value, text) {
     var o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o);
@@ -667,18 +732,18 @@ select { margin-right: 10px; }
     var m = frMetric.value, traces = [];
     uniq(job.type).forEach(function (t) {
       var idx = job.type.map(function (v, i) { return v === t ? i : -1; }).filter(function (i) { return i >= 0; });
-      var name = t || "(no type)", colour = fr.colours[t] || "#7f7f7f";
+      var name = esc(t || "(no type)"), colour = fr.colours[t] || "#7f7f7f";
       var x = idx.map(function (i) { return job.frame[i]; });
       traces.push({type: "bar", x: x, y: idx.map(function (i) { return job.bits[i]; }), name: name + " bits", legendgroup: name,
                    marker: {color: colour}, hovertemplate: "frame %{x} (" + name + ")<br>%{y:.0f} bits<extra></extra>"});
-      if (m) traces.push({type: "scatter", mode: "markers", x: x, y: idx.map(function (i) { return job.values[m][i]; }), name: name + " " + m,
+      if (m) traces.push({type: "scatter", mode: "markers", x: x, y: idx.map(function (i) { return job.values[m][i]; }), name: name + " " + esc(m),
                    legendgroup: name, xaxis: "x", yaxis: "y2", marker: {color: colour, size: 7},
-                   hovertemplate: "frame %{x} (" + name + ")<br>" + m + " %{y:.4f}<extra></extra>"});
+                   hovertemplate: "frame %{x} (" + name + ")<br>" + esc(m) + " %{y:.4f}<extra></extra>"});
     });
     var layout = {template: "plotly_white", height: 520, barmode: "overlay", hovermode: "closest", margin: {l: 60, r: 10, t: 40, b: 45},
-      title: {text: job.codec + " " + job.rate + " on " + seqKey(job), font: {size: 13}},
+      title: {text: esc(job.codec + " " + job.rate + " on " + seqKey(job)), font: {size: 13}},
       xaxis: {title: {text: "frame"}, anchor: "y"}, yaxis: {title: {text: "bits"}, domain: [0.55, 1]},
-      yaxis2: {title: {text: m ? fr.labels[m] : ""}, domain: [0, 0.42], anchor: "x"}};
+      yaxis2: {title: {text: m ? esc(fr.labels[m]) : ""}, domain: [0, 0.42], anchor: "x"}};
     Plotly.newPlot(box, traces, layout, config);
   }
   frSeq.addEventListener("change", refill);
@@ -688,7 +753,12 @@ select { margin-right: 10px; }
   refill();
   document.body.setAttribute("data-ready", "1");
 })();
-</script>
-</body>
-</html>
 """
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+# file: for plotly.min.js beside the page; style-src keeps 'unsafe-inline' because plotly.js
+# styles its plots with <style> elements and style attributes it makes as it draws
+CSP = (
+    f"default-src 'none'; script-src 'self' file: 'sha256-{_SCRIPT_HASH}'; style-src 'unsafe-inline'; "
+    "img-src 'self' data: blob: file:; font-src data:; base-uri 'none'; form-action 'none'"
+)

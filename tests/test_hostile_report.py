@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -280,4 +281,102 @@ def test_links_planted_in_out_are_refused_or_replaced_never_followed(layout, cap
     before = layout.snapshot()
     assert main(["report", "--results", str(layout.results), "--out", str(linked)]) == 2
     assert f"--out {linked} is a symbolic link (to {layout.home}); pass the folder it points to" in capsys.readouterr().err
+    layout.assert_contained(before)
+
+
+# --- markup and slots in names --------------------------------------------------------------------
+
+
+def _data_block(page: str) -> str:
+    start = page.index('<script type="application/json" id="bench-data">') + len('<script type="application/json" id="bench-data">')
+    return page[start : page.index("</script>", start)]
+
+
+def test_names_and_visual_fields_stay_text_in_one_pass_fill(layout, capsys):
+    fields = {
+        "frame": "<img src=f onerror=window.__pwned='vframe'>",
+        "row": "<!--<script>",
+        "crop": {"x": "@@DATA@@", "y": "</script>", "w": "<b>", "h": 1},
+        "dataset": "<i>set</i>",
+        "target_bpp": "@@SCRIPT@@",
+    }
+    _visual(layout.visuals / "fields", layout.honest, **fields)
+    before = layout.snapshot()
+    assert layout.report() == 0
+    assert _warnings(capsys.readouterr().err) == []
+    page = _page(layout)
+    for payload in (*PAYLOADS, *(v for v in fields.values() if isinstance(v, str))):
+        if "<" in payload:
+            assert payload not in page, f"{payload!r} reached the page as markup"
+    assert page.count("<script") == 3  # plotly.min.js, the data, the page's script: nothing else
+    # each slot filled once: a name equal to a slot stayed text
+    assert page.count('id="bench-data"') == 1 and page.count('<section class="run">') == 1 and "@@PROVENANCE@@" in page
+    data = _data_block(page)
+    assert not set("<>&") & set(data)
+    parsed = json.loads(data)
+    names = {t["name"] for t in parsed["figures"]["rd-setA-psnr_yuv"]["data"]}
+    assert {"x265", "vvenc", "&lt;!--&lt;script&gt;", "@@DATA@@"} <= names
+    assert "crop &lt;b&gt;x1 at (@@DATA@@, &lt;/script&gt;)" in page and "frame &lt;img src=f" in page
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1)
+    script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+    assert "unsafe-inline" not in script_src and "'sha256-" in script_src
+    layout.assert_contained(before)
+
+
+# --- in a real browser ----------------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    exe = os.environ.get("BENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.fail("the browser tests need Chromium: `bash .ci/install-browser`, or BENCH_CHROMIUM=/path/to/chrome; skip them with -m 'not browser'")
+    return exe
+
+
+@pytest.mark.browser
+def test_an_attackers_results_folder_runs_no_script_in_chromium(layout, capsys):
+    from playwright.sync_api import sync_playwright
+
+    from bench.htmlreport import curve_counts
+    from bench.store import read_summaries
+
+    _visual(layout.visuals / "trav", {}, compare="../../../../.bashrc")
+    _visual(layout.visuals / "link", {"xt.png": layout.honest["xt.png"]})
+    (layout.visuals / "link" / "compare.png").symlink_to(layout.outside / "secret.png")
+    _visual(layout.visuals / "fields", layout.honest, frame="<img src=f onerror=alert('frame')>", row="<!--<script>", crop={"x": "</script>"})
+    before = layout.snapshot()
+    assert layout.report("--title", "hostile") == 0
+    assert len(_warnings(capsys.readouterr().err)) == 2
+    layout.assert_contained(before)
+
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+    console, dialogs = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto((layout.out / "index.html").as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            # every view that shows the results' strings: the hostile sequence and codec too
+            page.select_option("#seq-select", index=1)
+            page.select_option("#fr-seq", index=1)
+            page.select_option("#fr-codec", HOSTILE_CODECS[1])
+            page.wait_for_timeout(300)
+            ran = page.evaluate("() => [window.__pwned, document.title]")
+            drawn = page.evaluate(
+                "() => Object.fromEntries(Array.from(document.querySelectorAll('.plot.rd')).map(d => [d.id, d.querySelectorAll('.scatterlayer .trace').length]))"
+            )
+            names = page.evaluate("() => document.getElementById('rd-setA-psnr_yuv').data.map(t => t.name)")
+            legend = page.evaluate("() => Array.from(document.querySelectorAll('#rd-setA-psnr_yuv .legendtext')).map(t => t.textContent)")
+            images = page.evaluate("() => Array.from(document.querySelectorAll('img')).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+        finally:
+            browser.close()
+    assert ran == [None, "hostile"] and dialogs == [] and console == []
+    assert drawn == curve_counts(read_summaries([layout.results])) and drawn["rd-setA-psnr_yuv"] == len(HONEST) + len(HOSTILE_CODECS)
+    assert {"x265", "vvenc"} <= set(names)
+    assert set(HOSTILE_CODECS) <= set(legend)  # shown as the text they are
+    assert images == [["visuals/00/compare.png", True], ["visuals/00/xt.png", True], ["visuals/01/compare.png", True], ["visuals/01/xt.png", True]]
     layout.assert_contained(before)
