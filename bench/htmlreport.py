@@ -2,7 +2,8 @@
 
 The page (``OUT/index.html``, with ``plotly.min.js`` and the images beside it) reads only
 files written next to it: no CDN, no font or tile server, no request leaving the folder
-(its Content-Security-Policy allows only file: URLs and inline data). It shows
+(its Content-Security-Policy allows only file: URLs, inline data, and the page's one
+script by its hash). It shows
 
 - interactive RD curves per dataset and metric, on the same dataset-level curves as
   ``bench plot`` (published ones dashed); hovering a point gives codec, rate point, bpp,
@@ -16,22 +17,31 @@ files written next to it: no CDN, no font or tile server, no request leaving the
 
 Figures are built with plotly's Python classes (so they are validated) and drawn by
 plotly.js from JSON embedded in the page.
+
+A results folder may be someone else's (a shared drive, a tarball): everything read from it
+is text. Each value is escaped where the page shows it, the page is filled in one pass, and
+files are copied only through ``bench.safepath`` (below their folder, no links, regular
+files) to names of ours under OUT.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import math
-import shutil
+import os
+import re
+import sys
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from . import report as rp
-from .store import atomic_write_text
+from .safepath import UnsafePath, make_dirs, read_inside, relative_parts, write_into
 
 PLOTLY_JS = "plotly.min.js"
 # matplotlib marker -> plotly symbol, so a codec looks the same in `plot` and here
@@ -120,7 +130,7 @@ def rd_figure(curves: pd.DataFrame, metric: str, title: str):
     """One RD plot: a trace per codec, dashed where published; returns (figure, curves drawn)."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(layout=_layout(title, "bpp", rp.metric_label(metric)))
+    fig = go.Figure(layout=_layout(_plotly_text(title), "bpp", rp.metric_label(metric)))
     n = 0
     for codec, rows in curves.groupby("codec", sort=True):
         rows = rows[rows[metric].notna()].sort_values("bpp")
@@ -129,13 +139,14 @@ def rd_figure(curves: pd.DataFrame, metric: str, title: str):
         colour, marker = rp.codec_style(codec)
         published = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).any())
         seqs = rows["sequences"] if "sequences" in rows else pd.Series(1, index=rows.index)
-        custom = [[codec, str(r), _rate_name(codec), int(s) if pd.notna(s) else 1] for r, s in zip(rows["rate"], seqs)]
+        name = _plotly_text(codec)
+        custom = [[name, _plotly_text(r), _plotly_text(_rate_name(codec)), int(s) if pd.notna(s) else 1] for r, s in zip(rows["rate"], seqs)]
         fig.add_trace(
             go.Scatter(
                 x=[_num(v) for v in rows["bpp"]],
                 y=[_num(v) for v in rows[metric]],
                 mode="lines+markers",
-                name=f"{codec} (published)" if published else codec,
+                name=f"{name} (published)" if published else name,
                 line=dict(color=colour, dash="dash" if published else "solid", width=2),
                 marker=dict(symbol=_SYMBOLS.get(marker, "circle"), size=7, color=colour),
                 customdata=custom,
@@ -148,6 +159,12 @@ def rd_figure(curves: pd.DataFrame, metric: str, title: str):
         )
         n += 1
     return fig, n
+
+
+def _plotly_text(v) -> str:
+    """Text for a plotly name, title or hover label: plotly reads them as HTML-like markup and
+    decodes &amp; &lt; &gt; (not &quot;, and quotes are harmless once no tag can open)."""
+    return html.escape(str(v), quote=False)
 
 
 def frame_colour(kind: str, order: list[str]) -> str:
@@ -171,29 +188,42 @@ def _read_frames(dirs: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _manifest(d: str) -> dict:
+def _manifest(d: str) -> tuple[dict, str | None]:
+    """(manifest, why it was refused): a linked manifest.json is not read, a missing one is
+    just absent; its fields are shown escaped, so only their types need checking."""
     try:
-        return json.loads((Path(d) / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        m = json.loads(read_inside(Path(d), "manifest.json"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as e:  # UnsafePath, bad JSON, bad UTF-8
+        return {}, f"manifest.json not read: {e}"
+    return (m, None) if isinstance(m, dict) else ({}, "manifest.json is not a JSON object")
 
 
-def find_visuals(results: list[Path], extra: list[Path]) -> list[Path]:
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
+def find_visuals(results: list[Path], extra: list[Path]) -> list[tuple[Path, str]]:
+    """Each visual as (folder it was found under, its visualize.json's name below it): every
+    read of the visual goes through that folder (``bench.safepath``), so none leaves it."""
     from .visualize import RESULT_FILE
 
     found = []
     for base in results:
         if base.is_dir():
-            found += sorted(p.parent for p in base.rglob(RESULT_FILE))
+            # rglob does not descend into linked folders; a linked visualize.json is refused on reading
+            found += [(base, p.relative_to(base).as_posix()) for p in sorted(base.rglob(RESULT_FILE))]
     for v in extra:
         if not (v / RESULT_FILE).is_file():
             raise ReportError(f"--visuals {v}: no {RESULT_FILE} there; it must be a folder that `bench visualize` wrote")
-        found.append(v)
+        found.append((v, RESULT_FILE))
     seen, out = set(), []
-    for f in found:
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
-            out.append(f)
+    for root, name in found:
+        key = (root / name).parent.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append((root, name))
     return out
 
 
@@ -239,15 +269,16 @@ def bd_html(table: pd.DataFrame, metrics: list[str], sequences: list[str] | None
 def _provenance_html(summary: pd.DataFrame) -> str:
     out = []
     for d, rows in summary.groupby("results_dir", sort=True):
-        m = _manifest(d)
-        prov = m.get("provenance") or {}
+        m, refused = _manifest(d)
+        prov = _dict(m.get("provenance"))
         imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
-        items = []
+        items = [("warning", refused)] if refused else []
         if imported:
             src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
             items.append(("imported from", "; ".join(src) or "(no source recorded)"))
             if "imported" in m:
-                items.append(("file", f"{m['imported'].get('file')} (SHA-256 {m['imported'].get('sha256')})"))
+                imp = _dict(m["imported"])
+                items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
         else:
             cmd = prov.get("command")
             items += [
@@ -255,10 +286,10 @@ def _provenance_html(summary: pd.DataFrame) -> str:
                 ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
                 ("time", prov.get("time")),
                 ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
-                ("ffmpeg", (prov.get("ffmpeg") or {}).get("version")),
-                ("packages", ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)),
+                ("ffmpeg", _dict(prov.get("ffmpeg")).get("version")),
+                ("packages", ", ".join(f"{k} {v}" for k, v in _dict(prov.get("packages")).items() if v)),
             ]
-            counts = m.get("counts")
+            counts = _dict(m.get("counts"))
             if counts:
                 items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
         dl = "".join(f"<dt>{_esc(k)}</dt><dd><code>{_esc(v)}</code></dd>" for k, v in items if v not in (None, ""))
@@ -278,35 +309,88 @@ def _provenance_html(summary: pd.DataFrame) -> str:
     return "".join(out)
 
 
-def _visual_html(folder: Path, dest: Path, index: int) -> str:
-    from .visualize import RESULT_FILE
+def _load_visual(root: Path, name: str) -> tuple[dict, dict[str, bytes]]:
+    """A visualize.json and the images it names, each read through ``root`` and stored under
+    a name of ours (never its text); UnsafePath or ValueError says why it cannot be shown."""
+    info = json.loads(read_inside(root, name))
+    picks = info.get("picks") if isinstance(info, dict) else None
+    if not isinstance(picks, list) or not all(isinstance(p, dict) for p in picks):
+        raise ValueError("not what `bench visualize` writes (an object with a list of picks)")
+    wanted = {"compare.png": info.get("compare"), "xt.png": info.get("xt"), "source.png": info.get("source")}
+    for j, p in enumerate(picks):
+        wanted.update({f"crop-{j:02d}.png": p.get("crop"), f"xt-{j:02d}.png": p.get("xt")})
+    folder, files = PurePosixPath(name).parent, {}
+    for dest, given in wanted.items():
+        if given is None:
+            continue
+        try:
+            files[dest] = read_inside(root, folder.joinpath(*relative_parts(given)).as_posix())
+        except FileNotFoundError:
+            continue  # e.g. a crop deleted by hand: the rest still shows
+    return info, files
 
-    info = json.loads((folder / RESULT_FILE).read_text())
-    target = dest / "visuals" / f"{index:02d}"
-    target.mkdir(parents=True, exist_ok=True)
-    names = [info.get("compare"), info.get("xt"), info.get("source")] + [p.get(k) for p in info.get("picks", []) for k in ("crop", "xt")]
-    for name in filter(None, names):
-        src = folder / name
-        if src.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target / name)
-    rel = f"visuals/{index:02d}"
-    crop = info.get("crop", {})
-    rows = "".join(
-        f"<tr><td>{_esc(p['codec'])}</td><td>{_esc(p['rate'])}</td><td>{p['bpp']:.4f}</td>"
-        f"<td>{_esc(', '.join(f'{k} {v:.4g}' for k, v in p.get('metrics', {}).items()))}</td><td>{_esc('; '.join([p['why'], *p.get('notes', [])]))}</td></tr>"
-        for p in info.get("picks", [])
-    )
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in info.get("notes", []))
+
+def _fmt(v, spec: str) -> str:
+    """A number as ``spec`` says, anything else as escaped text (a visualize.json is untrusted)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return format(v, spec)
+    return _esc(v)
+
+
+def _visual_html(info: dict, rel: str, files: dict[str, bytes]) -> str:
+    crop = info.get("crop") if isinstance(info.get("crop"), dict) else {}
+    rows = []
+    for p in info["picks"]:
+        metrics = p.get("metrics") if isinstance(p.get("metrics"), dict) else {}
+        means = ", ".join(f"{_esc(k)} {_fmt(v, '.4g')}" for k, v in metrics.items())
+        why = "; ".join(map(str, [p.get("why"), *_list(p.get("notes"))]))
+        rows.append(
+            f"<tr><td>{_esc(p.get('codec'))}</td><td>{_esc(p.get('rate'))}</td><td>{_fmt(p.get('bpp'), '.4f')}</td><td>{means}</td><td>{_esc(why)}</td></tr>"
+        )
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in _list(info.get("notes")))
+    figures = [
+        ("compare.png", "crops of each codec side by side", "crops at matched bitrate"),
+        ("xt.png", "x-t slices", f"x-t slice: row {_fmt(info.get('row'), '')} over time (flicker shows as horizontal banding)"),
+    ]
+    where = f"{_fmt(crop.get('w'), '')}x{_fmt(crop.get('h'), '')} at ({_fmt(crop.get('x'), '')}, {_fmt(crop.get('y'), '')})"
     return (
-        f'<section class="visual"><h3>{_esc(info["dataset"])}/{_esc(info["sequence"])}: frame {info["frame"]}, '
-        f"crop {crop.get('w')}x{crop.get('h')} at ({crop.get('x')}, {crop.get('y')}), target {info['target_bpp']:.4g} bpp</h3>"
-        f'<table class="picks"><thead><tr><th>codec</th><th>rate</th><th>bpp</th><th>sequence means</th><th>picked</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<section class="visual"><h3>{_esc(info.get("dataset"))}/{_esc(info.get("sequence"))}: frame {_fmt(info.get("frame"), "")}, '
+        f"crop {where}, target {_fmt(info.get('target_bpp'), '.4g')} bpp</h3>"
+        f'<table class="picks"><thead><tr><th>codec</th><th>rate</th><th>bpp</th><th>sequence means</th><th>picked</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
         f"{f'<ul class=note>{notes}</ul>' if notes else ''}"
-        f'<figure><img src="{rel}/{_esc(info["compare"])}" alt="crops of each codec side by side"><figcaption>crops at matched bitrate</figcaption></figure>'
-        f'<figure><img src="{rel}/{_esc(info["xt"])}" alt="x-t slices"><figcaption>x-t slice: row {info.get("row")} over time (flicker shows as horizontal banding)</figcaption></figure>'
-        "</section>"
+        + "".join(f'<figure><img src="{rel}/{f}" alt="{alt}"><figcaption>{cap}</figcaption></figure>' for f, alt, cap in figures if f in files)
+        + "</section>"
     )
+
+
+def _list(v) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _write_visuals(out: Path, found: list[tuple[Path, str]], warn) -> str:
+    """Each visual's section, its images copied under OUT/visuals/NN/. A visual that names a
+    file outside its folder, a link or something not a plain file is left out with a warning:
+    one hostile folder must not cost the honest ones, nor the rest of the report."""
+    parts, refused = [], []
+    for root, name in found:
+        where = root / name
+        try:
+            info, files = _load_visual(root, name)
+            rel = f"visuals/{len(parts):02d}"
+            section = _visual_html(info, rel, files)
+        except (UnsafePath, ValueError, TypeError, AttributeError, OSError) as e:
+            refused.append(f"{where}: {e}; left out")
+            warn(refused[-1])
+            continue
+        target = make_dirs(out, "visuals", rel.split("/")[1])
+        for dest, data in files.items():
+            write_into(target, dest, data)
+        parts.append(section)
+    warned = "".join(f"<li>{_esc(w)}</li>" for w in refused)
+    shown = "".join(parts) or (
+        '<p class="note">none: run <code>bench run --save-decoded</code>, then <code>bench visualize</code>, and build the report again</p>'
+    )
+    return (f'<ul class="note warn">{warned}</ul>' if warned else "") + shown
 
 
 def build_data(summary: pd.DataFrame, metrics: list[str], opt: rp.BDOptions, anchors: list[str]) -> tuple[dict, dict]:
@@ -399,9 +483,14 @@ def write_report(
     metrics: list[str] | None = None,
     opt: rp.BDOptions | None = None,
     title: str = "Rate-distortion report",
+    warn=None,
 ) -> Path:
-    """Write OUT/index.html (and plotly.min.js, visuals/ beside it); returns the page."""
+    """Write OUT/index.html (and plotly.min.js, visuals/ beside it); returns the page.
+
+    Nothing is written outside OUT, and nothing but the images of ``bench visualize``
+    folders is copied in; what is refused goes to ``warn`` (default: stderr) and the page."""
     opt = opt or rp.BDOptions()
+    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
     if summary.empty:
         raise ReportError("the results hold no summary.csv rows: every job failed, or none ran")
     metrics = rp.present_metrics(summary, metrics or None)
@@ -417,18 +506,45 @@ def write_report(
     results = results or sorted({Path(d) for d in summary["results_dir"]})
     visual_dirs = find_visuals(results, visuals or [])
     data, tables = build_data(summary, metrics, opt, anchors)
-
-    out.mkdir(parents=True, exist_ok=True)
-    _write_plotly(out / PLOTLY_JS)
-    visual_html = "".join(_visual_html(v, out, i) for i, v in enumerate(visual_dirs)) or (
-        '<p class="note">none: run <code>bench run --save-decoded</code>, then <code>bench visualize</code>, and build the report again</p>'
+    try:
+        _open_out(out)
+        _write_plotly(out)
+        visual_html = _write_visuals(out, visual_dirs, warn)
+    except UnsafePath as e:
+        raise ReportError(f"{e}: the report writes only under --out {out}") from None
+    generated = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by bench report, from {len(set(summary['results_dir']))} results folder(s)"
+    page = fill(
+        _TEMPLATE,
+        {
+            "CSP": Html(CSP),  # ours, and its quotes must stay quotes
+            "SCRIPT": Html(_SCRIPT),
+            "TITLE": title,
+            "GENERATED": generated,
+            "RD": Html(_rd_html(data["rd"])),
+            "BD": Html(_bd_sections(tables, metrics, opt)),
+            "VISUALS": Html(visual_html),
+            "PROVENANCE": Html(_provenance_html(summary)),
+            "DATA": Html(script_json(data)),
+        },
     )
-    bd_sections = []
+    return write_into(out, "index.html", page.encode())
+
+
+def _open_out(out: Path) -> None:
+    # --out is the user's, but the default (results/report) lies in the default --results:
+    # a link planted there would send the whole report elsewhere
+    if out.is_symlink():
+        raise UnsafePath(f"--out {out} is a symbolic link (to {os.readlink(out)}); pass the folder it points to")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _bd_sections(tables: dict[str, pd.DataFrame], metrics: list[str], opt: rp.BDOptions) -> str:
+    sections = []
     for a, t in tables.items():
         boot = t.attrs.get("bootstrap", {})
         per_seq = t[~t["sequence"].isin(["all", "mean"])]
         without = t.attrs.get("datasets_without_anchor") or []
-        bd_sections.append(
+        sections.append(
             f"<h3>against {_esc(a)}</h3>"
             + f'<p class="note">{_esc(opt.method)} interpolation; negative = fewer bits for the same quality; <b>all</b> = dataset-level curve, '
             + "<b>mean</b> = mean of per-sequence BD-rates"
@@ -442,27 +558,35 @@ def write_report(
             + bd_html(t, metrics, ["all", "mean"])
             + (f"<details><summary>per sequence ({per_seq['sequence'].nunique()})</summary>{bd_html(per_seq, metrics)}</details>" if not per_seq.empty else "")
         )
-    if not bd_sections:
-        bd_sections.append(
-            '<p class="note">no codec in the results is an anchor (a plugin with <code>anchor = True</code>): pass <code>--anchor CODEC</code></p>'
-        )
-    body = {
-        "TITLE": _esc(title),
-        "GENERATED": _esc(
-            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by bench report, from {len(set(summary['results_dir']))} results folder(s)"
-        ),
-        "RD": _rd_html(data["rd"]),
-        "BD": "".join(bd_sections),
-        "VISUALS": visual_html,
-        "PROVENANCE": _provenance_html(summary),
-        "DATA": json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/"),
-    }
-    page = _TEMPLATE
-    for k, v in body.items():
-        page = page.replace(f"@@{k}@@", v)
-    index = out / "index.html"
-    atomic_write_text(index, page)
-    return index
+    return "".join(sections) or (
+        '<p class="note">no codec in the results is an anchor (a plugin with <code>anchor = True</code>): pass <code>--anchor CODEC</code></p>'
+    )
+
+
+class Html(str):
+    """Markup this module built with every value in it escaped: the one kind of value
+    ``fill`` puts in the page as it is."""
+
+
+_SLOT = re.compile(r"@@([A-Z]+)@@")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """The template with each @@NAME@@ replaced in one pass, so that no value is ever read
+    as a slot (a codec named @@DATA@@ stays text); plain strings are escaped."""
+
+    def one(m: re.Match) -> str:
+        v = values[m.group(1)]
+        return v if isinstance(v, Html) else _esc(v)
+
+    return _SLOT.sub(one, template)
+
+
+def script_json(data) -> str:
+    """JSON for a <script> element: no <, > or & in it, so neither </script> nor <!--
+    in a name can end or bend the element (JSON.parse reads the \\u escapes back)."""
+    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _rd_html(rd: list[dict]) -> str:
@@ -479,12 +603,13 @@ def _rd_html(rd: list[dict]) -> str:
     return "".join(parts) or '<p class="note">no curve to draw</p>'
 
 
-def _write_plotly(path: Path) -> None:
+def _write_plotly(out: Path) -> None:
     from plotly.offline import get_plotlyjs
 
-    js = get_plotlyjs()
-    if not path.is_file() or path.read_text() != js:
-        atomic_write_text(path, js)
+    js = get_plotlyjs().encode()
+    path = out / PLOTLY_JS
+    if path.is_symlink() or not path.is_file() or path.read_bytes() != js:
+        write_into(out, PLOTLY_JS, js)
 
 
 def curve_counts(summary: pd.DataFrame, metrics: list[str] | None = None) -> dict[str, int]:
@@ -505,7 +630,7 @@ _TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'self' 'unsafe-inline' file:; style-src 'unsafe-inline'; img-src 'self' data: blob: file:; font-src data:">
+<meta http-equiv="Content-Security-Policy" content="@@CSP@@">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>@@TITLE@@</title>
 <style>
@@ -523,6 +648,7 @@ td.na { color: #888; }
 td.na .why { font-size: 11px; max-width: 320px; padding-left: 14px; margin: 2px 0; }
 td.na summary { cursor: pointer; }
 .note { color: #666; font-size: 13px; }
+.warn { color: #a40; }
 dt { font-weight: 600; } dd { margin: 0 0 6px 12px; } code { font-size: 12px; word-break: break-all; }
 figure { margin: 10px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 select { margin-right: 10px; }
@@ -543,7 +669,14 @@ select { margin-right: 10px; }
 </main>
 <script src="plotly.min.js"></script>
 <script type="application/json" id="bench-data">@@DATA@@</script>
-<script>
+<script>@@SCRIPT@@</script>
+</body>
+</html>
+"""
+
+# the page's one script, allowed by its hash (no 'unsafe-inline'): whatever markup a results
+# folder smuggled into the page could not run
+_SCRIPT = """
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("bench-data").textContent);
@@ -551,6 +684,10 @@ select { margin-right: 10px; }
   function draw(id, fid) {
     var f = data.figures[fid];
     return Plotly.newPlot(id, f.data, f.layout, config);
+  }
+  // plotly reads trace names and titles as HTML-like text: strings of the results go in escaped
+  function esc(s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
   function option(sel, value, text) {
     var o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o);
@@ -595,18 +732,18 @@ select { margin-right: 10px; }
     var m = frMetric.value, traces = [];
     uniq(job.type).forEach(function (t) {
       var idx = job.type.map(function (v, i) { return v === t ? i : -1; }).filter(function (i) { return i >= 0; });
-      var name = t || "(no type)", colour = fr.colours[t] || "#7f7f7f";
+      var name = esc(t || "(no type)"), colour = fr.colours[t] || "#7f7f7f";
       var x = idx.map(function (i) { return job.frame[i]; });
       traces.push({type: "bar", x: x, y: idx.map(function (i) { return job.bits[i]; }), name: name + " bits", legendgroup: name,
                    marker: {color: colour}, hovertemplate: "frame %{x} (" + name + ")<br>%{y:.0f} bits<extra></extra>"});
-      if (m) traces.push({type: "scatter", mode: "markers", x: x, y: idx.map(function (i) { return job.values[m][i]; }), name: name + " " + m,
+      if (m) traces.push({type: "scatter", mode: "markers", x: x, y: idx.map(function (i) { return job.values[m][i]; }), name: name + " " + esc(m),
                    legendgroup: name, xaxis: "x", yaxis: "y2", marker: {color: colour, size: 7},
-                   hovertemplate: "frame %{x} (" + name + ")<br>" + m + " %{y:.4f}<extra></extra>"});
+                   hovertemplate: "frame %{x} (" + name + ")<br>" + esc(m) + " %{y:.4f}<extra></extra>"});
     });
     var layout = {template: "plotly_white", height: 520, barmode: "overlay", hovermode: "closest", margin: {l: 60, r: 10, t: 40, b: 45},
-      title: {text: job.codec + " " + job.rate + " on " + seqKey(job), font: {size: 13}},
+      title: {text: esc(job.codec + " " + job.rate + " on " + seqKey(job)), font: {size: 13}},
       xaxis: {title: {text: "frame"}, anchor: "y"}, yaxis: {title: {text: "bits"}, domain: [0.55, 1]},
-      yaxis2: {title: {text: m ? fr.labels[m] : ""}, domain: [0, 0.42], anchor: "x"}};
+      yaxis2: {title: {text: m ? esc(fr.labels[m]) : ""}, domain: [0, 0.42], anchor: "x"}};
     Plotly.newPlot(box, traces, layout, config);
   }
   frSeq.addEventListener("change", refill);
@@ -616,7 +753,12 @@ select { margin-right: 10px; }
   refill();
   document.body.setAttribute("data-ready", "1");
 })();
-</script>
-</body>
-</html>
 """
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+# file: for plotly.min.js beside the page; style-src keeps 'unsafe-inline' because plotly.js
+# styles its plots with <style> elements and style attributes it makes as it draws
+CSP = (
+    f"default-src 'none'; script-src 'self' file: 'sha256-{_SCRIPT_HASH}'; style-src 'unsafe-inline'; "
+    "img-src 'self' data: blob: file:; font-src data:; base-uri 'none'; form-action 'none'"
+)
