@@ -251,6 +251,7 @@ class ResultsStore:
             "notes",
             "error",
             "signal",
+            "logs",
             "finished",
         )
         manifest["jobs"] = {r["job_id"]: {k: r.get(k) for k in keys} for r in sorted(records, key=lambda r: r["job_id"])}

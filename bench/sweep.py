@@ -547,11 +547,23 @@ def run_job(job: Job) -> JobResult:
         if _interrupted(e):  # the scheduler stopped the job (time limit, preemption): not its failure
             raise
         record.update(status="failed", error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
-        result = JobResult(record, None)
+        kept = _failure_logs(job, e)
+        if kept:  # the encoder's own account of why, where the next reader can open it
+            record["logs"] = [f"{ResultsStore.BITSTREAMS}/{name}" for name in kept]
+        result = JobResult(record, None, kept)
     record["notes"] = notes
     record["timings"] = {k: round(v, 3) for k, v in timings.items()}
     record["finished"] = _now()
     return result
+
+
+def _failure_logs(job: Job, e: BaseException) -> dict[str, bytes]:
+    """Logs a failing codec attached to its error (``CodecError.logs``: name -> bytes), named
+    after the job so they land under bitstreams/ beside where its bitstream would be."""
+    logs = getattr(e, "logs", None)
+    if not isinstance(logs, dict):
+        return {}
+    return {f"{job.job_id}.{safe_name(Path(str(name)).name)}": bytes(data) for name, data in logs.items() if isinstance(data, (bytes, bytearray))}
 
 
 def _interrupted(e: BaseException) -> bool:

@@ -184,6 +184,27 @@ def test_encoder_decoder_mismatch_is_reported(tmp_path, capsys):
     assert rc == 1 and "encoder/decoder mismatch" in capsys.readouterr().err
 
 
+def test_a_failed_job_keeps_the_log_its_codec_attached(tmp_path):
+    from bench.codec import CodecError
+    from bench.sweep import SweepConfig, run_sweep
+
+    class Refuses(X265):
+        name = "refuses"
+
+        def encode(self, video, rate, workdir):
+            e = CodecError("the encoder refused its configuration: see its log")
+            e.logs = {"enc.log": b"Error: IntraPeriod must be a multiple of GOPSize\n", "../../escape": b"x"}
+            raise e
+
+    register_codec("refuses", Refuses)
+    cfg = dict(codecs=["refuses:preset=ultrafast"], dataset="synthetic", sequences=["testsrc2"], frames=2, rates=["40"], metrics=["psnr"])
+    result = run_sweep(SweepConfig.from_dict({**cfg, "out": str(tmp_path), "progress": False}))
+    rec = result.failed[0]
+    assert rec["logs"] == [f"bitstreams/{rec['job_id']}.enc.log", f"bitstreams/{rec['job_id']}.escape"]
+    assert (tmp_path / rec["logs"][0]).read_bytes().startswith(b"Error: IntraPeriod")
+    assert sorted(p.name for p in tmp_path.rglob("*escape*")) == [f"{rec['job_id']}.escape"]
+
+
 def test_bad_cli_input_exits_2_with_the_valid_names(tmp_path, capsys):
     assert run_cli("run", "--codec", "x266", "--dataset", "synthetic", "--out", tmp_path) == 2
     assert "x265" in capsys.readouterr().err
