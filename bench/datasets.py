@@ -128,6 +128,12 @@ class _Spec:
     frames: int
     width: int = 1920
     height: int = 1080
+    #: other names the same file goes by (RaceHorsesC_832x480_30.yuv in the CTC, RaceHorses_... in DCVC's config)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def expected_bytes(self) -> int:
+        return self.frames * self.width * self.height * 3 // 2
 
 
 @dataclass
@@ -142,7 +148,7 @@ class StandardDataset(Dataset):
         if root is None:
             return [Path(f"${DATA_ENV}") / self.name / spec.file]
         dirs = [root / d for d in (self.name, *self.subdirs)] + [root]
-        return [d / spec.file for d in dirs]
+        return [d / f for d in dirs for f in (spec.file, *spec.aliases)]
 
     def status(self, root: Path | None) -> list[Status]:
         out = []
@@ -150,15 +156,22 @@ class StandardDataset(Dataset):
             cands = self._candidates(root, spec)
             hit = next((c for c in cands if root is not None and c.is_file()), None)
             seq = Sequence(self.name, spec.name, hit or cands[0], spec.width, spec.height, spec.fps, 8, spec.frames)
-            note = ""
-            if hit is not None:
-                try:
-                    n = seq.available_frames()
-                    note = f"{n} frames" + ("" if n >= spec.frames else f" (expected {spec.frames})")
-                except VideoError as e:
-                    note = str(e)
+            note = _size_note(seq, spec) if hit is not None else f"expected {spec.frames} frames of {spec.width}x{spec.height}, {spec.expected_bytes:,} bytes"
             out.append(Status(seq, hit is not None, tuple(cands), note))
         return out
+
+
+def _size_note(seq: Sequence, spec: _Spec) -> str:
+    """A found file's size against what its specification implies (a truncated download, a
+    10-bit file under an 8-bit name, the wrong resolution all show here)."""
+    size = seq.path.stat().st_size
+    try:
+        n = seq.available_frames()
+    except VideoError as e:
+        return f"{size:,} bytes, expected {spec.expected_bytes:,}: {e}"
+    if size == spec.expected_bytes:
+        return f"{n} frames, {size:,} bytes as expected"
+    return f"{n} frames, {size:,} bytes; expected {spec.frames} frames, {spec.expected_bytes:,} bytes"
 
 
 def _hevc_b() -> StandardDataset:
@@ -169,6 +182,30 @@ def _hevc_b() -> StandardDataset:
         [_Spec(n, f"{n}_1920x1080_{fps}.yuv", fps, fr) for n, fps, fr in seqs],
         subdirs=("HEVC_B", "ClassB", "hevc_class_b"),
     )
+
+
+def _hevc_class(cls: str, size: tuple[int, int], seqs: list[tuple[str, int, int, tuple[str, ...]]]) -> StandardDataset:
+    w, h = size
+    return StandardDataset(
+        f"hevc_{cls.lower()}",
+        f"JCT-VC Class {cls}, {w}x{h} 8-bit (JCTVC-L1100 common test conditions)",
+        [_Spec(n, f"{n}_{w}x{h}_{fps}.yuv", fps, fr, w, h, tuple(f"{a}_{w}x{h}_{fps}.yuv" for a in alts)) for n, fps, fr, alts in seqs],
+        subdirs=(f"HEVC_{cls}", f"Class{cls}", f"hevc_class_{cls.lower()}"),
+    )
+
+
+def _hevc_c() -> StandardDataset:
+    seqs = [("BasketballDrill", 50, 500, ()), ("BQMall", 60, 600, ()), ("PartyScene", 50, 500, ()), ("RaceHorses", 30, 300, ("RaceHorsesC",))]
+    return _hevc_class("C", (832, 480), seqs)
+
+
+def _hevc_d() -> StandardDataset:
+    seqs = [("BasketballPass", 50, 500, ()), ("BQSquare", 60, 600, ()), ("BlowingBubbles", 50, 500, ()), ("RaceHorses", 30, 300, ())]
+    return _hevc_class("D", (416, 240), seqs)
+
+
+def _hevc_e() -> StandardDataset:
+    return _hevc_class("E", (1280, 720), [("FourPeople", 60, 600, ()), ("Johnny", 60, 600, ()), ("KristenAndSara", 60, 600, ())])
 
 
 def _uvg() -> StandardDataset:
@@ -347,7 +384,7 @@ class PathDataset(Dataset):
         return seqs
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (_hevc_b(), _uvg(), _mcl_jcv(), SampleDataset(), SyntheticDataset())}
+DATASETS: dict[str, Dataset] = {d.name: d for d in (_hevc_b(), _hevc_c(), _hevc_d(), _hevc_e(), _uvg(), _mcl_jcv(), SampleDataset(), SyntheticDataset())}
 
 
 def get_dataset(

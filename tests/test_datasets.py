@@ -49,8 +49,8 @@ def test_found_under_data_root(tmp_path):
 
 def test_unknown_dataset_and_sequence():
     with pytest.raises(UnknownDataset) as e:
-        get_dataset("hevc_c")
-    assert all(n in str(e.value) for n in ("hevc_b", "uvg", "mcl_jcv", "sample", "synthetic"))
+        get_dataset("hevc_f")
+    assert all(n in str(e.value) for n in ("hevc_b", "hevc_c", "hevc_d", "hevc_e", "uvg", "mcl_jcv", "sample", "synthetic"))
     with pytest.raises(DatasetError, match="bigbuckbunny"):
         DATASETS["sample"].resolve(None, ["nope"])
 
@@ -95,3 +95,30 @@ def test_path_without_geometry_needs_size(tmp_path):
 def test_missing_path(tmp_path):
     with pytest.raises(DatasetMissing, match="neither a registered dataset"):
         get_dataset(str(tmp_path / "nope.yuv")).resolve(None)
+
+
+def test_hevc_classes_c_d_e_as_the_common_test_conditions_list_them(tmp_path, capsys):
+    from bench.cli import main
+
+    want = {
+        "hevc_c": ((832, 480), {"BasketballDrill": (50, 500), "BQMall": (60, 600), "PartyScene": (50, 500), "RaceHorses": (30, 300)}),
+        "hevc_d": ((416, 240), {"BasketballPass": (50, 500), "BQSquare": (60, 600), "BlowingBubbles": (50, 500), "RaceHorses": (30, 300)}),
+        "hevc_e": ((1280, 720), {"FourPeople": (60, 600), "Johnny": (60, 600), "KristenAndSara": (60, 600)}),
+    }
+    for name, ((w, h), seqs) in want.items():
+        got = {s.sequence.name: s.sequence for s in DATASETS[name].status(None)}
+        assert {n: (q.fps, q.frames) for n, q in got.items()} == seqs
+        assert {(q.width, q.height) for q in got.values()} == {(w, h)}
+    # a found file's size against its name: complete, short, and under the CTC's other name
+    d = tmp_path / "hevc_d"
+    d.mkdir()
+    frame = 416 * 240 * 3 // 2
+    (d / "BQSquare_416x240_60.yuv").write_bytes(bytes(frame * 600))
+    (d / "RaceHorses_416x240_30.yuv").write_bytes(bytes(frame * 299))
+    (tmp_path / "hevc_c").mkdir()
+    (tmp_path / "hevc_c" / "RaceHorsesC_832x480_30.yuv").write_bytes(bytes(832 * 480 * 3 // 2))
+    assert main(["datasets", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "600 frames, 89,856,000 bytes as expected" in out
+    assert "299 frames, 44,778,240 bytes; expected 300 frames, 44,928,000 bytes" in out
+    assert "RaceHorsesC_832x480_30.yuv  [1 frames, 599,040 bytes; expected 300 frames" in out
