@@ -156,6 +156,11 @@ class FFmpegAnchor(Codec):
         if not m:
             raise ffmpeg.FFmpegError(f"{self.name}: cannot read the decoded format and geometry from {log}")
         depth, width, height, fps = _DEPTH[m.group(1)], int(m.group(2)), int(m.group(3)), float(m.group(4))
+        frame_bytes = width * height * 3 // 2 * (2 if depth > 8 else 1)
+        try:
+            ffmpeg.check_frame_count(self.exe, path, self.muxer, out.stat().st_size // frame_bytes, log)
+        except ffmpeg.FFmpegError as e:
+            raise CodecError(f"{self.name}: {e}") from e
         video = read_yuv(out, width, height, bit_depth=depth, fps=fps)
         return video.to_bit_depth(bit_depth) if bit_depth else video
 
