@@ -45,8 +45,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help=f"folder holding the standard test sets (default: ${ds.DATA_ENV})")
 
 
-def _add_input_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help=f"{', '.join(ds.DATASETS)}, or a .yuv file / folder of them")
+def _add_input_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    why = " (default with --conditions: its datasets)" if not dataset_required else ""
+    p.add_argument("--dataset", required=dataset_required, help=f"{', '.join(ds.DATASETS)}, or a .yuv file / folder of them{why}")
     _add_data_args(p)
     p.add_argument("--sequences", type=_csv, help="comma-separated subset of the dataset's sequences")
     p.add_argument("--frames", type=_frames, help="first N frames (default: 96 for standard sets, 33 for sample; 'all')")
@@ -94,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="sweep codecs x sequences x rate points and write results")
     run.add_argument("--codec", required=True, type=_csv, help="codec[:opt=val...][,codec...] (`python -m bench codecs` lists them)")
-    _add_input_args(run)
+    _add_input_args(run, dataset_required=False)
+    run.add_argument(
+        "--conditions", help="named test conditions (`bench conditions` lists them): frames, intra period, datasets, anchor ladders; flags override"
+    )
     run.add_argument("--rates", type=_csv, help="rate points in the codec's own knob (QP for anchors), comma-separated")
     run.add_argument("--metrics", type=_csv, help=f"metrics or columns (default: {','.join(default_metrics())})")
     run.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes) of the local executor")
@@ -129,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS); see `bench doctor`")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    sub.add_parser("conditions", help="the named test conditions: what each fixes, and the document it comes from")
     dr = sub.add_parser("doctor", help="list every weights file, whether it is present, and where to put it")
     dr.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS)")
     _add_codec_location_args(dr)
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     bdp.add_argument("--convex-hull", action="store_true", help="fit only the points on each codec's RD convex hull")
     bdp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges, as a fraction of their union")
     bdp.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
+    bdp.add_argument("--mixed-conditions", action="store_true", help="compare curves made under different named test conditions anyway")
     _add_bootstrap_args(bdp)
 
     im = sub.add_parser("import", help="turn a published results file into summary.csv rows (marked imported, with their source)")
@@ -226,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "run": cmd_run,
             "datasets": cmd_datasets,
+            "conditions": cmd_conditions,
             "codecs": cmd_codecs,
             "plot": cmd_plot,
             "bdrate": cmd_bdrate,
@@ -267,6 +274,7 @@ def sweep_config(args) -> SweepConfig:
         fps=args.fps,
         bit_depth=args.bit_depth,
         intra_period=args.intra_period,
+        conditions=args.conditions,
         device=args.device,
         jobs=args.jobs,
         executor=args.executor,
@@ -313,6 +321,19 @@ def cmd_run(args) -> int:
         done = len(part.records) - len(part.failed)
         print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {part.out / 'summary.csv'}")
     return 0 if result.ok else 1
+
+
+def cmd_conditions(args) -> int:
+    from .conditions import CONDITIONS
+
+    for c in CONDITIONS.values():
+        print(f"{c.name}: {c.title}")
+        print(f"  source:       {c.source}")
+        print(f"  frames:       {c.frames or 'all'}; intra period {c.intra_period}; datasets {', '.join(c.datasets)}")
+        ladders = "; ".join(f"{k} {','.join(map(str, v))}" for k, v in c.rates.items())
+        print(f"  anchor rates: {ladders} (other codecs: their default ladder)")
+        print(f"  colour:       {c.colour}; PSNR-YUV ({c.psnr_yuv_weights[0]}Y+{c.psnr_yuv_weights[1]}U+{c.psnr_yuv_weights[2]}V)/{sum(c.psnr_yuv_weights)}")
+    return 0
 
 
 def cmd_doctor(args) -> int:
@@ -424,12 +445,17 @@ def cmd_plot(args) -> int:
 
 
 def cmd_bdrate(args) -> int:
+    from .conditions import check_comparable
     from .report import bd_table, format_bd
 
-    table = bd_table(_summaries(args.results), args.anchor, args.metric, _bd_options(args))
+    summary = _summaries(args.results)
+    conditions = [] if args.mixed_conditions else check_comparable(summary, args.anchor)
+    table = bd_table(summary, args.anchor, args.metric, _bd_options(args))
     if table.attrs.get("datasets_without_anchor"):
         print(f"note: {args.anchor} has no results on {', '.join(table.attrs['datasets_without_anchor'])}: left out", file=sys.stderr)
     text = format_bd(table, args.format)
+    if conditions and args.format != "csv":  # the caption says which experiment this is
+        text = f"Test conditions: {'; '.join(conditions)}\n\n{text}"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -53,7 +53,22 @@ _TOLERANCE_FORM = '{"abs": x} and/or {"rel": r}, each a finite number >= 0'
 #: what a golden config.json may set: what is measured. Where binaries, code, weights, data
 #: and output are, and where jobs run, are the caller's (flags, environment): a golden set is
 #: data that CI runs, and must not choose what runs.
-GOLDEN_KEYS = ("about", "dataset", "codecs", "sequences", "rates", "frames", "metrics", "size", "fps", "bit_depth", "intra_period", "device", "jobs")
+GOLDEN_KEYS = (
+    "about",
+    "dataset",
+    "codecs",
+    "sequences",
+    "rates",
+    "frames",
+    "metrics",
+    "size",
+    "fps",
+    "bit_depth",
+    "intra_period",
+    "conditions",
+    "device",
+    "jobs",
+)
 
 
 @dataclass

@@ -281,7 +281,9 @@ def _provenance_html(summary: pd.DataFrame) -> str:
                 items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
         else:
             cmd = prov.get("command")
+            cond = _dict(prov.get("conditions"))
             items += [
+                ("test conditions", f"{cond.get('label')}: {cond.get('title')} ({cond.get('source')})" if cond else "none named"),
                 ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
                 ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
                 ("time", prov.get("time")),

@@ -57,6 +57,8 @@ from .codec import (
     parse_codec_spec,
     register_codec,
 )
+from .conditions import check_harness, get_conditions
+from .conditions import label as conditions_label
 from .datasets import Sequence
 from .metrics import create_metric, default_metrics, measure, resolve_metrics
 from .store import ResultsStore, TableWriter, dumps, file_digest, safe_name
@@ -82,7 +84,7 @@ class SweepConfig:
     #: codec specs, ``name[:key=value...]``
     codecs: list[str]
     #: a registered dataset name, or a .yuv file / folder of them
-    dataset: str
+    dataset: str | None
     #: rate points in each codec's own knob; None: each codec's default ladder
     rates: list[str] | None = None
     sequences: list[str] | None = None
@@ -131,6 +133,9 @@ class SweepConfig:
     #: harness-wide codec options (``ffmpeg``, and the locations plugins contribute),
     #: passed to every codec of the sweep that takes them
     codec_options: dict[str, Any] = field(default_factory=dict)
+    #: named test conditions (bench.conditions): frames, intra period, datasets and anchor
+    #: ladders where no other field says otherwise
+    conditions: str | None = None
     #: free text (a golden set says what it is for)
     about: str = ""
     progress: bool = True
@@ -148,7 +153,7 @@ class SweepConfig:
         unknown = sorted(set(data) - set(cls.keys()))
         if unknown:
             raise SweepConfigError(f"unknown sweep configuration key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(cls.keys())}")
-        missing = [k for k in ("codecs", "dataset") if k not in data]
+        missing = [k for k in ("codecs", "dataset") if k not in data and not (k == "dataset" and data.get("conditions"))]
         if missing:
             raise SweepConfigError(f"the sweep configuration needs {' and '.join(missing)}")
         d = dict(data)
@@ -277,6 +282,8 @@ class Job:
     save_decoded: bool = False
     #: the codec column of its rows; the registry name unless the sweep labels it
     label: str = ""
+    #: the named test conditions it was made under (bench.conditions.label), or ""
+    conditions: str = ""
 
     @property
     def row_label(self) -> str:
@@ -304,6 +311,8 @@ class Job:
             "start": self.start,
             "frames": self.frames,
             **json.loads(self.identity),
+            # only when named: a result made without conditions keeps its cache key
+            **({"conditions": self.conditions} if self.conditions else {}),
         }
 
     def config_hash(self) -> str:
@@ -529,6 +538,7 @@ def run_job(job: Job) -> JobResult:
             "bpp": bits / (ref.frames * pixels),
             "bitstream": f"{ResultsStore.BITSTREAMS}/{name}",
             "bitstream_md5": md5,
+            **({"conditions": job.conditions} if job.conditions else {}),
             # frame-pair metrics (ewarp) have no value on the first frame
             **{c: float(np.nanmean(v)) for c, v in values.items()},
             **{k: round(v, 3) for k, v in timings.items()},
@@ -667,7 +677,7 @@ def plan(
     codecs: list[CodecSpec] | list[tuple[str, dict[str, Any]]],
     dataset: str,
     sequences: list[Sequence],
-    rates: list[str] | None,
+    rates: list[str] | dict[str, list[str]] | None,
     frames: int | None,
     metrics: list[str],
     default_frames: int = 96,
@@ -677,8 +687,10 @@ def plan(
     force: bool = False,
     save_decoded: bool = False,
     save_decoded_limit_gb: float = 20.0,
+    conditions: str = "",
 ) -> Plan:
-    """Check the sweep and list its jobs, writing nothing; PlanError says every problem."""
+    """Check the sweep and list its jobs, writing nothing; PlanError says every problem.
+    ``rates``: one ladder for every codec, or a ladder per codec name (others: their default)."""
     store = ResultsStore(out)
     codecs = [c if isinstance(c, CodecSpec) else CodecSpec(c[0], c[0], c[1]) for c in codecs]
     problems: list[str] = _foreign_tables(store)
@@ -729,7 +741,8 @@ def plan(
     for name in built:
         codec = built[name]
         try:
-            ladders[name] = [codec.parse_rate(r) for r in (rates or codec.default_rates)]
+            ladder = rates.get(codec.name) if isinstance(rates, dict) else rates
+            ladders[name] = [codec.parse_rate(r) for r in (ladder or codec.default_rates)]
         except ValueError as e:
             problems.append(str(e))
         for depth in sorted({seq.bit_depth for seq in sequences}):
@@ -747,7 +760,7 @@ def plan(
         job
         for spec in codecs
         for job in _codec_jobs(
-            spec, built[spec.label], dataset, sequences, ladders[spec.label], lengths, depths, metrics, metric_ids, device, out, save_decoded
+            spec, built[spec.label], dataset, sequences, ladders[spec.label], lengths, depths, metrics, metric_ids, device, out, save_decoded, conditions
         )
     ]
     check_unique(every)
@@ -760,7 +773,9 @@ def plan(
     return Plan(jobs, skipped, built, notes, skipped_metrics)
 
 
-def _codec_jobs(spec: CodecSpec, codec: Codec, dataset, sequences, ladder, lengths, depths, metrics, metric_ids, device, out, save_decoded) -> list[Job]:
+def _codec_jobs(
+    spec: CodecSpec, codec: Codec, dataset, sequences, ladder, lengths, depths, metrics, metric_ids, device, out, save_decoded, conditions=""
+) -> list[Job]:
     """One codec's jobs: every sequence at every rate point."""
     needs = codec.resources()
     if device.startswith("cuda") and not needs.gpu:  # its metrics run on the GPU
@@ -777,6 +792,7 @@ def _codec_jobs(spec: CodecSpec, codec: Codec, dataset, sequences, ladder, lengt
         resources=needs,
         codec_target=f"{type(codec).__module__}:{type(codec).__qualname__}",
         save_decoded=save_decoded,
+        conditions=conditions,
     )
     return [
         Job(sequence=seq, rate=rate, frames=lengths[seq.name], coded_bit_depth=depths[spec.label, seq.bit_depth], **common)
@@ -1036,6 +1052,54 @@ def _recheck(p: Plan, store: ResultsStore, force: bool, notify: Callable[[str], 
         notify(f"{store.root}: --force removed {len(conflicts)} job(s) made with other settings")
 
 
+def apply_conditions(config: SweepConfig) -> tuple[SweepConfig, dict[str, Any] | None]:
+    """``config`` with its named test conditions filled in where no flag says otherwise, and
+    what to record: the conditions, the overrides, and the label the rows carry."""
+    if not config.conditions:
+        if not config.dataset:
+            raise PlanError("a sweep needs --dataset (or --conditions NAME, whose datasets it then runs)")
+        return config, None
+    c = get_conditions(config.conditions)
+    check_harness(c)
+    overrides = {k: getattr(config, k) for k in ("dataset", "frames", "intra_period", "rates") if getattr(config, k) is not None}
+    filled = dataclasses.replace(
+        config,
+        frames=c.frames if config.frames is None else config.frames,
+        intra_period=c.intra_period if config.intra_period is None else config.intra_period,
+    )
+    recorded = {**c.describe(), "overrides": overrides, "label": conditions_label(c.name, overrides)}
+    return filled, recorded
+
+
+def _plan_dataset(config: SweepConfig, name: str, specs: list[CodecSpec], metrics: list[str], conditions: dict | None) -> list[tuple[Path, Plan]]:
+    """Every results folder's plan for one dataset of the sweep."""
+    dataset = ds.get_dataset(name, size=config.size, fps=config.fps, bit_depth=config.bit_depth)
+    sequences = dataset.resolve(ds.data_root(config.data_root), config.sequences)
+    rates: list[str] | dict[str, list[str]] | None = config.rates
+    if rates is None and conditions:  # the condition's ladder per anchor; the others their own
+        rates = {codec: [str(r) for r in ladder] for codec, ladder in conditions["rates"].items()}
+    outs: dict[Path, list[CodecSpec]] = {}
+    for spec in specs:
+        out = Path(config.out) if config.out else Path("results") / dataset.name / spec.name
+        outs.setdefault(out, []).append(spec)
+    label = conditions["label"] if conditions else ""
+    common = dict(
+        dataset=dataset.name,
+        sequences=sequences,
+        rates=rates,
+        frames=config.frames,
+        default_frames=dataset.default_frames,
+        metrics=metrics,
+        metrics_explicit=bool(config.metrics),
+        device=config.device,
+        force=config.force,
+        save_decoded=config.save_decoded,
+        save_decoded_limit_gb=config.save_decoded_limit_gb,
+        conditions=label,
+    )
+    return [(out, plan(codecs=group, out=out, **common)) for out, group in outs.items()]
+
+
 def run_sweep(
     config: SweepConfig,
     *,
@@ -1054,33 +1118,11 @@ def run_sweep(
     require(config.executor)  # a missing extra says so before anything is planned or run
     if config.weights:
         os.environ[weights.ENV] = str(Path(config.weights).expanduser())  # workers inherit it
-    dataset = ds.get_dataset(config.dataset, size=config.size, fps=config.fps, bit_depth=config.bit_depth)
-    sequences = dataset.resolve(ds.data_root(config.data_root), config.sequences)
+    config, conditions = apply_conditions(config)
     metrics = resolve_metrics(config.metrics) if config.metrics else default_metrics()
     specs, option_notes = codec_specs(config)
-
-    outs: dict[Path, list[CodecSpec]] = {}
-    for spec in specs:
-        out = Path(config.out) if config.out else Path("results") / dataset.name / spec.name
-        outs.setdefault(out, []).append(spec)
-    planned = []
-    for out, group in outs.items():
-        p = plan(
-            codecs=group,
-            dataset=dataset.name,
-            sequences=sequences,
-            rates=config.rates,
-            frames=config.frames,
-            default_frames=dataset.default_frames,
-            metrics=metrics,
-            metrics_explicit=bool(config.metrics),
-            device=config.device,
-            out=out,
-            force=config.force,
-            save_decoded=config.save_decoded,
-            save_decoded_limit_gb=config.save_decoded_limit_gb,
-        )
-        planned.append((out, p))
+    names = [config.dataset] if config.dataset else list(conditions["datasets"])
+    planned = [item for name in names for item in _plan_dataset(config, name, specs, metrics, conditions)]
     for note in option_notes:
         notify(f"note: {note}")
     parts = []
@@ -1097,6 +1139,7 @@ def run_sweep(
             if p.skipped:
                 notify(f"{out}: {len(p.skipped)} job(s) already done, skipped (--force to redo)")
             prov = provenance(p.codecs, argv=argv, skipped_metrics=p.skipped_metrics, config=config, notes=notes)
+            prov["conditions"] = conditions
             records = execute(p, make(config), store, prov, progress=config.progress)
         parts.append(SweepPart(out, records, len(p.skipped), notes))
     return SweepResult(parts)
