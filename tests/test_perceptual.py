@@ -241,3 +241,27 @@ def test_vmaf_identical_is_about_100_and_an_anchor_is_lower(synthetic, tmp_path)
     dist = codec.decode(codec.encode(ref, 45, tmp_path).bitstream, tmp_path)
     coded = create_metric("vmaf").compute_sequence(ref, dist)["vmaf"]
     assert np.all(coded < same - 5)
+
+
+def test_vmaf_models_and_upscaling_are_options_with_their_own_columns(synthetic, tmp_path):
+    from bench.codec import create_codec
+    from bench.metrics import resolve_metrics
+
+    ref = synthetic["testsrc2"].open(frames=3)  # 352x288: below 1080p
+    codec = create_codec("x265", preset="ultrafast")
+    dist = codec.decode(codec.encode(ref, 40, tmp_path).bitstream, tmp_path)
+    got = {}
+    for spec in ("vmaf", "vmaf:model=neg", "vmaf:model=4k", "vmaf:scale=1080p"):
+        m = create_metric(spec)
+        ((col, values),) = m.compute_sequence(ref, dist).items()
+        got[col] = float(np.mean(values))
+        assert m.identity()["model"] in ("vmaf_v0.6.1", "vmaf_v0.6.1neg", "vmaf_4k_v0.6.1")
+    assert set(got) == {"vmaf", "vmaf_neg", "vmaf_4k", "vmaf_1080p"}
+    # neg never credits enhancement; the 4k model assumes a closer view of a bigger picture;
+    # upscaling a small picture to the default model's 1080p shows its blur
+    assert got["vmaf_neg"] <= got["vmaf"] < got["vmaf_4k"] and got["vmaf_1080p"] < got["vmaf"]
+    assert "scale" not in create_metric("vmaf").identity()  # results measured before keep their key
+    assert create_metric("vmaf:scale=1080p").identity()["scale"] == "1080p"
+    assert resolve_metrics(["vmaf_neg_1080p"]) == ["vmaf:model=neg:scale=1080p"]
+    with pytest.raises(ValueError, match="vmaf model 'hd': one of default, neg, 4k"):
+        create_metric("vmaf:model=hd")

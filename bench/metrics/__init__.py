@@ -256,6 +256,8 @@ def resolve_metrics(specs: list[str]) -> list[str]:
         if key is None:
             raise UnknownMetric(name)
         full = key + sep + opts
+        if name not in names and not opts and hasattr(metric_class(key), "spec_for_column"):
+            full = metric_class(key).spec_for_column(name)  # a column that names options
         if all(metric_name(o) != key for o in out):
             out.append(full)
     return out
