@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +30,18 @@ from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
-from .bitstream import FORMAT_VERSION, PICTURE_HASHES, FrameRecord, Stream, decode_stream, encode_stream, picture_hash, stream_model_id
+from .bitstream import (
+    FORMAT_VERSION,
+    PICTURE_HASHES,
+    BitstreamError,
+    FrameRecord,
+    Stream,
+    check_geometry,
+    decode_stream,
+    encode_stream,
+    picture_hash,
+    stream_model_id,
+)
 from .gop import Chunk, FrameType, blend_weights, chunks, display_types, overlapping_chunks, pad_indices, schedule
 from .stem.exact import samples_to_float
 from .stem.intra import PICTURE_MULTIPLE, coded_size
@@ -154,11 +166,22 @@ def lambda_bounds(family: str) -> tuple[float, float]:
 
 
 def spec_for_model_id(model_id: str) -> str:
-    """Which model to load for a stream: untrained ones by preset and seed, shipped ones by name."""
-    if "-random-seed" in model_id:
-        preset, seed = model_id.rsplit("-random-seed", 1)
+    """Which model to load for a stream: a shipped one by name, an untrained one by preset and
+    seed (``tiny-random-seed0``). A stream's bytes are anyone's, so its model id is only ever
+    looked up among these names, never opened as a path: anything else is refused."""
+    from .presets import preset_names
+
+    preset, sep, seed = model_id.rpartition("-random-seed")
+    if sep and preset in preset_names() and re.fullmatch(r"\d{1,9}", seed):
         return f"preset:{preset}:{seed}"
-    return model_id
+    if model_id in shipped_models():
+        return model_id
+    shown = repr(model_id) if len(model_id) <= 80 else repr(model_id[:80]) + "…"
+    raise BitstreamError(
+        f"the stream names model {shown}, which is neither a shipped model ({', '.join(shipped_models()) or 'none'}) nor an "
+        "untrained preset's; a stream's model id is never used as a path. If you have the model it was made with, "
+        "decode with --model ./DIR (bench: --codec diffsit:model=./DIR)."
+    )
 
 
 def _frames_rgb(video: Video, device) -> torch.Tensor:
@@ -250,6 +273,9 @@ def encode_video(
     output for the decoder of this stream (:class:`RefinementCache`). ``step_level``: the
     texture coders' quantization step (:func:`rate_point`; 0: the model's trained steps)."""
     check_picture_hash(picture_hash_kind)
+    fps = Fraction(video.fps).limit_denominator(1001000)
+    # before minutes of coding, not at the end when the stream is written
+    check_geometry(video.width, video.height, fps.numerator, fps.denominator, video.frames, where="video to code")
     model.to(device)
     frames = _frames_rgb(video, device)
     n = video.frames
@@ -274,7 +300,7 @@ def encode_video(
         model.weights_sha256(),
         video.width,
         video.height,
-        Fraction(video.fps).limit_denominator(1001000),
+        fps,
         n,
         model.config.intra_period,
         records,
