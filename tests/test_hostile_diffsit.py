@@ -1,10 +1,11 @@
-"""Diff-SIT against streams made to mislead it (issue 30).
+"""Diff-SIT against streams and working directories made to mislead it (issue 30).
 
 A stream's CRC catches damage, not intent: every stream here has a valid CRC. Each test checks
 the refusal's message and that nothing was decoded, loaded or written before it."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 
@@ -18,7 +19,7 @@ from conftest import random_video
 import diffsit.codec as codec_module
 from diffsit.__main__ import main as diffsit_main
 from diffsit.bitstream import MAGIC, MAX_DIMENSION, MAX_FRAMES, BitstreamError, decode_stream
-from diffsit.codec import DiffSITCodec, decode_samples, encode_video, load_model, spec_for_model_id
+from diffsit.codec import DiffSITCodec, RatePoint, _models_root, decode_samples, encode_video, family_lambdas, load_model, rate_point, spec_for_model_id
 from diffsit.model import DiffSIT, random_model
 
 
@@ -137,3 +138,53 @@ def test_a_stream_s_model_id_is_never_a_path(tmp_path, capsys, monkeypatch, no_m
     assert no_model_loads == []
     # what a stream may name: a shipped model, or an untrained preset by seed
     assert spec_for_model_id("tiny-lambda1") == "tiny-lambda1" and spec_for_model_id("tiny-random-seed3") == "preset:tiny:3"
+
+
+# --- the working directory ------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_cwd(tmp_path, monkeypatch):
+    """A cwd holding a folder named tiny-lambda4 with λ 2's weights, one named tiny with junk,
+    and a file named tiny-lambda1."""
+    shutil.copytree(_models_root() / "tiny-lambda2", tmp_path / "tiny-lambda4")
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "model.safetensors").write_bytes(b"junk")
+    (tmp_path / "tiny-lambda1").write_bytes(b"not even a folder")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _listing(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1) for p in root.rglob("*"))
+
+
+def test_a_folder_in_the_cwd_does_not_replace_a_shipped_model(hostile_cwd, tmp_path_factory):
+    from bench.video import write_yuv
+
+    before = _listing(hostile_cwd)
+    shipped = DiffSIT.load(_models_root() / "tiny-lambda4").weights_sha256()
+    other = DiffSIT.load(_models_root() / "tiny-lambda2").weights_sha256()
+    assert load_model("tiny-lambda4").weights_sha256() == shipped
+    # the bench codec: the family, its rate points and its models
+    assert family_lambdas("tiny") == [0.5, 1.0, 2.0, 4.0] and rate_point("tiny", 4) == RatePoint("tiny-lambda4", 0)
+    codec = DiffSITCodec(model="tiny")
+    codec.check()
+    assert codec.model_for(4.0).weights_sha256() == shipped and codec.identity()["weights_sha256"]["tiny-lambda4"] == shipped.hex()
+    # the CLI
+    io = tmp_path_factory.mktemp("io")  # outside the cwd, whose listing must not change
+    src, out = write_yuv(random_video(frames=1, height=32, width=32), io / "clip_32x32_25.yuv"), io / "clip.dsit"
+    assert diffsit_main(["encode", str(src), "-o", str(out), "--model", "tiny-lambda4"]) == 0
+    assert decode_stream(out.read_bytes()).weights_sha256 == shipped
+    # a folder is used when named as a path
+    assert load_model("./tiny-lambda4").weights_sha256() == other
+    assert _listing(hostile_cwd) == before  # nothing written there
+
+
+def test_a_bare_name_that_is_not_shipped_says_how_to_name_a_folder(hostile_cwd):
+    from bench.codec import CodecUnavailable
+
+    with pytest.raises(CodecUnavailable, match=r"no shipped Diff-SIT model 'tiny'.*name it with a path: \./tiny"):
+        load_model("tiny")
+    with pytest.raises(CodecUnavailable, match="not a folder"):
+        load_model("./tiny-lambda1")
