@@ -474,6 +474,25 @@ def test_recipe_trains_stage_2_on_real_video_and_stem_on_photos(tmp_path):
         assert sum(cfg.data_weights[len(DATA) :]) == pytest.approx(0.5)
 
 
+def test_recipe_writes_the_window_overlap_the_shipped_models_run_with(tmp_path):
+    """The first run writes WINDOW_OVERLAP into the model config; every later run starts from
+    a model that carries it, and install keeps it: a retrain ships what ships now."""
+    from diffsit.train.recipe import VIDEOS, WINDOW_OVERLAP, install_model, tiny_recipe
+    from diffsit.train.trainer import build_model
+
+    for name in VIDEOS:
+        (tmp_path / name).write_bytes(b"")
+    runs = dict(tiny_recipe(videos=tmp_path))
+    assert runs["vae"].init is None and all(cfg.init for name, cfg in runs.items() if name != "vae")
+    build_model(runs["vae"]).save(tmp_path / "vae")
+    later = build_model(TrainConfig(stage=1, init=str(tmp_path / "vae")))
+    assert later.config.window_overlap == WINDOW_OVERLAP
+    later.save(tmp_path / "last")
+    assert DiffSIT.load(install_model(tmp_path / "last", tmp_path / "installed")).config.window_overlap == WINDOW_OVERLAP
+    shipped = {json.loads((ROOT / "diffsit" / "weights" / f"tiny-lambda{lam}" / "config.json").read_text())["window_overlap"] for lam in ("0.5", "1", "2", "4")}
+    assert shipped == {WINDOW_OVERLAP}
+
+
 def test_recipe_grows_a_ladder_without_changing_its_shared_runs(tmp_path, capsys):
     from diffsit.__main__ import main
     from diffsit.train.recipe import tiny_recipe
