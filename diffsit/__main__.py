@@ -13,7 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     enc = sub.add_parser("encode", help="raw .yuv -> Diff-SIT bitstream")
     enc.add_argument("input", type=Path, help="raw 4:2:0 .yuv, geometry from its name (Name_WxH_FPS.yuv) or -s")
     enc.add_argument("-o", "--output", type=Path, required=True)
-    enc.add_argument("--model", default="tiny-lambda1", help="model folder, shipped name, random[:SEED] or preset:NAME[:SEED] (untrained)")
+    enc.add_argument(
+        "--model",
+        default="tiny-lambda1",
+        help="shipped model name, a model folder named by a path (with a /: ./DIR), random[:SEED] or preset:NAME[:SEED] (untrained)",
+    )
     enc.add_argument("-s", "--size", help="WxH")
     enc.add_argument("--fps", type=float)
     enc.add_argument("--frames", type=int, help="first N frames (default: all)")
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     dec = sub.add_parser("decode", help="Diff-SIT bitstream -> raw 8-bit 4:2:0 .yuv")
     dec.add_argument("input", type=Path)
     dec.add_argument("-o", "--output", type=Path, required=True)
-    dec.add_argument("--model", help="model folder or name (default: the one named in the stream)")
+    dec.add_argument("--model", help="shipped model name or a model folder named by a path (with a /: ./DIR) (default: the shipped model the stream names)")
     dec.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="output bit depth (default 8)")
     dec.add_argument("-v", "--verbose", action="store_true", help="print each decoded frame's type, picture hash check and the MD5 of its x~ samples")
     for a in (enc, dec):
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ab.add_argument("--sequences", help="comma-separated sequence names (default: all)")
     ab.add_argument("--frames", type=int, default=9, help="first N frames of each sequence (default 9: one ODFTE window)")
     ab.add_argument("--lambdas", default="0.5,1,2,4")
-    ab.add_argument("--model", default="tiny", help="model family (tiny -> tiny-lambdaL), a folder, or random[:SEED]")
+    ab.add_argument("--model", default="tiny", help="model family (tiny -> tiny-lambdaL), a folder or family named by a path (./DIR), or random[:SEED]")
     ab.add_argument("--metrics", help="comma-separated metrics (default: every one that can run here)")
     ab.add_argument("--out", type=Path, default=Path("results/ablation"))
     ab.add_argument("--allow-untrained", action="store_true")
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     pv.add_argument("--sequences", default="bikes,carphone", help="comma-separated (default: bikes,carphone)")
     pv.add_argument("--frames", type=int, default=9)
     pv.add_argument("--lambdas", default="0.5,1,2,4")
-    pv.add_argument("--model", default="tiny", help="model family (tiny -> tiny-lambdaL), a folder, or random[:SEED]")
+    pv.add_argument("--model", default="tiny", help="model family (tiny -> tiny-lambdaL), a folder or family named by a path (./DIR), or random[:SEED]")
     pv.add_argument("--out", type=Path, default=Path("results/p_vs_intra"))
     pv.add_argument("--allow-untrained", action="store_true")
     se = sub.add_parser("seams", help="Ewarp where ODFTE's windows meet against inside them, at each window overlap")

@@ -48,6 +48,12 @@ steps. A version-7 decoder reads versions 5 and 6 as level 0.
 A decoder refuses a stream with a wrong magic, an unknown version, a model or weights hash
 other than its own, a truncated or trailing byte, or a CRC mismatch, with a message saying
 which; it never produces output from such a stream.
+
+The CRC catches damage, not intent: anyone can write a stream with a valid CRC. So the header
+is also bounded (:func:`check_geometry`) before anything is sized from it: width and height
+1..``MAX_DIMENSION``, fps numerator and denominator above 0, frames 1..``MAX_FRAMES``. The
+encoder refuses to write what the decoder would refuse. The model id is a name to look up
+among the models a decoder knows (``diffsit.codec.spec_for_model_id``), never a path.
 """
 
 from __future__ import annotations
@@ -72,6 +78,17 @@ PICTURE_HASHES = {"none": (0, 0), "crc32": (1, 4), "md5": (2, 16)}
 _HASH_NAME = {code: name for name, (code, _) in PICTURE_HASHES.items()}
 _TYPE_CODE = {FrameType.INTRA: 0, FrameType.PRED: 1, FrameType.MV: 2}
 _CODE_TYPE = {v: k for k, v in _TYPE_CODE.items()}
+#: the largest width and height a stream may hold: DCI 8K's width (8192x4320), over four times
+#: the width of the largest pictures the harness codes (1920x1080: its named datasets and
+#: ``diffsit fullscale``). The u16 fields reach 65535, where one frame of x~ alone (3 planes of
+#: float32) is 51 GB: a stream of a few hundred bytes must not ask for that. At 8192x8192 it
+#: is 805 MB a frame.
+MAX_DIMENSION = 8192
+#: the most frames a stream may hold (the u32 field reaches 4e9). The decoder keeps every
+#: picture of a stream (ODFTE refines the clip by windows), so a stream is a clip: 65535
+#: frames is 18 minutes at 60 fps; the longest sequences of the harness's named datasets
+#: are 600 frames
+MAX_FRAMES = 65535
 
 
 class BitstreamError(ValueError):
@@ -84,6 +101,26 @@ class ModelMismatch(BitstreamError):
 
 class PictureHashMismatch(BitstreamError):
     """The decoder's reconstruction of a frame is not the encoder's."""
+
+
+def check_geometry(width: int, height: int, fps_num: int, fps_den: int, frames: int, *, where: str = "stream header") -> None:
+    """Refuse, naming the field and its value, a size, rate or length no Diff-SIT stream may
+    have (module docstring): checked before any picture is sized from them."""
+    decoding = where == "stream header"
+    hint = (
+        "nothing was decoded: a stream this codec writes never holds it (the file is not one, or was crafted)"
+        if decoding
+        else "the format cannot hold it (code a smaller or shorter clip)"
+    )
+    for name, value, high in (("width", width, MAX_DIMENSION), ("height", height, MAX_DIMENSION), ("frames", frames, MAX_FRAMES)):
+        if not 1 <= value <= high:
+            raise BitstreamError(
+                f"{where}: {name} {value} is outside 1..{high}, the range Diff-SIT streams hold "
+                f"(pictures up to {MAX_DIMENSION}x{MAX_DIMENSION}, up to {MAX_FRAMES} frames); {hint}"
+            )
+    for name, value in (("fps numerator", fps_num), ("fps denominator", fps_den)):
+        if value <= 0:
+            raise BitstreamError(f"{where}: {name} {value}, where a frame rate is a fraction of two positive integers; {hint}")
 
 
 def picture_hash(samples, kind: str) -> bytes:
@@ -161,6 +198,7 @@ def encode_stream(stream: Stream) -> bytes:
     if not -128 <= stream.step_level < 128:
         raise ValueError(f"step_level must fit in i8, got {stream.step_level}")
     fps = _fps_fraction(stream.fps)
+    check_geometry(stream.width, stream.height, fps.numerator, fps.denominator, stream.frames, where="stream to write")
     code, size = PICTURE_HASHES[stream.picture_hash]
     header = (
         struct.pack("<H", len(model))
@@ -208,15 +246,17 @@ class _Reader:
 
 
 def stream_model_id(data: bytes) -> str:
-    """The model id a stream names, read before the full check so the right model can load."""
-    if len(data) < 4 or data[:4] != MAGIC:
-        raise BitstreamError(f"not a Diff-SIT stream: magic {data[:4]!r}, expected {MAGIC!r}")
-    if len(data) < 12:
-        raise BitstreamError("truncated stream: no header")
-    (mlen,) = struct.unpack("<H", data[10:12])
-    if len(data) < 12 + mlen:
-        raise BitstreamError("truncated stream: no model id")
-    return data[12 : 12 + mlen].decode("utf-8", "replace")
+    """The model id a stream names, after the full check of everything but the model: a
+    damaged or crafted stream is refused before any model loads (parsing is cheap next to
+    decoding a picture)."""
+    return decode_stream(data).model_id
+
+
+def _model_id(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BitstreamError(f"corrupted stream: the model id {raw[:40]!r} is not UTF-8") from None
 
 
 def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: bytes | None = None) -> Stream:
@@ -252,9 +292,10 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
             raise BitstreamError(f"truncated stream: header of {header_len} bytes, {len(body) - 10} present")
         raise BitstreamError("corrupted stream: CRC32 mismatch (the file was truncated or altered)")
     (mlen,) = r.unpack("<H", "model id length")
-    mid = r.take(mlen, "model id").decode("utf-8")
+    mid = _model_id(r.take(mlen, "model id"))
     wsha = r.take(32, "weights hash")
     width, height, num, den, frames, intra_period = r.unpack("<HHIIIi", "geometry")
+    check_geometry(width, height, num, den, frames)
     strength_block, hash_code = r.unpack("<HB", "strength block and picture hash")
     (step_level,) = r.unpack("<b", "step level") if version >= 7 else (0,)
     if hash_code not in _HASH_NAME:

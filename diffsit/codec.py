@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +31,18 @@ from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
-from .bitstream import FORMAT_VERSION, PICTURE_HASHES, FrameRecord, Stream, decode_stream, encode_stream, picture_hash, stream_model_id
+from .bitstream import (
+    FORMAT_VERSION,
+    PICTURE_HASHES,
+    BitstreamError,
+    FrameRecord,
+    Stream,
+    check_geometry,
+    decode_stream,
+    encode_stream,
+    picture_hash,
+    stream_model_id,
+)
 from .gop import Chunk, FrameType, blend_weights, chunks, display_types, overlapping_chunks, pad_indices, schedule
 from .stem.exact import samples_to_float
 from .stem.intra import PICTURE_MULTIPLE, coded_size
@@ -48,6 +61,13 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "model.safetensors").is_file()) if root.is_dir() else []
 
 
+def is_model_path(spec: str) -> bool:
+    """Whether a model spec names a folder: exactly when it holds a ``/`` (``./tiny-lambda4``,
+    ``runs/tiny/pframe-1/model``, ``/abs/dir``). A bare name is a shipped model or family, never
+    a folder of the current directory, so a stray folder there cannot stand in for one."""
+    return "/" in spec or os.sep in spec
+
+
 def parse_untrained_spec(spec: str) -> tuple[str, int]:
     """``random[:SEED]`` (the tiny preset) or ``preset:NAME[:SEED]`` -> (preset, seed)."""
     parts = spec.split(":")
@@ -62,9 +82,9 @@ def parse_untrained_spec(spec: str) -> tuple[str, int]:
 
 
 def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str | None = None):
-    """``spec``: a model folder, a shipped model name, ``random[:SEED]`` (untrained, tiny) or
-    ``preset:NAME[:SEED]`` (untrained, of a ``diffsit.presets`` shape). ``pretrained_dir``:
-    the Wan folder of a Wan-based model or preset."""
+    """``spec``: a shipped model name, a model folder named by a path (:func:`is_model_path`),
+    ``random[:SEED]`` (untrained, tiny) or ``preset:NAME[:SEED]`` (untrained, of a
+    ``diffsit.presets`` shape). ``pretrained_dir``: the Wan folder of a Wan-based model or preset."""
     from .model import DiffSIT, random_model
     from .presets import preset_config
 
@@ -77,14 +97,19 @@ def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str 
                 "to run it anyway, for tests, plumbing and memory or time measurements only."
             )
         return random_model(seed, preset_config(preset, pretrained_dir))
-    folder = Path(spec)
-    if not folder.is_dir():
+    if is_model_path(spec):
+        folder = Path(spec)
+        if not folder.is_dir():
+            raise CodecUnavailable(
+                f"no Diff-SIT model folder {spec}: not a folder (a folder from python -m diffsit train, holding config.json and model.safetensors)"
+            )
+    elif spec in shipped_models():
         folder = _models_root() / spec
-    if not folder.is_dir():
+    else:
         raise CodecUnavailable(
-            f"no Diff-SIT model {spec!r}: not a folder, and not one of the shipped models in {_models_root()} "
-            f"(shipped: {', '.join(shipped_models()) or 'none'}). "
-            "Use --model DIR (a folder from python -m diffsit train), or model=random with allow_untrained=true for plumbing tests."
+            f"no shipped Diff-SIT model {spec!r} (shipped: {', '.join(shipped_models()) or 'none'}, in {_models_root()}); "
+            f"a bare name is looked up among the shipped models only; to use a folder, name it with a path: ./{spec}. "
+            "Untrained models for plumbing tests: random[:SEED] or preset:NAME[:SEED] with allow_untrained=true."
         )
     model = DiffSIT.load(folder, pretrained_dir=pretrained_dir)
     if not model.config.trained and not allow_untrained:
@@ -102,9 +127,10 @@ class RatePoint:
 
 def family_lambdas(family: str) -> list[float]:
     """The λ of a family's trained models, lowest first: a shipped family's (``tiny`` -> 0.5,
-    1, 2, 4), or those of folders ``{family}-lambda{λ}`` beside a path (``runs/ladder/tiny``)."""
+    1, 2, 4), or those of folders ``{family}-lambda{λ}`` beside a path (``runs/ladder/tiny``,
+    ``./tiny``: :func:`is_model_path`)."""
     path = Path(family)
-    if path.parent != Path("."):
+    if is_model_path(family):
         names = [p.name for p in path.parent.glob(f"{path.name}-lambda*") if (p / "model.safetensors").is_file()]
         family = path.name
     else:
@@ -128,7 +154,7 @@ def rate_point(family: str, lam: float) -> RatePoint:
     from .model import lambda_level
     from .stem.intra import MAX_STEP_LEVEL
 
-    if family.startswith(("random", "preset:")) or Path(family).is_dir():
+    if family.startswith(("random", "preset:")) or (is_model_path(family) and Path(family).is_dir()):
         return RatePoint(family)
     trained = family_lambdas(family)
     if not trained or any(f"{t:g}" == f"{lam:g}" for t in trained):
@@ -154,11 +180,22 @@ def lambda_bounds(family: str) -> tuple[float, float]:
 
 
 def spec_for_model_id(model_id: str) -> str:
-    """Which model to load for a stream: untrained ones by preset and seed, shipped ones by name."""
-    if "-random-seed" in model_id:
-        preset, seed = model_id.rsplit("-random-seed", 1)
+    """Which model to load for a stream: a shipped one by name, an untrained one by preset and
+    seed (``tiny-random-seed0``). A stream's bytes are anyone's, so its model id is only ever
+    looked up among these names, never opened as a path: anything else is refused."""
+    from .presets import preset_names
+
+    preset, sep, seed = model_id.rpartition("-random-seed")
+    if sep and preset in preset_names() and re.fullmatch(r"\d{1,9}", seed):
         return f"preset:{preset}:{seed}"
-    return model_id
+    if model_id in shipped_models():
+        return model_id
+    shown = repr(model_id) if len(model_id) <= 80 else repr(model_id[:80]) + "…"
+    raise BitstreamError(
+        f"the stream names model {shown}, which is neither a shipped model ({', '.join(shipped_models()) or 'none'}) nor an "
+        "untrained preset's; a stream's model id is never used as a path. If you have the model it was made with, "
+        "decode with --model ./DIR (bench: --codec diffsit:model=./DIR)."
+    )
 
 
 def _frames_rgb(video: Video, device) -> torch.Tensor:
@@ -250,6 +287,9 @@ def encode_video(
     output for the decoder of this stream (:class:`RefinementCache`). ``step_level``: the
     texture coders' quantization step (:func:`rate_point`; 0: the model's trained steps)."""
     check_picture_hash(picture_hash_kind)
+    fps = Fraction(video.fps).limit_denominator(1001000)
+    # before minutes of coding, not at the end when the stream is written
+    check_geometry(video.width, video.height, fps.numerator, fps.denominator, video.frames, where="video to code")
     model.to(device)
     frames = _frames_rgb(video, device)
     n = video.frames
@@ -274,7 +314,7 @@ def encode_video(
         model.weights_sha256(),
         video.width,
         video.height,
-        Fraction(video.fps).limit_denominator(1001000),
+        fps,
         n,
         model.config.intra_period,
         records,

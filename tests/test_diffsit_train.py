@@ -351,7 +351,7 @@ def test_gains_get_their_own_learning_rate(tmp_path):
     )
     run = tmp_path / "run"
     train(cfg, run, progress=False)
-    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
+    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=True)
     lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
     assert len(lrs) == 3 and lrs[2] > 10 * lrs[0]  # main, aux (quantiles), gains
 
@@ -380,12 +380,28 @@ def _small_config(**kw) -> TrainConfig:
 def test_resume_gives_the_state_of_an_uninterrupted_run(tmp_path):
     straight = DiffSIT.load(train(_small_config(checkpoint_every=100), tmp_path / "a", progress=False))
     assert train(_small_config(checkpoint_every=100), tmp_path / "b", progress=False, until=3) is None  # "killed" after step 3
-    assert torch.load(tmp_path / "b" / "checkpoint" / "training_state.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "b" / "checkpoint" / "training_state.pt", weights_only=True)["step"] == 3
     resumed = DiffSIT.load(train(_small_config(checkpoint_every=100), tmp_path / "b", progress=False))
     for (k, a), (_, b) in zip(sorted(straight.state_dict().items()), sorted(resumed.state_dict().items()), strict=True):
         assert torch.equal(a, b), k
     log = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in log[1:]] == [1, 2, 3, 4]
+
+
+class _Payload:
+    """An object a pickle can rebuild by calling code: what weights_only loading refuses."""
+
+    def __reduce__(self):
+        return (print, ("a checkpoint ran code",))
+
+
+def test_resume_loads_tensors_and_plain_values_only(tmp_path):
+    assert train(_small_config(), tmp_path / "r", progress=False, until=2) is None
+    path = tmp_path / "r" / "checkpoint" / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "extra": _Payload()}, path)
+    with pytest.raises(ValueError, match="more than tensors and plain values.*--no-resume"):
+        train(_small_config(), tmp_path / "r", progress=False)
 
 
 def test_checkpoint_carries_provenance_and_refuses_another_config(tmp_path):
@@ -456,6 +472,25 @@ def test_recipe_trains_stage_2_on_real_video_and_stem_on_photos(tmp_path):
         assert cfg.data[: len(DATA)] == DATA and cfg.data[len(DATA) :] == [f"videos:{tmp_path / n}" for n in VIDEOS]
         assert sum(cfg.data_weights) == pytest.approx(1.0)
         assert sum(cfg.data_weights[len(DATA) :]) == pytest.approx(0.5)
+
+
+def test_recipe_writes_the_window_overlap_the_shipped_models_run_with(tmp_path):
+    """The first run writes WINDOW_OVERLAP into the model config; every later run starts from
+    a model that carries it, and install keeps it: a retrain ships what ships now."""
+    from diffsit.train.recipe import VIDEOS, WINDOW_OVERLAP, install_model, tiny_recipe
+    from diffsit.train.trainer import build_model
+
+    for name in VIDEOS:
+        (tmp_path / name).write_bytes(b"")
+    runs = dict(tiny_recipe(videos=tmp_path))
+    assert runs["vae"].init is None and all(cfg.init for name, cfg in runs.items() if name != "vae")
+    build_model(runs["vae"]).save(tmp_path / "vae")
+    later = build_model(TrainConfig(stage=1, init=str(tmp_path / "vae")))
+    assert later.config.window_overlap == WINDOW_OVERLAP
+    later.save(tmp_path / "last")
+    assert DiffSIT.load(install_model(tmp_path / "last", tmp_path / "installed")).config.window_overlap == WINDOW_OVERLAP
+    shipped = {json.loads((ROOT / "diffsit" / "weights" / f"tiny-lambda{lam}" / "config.json").read_text())["window_overlap"] for lam in ("0.5", "1", "2", "4")}
+    assert shipped == {WINDOW_OVERLAP}
 
 
 def test_recipe_grows_a_ladder_without_changing_its_shared_runs(tmp_path, capsys):

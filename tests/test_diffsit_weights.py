@@ -73,3 +73,80 @@ def test_every_p_frame_of_the_shipped_ladder_beats_intra(tmp_path):
     # a win above the whole intra curve is a dominance: fewer bytes than the curve's top
     above = df[df.intra_curve == "above"]
     assert (above.p_bytes < above.intra_bytes_at_p_psnr).all()
+
+
+# --- what README and docs say about the shipped configs ---------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+
+
+def _stated(doc: str, pattern: str) -> tuple[str, ...]:
+    """The groups of the one statement ``pattern`` finds in ``doc`` (whitespace folded): a
+    statement reworded so it no longer matches fails here, to be checked again by hand."""
+    import re
+
+    text = " ".join((ROOT / doc).read_text().split())
+    found = re.findall(pattern, text)
+    assert len(found) == 1, f"{doc}: expected one statement matching {pattern!r}, found {len(found)}"
+    return found[0] if isinstance(found[0], tuple) else (found[0],)
+
+
+def _number(word: str) -> int:
+    return WORDS[word.lower()] if word.lower() in WORDS else int(word)
+
+
+@pytest.fixture(scope="module")
+def shipped_config() -> dict:
+    """The one config the four shipped models share, name, lambda and description aside."""
+    configs = {name: json.loads((_models_root() / name / "config.json").read_text()) for name in NAMES}
+    for name, cfg in configs.items():
+        assert cfg["lam"] == float(name.removeprefix("tiny-lambda"))  # tiny-lambda{0.5,1,2,4}
+    shared = [{k: v for k, v in cfg.items() if k not in ("name", "lam", "description")} for cfg in configs.values()]
+    assert all(c == shared[0] for c in shared)
+    return shared[0]
+
+
+def test_readme_quotes_the_shipped_config(shipped_config):
+    from diffsit.model import DiffSITConfig
+
+    cfg, odfte = shipped_config, shipped_config["odfte"]
+    (overlap,) = _stated("README.md", r"share `window_overlap` frames \((\d+) for the shipped models\)")
+    assert int(overlap) == cfg["window_overlap"]
+    (frames,) = _stated("README.md", r"`--frames (\d+)` is one ODFTE window")
+    (base,) = _stated("README.md", r"ODFTE windows of (\d+)\+12m frames")
+    assert int(frames) == int(base) == cfg["window"]
+    default, block = _stated("README.md", r"`DiffSITConfig\.strength_block`, (\d+) by default\): .{0,200}? per (\d+)×\d+ block")
+    assert int(default) == DiffSITConfig().strength_block == int(block) == cfg["strength_block"]
+    (t_star,) = _stated("README.md", r"`WanTransformer3DModel` at t\* = (\d+)")
+    assert int(t_star) == odfte["t_star"]
+    space, time = _stated("README.md", r"The tiny VAE downsamples (\d+)× in space, as Wan's does, and (\d+)× in time")
+    assert int(space) == 2 ** (len(odfte["vae"]["dim_mult"]) - 1) and int(time) == 2 ** sum(odfte["vae"]["temperal_downsample"])
+    ph, pw = _stated("README.md", r"its DiT patchifies (\d+)×(\d+)")
+    assert [int(ph), int(pw)] == odfte["transformer"]["patch_size"][1:]
+    (intra,) = _stated("docs/architecture.md", r"(one) intra frame unless `intra_period` says otherwise")
+    assert _number(intra) == 1 and cfg["intra_period"] == -1
+    from diffsit.train.recipe import WINDOW_OVERLAP
+
+    recipe, written = _stated("docs/diffsit-training.md", r"windows that share (\d+) frames \(`recipe\.WINDOW_OVERLAP`.{0,300}?\"window_overlap\": (\d+)\}")
+    assert int(recipe) == int(written) == WINDOW_OVERLAP == cfg["window_overlap"]
+
+
+def test_measurements_quote_the_shipped_config(shipped_config):
+    from diffsit.gop import chunks, overlapping_chunks
+    from diffsit.seams import boundary_pairs
+
+    cfg = shipped_config
+    window, overlap = cfg["window"], cfg["window_overlap"]
+    doc = "docs/diffsit-measurements.md"
+    (stated,) = _stated(doc, r"The shipped tiny models run with `window_overlap = (\d+)`")
+    assert int(stated) == overlap
+    (frames,) = _stated(doc, r"default: the first (\d+) frames, one ODFTE window")
+    assert int(frames) == window
+    total, apart, length = _stated(doc, r"first (\d+) frames = (\w+) (\d+)-frame windows")
+    assert int(length) == window and len(chunks(int(total), window)) == _number(apart)
+    (cuts,) = _stated(doc, r"The boundary pairs are t = ([\d, ]+) \(")
+    assert [int(v) for v in cuts.split(",")] == boundary_pairs(int(total), window).tolist()
+    together, total2, before = _stated(doc, r"\((\w+) windows for (\d+) frames instead of (\w+)\)")
+    assert len(overlapping_chunks(int(total2), window, overlap)) == _number(together)
+    assert len(chunks(int(total2), window)) == _number(before)

@@ -82,6 +82,12 @@ VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
 # the one the encoder's strength map is chosen with, so the two agree
 TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
+# frames consecutive ODFTE windows share in the models the recipe writes: one group, the
+# overlap the seam measurement chose (docs/diffsit-measurements.md, "Seams between ODFTE
+# windows"). Training never meets it (its clips are one window); the first run writes it into
+# the model config and every later run starts from a model that carries it
+WINDOW_OVERLAP = 3
+
 # steps per run (at scale 1), ~90 min in all on 2 free cores (~0.6 s per VAE step, ~0.14 s
 # per intra step, ~0.4 s per motion step, ~0.5 s per P step, ~1.2 s per GOP step, ~2.5 s per stage-2 step with
 # STEM frozen: the tiny Wan VAE's frame-by-frame causal passes dominate)
@@ -129,7 +135,19 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None, l
     common = dict(data=list(DATA), data_weights=list(DATA_WEIGHTS), seed=seed, frames=9)
     common2 = {**common, "data": data2, "data_weights": weights2, "temporal_weight": TEMPORAL_WEIGHT}
     runs = [
-        ("vae", TrainConfig(stage=0, name="tiny-vae", steps=steps("vae"), batch_size=4, crop=(64, 64), lr=3e-3, **{**common, "frames": 5})),
+        (
+            "vae",
+            TrainConfig(
+                stage=0,
+                name="tiny-vae",
+                steps=steps("vae"),
+                batch_size=4,
+                crop=(64, 64),
+                lr=3e-3,
+                model={"window_overlap": WINDOW_OVERLAP},
+                **{**common, "frames": 5},
+            ),
+        ),
         (
             "intra",
             TrainConfig(

@@ -406,6 +406,20 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, metad
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _load_training_state(path: Path) -> dict:
+    """The optimizer, scheduler and RNG state of a checkpoint: tensors and plain values only
+    (what _save_checkpoint writes), so a checkpoint from elsewhere cannot run code on load."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path} holds more than tensors and plain values, which this trainer never writes, and is not loaded "
+            f"({str(e).splitlines()[0]}). Start over with --no-resume, or use another --out."
+        ) from None
+
+
 def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress: bool = True, until: int | None = None) -> Path | None:
     """Run one stage; returns the result's model folder (``out/model``).
 
@@ -434,7 +448,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         if saved != config:
             raise ValueError(f"{ckpt} was written by a different training config; use another --out, or --no-resume to start over")
         model = DiffSIT.load(ckpt, pretrained_dir=config.model.get("pretrained_dir"))
-        state = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=False)
+        state = _load_training_state(ckpt / "training_state.pt")
         start = state["step"]
     else:
         model, state = build_model(config), None
