@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS); see `bench doctor`")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    ms = sub.add_parser("measure", help="add or change metrics of finished results: decodes the stored bitstreams, never encodes")
+    ms.add_argument("--results", required=True, type=Path, help="the --out folder of `bench run`")
+    ms.add_argument("--metrics", required=True, type=_csv, help="metrics to measure (added to what each job measured)")
+    ms.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes)")
+    ms.add_argument("--device", default="cpu", help="device for the metrics: cpu, cuda")
+    ms.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("conditions", help="the named test conditions: what each fixes, and the document it comes from")
     dr = sub.add_parser("doctor", help="list every weights file, whether it is present, and where to put it")
     dr.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS)")
@@ -233,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             "run": cmd_run,
             "datasets": cmd_datasets,
             "conditions": cmd_conditions,
+            "measure": cmd_measure,
             "codecs": cmd_codecs,
             "plot": cmd_plot,
             "bdrate": cmd_bdrate,
@@ -321,6 +328,16 @@ def cmd_run(args) -> int:
         done = len(part.records) - len(part.failed)
         print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {part.out / 'summary.csv'}")
     return 0 if result.ok else 1
+
+
+def cmd_measure(args) -> int:
+    from .remeasure import measure_results
+
+    part = measure_results(args.results, args.metrics, jobs=args.jobs, device=args.device, progress=not args.quiet)
+    for r in part.failed:
+        print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
+    print(f"{part.out}: {len(part.records) - len(part.failed)} measured again, {len(part.failed)} failed, {part.skipped} unchanged")
+    return 0 if not part.failed else 1
 
 
 def cmd_conditions(args) -> int:

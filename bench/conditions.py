@@ -15,16 +15,16 @@ loudly instead of running under the wrong convention.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-HEVC_CLASSES = ("hevc_b", "hevc_c", "hevc_d", "hevc_e")
 #: what the harness computes (bench/video.py, bench/metrics/fidelity.py)
 HARNESS_COLOUR = "BT.709 full range"
 HARNESS_PSNR_YUV = (6, 1, 1)
-#: the anchors a condition's QP ladder applies to
-QP_ANCHORS = ("hm", "vtm", "x265", "vvenc", "x264")
-DCVC_DOC = "microsoft/DCVC, DCVC-family/test_conditions.md ('Suggested test conditions for neural video codec')"
+#: the conditions, as data (package data beside this module)
+DATA = Path(__file__).with_name("conditions.json")
 
 
 class UnknownConditions(ValueError):
@@ -60,48 +60,15 @@ class Conditions:
         }
 
 
-def _qps(*qps: int) -> dict[str, tuple[int, ...]]:
-    return {codec: tuple(qps) for codec in QP_ANCHORS}
+def _load(path: Path = DATA) -> dict[str, Conditions]:
+    out = {}
+    for c in json.loads(path.read_text())["conditions"]:
+        rates = {codec: tuple(int(r) for r in ladder) for codec, ladder in c.pop("rates", {}).items()}
+        out[c["name"]] = Conditions(**{**c, "datasets": tuple(c["datasets"]), "rates": rates})
+    return out
 
 
-_DCVC_SETS = (*HEVC_CLASSES, "uvg", "mcl_jcv")
-_CTC_QPS = _qps(22, 27, 32, 37)
-CONDITIONS: dict[str, Conditions] = {
-    c.name: c
-    for c in (
-        Conditions(
-            "dcvc-ip32",
-            "DCVC's suggested conditions: 96 frames, intra period 32",
-            f"{DCVC_DOC}; anchor QPs 22/27/32/37 from the JVET CTC (the document names none)",
-            96,
-            32,
-            _DCVC_SETS,
-            _CTC_QPS,
-        ),
-        Conditions("dcvc-ip96", "DCVC's suggested conditions, preferred variant: 96 frames, intra period 96", DCVC_DOC, 96, 96, _DCVC_SETS, _CTC_QPS),
-        Conditions("dcvc-ip-1", "DCVC's suggested conditions, preferred variant: 96 frames, one intra frame", DCVC_DOC, 96, -1, _DCVC_SETS, _CTC_QPS),
-        Conditions(
-            "dcvc-rt-allf",
-            "DCVC-RT/DCVC-UF headline conditions: all frames, one intra frame",
-            "microsoft/DCVC README (DCVC-RT, CVPR 2025): all frames, intra period -1; anchor QPs 22-49 in steps of 3 as in its "
-            "published anchors/vtm_17.0_yuv420_LB_allf_ip0.json",
-            0,
-            -1,
-            _DCVC_SETS,
-            _qps(*range(22, 50, 3)),
-        ),
-        Conditions(
-            "jvet-ctc-ld",
-            "JVET common test conditions, low delay: QP 22/27/32/37, all frames, one intra frame",
-            "JVET-T2010 (JVET common test conditions and software reference configurations for SDR video), low-delay configurations; "
-            "the HEVC classes B-E stand in for JVET's classes (its class B adds MarketPlace and RitualDance, not here)",
-            0,
-            -1,
-            HEVC_CLASSES,
-            _CTC_QPS,
-        ),
-    )
-}
+CONDITIONS: dict[str, Conditions] = _load()
 
 
 def get_conditions(name: str) -> Conditions:

@@ -153,6 +153,14 @@ class ResultsStore:
                 out.append(rec)
         return out
 
+    def manifest(self) -> dict:
+        """manifest.json as written, or {} (a folder without one, or an unreadable one)."""
+        try:
+            data = json.loads((self.root / "manifest.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def find(self, codec: str, sequence: str, rate: Any, dataset: str | None = None) -> dict | None:
         """The record of one row (the codec column, as the tables show it), or None."""
         for rec in self.records():

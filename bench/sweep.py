@@ -284,6 +284,9 @@ class Job:
     label: str = ""
     #: the named test conditions it was made under (bench.conditions.label), or ""
     conditions: str = ""
+    #: the recorded bitstream and what was measured of it, when only the metrics changed
+    #: (``partition``): the worker decodes it again instead of encoding (not part of identity)
+    reuse: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def row_label(self) -> str:
@@ -315,6 +318,11 @@ class Job:
             **({"conditions": self.conditions} if self.conditions else {}),
         }
 
+    def bitstream_hash(self) -> str:
+        """What makes the bitstream: the configuration without the metrics (and without the
+        conditions' label, which names the experiment, not the stream)."""
+        return _bitstream_hash(self.config())
+
     def config_hash(self) -> str:
         return hashlib.sha256(dumps(self.config()).encode()).hexdigest()[:16]
 
@@ -322,6 +330,11 @@ class Job:
 #: the parts of a job's configuration that change its bitstream (its id); the source's path and
 #: the tools' versions stay in the cache key only, so a moved data root or an upgrade finds the job
 _ID_KEYS = ("codec", "codec_options", "rate", "geometry", "coded_bit_depth", "start", "frames")
+
+
+def _bitstream_hash(config: dict[str, Any]) -> str:
+    made_of = {k: v for k, v in config.items() if k not in ("metrics", "conditions")}
+    return hashlib.sha256(dumps(made_of).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -413,11 +426,12 @@ def _base_record(job: Job) -> dict[str, Any]:
 
 
 def run_job(job: Job) -> JobResult:
-    """Encode, decode from the file, measure. Never raises: failures become records.
+    """Encode (or reuse the recorded bitstream, ``job.reuse``), decode from the file, measure.
+    Never raises: failures become records.
 
-    Runs wherever the executor puts it: it works in a local temporary folder ($BENCH_WORKDIR
-    or the system's), reads the source from the data root, and returns the bitstream and logs
-    in the result for the driver to store."""
+    Runs wherever the executor puts it: it works in a local scratch folder, reads the source
+    from the data root, and returns the bitstream and logs in the result for the driver to
+    store."""
     node = socket.gethostname()
     record: dict[str, Any] = {
         **_base_record(job),
@@ -428,128 +442,28 @@ def run_job(job: Job) -> JobResult:
     timings: dict[str, float] = {}
     notes: list[str] = []
     files: dict[str, bytes] = {}
-    decoded_files: dict[str, bytes] = {}
     try:
-        if not Path(job.sequence.path).is_file():
-            raise FileNotFoundError(
-                f"node {node} cannot read the source {job.sequence.path}: the data root must be visible to every worker "
-                "(a shared filesystem, mounted at the same path), as must the bench cache for the sample and synthetic sets"
-            )
-        device = job.device
-        options = dict(job.codec_options)
-        if os.environ.get(PINNED_ENV):  # the executor pinned this worker to one GPU: it is cuda:0 here
-            device = "cuda" if device.startswith("cuda") else device
-            if str(options.get("device", "")).startswith("cuda"):
-                options["device"] = "cuda"
-        if job.codec_target:
-            try:
-                codec_class(job.codec)
-            except UnknownCodec:
-                register_codec(job.codec, job.codec_target)
-        try:
-            codec: Codec = create_codec(job.codec, **options)
-            codec.check()
-        except Exception as e:
-            raise CodecError(f"on node {node}: {e}") from e
-        metrics = [create_metric(m, device=device) for m in job.metrics]
+        codec, metrics, options = _build(job, node)
         ref = job.sequence.open(frames=job.frames, start=job.start)
-        coded = job.coded_bit_depth
-        if coded != ref.bit_depth:
-            notes.append(f"{job.codec} codes {coded}-bit: the {ref.bit_depth}-bit source was converted for it and its output back")
+        if job.coded_bit_depth != ref.bit_depth:
+            notes.append(f"{job.codec} codes {job.coded_bit_depth}-bit: the {ref.bit_depth}-bit source was converted for it and its output back")
         with scratch.job_dir(job.job_id) as tmp:
-            work = Path(tmp)
-            t0 = time.perf_counter()
-            enc = codec.encode(ref.to_bit_depth(coded), job.rate, work)
-            timings["encode_s"] = time.perf_counter() - t0
-            if not isinstance(enc, EncodeResult):
-                raise CodecError(f"{job.codec}: encode() returned {type(enc).__name__}, not a bench.codec.EncodeResult (see docs/architecture.md)")
-            name = f"{job.job_id}{codec.extension}"
-            final = work / "out" / name
-            final.parent.mkdir()
-            os.replace(enc.bitstream, final)
-            enc.bitstream = final
-            for i, log in enumerate(p for p in enc.logs if Path(p).is_file()):
-                files[f"{job.job_id}.enc.log" if i == 0 else f"{job.job_id}.{Path(log).name}"] = Path(log).read_bytes()
-
-            t0 = time.perf_counter()
-            dist = codec.decode(final, work, bit_depth=coded)
-            timings["decode_s"] = time.perf_counter() - t0
-            if dist.bit_depth != coded:
-                raise CodecError(f"{job.codec}: decode(bit_depth={coded}) returned {dist.bit_depth}-bit samples")
-            if enc.reconstruction is not None and not _same_video(enc.reconstruction, dist):
-                raise CodecError(
-                    f"{job.codec}: the decoder's output differs from the encoder's reconstruction; "
-                    "the bitstream does not carry what the encoder used (encoder/decoder mismatch)"
-                )
-            dist = dist.to_bit_depth(ref.bit_depth)
-            t0 = time.perf_counter()
-            values = measure(ref, dist, metrics, device=job.device)
-            timings["metrics_s"] = time.perf_counter() - t0
-            try:
-                per_frame = enc.per_frame(ref.frames)
-            except CodecError as e:  # per-frame sizes are informative; bpp is the file's
-                notes.append(f"no per-frame bits: {e}")
-                per_frame = {"bits": [np.nan] * ref.frames, "frame_type": [""] * ref.frames, "qp": [np.nan] * ref.frames}
-
-            files[name] = final.read_bytes()
-            md5 = file_digest(final, "md5")
-            if job.save_decoded:
-                kept = work / "out" / f"{job.job_id}{decoded_store.EXTENSION}"
-                decoded_store.save(dist, kept, options.get("ffmpeg"))
-                decoded_files = {kept.name: kept.read_bytes()}
-                record["decoded"] = {
-                    "path": f"{decoded_store.FOLDER}/{kept.name}",
-                    "format": "FFV1 (lossless) in Matroska",
-                    "bytes": kept.stat().st_size,
-                    "samples_md5": decoded_store.samples_md5(dist),
-                }
-        size = len(files[name])
-        pixels = ref.width * ref.height
-        bits = 8 * size
-        frame_bits = np.asarray(per_frame["bits"], dtype=np.float64)
-        frames = pd.DataFrame(
-            {
-                "dataset": job.dataset,
-                "sequence": job.sequence.name,
-                "codec": job.row_label,
-                "rate": str(job.rate),
-                "frame": np.arange(job.start, job.start + ref.frames),
-                "frame_type": per_frame["frame_type"],
-                "bits": frame_bits,
-                "bpp": frame_bits / pixels,
-                "qp": np.asarray(per_frame["qp"], dtype=np.float64),
-                **values,
-            }
-        )
-        if frames["qp"].isna().all():
-            frames = frames.drop(columns="qp")
-        summary = {
-            "dataset": job.dataset,
-            "sequence": job.sequence.name,
-            "codec": job.row_label,
-            "rate": str(job.rate),
-            "frames": ref.frames,
-            "width": ref.width,
-            "height": ref.height,
-            "bit_depth": ref.bit_depth,
-            "bytes": size,
-            "bits": bits,
-            # bpp from the file the decoder read, at the original (unpadded) size
-            "bpp": bits / (ref.frames * pixels),
-            "bitstream": f"{ResultsStore.BITSTREAMS}/{name}",
-            "bitstream_md5": md5,
-            **({"conditions": job.conditions} if job.conditions else {}),
-            # frame-pair metrics (ewarp) have no value on the first frame
-            **{c: float(np.nanmean(v)) for c, v in values.items()},
-            **{k: round(v, 3) for k, v in timings.items()},
-        }
+            coded = _coded(job, codec, ref, Path(tmp), timings, files, notes)
+            dist = _decoded(job, codec, coded, Path(tmp), timings).to_bit_depth(ref.bit_depth)
+            samples = decoded_store.samples_md5(dist)
+            values = _measured(job, ref, dist, metrics, samples, timings, notes)
+            decoded_files = _kept_decoded(job, dist, Path(tmp), options, samples, record)
+            frames, summary = _tables(job, ref, coded, values, timings)
         record.update(
             status="done",
             summary=summary,
             bitstream=summary["bitstream"],
             bitstream_md5=summary["bitstream_md5"],
+            bitstream_hash=job.bitstream_hash(),
+            samples_md5=samples,
+            metric_specs=list(job.metrics),
             codec_config=codec.describe(),
-            encoder={"command": [str(a) for a in enc.command], "tools": enc.tools},
+            encoder=coded.encoder,
             metrics={m.name: m.describe() for m in metrics},
         )
         result = JobResult(record, frames, files, decoded_files)
@@ -565,6 +479,158 @@ def run_job(job: Job) -> JobResult:
     record["timings"] = {k: round(v, 3) for k, v in timings.items()}
     record["finished"] = _now()
     return result
+
+
+@dataclass
+class _Coded:
+    """A job's bitstream in its scratch folder, and what the encoder said of it."""
+
+    path: Path
+    per_frame: dict[str, list]
+    encoder: dict[str, Any]
+    reconstruction: Video | None = None
+
+
+def _build(job: Job, node: str) -> tuple[Codec, list, dict[str, Any]]:
+    """The job's codec (checked here, on the node that runs it) and metrics."""
+    if not Path(job.sequence.path).is_file():
+        raise FileNotFoundError(
+            f"node {node} cannot read the source {job.sequence.path}: the data root must be visible to every worker "
+            "(a shared filesystem, mounted at the same path), as must the bench cache for the sample and synthetic sets"
+        )
+    device = job.device
+    options = dict(job.codec_options)
+    if os.environ.get(PINNED_ENV):  # the executor pinned this worker to one GPU: it is cuda:0 here
+        device = "cuda" if device.startswith("cuda") else device
+        if str(options.get("device", "")).startswith("cuda"):
+            options["device"] = "cuda"
+    if job.codec_target:
+        try:
+            codec_class(job.codec)
+        except UnknownCodec:
+            register_codec(job.codec, job.codec_target)
+    try:
+        codec: Codec = create_codec(job.codec, **options)
+        codec.check()
+    except Exception as e:
+        raise CodecError(f"on node {node}: {e}") from e
+    return codec, [create_metric(m, device=device) for m in job.metrics], options
+
+
+def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files: dict, notes: list) -> _Coded:
+    """Encode, or write back the recorded bitstream when only the metrics changed."""
+    name = f"{job.job_id}{codec.extension}"
+    final = work / "out" / name
+    final.parent.mkdir()
+    if job.reuse is not None:
+        final.write_bytes(job.reuse["bitstream"])
+        if file_digest(final, "md5") != job.reuse["bitstream_md5"]:
+            raise CodecError(f"{name}: the recorded bitstream does not match its recorded MD5; rerun with --force to encode it again")
+        notes.append("bitstream reused from this job's earlier record (only metrics changed): not encoded again")
+        files[name] = job.reuse["bitstream"]
+        return _Coded(final, job.reuse["per_frame"], job.reuse["encoder"])
+    t0 = time.perf_counter()
+    enc = codec.encode(ref.to_bit_depth(job.coded_bit_depth), job.rate, work)
+    timings["encode_s"] = time.perf_counter() - t0
+    if not isinstance(enc, EncodeResult):
+        raise CodecError(f"{job.codec}: encode() returned {type(enc).__name__}, not a bench.codec.EncodeResult (see docs/architecture.md)")
+    os.replace(enc.bitstream, final)
+    enc.bitstream = final
+    for i, log in enumerate(p for p in enc.logs if Path(p).is_file()):
+        files[f"{job.job_id}.enc.log" if i == 0 else f"{job.job_id}.{Path(log).name}"] = Path(log).read_bytes()
+    files[name] = final.read_bytes()
+    try:
+        per_frame = enc.per_frame(ref.frames)
+    except CodecError as e:  # per-frame sizes are informative; bpp is the file's
+        notes.append(f"no per-frame bits: {e}")
+        per_frame = {"bits": [np.nan] * ref.frames, "frame_type": [""] * ref.frames, "qp": [np.nan] * ref.frames}
+    return _Coded(final, per_frame, {"command": [str(a) for a in enc.command], "tools": enc.tools}, enc.reconstruction)
+
+
+def _decoded(job: Job, codec: Codec, coded: _Coded, work: Path, timings: dict) -> Video:
+    t0 = time.perf_counter()
+    dist = codec.decode(coded.path, work, bit_depth=job.coded_bit_depth)
+    timings["decode_s"] = time.perf_counter() - t0
+    if dist.bit_depth != job.coded_bit_depth:
+        raise CodecError(f"{job.codec}: decode(bit_depth={job.coded_bit_depth}) returned {dist.bit_depth}-bit samples")
+    if coded.reconstruction is not None and not _same_video(coded.reconstruction, dist):
+        raise CodecError(
+            f"{job.codec}: the decoder's output differs from the encoder's reconstruction; "
+            "the bitstream does not carry what the encoder used (encoder/decoder mismatch)"
+        )
+    return dist
+
+
+def _measured(job: Job, ref: Video, dist: Video, metrics: list, samples: str, timings: dict, notes: list) -> dict[str, np.ndarray]:
+    """Every metric's per-frame values; a metric whose identity and decoded samples are those
+    of the earlier record keeps its recorded values (metric values are keyed by both)."""
+    kept: dict[str, np.ndarray] = {}
+    todo = metrics
+    if job.reuse is not None and job.reuse.get("samples_md5") == samples:
+        old_ids, old_values = job.reuse.get("metric_ids", {}), job.reuse.get("values", {})
+        same = [m for m in metrics if old_ids.get(m.name) == _jsonable(m.identity()) and all(c in old_values for c in m.columns)]
+        kept = {c: np.asarray(old_values[c], dtype=np.float64) for m in same for c in m.columns}
+        todo = [m for m in metrics if m not in same]
+        if same:
+            notes.append(f"kept the recorded values of {', '.join(m.name for m in same)} (same decoded samples, same metric)")
+    t0 = time.perf_counter()
+    values = measure(ref, dist, todo, device=job.device) if todo else {}
+    timings["metrics_s"] = time.perf_counter() - t0
+    return {**kept, **values}
+
+
+def _kept_decoded(job: Job, dist: Video, work: Path, options: dict, samples: str, record: dict) -> dict[str, bytes]:
+    """--save-decoded: the decoded video, lossless, for `bench visualize`."""
+    if not job.save_decoded:
+        return {}
+    kept = work / "out" / f"{job.job_id}{decoded_store.EXTENSION}"
+    decoded_store.save(dist, kept, options.get("ffmpeg"))
+    record["decoded"] = {
+        "path": f"{decoded_store.FOLDER}/{kept.name}",
+        "format": "FFV1 (lossless) in Matroska",
+        "bytes": kept.stat().st_size,
+        "samples_md5": samples,
+    }
+    return {kept.name: kept.read_bytes()}
+
+
+def _tables(job: Job, ref: Video, coded: _Coded, values: dict, timings: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The job's frames.csv rows and its summary.csv row."""
+    size = coded.path.stat().st_size
+    pixels = ref.width * ref.height
+    frame_bits = np.asarray(coded.per_frame["bits"], dtype=np.float64)
+    key = {"dataset": job.dataset, "sequence": job.sequence.name, "codec": job.row_label, "rate": str(job.rate)}
+    frames = pd.DataFrame(
+        {
+            **key,
+            "frame": np.arange(job.start, job.start + ref.frames),
+            "frame_type": coded.per_frame["frame_type"],
+            "bits": frame_bits,
+            "bpp": frame_bits / pixels,
+            "qp": np.asarray(coded.per_frame["qp"], dtype=np.float64),
+            **values,
+        }
+    )
+    if frames["qp"].isna().all():
+        frames = frames.drop(columns="qp")
+    summary = {
+        **key,
+        "frames": ref.frames,
+        "width": ref.width,
+        "height": ref.height,
+        "bit_depth": ref.bit_depth,
+        "bytes": size,
+        "bits": 8 * size,
+        # bpp from the file the decoder read, at the original (unpadded) size
+        "bpp": 8 * size / (ref.frames * pixels),
+        "bitstream": f"{ResultsStore.BITSTREAMS}/{coded.path.name}",
+        "bitstream_md5": file_digest(coded.path, "md5"),
+        **({"conditions": job.conditions} if job.conditions else {}),
+        # frame-pair metrics (ewarp) have no value on the first frame
+        **{c: float(np.nanmean(v)) for c, v in values.items()},
+        **{k: round(v, 3) for k, v in timings.items()},
+    }
+    return frames, summary
 
 
 def _failure_logs(job: Job, e: BaseException) -> dict[str, bytes]:
@@ -904,9 +970,37 @@ def partition(jobs: list[Job], store: ResultsStore, force: bool = False) -> tupl
         rec = store.load_record(job.job_id)
         if not force and rec and rec.get("status") == "done" and rec.get("config_hash") == job.config_hash() and _has_decoded(job, rec, store):
             done.append(job)
+        elif not force and rec and rec.get("status") == "done" and _bitstream_hash(rec.get("config") or {}) == job.bitstream_hash():
+            todo.append(dataclasses.replace(job, reuse=_reuse(rec, store)))  # None if its files are gone
         else:
             todo.append(job)
     return todo, done
+
+
+def _reuse(rec: dict, store: ResultsStore) -> dict[str, Any] | None:
+    """What a job whose bitstream stands needs to be measured again: the stream's bytes, the
+    per-frame bits the encoder reported, and the recorded metric values with their keys."""
+    name = Path(str(rec.get("bitstream", ""))).name
+    path, frames_path = store.bitstreams / name, store.frames_path(rec["job_id"])
+    if not name or not path.is_file() or path.is_symlink() or not frames_path.is_file():
+        return None
+    frames = pd.read_csv(frames_path)
+    n = len(frames)
+    per_frame = {
+        "bits": frames["bits"].tolist() if "bits" in frames else [np.nan] * n,
+        "frame_type": frames["frame_type"].fillna("").astype(str).tolist() if "frame_type" in frames else [""] * n,
+        "qp": frames["qp"].tolist() if "qp" in frames else [np.nan] * n,
+    }
+    skip = {"dataset", "sequence", "codec", "rate", "frame", "frame_type", "bits", "bpp", "qp"}
+    return {
+        "bitstream": path.read_bytes(),
+        "bitstream_md5": rec.get("bitstream_md5"),
+        "per_frame": per_frame,
+        "encoder": rec.get("encoder") or {},
+        "samples_md5": rec.get("samples_md5"),
+        "metric_ids": (rec.get("config") or {}).get("metrics", {}),
+        "values": {c: frames[c].tolist() for c in frames.columns if c not in skip},
+    }
 
 
 def _has_decoded(job: Job, rec: dict, store: ResultsStore) -> bool:

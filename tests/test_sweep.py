@@ -208,7 +208,7 @@ def test_a_failed_job_keeps_the_log_its_codec_attached(tmp_path):
 def test_bad_cli_input_exits_2_with_the_valid_names(tmp_path, capsys):
     assert run_cli("run", "--codec", "x266", "--dataset", "synthetic", "--out", tmp_path) == 2
     assert "x265" in capsys.readouterr().err
-    assert run_cli("run", "--codec", "x265", "--dataset", "hevc_c", "--out", tmp_path) == 2
+    assert run_cli("run", "--codec", "x265", "--dataset", "hevc_f", "--out", tmp_path) == 2
     assert "mcl_jcv" in capsys.readouterr().err
     assert run_cli("run", "--codec", "x265", "--dataset", "hevc_b", "--data-root", tmp_path, "--out", tmp_path) == 2
     err = capsys.readouterr().err
