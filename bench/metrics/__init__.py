@@ -290,6 +290,8 @@ def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, d
             for m in per_frame:
                 for col, v in m.compute(fb).items():
                     values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
+            fb.ref.release()  # a long clip's frames are read once, never held (Video.release)
+            fb.dist.release()
     for m in metrics:
         if m.sequence_level:
             for col, v in m.compute_sequence(ref, dist).items():

@@ -146,6 +146,8 @@ class Ewarp(Metric):
             bw = self.backend(src, t, t - 1, self.device).float()
             pair = dist.rgb(t - 1, t + 1, device=self.device)
             out[t] = SCALE * float(warp_error(pair[:1], pair[1:], fw, bw)[0])
+            src[t - 1].release()  # frame t-1 is done with (Video.release: bounded memory)
+            dist[t - 1].release()
         return {"ewarp": out}
 
     def identity(self):
