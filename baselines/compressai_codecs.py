@@ -45,6 +45,7 @@ class CompressAICodec(Codec):
     rate_name = "quality"
     extension = ".lbs"
     native_code = True  # CompressAI's C++ range coder runs in this process
+    learned = True
     #: zoo architecture name and zoo module ("image" or "video")
     architecture: ClassVar[str]
     zoo_module: ClassVar[str] = "image"

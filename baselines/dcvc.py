@@ -68,6 +68,7 @@ class DCVCCodec(Codec):
     pad_multiple: ClassVar[int]
     extension = ".dcvc"
     native_code = True  # DCVC's C++ entropy coder runs in this process
+    learned = True
     rate_name = "q_index"
     # planes are scaled by the source's peak on the way in and quantised to the depth asked
     # for on the way out, as DCVC's own --yuv420 tests do for 8 and 10 bits

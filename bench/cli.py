@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cdp = sub.add_parser("codecs", help="list codecs, their default rate ladders, and whether they can run here")
     cdp.add_argument("--ffmpeg", help="ffmpeg binary to check the anchors against")
+    cdp.add_argument(
+        "--complexity", type=_size, metavar="WxH", help="also code 3 random frames of WxH with each runnable learned codec: kMAC/pixel and s/frame"
+    )
     _add_codec_location_args(cdp)
 
     results_help = "results folder or summary.csv, repeatable (default: everything under results/ but results/golden)"
@@ -423,9 +426,43 @@ def cmd_codecs(args) -> int:
             have = f" [needs {sum(r.present for r in reqs)}/{len(reqs)} present]" if reqs else ""
             depths = "/".join(map(str, codec.bit_depths)) + ("+conv" if codec.convert_bit_depth else "")
             print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {depths:<10} {status}{have} [rates: {codec.rate_spec.describe()}]")
+            if args.complexity and codec.learned and status == "ok":
+                print(f"{'':<21} {_complexity_line(codec, *args.complexity)}")
         except Exception as e:  # a broken plugin must not hide the others
             print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")
+    if args.complexity:
+        from .complexity import METHOD
+
+        print(f"\ncomplexity: {METHOD}")
     return 0
+
+
+def _complexity_line(codec, width: int, height: int) -> str:
+    """kMAC/pixel and seconds per frame of one learned codec on 3 random frames."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from .complexity import counted
+    from .video import Video
+
+    rng = np.random.default_rng(0)
+    video = Video(*(rng.integers(0, 256, (3, h, w), dtype=np.uint8) for h, w in ((height, width), (height // 2, width // 2), (height // 2, width // 2))))
+    rate = codec.default_rates[len(codec.default_rates) // 2]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with counted(True) as enc:
+            bitstream = codec.encode(video, rate, Path(tmp)).bitstream
+        t1 = time.perf_counter()
+        with counted(True) as dec:
+            codec.decode(bitstream, Path(tmp))
+        t2 = time.perf_counter()
+    px = 3 * width * height
+    return (
+        f"at {width}x{height}, rate {rate}: encode {enc.kmac_per_pixel(px):.1f} kMAC/px, {(t1 - t0) / 3:.2f} s/frame; "
+        f"decode {dec.kmac_per_pixel(px):.1f} kMAC/px, {(t2 - t1) / 3:.2f} s/frame"
+    )
 
 
 def _summaries(paths: list[Path] | None, what: str = "plot"):

@@ -241,6 +241,8 @@ class Codec(ABC):
     #: whether encode/decode run native code inside this Python process (a C++ entropy
     #: coder, CUDA ops): its jobs then run in a worker process, so a crash costs one job
     native_code: ClassVar[bool] = False
+    #: whether it runs torch networks: its jobs count MACs per pixel (bench.complexity)
+    learned: ClassVar[bool] = False
     #: what a rate point means for this codec (``qp``, ``lambda``, ``quality``)
     rate_name: ClassVar[str] = "qp"
     #: the type and range of rate points (checked by parse_rate at plan time)

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from . import children, ffmpeg, scratch, weights
+from . import children, complexity, ffmpeg, scratch, weights
 from . import datasets as ds
 from . import decoded as decoded_store
 from .codec import (
@@ -463,6 +463,7 @@ def run_job(job: Job) -> JobResult:
             samples_md5=samples,
             metric_specs=list(job.metrics),
             codec_config=codec.describe(),
+            cost=complexity.host(job.device),
             encoder=coded.encoder,
             metrics={m.name: m.describe() for m in metrics},
         )
@@ -530,8 +531,11 @@ def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files:
         files[name] = job.reuse["bitstream"]
         return _Coded(final, job.reuse["per_frame"], job.reuse["encoder"])
     t0 = time.perf_counter()
-    enc = codec.encode(ref.to_bit_depth(job.coded_bit_depth), job.rate, work)
+    with complexity.counted(codec.learned, job.device) as macs:
+        enc = codec.encode(ref.to_bit_depth(job.coded_bit_depth), job.rate, work)
     timings["encode_s"] = time.perf_counter() - t0
+    if codec.learned:
+        timings["encode_kmac_per_px"] = macs.kmac_per_pixel(ref.frames * ref.width * ref.height)
     if not isinstance(enc, EncodeResult):
         raise CodecError(f"{job.codec}: encode() returned {type(enc).__name__}, not a bench.codec.EncodeResult (see docs/architecture.md)")
     os.replace(enc.bitstream, final)
@@ -549,8 +553,11 @@ def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files:
 
 def _decoded(job: Job, codec: Codec, coded: _Coded, work: Path, timings: dict) -> Video:
     t0 = time.perf_counter()
-    dist = codec.decode(coded.path, work, bit_depth=job.coded_bit_depth)
+    with complexity.counted(codec.learned, job.device) as macs:
+        dist = codec.decode(coded.path, work, bit_depth=job.coded_bit_depth)
     timings["decode_s"] = time.perf_counter() - t0
+    if codec.learned:
+        timings["decode_kmac_per_px"] = macs.kmac_per_pixel(dist.frames * dist.width * dist.height)
     if dist.bit_depth != job.coded_bit_depth:
         raise CodecError(f"{job.codec}: decode(bit_depth={job.coded_bit_depth}) returned {dist.bit_depth}-bit samples")
     if coded.reconstruction is not None and not _same_video(coded.reconstruction, dist):
@@ -629,6 +636,7 @@ def _tables(job: Job, ref: Video, coded: _Coded, values: dict, timings: dict) ->
         # frame-pair metrics (ewarp) have no value on the first frame
         **{c: float(np.nanmean(v)) for c, v in values.items()},
         **{k: round(v, 3) for k, v in timings.items()},
+        **{f"{k}_per_frame": round(timings[k] / ref.frames, 4) for k in ("encode_s", "decode_s") if k in timings},
     }
     return frames, summary
 

@@ -465,6 +465,7 @@ class DiffSITCodec(Codec):
 
     name = "diffsit"
     rate_name = "lambda"
+    learned = True
     rate_spec = RateSpec("float", 0, exclusive_low=True)
     default_rates = (4, 2, 1, 0.5)
     extension = ".dsit"

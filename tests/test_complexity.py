@@ -1,0 +1,34 @@
+"""Complexity and timing as results (issue 35): learned codecs' jobs count MACs per pixel with
+one declared method, and every job's per-frame times say what they include."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.complexity import counted
+from bench.sweep import SweepConfig, run_sweep
+
+
+def test_a_convolution_counts_its_macs():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    with counted(True) as c:
+        conv(torch.randn(1, 3, 16, 16))
+    assert c.flops == 2 * (8 * 3 * 9 * 16 * 16)  # 2 FLOPs a MAC
+    assert c.kmac_per_pixel(16 * 16) == pytest.approx(8 * 3 * 9 / 1000)
+    with counted(False) as off:
+        conv(torch.randn(1, 3, 16, 16))
+    assert off.flops == 0
+
+
+def test_learned_jobs_report_kmac_per_pixel_and_anchors_their_times(tmp_path):
+    base = dict(dataset="synthetic", sequences=["testsrc2"], frames=2, metrics=["psnr"], progress=False)
+    learned = run_sweep(SweepConfig.from_dict({**base, "codecs": ["bmshj2018-hyperprior:random_weights_for_tests=true"], "rates": ["1"], "out": str(tmp_path / "l")}))
+    (rec,) = learned.parts[0].records
+    s = rec["summary"]
+    assert s["encode_kmac_per_px"] > 1 and s["decode_kmac_per_px"] > 1  # a hyperprior model is tens of kMAC/px
+    assert s["encode_s_per_frame"] == pytest.approx(s["encode_s"] / 2, abs=1e-3)
+    assert "FlopCounterMode" in rec["cost"]["method"] and rec["cost"]["torch_threads"] >= 1 and rec["cost"]["cpu"]
+    anchor = run_sweep(SweepConfig.from_dict({**base, "codecs": ["x265:preset=ultrafast"], "rates": ["40"], "out": str(tmp_path / "a")}))
+    s = anchor.parts[0].records[0]["summary"]
+    assert "encode_kmac_per_px" not in s and s["decode_s_per_frame"] > 0
