@@ -63,9 +63,15 @@ def test_too_few_points():
 def test_no_overlap_and_too_little_overlap():
     with pytest.raises(bd.NoOverlap, match="do not overlap"):
         bd.bd_rate(_curve(), _curve(shift=40))
-    with pytest.raises(bd.InsufficientOverlap, match="overlap by"):
-        bd.bd_rate(_curve(), _curve(shift=10))
+    # by default only no overlap at all is refused (as DCVC and the bjontegaard package
+    # compute); the strict mode refuses below its threshold (this was the default until the
+    # overlap became a column and a mark)
+    assert bd.quality_overlap(_curve(), _curve(shift=10)) == pytest.approx(2 / 22)
+    assert math.isfinite(bd.bd_rate(_curve(), _curve(shift=10)))
+    with pytest.raises(bd.InsufficientOverlap, match="overlap by 9.1% of their union, less than the 50% --min-overlap asks for"):
+        bd.bd_rate(_curve(), _curve(shift=10), min_overlap=0.5)
     assert math.isfinite(bd.bd_rate(_curve(), _curve(shift=10), min_overlap=0.05))
+    assert bd.rate_overlap(_curve(), _curve(scale=2)) == pytest.approx(3 / 5)  # 3 of 5 octaves
 
 
 def test_dominance_is_the_least_gain_at_no_more_rate():
