@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main
 from bench.importer import ImportFormatError, import_results
-from bench.report import bd_table, format_bd, write_plots
+from bench.report import OVERALL, UNWEIGHTED, bd_table, format_bd, write_plots
 from bench.store import read_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,8 +134,8 @@ def test_cli_import_writes_and_protects(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def _cell(table, dataset, codec, metric):
-    return table[(table.dataset == dataset) & (table.codec == codec) & (table.metric == metric) & (table.sequence == "all")].iloc[0]
+def _cell(table, dataset, codec, metric, label=OVERALL):
+    return table[(table.dataset == dataset) & (table.codec == codec) & (table.metric == metric) & (table.sequence == label)].iloc[0]
 
 
 def test_bd_on_real_published_data_gives_a_number_or_a_reason():
@@ -161,10 +161,13 @@ def test_bd_of_a_users_run_against_the_published_curve():
     mine = []
     for seq, off in (("Beauty", -0.01), ("Jockey", 0.01)):
         for k, r in enumerate(hm.itertuples()):
-            mine.append({"dataset": "uvg", "sequence": seq, "codec": "mine", "rate": str(k), "bpp": r.bpp * 0.8, "lpips": r.lpips + off})
+            mine.append({"dataset": "uvg", "sequence": seq, "codec": "mine", "rate": str(k), "frames": 96, "bpp": r.bpp * 0.8, "lpips": r.lpips + off})
     t = bd_table(pd.concat([pub, pd.DataFrame(mine)], ignore_index=True), "HM16.25", ["lpips"])
     c = _cell(t, "uvg", "mine", "lpips")
-    assert c.bd_rate == pytest.approx(-20.0, abs=0.5) and "mean over 2 sequence(s)" in c.curves and "published" in c.curves
+    assert c.bd_rate == pytest.approx(-20.0, abs=0.5) and "frame-weighted mean over 2 sequence(s)" in c.curves and "published" in c.curves
+    # equal frame counts: the unweighted class curve is the same curve
+    u = _cell(t, "uvg", "mine", "lpips", UNWEIGHTED)
+    assert u.bd_rate == pytest.approx(c.bd_rate) and "mine: mean over 2 sequence(s)" in u.curves
 
 
 def test_plot_overlays_published_curves(tmp_path):
@@ -194,7 +197,7 @@ def test_bdrate_leaves_out_datasets_the_anchor_has_not_run(tmp_path, capsys):
     assert main(["bdrate", "--anchor", "x265", "--results", str(mine), "--results", str(FIG5_SUMMARY.parent)]) == 0
     out, err = capsys.readouterr()
     assert "x265 has no results on hevc_b, mcl_jcv, uvg: left out" in err
-    assert "| sample | all | vvenc |" in out and "hevc_b" not in out
+    assert "| sample | Overall | vvenc |" in out and "hevc_b" not in out
 
 
 def _compressai_frame_metrics(seed: int) -> dict[str, float]:
