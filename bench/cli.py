@@ -224,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", type=Path, help="folder for summary.csv (default: results/imported/<file stem>)")
     im.add_argument("--force", action="store_true", help="replace earlier imported rows in --out")
 
+    ex = sub.add_parser("export", help="write one codec's results in another tool's schema (DCVC's JSON, for its compare_bd_rate.py)")
+    ex.add_argument("--format", required=True, choices=("dcvc",), help="dcvc: the JSON DCVC's test_video.py writes and compare_bd_rate.py reads")
+    ex.add_argument("--out", required=True, type=Path, help="the file to write (e.g. mine.json)")
+    ex.add_argument("--results", action="append", type=Path, help=results_help)
+    ex.add_argument("--codec", help="the codec to export (a DCVC file holds one; needed when the results have several)")
+    ex.add_argument("--dataset", help="only this dataset")
+    ex.add_argument(
+        "--psnr-space",
+        required=True,
+        choices=("rgb", "yuv"),
+        help="which PSNR and MS-SSIM the file's ave_*_frame_psnr/msssim hold: psnr_rgb/ms_ssim_rgb (DCVC's RGB tests) or psnr_yuv/ms_ssim_yuv (its --yuv420 1 tests)",
+    )
+    ex.add_argument("--force", action="store_true", help="replace --out if it exists")
+
     vz = sub.add_parser("visualize", help="crops and x-t slices of each codec at matched bitrate, from videos kept by run --save-decoded")
     vz.add_argument("--results", action="append", type=Path, required=True, help="results folder (searched below), repeatable")
     vz.add_argument("--sequence", required=True, help="the sequence to show")
@@ -278,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "check": cmd_check,
             "doctor": cmd_doctor,
             "import": cmd_import,
+            "export": cmd_export,
             "visualize": cmd_visualize,
             "report": cmd_report,
         }
@@ -551,7 +566,32 @@ def cmd_import(args) -> int:
         if not args.force:
             raise UsageError(f"{existing} exists (imported earlier); pass --force to replace it")
     path = write_imported(df, out, path=args.file, fmt=args.format)
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     print(f"imported {len(df)} row(s): {df['codec'].nunique()} codec(s) x {df['dataset'].nunique()} dataset(s) -> {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .dcvc import DCVCFormatError, export, write
+    from .importer import dataset_name
+    from .store import with_frame_types
+
+    if args.out.exists() and not args.force:
+        raise UsageError(f"{args.out} exists; pass --force to replace it")
+    summary = with_frame_types(_summaries(args.results, what="export"))
+    if args.dataset:
+        summary = summary[summary["dataset"] == dataset_name(args.dataset)]
+        if summary.empty:
+            raise UsageError(f"no results on dataset {args.dataset!r}")
+    try:
+        obj, notes = export(summary, args.psnr_space, args.codec)
+    except DCVCFormatError as e:
+        raise UsageError(str(e)) from None
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    n = sum(len(rates) for seqs in obj.values() for rates in seqs.values())
+    print(f"wrote {n} entries ({len(obj)} dataset(s)) -> {write(obj, args.out)}")
     return 0
 
 

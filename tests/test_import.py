@@ -59,8 +59,15 @@ def test_dcvc_json(tmp_path):
     row = df[(df.sequence == "BasketballDrive") & (df.rate == "001")].iloc[0]
     assert row.bpp == 0.03 and row.psnr_rgb == 33.0 and row.ms_ssim_rgb == 0.95 and row.frames == 96
     assert row.psnr_yuv == pytest.approx((6 * 34 + 40 + 42) / 8)
+    # as YUV, this file's PSNR is not (6Y + U + V)/8 of its planes: it is an RGB test's
+    with pytest.raises(ImportFormatError, match="not a YUV value; if the file is from an RGB test, import it with --psnr-space rgb"):
+        import_results(f, "dcvc", codec="DCVC-DC", psnr_space="yuv")
+    f.write_text(json.dumps({"HEVC_B": {"Cactus_1920x1080_50.yuv": {"000": {**res, "ave_all_frame_psnr": 35.75}}}}))
     yuv = import_results(f, "dcvc", codec="DCVC-DC", psnr_space="yuv")
     assert "psnr_rgb" not in yuv and "ms_ssim_rgb" not in yuv
+    # the YUV file's MS-SSIM is its 6:1:1 YUV value: a column of its own
+    assert yuv.psnr_yuv.iloc[0] == 35.75 and yuv.ms_ssim_yuv.iloc[0] == 0.95
+    f.write_text(json.dumps(data))
     with pytest.raises(ImportFormatError, match="pass --codec"):
         import_results(f, "dcvc")
     only = import_results(f, "dcvc", codec="DCVC-DC", dataset="MCL-JCV")
@@ -238,4 +245,5 @@ def test_dcvc_msssim_of_zero_is_not_measured(tmp_path):
     f = tmp_path / "dcvc.json"
     f.write_text(json.dumps({"UVG": {"Beauty_1920x1080_120fps_420_8bit_YUV": {"0": res}}}))
     df = import_results(f, "dcvc", codec="DCVC-FM")
-    assert "ms_ssim_rgb" not in df and df.psnr_rgb.iloc[0] == 33.0
+    # empty, not 0 (the column stays, so that an export writes DCVC's 0 back)
+    assert df.ms_ssim_rgb.isna().all() and df.psnr_rgb.iloc[0] == 33.0
