@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 THIRDPARTY = ROOT.parent / "shared" / "thirdparty"
 DCVC = THIRDPARTY / "DCVC"
 VTM_FILE = DCVC / "anchors" / "vtm_17.0_yuv420_LB_allf_ip0.json"
+SHIPPED = ROOT / "results" / "published" / "vtm_17.0_yuv420_LB_allf_ip0"
 METRICS = {"psnr": "psnr_yuv", "msssim": "ms_ssim_yuv"}
 LONG = ("BQTerrace", "BasketballDrive", "Cactus")  # 600, 500, 500 frames; Kimono1 and ParkScene have 240
 
@@ -155,6 +156,30 @@ def test_vtm_anchor_round_trips_through_export_field_for_field(vtm, tmp_path):
             assert set(a[ds][seq]) == set(b[ds][seq])
             for rate, fields in a[ds][seq].items():
                 assert b[ds][seq][rate] == fields, f"{ds}/{seq}/{rate}"
+
+
+@needs_dcvc
+def test_shipped_anchor_is_the_import_of_dcvcs_file(vtm):
+    shipped = pd.read_csv(SHIPPED / "summary.csv", dtype={"rate": str})
+    fresh = pd.read_csv(vtm / "summary.csv", dtype={"rate": str})
+    pd.testing.assert_frame_equal(shipped.drop(columns="source"), fresh.drop(columns="source"))
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())["imported"]
+    from bench.store import file_digest
+
+    assert manifest["sha256"] == file_digest(VTM_FILE) and manifest["codecs"] == ["VTM-17.0"]
+
+
+def test_shipped_anchor_reads_beside_everything_under_results(capsys):
+    """bench bdrate reads all of results/ (but golden) by default: the anchor must not share a
+    (dataset, sequence, codec, rate) with another folder, and --anchor VTM-17.0 must work."""
+    from bench.store import read_summaries
+
+    root = ROOT / "results"
+    dirs = [p.parent for p in sorted(root.rglob("summary.csv")) if "golden" not in p.relative_to(root).parts]
+    rows = read_summaries(dirs)  # refuses pooled rows
+    assert (rows.codec == "VTM-17.0").sum() == 530 and "VTM17.0" in set(rows.codec)  # the paper's curve keeps its own name
+    shipped = read_summaries([SHIPPED])
+    assert shipped.imported.all() and shipped.source.str.contains("microsoft/DCVC@54e88645").all()
 
 
 def test_import_errors_name_the_sequence_and_rate_key(tmp_path):
