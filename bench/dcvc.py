@@ -80,7 +80,7 @@ def read(path: Path, data: dict, codec: str, space: str) -> pd.DataFrame:
                 row = {"dataset": dataset_name(ds), "sequence": sequence_name(seq), "codec": codec, "rate": str(rate)}
                 row.update(_geometry(res, path, where, row["dataset"], seq, row["sequence"]))
                 row.update(_entry(res, path, where, cols, space), source_dataset=ds, source_sequence=seq)
-                lists |= {k for k, v in res.items() if isinstance(v, list)}
+                lists |= {k for k, v in res.items() if isinstance(v, (list, dict))}
                 rows.append(row)
     if not rows:
         raise DCVCFormatError(f"{path}: no results in the file")
@@ -88,7 +88,9 @@ def read(path: Path, data: dict, codec: str, space: str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if space == "rgb":
         _not_yuv(df, path)
-    df.attrs["notes"] = [f"left out DCVC's per-frame lists ({', '.join(sorted(lists))}): bench import keeps one row per rate point"] if lists else []
+    df.attrs["notes"] = (
+        [f"left out {', '.join(sorted(lists))}: lists (DCVC's per-frame values) and nested fields; bench import keeps one row per rate point"] if lists else []
+    )
     return df
 
 

@@ -263,9 +263,7 @@ def frame_type_view(rows: pd.DataFrame, frame_type: str, metrics: list[str]) -> 
 def _check_labels(summary: pd.DataFrame) -> None:
     clash = sorted(set(summary["sequence"].astype(str)) & set(AGGREGATES))
     if clash:
-        raise ValueError(
-            f"a sequence is called {clash[0]!r}, the label of a class-level BD row; rename it (e.g. with bench import --source) to tell them apart"
-        )
+        raise ValueError(f"a sequence is called {clash[0]!r}, the label of a class-level BD row; rename that sequence in its summary.csv to tell them apart")
 
 
 def bd_table(summary: pd.DataFrame, anchor: str, metrics: list[str] | None = None, opt: BDOptions = BDOptions()) -> pd.DataFrame:

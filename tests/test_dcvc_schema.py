@@ -209,10 +209,13 @@ def test_import_errors_name_the_sequence_and_rate_key(tmp_path):
     f.write_text(json.dumps(data))
     with pytest.raises(ImportFormatError, match=r"001: ave_p_frame_bpp is 0.1 but p_frame_num is 0; DCVC writes 0 there"):
         import_results(f, "dcvc", codec="x")
-    # a sequence name without WxH and unknown to the registry: the pixel count alone is kept
-    f.write_text(json.dumps({"Mine": {"clip.yuv": {"000": entry}}}))
-    row = import_results(f, "dcvc", codec="x").iloc[0]
-    assert row.sequence == "clip" and pd.isna(row.width) and row.pixels == 2073600
+    # a sequence name without WxH and unknown to the registry: the pixel count alone is kept;
+    # DCVC's per-frame lists (--verbose_json) are left out, and the import says so
+    f.write_text(json.dumps({"Mine": {"clip.yuv": {"000": {**entry, "frame_bpp": [0.1, 0.2], "qp": 22}}}}))
+    df = import_results(f, "dcvc", codec="x")
+    row = df.iloc[0]
+    assert row.sequence == "clip" and pd.isna(row.width) and row.pixels == 2073600 and row.dcvc_qp == 22
+    assert df.attrs["notes"] == ["left out frame_bpp: lists (DCVC's per-frame values) and nested fields; bench import keeps one row per rate point"]
 
 
 @needs_dcvc
