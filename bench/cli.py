@@ -79,14 +79,66 @@ def _add_bootstrap_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="its random seed (default 0): the same seed gives the same interval")
 
 
+def _add_bd_args(p: argparse.ArgumentParser) -> None:
+    """The options of a BD table, shared by bdrate and report."""
+    from .bdrate import DEFAULT_MIN_OVERLAP, OVERLAP_MARK
+
+    p.add_argument("--method", default="pchip", choices=("pchip", "akima", "cubic"), help="interpolation (default pchip, as JVET CTC)")
+    p.add_argument("--convex-hull", action="store_true", help="fit only the points on each codec's RD convex hull")
+    p.add_argument(
+        "--min-overlap",
+        type=float,
+        default=DEFAULT_MIN_OVERLAP,
+        help="strict mode: refuse a BD number where the curves overlap by less than this fraction of their union "
+        "(default 0: only where they do not overlap at all, as DCVC's compare_bd_rate.py)",
+    )
+    p.add_argument(
+        "--overlap-mark",
+        type=float,
+        default=OVERLAP_MARK,
+        help=f"mark (†) a BD number whose curves overlap by less than this fraction of their union (default {OVERLAP_MARK})",
+    )
+    p.add_argument(
+        "--frame-type",
+        type=_csv,
+        default=["all"],
+        help="all, i and/or p (comma-separated): BD over all frames, I frames, or the others (DCVC's split; default all)",
+    )
+    p.add_argument("--rate-exclude", type=_csv, default=[], help="rate points left out of every curve, comma-separated (DCVC's --rate_exclude; 22 matches 022)")
+    _add_bootstrap_args(p)
+
+
 def _bd_options(args):
-    from .report import BDOptions
+    from .report import FRAME_TYPES, BDOptions
 
     if args.bootstrap < 0:
         raise UsageError("--bootstrap must be 0 (no interval) or a number of resamples")
     if not 0 < args.ci < 1:
         raise UsageError(f"--ci {args.ci}: a confidence level is between 0 and 1, e.g. 0.95")
-    return BDOptions(args.method, args.convex_hull, args.min_overlap, args.bootstrap, args.ci, args.seed)
+    for name in ("min_overlap", "overlap_mark"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: a fraction of the union of the ranges, between 0 and 1 (e.g. 0.5)")
+    bad = [t for t in args.frame_type if t not in FRAME_TYPES]
+    if bad or not args.frame_type:
+        raise UsageError(f"--frame-type {','.join(args.frame_type)}: choose from {', '.join(FRAME_TYPES)} (comma-separated)")
+    return BDOptions(
+        args.method,
+        args.convex_hull,
+        args.min_overlap,
+        args.bootstrap,
+        args.ci,
+        args.seed,
+        overlap_mark=args.overlap_mark,
+        frame_types=tuple(dict.fromkeys(args.frame_type)),
+        rate_exclude=tuple(args.rate_exclude),
+    )
+
+
+def _with_frame_types(summary, opt):
+    """The I/P split from frames.csv, read only when a table asks for I or P frames."""
+    from .store import with_frame_types
+
+    return with_frame_types(summary) if set(opt.frame_types) - {"all"} else summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,13 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     bdp.add_argument("--anchor", required=True, help="codec the others are compared with")
     bdp.add_argument("--results", action="append", type=Path, help=results_help)
     bdp.add_argument("--metric", action="append", help="metric column (repeatable; default: every known one present)")
-    bdp.add_argument("--method", default="pchip", choices=("pchip", "akima", "cubic"), help="interpolation (default pchip, as JVET CTC)")
     bdp.add_argument("--format", default="md", choices=("md", "csv", "latex"))
-    bdp.add_argument("--convex-hull", action="store_true", help="fit only the points on each codec's RD convex hull")
-    bdp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges, as a fraction of their union")
     bdp.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
     bdp.add_argument("--mixed-conditions", action="store_true", help="compare curves made under different named test conditions anyway")
-    _add_bootstrap_args(bdp)
+    _add_bd_args(bdp)
 
     im = sub.add_parser("import", help="turn a published results file into summary.csv rows (marked imported, with their source)")
     im.add_argument("file", type=Path, help="the results file")
@@ -189,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--source", help="provenance text for the source column (default: file name and SHA-256)")
     im.add_argument("--out", type=Path, help="folder for summary.csv (default: results/imported/<file stem>)")
     im.add_argument("--force", action="store_true", help="replace earlier imported rows in --out")
+
+    ex = sub.add_parser("export", help="write one codec's results in another tool's schema (DCVC's JSON, for its compare_bd_rate.py)")
+    ex.add_argument("--format", required=True, choices=("dcvc",), help="dcvc: the JSON DCVC's test_video.py writes and compare_bd_rate.py reads")
+    ex.add_argument("--out", required=True, type=Path, help="the file to write (e.g. mine.json)")
+    ex.add_argument("--results", action="append", type=Path, help=results_help)
+    ex.add_argument("--codec", help="the codec to export (a DCVC file holds one; needed when the results have several)")
+    ex.add_argument("--dataset", help="only this dataset")
+    ex.add_argument(
+        "--psnr-space",
+        required=True,
+        choices=("rgb", "yuv"),
+        help="which PSNR and MS-SSIM the file's ave_*_frame_psnr/msssim hold: psnr_rgb/ms_ssim_rgb (DCVC's RGB tests) or psnr_yuv/ms_ssim_yuv (its --yuv420 1 tests)",
+    )
+    ex.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     vz = sub.add_parser("visualize", help="crops and x-t slices of each codec at matched bitrate, from videos kept by run --save-decoded")
     vz.add_argument("--results", action="append", type=Path, required=True, help="results folder (searched below), repeatable")
@@ -210,11 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--anchor", action="append", help="BD tables against this codec (repeatable; default: the anchors present)")
     rp.add_argument("--visuals", action="append", type=Path, default=[], help="a `bench visualize` folder to embed (those under --results are found)")
     rp.add_argument("--metrics", type=_csv, help="metric columns (default: every known one present)")
-    rp.add_argument("--method", default="pchip", choices=("pchip", "akima", "cubic"), help="BD interpolation (default pchip)")
-    rp.add_argument("--convex-hull", action="store_true", help="BD on each codec's RD convex hull")
-    rp.add_argument("--min-overlap", type=float, default=0.5, help="least overlap of the quality ranges for a BD-rate")
     rp.add_argument("--title", default="Rate-distortion report")
-    _add_bootstrap_args(rp)
+    _add_bd_args(rp)
 
     ck = sub.add_parser("check", help="CI: rerun the golden configuration and fail on metric drift")
     ck.add_argument("--golden", required=True, type=Path, help="golden set folder (config.json, summary.csv, tolerances.json)")
@@ -249,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             "check": cmd_check,
             "doctor": cmd_doctor,
             "import": cmd_import,
+            "export": cmd_export,
             "visualize": cmd_visualize,
             "report": cmd_report,
         }
@@ -504,7 +565,8 @@ def cmd_bdrate(args) -> int:
 
     summary = _summaries(args.results)
     conditions = [] if args.mixed_conditions else check_comparable(summary, args.anchor)
-    table = bd_table(summary, args.anchor, args.metric, _bd_options(args))
+    opt = _bd_options(args)
+    table = bd_table(_with_frame_types(summary, opt), args.anchor, args.metric, opt)
     if table.attrs.get("datasets_without_anchor"):
         print(f"note: {args.anchor} has no results on {', '.join(table.attrs['datasets_without_anchor'])}: left out", file=sys.stderr)
     text = format_bd(table, args.format)
@@ -550,16 +612,17 @@ def cmd_visualize(args) -> int:
 def cmd_report(args) -> int:
     from .htmlreport import ReportError, write_report
 
+    opt = _bd_options(args)
     try:
         index = write_report(
-            _summaries(args.results, what="report"),
+            _with_frame_types(_summaries(args.results, what="report"), opt),
             args.out,
             # without --results: all of results/, so that results/<dataset>/visuals/ is found too
             results=args.results or [Path("results")],
             anchors=args.anchor,
             visuals=args.visuals,
             metrics=args.metrics,
-            opt=_bd_options(args),
+            opt=opt,
             title=args.title,
         )
     except ReportError as e:
@@ -583,7 +646,32 @@ def cmd_import(args) -> int:
         if not args.force:
             raise UsageError(f"{existing} exists (imported earlier); pass --force to replace it")
     path = write_imported(df, out, path=args.file, fmt=args.format)
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     print(f"imported {len(df)} row(s): {df['codec'].nunique()} codec(s) x {df['dataset'].nunique()} dataset(s) -> {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .dcvc import DCVCFormatError, export, write
+    from .importer import dataset_name
+    from .store import with_frame_types
+
+    if args.out.exists() and not args.force:
+        raise UsageError(f"{args.out} exists; pass --force to replace it")
+    summary = with_frame_types(_summaries(args.results, what="export"))
+    if args.dataset:
+        summary = summary[summary["dataset"] == dataset_name(args.dataset)]
+        if summary.empty:
+            raise UsageError(f"no results on dataset {args.dataset!r}")
+    try:
+        obj, notes = export(summary, args.psnr_space, args.codec)
+    except DCVCFormatError as e:
+        raise UsageError(str(e)) from None
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    n = sum(len(rates) for seqs in obj.values() for rates in seqs.values())
+    print(f"wrote {n} entries ({len(obj)} dataset(s)) -> {write(obj, args.out)}")
     return 0
 
 

@@ -239,6 +239,8 @@ def _bd_cell_html(row) -> str:
         # the reason folds away (tables of published curves are full of them) but is always there
         notes = [n for n in str(row.get("note") or "").split(" | ") if n]
         metric = "" if pd.isna(row.get("bd_metric", np.nan)) else f"; BD-{row['metric']} {row['bd_metric']:+.4g}"
+        if metric and rp._flag(row.get("low_overlap")):
+            metric += rp._mark(row, "overlap_rate")
         bound = row.get("dominance", np.nan)
         if not pd.isna(bound):
             metric += f"; bound {bound:+.4g} ({rp.dominating_side(bound, row['metric'])} dominates)"
@@ -259,11 +261,14 @@ def bd_html(table: pd.DataFrame, metrics: list[str], sequences: list[str] | None
     cols = [m for m in metrics if m in set(sel["metric"])]
     head = "".join(f"<th>{_esc(rp.metric_label(m))}</th>" for m in cols)
     rows = []
-    for (dataset, seq, codec), g in sel.groupby(["dataset", "sequence", "codec"], sort=False):
+    split = "frame_type" in sel and set(sel["frame_type"]) != {"all"}  # a frames column only where I/P were asked for
+    for (dataset, seq, codec, ft), g in sel.assign(_ft=sel.get("frame_type", "all")).groupby(["dataset", "sequence", "codec", "_ft"], sort=False):
         cells = {r["metric"]: r for _, r in g.iterrows()}
         tds = "".join(_bd_cell_html(cells[m]) if m in cells else "<td></td>" for m in cols)
-        rows.append(f'<tr data-sequence="{_esc(seq)}"><td>{_esc(dataset)}</td><td>{_esc(seq)}</td><td>{_esc(codec)}</td>{tds}</tr>')
-    return f'<table class="bd"><thead><tr><th>dataset</th><th>sequence</th><th>codec</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        frames = f"<td>{_esc(ft)}</td>" if split else ""
+        rows.append(f'<tr data-sequence="{_esc(seq)}"><td>{_esc(dataset)}</td><td>{_esc(seq)}</td><td>{_esc(codec)}</td>{frames}{tds}</tr>')
+    frames_head = "<th>frames</th>" if split else ""
+    return f'<table class="bd"><thead><tr><th>dataset</th><th>sequence</th><th>codec</th>{frames_head}{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def _provenance_html(summary: pd.DataFrame) -> str:
@@ -543,21 +548,17 @@ def _open_out(out: Path) -> None:
 def _bd_sections(tables: dict[str, pd.DataFrame], metrics: list[str], opt: rp.BDOptions) -> str:
     sections = []
     for a, t in tables.items():
-        boot = t.attrs.get("bootstrap", {})
-        per_seq = t[~t["sequence"].isin(["all", "mean"])]
+        per_seq = t[~t["sequence"].isin(rp.AGGREGATES)]
         without = t.attrs.get("datasets_without_anchor") or []
+        # the caption is bd_caption's, word for word: the page, the Markdown and the LaTeX
+        # tables explain Overall, Average and all (unweighted) the same way
+        caption = rp.bd_caption(t) if not t.empty else f"BD-rate against {a} ({opt.method} interpolation)"
         sections.append(
             f"<h3>against {_esc(a)}</h3>"
-            + f'<p class="note">{_esc(opt.method)} interpolation; negative = fewer bits for the same quality; <b>all</b> = dataset-level curve, '
-            + "<b>mean</b> = mean of per-sequence BD-rates"
-            + (
-                f", with its {100 * boot['level']:g}% percentile bootstrap interval over sequences [low, high] ({boot['resamples']} resamples, seed {boot['seed']})"
-                if boot.get("resamples")
-                else ""
-            )
+            + f'<p class="note">{_esc(caption)}'
             + (f". {_esc(a)} has no results on {_esc(', '.join(without))}: left out" if without else "")
             + "</p>"
-            + bd_html(t, metrics, ["all", "mean"])
+            + bd_html(t, metrics, list(rp.AGGREGATES))
             + (f"<details><summary>per sequence ({per_seq['sequence'].nunique()})</summary>{bd_html(per_seq, metrics)}</details>" if not per_seq.empty else "")
         )
     return "".join(sections) or (

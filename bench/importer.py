@@ -10,10 +10,12 @@ no bitstream. Formats:
   bpp (4 decimals, the precision papers plot).
 - ``dcvc``: the JSON that microsoft/DCVC's ``test_video.py`` writes (and its anchors' result
   files): ``{dataset: {sequence: {rate_index: {"ave_all_frame_bpp", "ave_all_frame_psnr",
-  "ave_all_frame_msssim", ["ave_all_frame_psnr_y"/_u/_v] ...}}}}``. The file does not name the
-  codec: pass ``--codec``. ``ave_all_frame_psnr`` is RGB PSNR for RGB tests and YUV PSNR for
-  ``--yuv420 1`` tests: pass ``--psnr-space rgb|yuv``. DCVC's YUV PSNR is (6Y + U + V)/8, the
-  harness's ``psnr_yuv``; its MS-SSIM of 0 (``--calc_ssim`` off) is "not measured": left empty.
+  "ave_all_frame_msssim", ["ave_all_frame_psnr_y"/_u/_v] ...}}}}``, every field of it
+  (:mod:`bench.dcvc`; ``bench export --format dcvc`` writes it back). The file does not name
+  the codec: pass ``--codec``. ``ave_all_frame_psnr`` and ``_msssim`` are RGB values for RGB
+  tests and (6Y + U + V)/8 for ``--yuv420 1`` tests: pass ``--psnr-space rgb|yuv``; they go
+  to ``psnr_rgb``/``ms_ssim_rgb`` or ``psnr_yuv``/``ms_ssim_yuv``. An MS-SSIM of 0
+  (``--calc_ssim`` off) is "not measured": left empty.
 - ``compressai``: CompressAI's results JSON ``{"name", "description", "results": {"bpp": [...],
   "psnr-rgb" | "psnr", "ms-ssim-rgb" | "ms-ssim", "psnr-y", "psnr-u", "psnr-v", "psnr-yuv":
   [...]}}``, one dataset-level curve; pass ``--dataset``. Its ``psnr-yuv`` is (4Y + U + V)/6
@@ -120,43 +122,16 @@ def _number_rates(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_dcvc(path: Path, codec: str | None, psnr_space: str = "rgb") -> pd.DataFrame:
+    """Every field of a DCVC results file (:mod:`bench.dcvc`): bpp and metrics of all, I and
+    P frames in their own columns, frame counts, geometry, timing, and DCVC's other fields."""
+    from .dcvc import DCVCFormatError, read
+
     if not codec:
         raise ImportFormatError("a DCVC results file does not name its codec: pass --codec NAME (e.g. DCVC-DC)")
-    if psnr_space not in ("rgb", "yuv"):
-        raise ImportFormatError(f"--psnr-space must be rgb or yuv, got {psnr_space!r}")
-    data = _json(path)
-    rows = []
-    for ds, seqs in _dict(data, path, "the top level (datasets)").items():
-        for seq, rates in _dict(seqs, path, f"dataset {ds!r}").items():
-            for rate, res in _dict(rates, path, f"{ds}/{seq}").items():
-                where = f"{ds}/{seq}/{rate}"
-                res = _dict(res, path, where)
-                if "ave_all_frame_bpp" not in res:
-                    raise ImportFormatError(f"{path}: {where} has no ave_all_frame_bpp (keys: {', '.join(sorted(res))[:200]})")
-                row = {"dataset": dataset_name(ds), "sequence": sequence_name(seq), "codec": codec, "rate": str(rate)}
-                row.update(_dcvc_values(res, path, where, psnr_space))
-                if "frame_pixel_num" in res and "i_frame_num" in res:
-                    row["frames"] = int(res["i_frame_num"]) + int(res.get("p_frame_num", 0))
-                rows.append(row)
-    if not rows:
-        raise ImportFormatError(f"{path}: no results in the file")
-    return pd.DataFrame(rows)
-
-
-def _dcvc_values(res: dict, path: Path, where: str, psnr_space: str) -> dict[str, float]:
-    """bpp and metrics of one DCVC result. DCVC's YUV PSNR is (6Y + U + V)/8 per frame, the
-    harness's psnr_yuv (its test_video.py); its MS-SSIM is 0 where --calc_ssim was off, which
-    is "not measured", left empty, not a value of 0."""
-    num = lambda key, **kw: _finite(res[key], path, where, key, **kw)
-    out = {"bpp": num("ave_all_frame_bpp", positive=True)}
-    if "ave_all_frame_psnr" in res:
-        out["psnr_rgb" if psnr_space == "rgb" else "psnr_yuv"] = num("ave_all_frame_psnr")
-    if "ave_all_frame_msssim" in res and psnr_space == "rgb" and num("ave_all_frame_msssim") != 0:
-        out["ms_ssim_rgb"] = num("ave_all_frame_msssim")
-    if all(f"ave_all_frame_psnr_{c}" in res for c in "yuv"):
-        y, u, v = (num(f"ave_all_frame_psnr_{c}") for c in "yuv")
-        out.update(psnr_y=y, psnr_u=u, psnr_v=v, psnr_yuv=(6 * y + u + v) / 8)
-    return out
+    try:
+        return read(path, _json(path), codec, psnr_space)
+    except DCVCFormatError as e:
+        raise ImportFormatError(str(e)) from None
 
 
 def _finite(value, path: Path, where: str, key: str, *, positive: bool = False) -> float:
@@ -265,6 +240,7 @@ def import_results(
         df = read_dcvc(path, codec, psnr_space)
     else:
         df = read_compressai(path, dataset)
+    notes = df.attrs.get("notes", [])
     if dataset and fmt != "compressai":
         df = df[df["dataset"] == dataset_name(dataset)]
         if df.empty:
@@ -275,14 +251,17 @@ def import_results(
         if col not in df:
             df[col] = np.nan
     first = ["dataset", "sequence", "codec", "rate", "frames", "width", "height", "bytes", "bpp", "bitstream", "bitstream_md5"]
-    return df[first + [c for c in df.columns if c not in first]]
+    df = df[first + [c for c in df.columns if c not in first]]
+    df.attrs["notes"] = notes
+    return df
 
 
 def write_imported(df: pd.DataFrame, out: str | Path, *, path: Path, fmt: str) -> Path:
     """summary.csv and manifest.json (what was imported from where, when) in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "summary.csv", df.to_csv(index=False, float_format="%.10g"))
+    # shortest exact text of every float (not %.10g): an import exports back to the same numbers
+    atomic_write_text(out / "summary.csv", df.to_csv(index=False))
     manifest = {
         "imported": {
             "file": str(path),

@@ -452,3 +452,59 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --- frame types --------------------------------------------------------------------------
+
+
+#: DCVC splits a sequence's frames into I (intra) and P (every other one) and reports each
+#: part's mean bpp and metrics; summary rows carry the same split as these columns
+#: (``i_frames``, ``i_frame_bpp``, ``i_frame_<metric>``, and ``p_...``), bench import fills
+#: them from DCVC files and :func:`with_frame_types` from a run's frames.csv.
+SPLIT_TYPES = ("i", "p")
+
+
+def frame_type_split(frames: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, sequence, codec, rate) of frames.csv rows: the count, mean bpp and mean
+    of every metric column of its I frames and of its other frames. A job whose frames have
+    no type (a codec that does not report them) has no row: its split is unknown, not all-P."""
+    metrics = [c for c in frames.columns if c not in FRAMES_FIRST and c != "frame" and pd.api.types.is_numeric_dtype(frames[c])]
+    typed = frames[frames["frame_type"].fillna("").astype(str).str.len() > 0] if "frame_type" in frames else frames.iloc[0:0]
+    known = typed[KEY].astype(str).drop_duplicates()
+    if known.empty:
+        return pd.DataFrame(columns=KEY)
+    everyone = frames.assign(**{k: frames[k].astype(str) for k in KEY}).merge(known, on=KEY)
+    intra = everyone["frame_type"].fillna("").astype(str).str.upper() == "I"
+    parts = []
+    for t, sel in (("i", everyone[intra]), ("p", everyone[~intra])):
+        g = sel.groupby(KEY)
+        part = g[["bpp", *metrics]].mean().add_prefix(f"{t}_frame_")
+        part[f"{t}_frames"] = g.size()
+        parts.append(part)
+    out = known.set_index(KEY).join(parts[0]).join(parts[1]).reset_index()
+    for t in SPLIT_TYPES:
+        out[f"{t}_frames"] = out[f"{t}_frames"].fillna(0).astype(int)
+    return out
+
+
+def with_frame_types(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the I/P split (:data:`SPLIT_TYPES`) filled from the frames.csv beside
+    each row's summary.csv (``results_dir``), where a row does not carry it already."""
+    if "results_dir" not in summary:
+        return summary
+    need = summary["i_frames"].isna() if "i_frames" in summary else pd.Series(True, index=summary.index)
+    parts = []
+    for d in summary.loc[need, "results_dir"].dropna().unique():
+        path = Path(d) / "frames.csv"
+        if path.is_file():
+            parts.append(frame_type_split(pd.read_csv(path, dtype=_FRAME_DTYPES)))
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return summary
+    split = pd.concat(parts, ignore_index=True).drop_duplicates(KEY)
+    keys = summary[KEY].astype(str)
+    found = keys.merge(split, on=KEY, how="left").set_index(summary.index)
+    out = summary.copy()
+    for col in split.columns.difference(KEY):
+        out[col] = out[col].where(~need | out[col].notna(), found[col]) if col in out else found[col].where(need)
+    return out

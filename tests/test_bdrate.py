@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench import bdrate as bd
-from bench.report import BDOptions, bd_table, format_bd
+from bench.report import AGGREGATES, AVERAGE, BDOptions, bd_table, format_bd
 
 # JCTVC-E137 (the vectors Netflix vmaf's BD-rate tests use)
 E137_A1 = [(108048.8736, 43.6471), (61279.976, 40.3953), (33905.6656, 37.247), (18883.6928, 34.2911)]
@@ -63,9 +63,15 @@ def test_too_few_points():
 def test_no_overlap_and_too_little_overlap():
     with pytest.raises(bd.NoOverlap, match="do not overlap"):
         bd.bd_rate(_curve(), _curve(shift=40))
-    with pytest.raises(bd.InsufficientOverlap, match="overlap by"):
-        bd.bd_rate(_curve(), _curve(shift=10))
+    # by default only no overlap at all is refused (as DCVC and the bjontegaard package
+    # compute); the strict mode refuses below its threshold (this was the default until the
+    # overlap became a column and a mark)
+    assert bd.quality_overlap(_curve(), _curve(shift=10)) == pytest.approx(2 / 22)
+    assert math.isfinite(bd.bd_rate(_curve(), _curve(shift=10)))
+    with pytest.raises(bd.InsufficientOverlap, match="overlap by 9.1% of their union, less than the 50% --min-overlap asks for"):
+        bd.bd_rate(_curve(), _curve(shift=10), min_overlap=0.5)
     assert math.isfinite(bd.bd_rate(_curve(), _curve(shift=10), min_overlap=0.05))
+    assert bd.rate_overlap(_curve(), _curve(scale=2)) == pytest.approx(3 / 5)  # 3 of 5 octaves
 
 
 def test_dominance_is_the_least_gain_at_no_more_rate():
@@ -138,9 +144,9 @@ def test_bootstrap_interval_of_known_per_sequence_bd_covers_their_mean_and_is_se
     rng = np.random.default_rng(7)
     true = list(rng.normal(-12.0, 6.0, size=16))
     t = bd_table(_known_bd_summary(true), "anchor", ["psnr_yuv"], BDOptions(bootstrap=2000, seed=3))
-    per = t[~t.sequence.isin(["all", "mean"])].sort_values("sequence", key=lambda s: s.str[1:].astype(int))
+    per = t[~t.sequence.isin(AGGREGATES)].sort_values("sequence", key=lambda s: s.str[1:].astype(int))
     np.testing.assert_allclose(per.bd_rate.to_numpy(), true, atol=1e-6)  # the construction holds
-    mean = t[t.sequence == "mean"].iloc[0]
+    mean = t[t.sequence == AVERAGE].iloc[0]
     assert mean.bd_rate == pytest.approx(np.mean(true), abs=1e-6)
     assert mean.ci_low < np.mean(true) < mean.ci_high
     # the interval is about the standard error wide (±1.96 σ/√n for 95 %)
@@ -149,7 +155,7 @@ def test_bootstrap_interval_of_known_per_sequence_bd_covers_their_mean_and_is_se
     assert "2000 resamples, seed 3" in mean.note and "16 sequences" in mean.note
     again = bd_table(_known_bd_summary(true), "anchor", ["psnr_yuv"], BDOptions(bootstrap=2000, seed=3))
     other = bd_table(_known_bd_summary(true), "anchor", ["psnr_yuv"], BDOptions(bootstrap=2000, seed=4))
-    m2, m3 = again[again.sequence == "mean"].iloc[0], other[other.sequence == "mean"].iloc[0]
+    m2, m3 = again[again.sequence == AVERAGE].iloc[0], other[other.sequence == AVERAGE].iloc[0]
     assert (m2.ci_low, m2.ci_high) == (mean.ci_low, mean.ci_high)
     assert (m3.ci_low, m3.ci_high) != (mean.ci_low, mean.ci_high)
     text = format_bd(t, "md")
@@ -176,10 +182,10 @@ def test_bootstrap_needs_two_sequences_and_says_so():
         bootstrap_ci([-3.0])
     assert bootstrap_ci([-3.0, -3.0, -3.0]) == (-3.0, -3.0)
     t = bd_table(_known_bd_summary([-10.0]), "anchor", ["psnr_yuv"])
-    mean = t[t.sequence == "mean"].iloc[0]
+    mean = t[t.sequence == AVERAGE].iloc[0]
     assert math.isnan(mean.ci_low) and "no bootstrap interval: 1 sequence(s)" in mean.note
     off = bd_table(_known_bd_summary([-10.0, -5.0]), "anchor", ["psnr_yuv"], BDOptions(bootstrap=0))
-    assert off[off.sequence == "mean"].ci_low.isna().all()
+    assert off[off.sequence == AVERAGE].ci_low.isna().all()
 
 
 def test_bdrate_cli_prints_the_interval_and_refuses_bad_options(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main
 from bench.importer import ImportFormatError, import_results
-from bench.report import bd_table, format_bd, write_plots
+from bench.report import OVERALL, UNWEIGHTED, bd_table, format_bd, write_plots
 from bench.store import read_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +59,15 @@ def test_dcvc_json(tmp_path):
     row = df[(df.sequence == "BasketballDrive") & (df.rate == "001")].iloc[0]
     assert row.bpp == 0.03 and row.psnr_rgb == 33.0 and row.ms_ssim_rgb == 0.95 and row.frames == 96
     assert row.psnr_yuv == pytest.approx((6 * 34 + 40 + 42) / 8)
+    # as YUV, this file's PSNR is not (6Y + U + V)/8 of its planes: it is an RGB test's
+    with pytest.raises(ImportFormatError, match="not a YUV value; if the file is from an RGB test, import it with --psnr-space rgb"):
+        import_results(f, "dcvc", codec="DCVC-DC", psnr_space="yuv")
+    f.write_text(json.dumps({"HEVC_B": {"Cactus_1920x1080_50.yuv": {"000": {**res, "ave_all_frame_psnr": 35.75}}}}))
     yuv = import_results(f, "dcvc", codec="DCVC-DC", psnr_space="yuv")
     assert "psnr_rgb" not in yuv and "ms_ssim_rgb" not in yuv
+    # the YUV file's MS-SSIM is its 6:1:1 YUV value: a column of its own
+    assert yuv.psnr_yuv.iloc[0] == 35.75 and yuv.ms_ssim_yuv.iloc[0] == 0.95
+    f.write_text(json.dumps(data))
     with pytest.raises(ImportFormatError, match="pass --codec"):
         import_results(f, "dcvc")
     only = import_results(f, "dcvc", codec="DCVC-DC", dataset="MCL-JCV")
@@ -134,8 +141,8 @@ def test_cli_import_writes_and_protects(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def _cell(table, dataset, codec, metric):
-    return table[(table.dataset == dataset) & (table.codec == codec) & (table.metric == metric) & (table.sequence == "all")].iloc[0]
+def _cell(table, dataset, codec, metric, label=OVERALL):
+    return table[(table.dataset == dataset) & (table.codec == codec) & (table.metric == metric) & (table.sequence == label)].iloc[0]
 
 
 def test_bd_on_real_published_data_gives_a_number_or_a_reason():
@@ -161,10 +168,13 @@ def test_bd_of_a_users_run_against_the_published_curve():
     mine = []
     for seq, off in (("Beauty", -0.01), ("Jockey", 0.01)):
         for k, r in enumerate(hm.itertuples()):
-            mine.append({"dataset": "uvg", "sequence": seq, "codec": "mine", "rate": str(k), "bpp": r.bpp * 0.8, "lpips": r.lpips + off})
+            mine.append({"dataset": "uvg", "sequence": seq, "codec": "mine", "rate": str(k), "frames": 96, "bpp": r.bpp * 0.8, "lpips": r.lpips + off})
     t = bd_table(pd.concat([pub, pd.DataFrame(mine)], ignore_index=True), "HM16.25", ["lpips"])
     c = _cell(t, "uvg", "mine", "lpips")
-    assert c.bd_rate == pytest.approx(-20.0, abs=0.5) and "mean over 2 sequence(s)" in c.curves and "published" in c.curves
+    assert c.bd_rate == pytest.approx(-20.0, abs=0.5) and "frame-weighted mean over 2 sequence(s)" in c.curves and "published" in c.curves
+    # equal frame counts: the unweighted class curve is the same curve
+    u = _cell(t, "uvg", "mine", "lpips", UNWEIGHTED)
+    assert u.bd_rate == pytest.approx(c.bd_rate) and "mine: mean over 2 sequence(s)" in u.curves
 
 
 def test_plot_overlays_published_curves(tmp_path):
@@ -194,7 +204,7 @@ def test_bdrate_leaves_out_datasets_the_anchor_has_not_run(tmp_path, capsys):
     assert main(["bdrate", "--anchor", "x265", "--results", str(mine), "--results", str(FIG5_SUMMARY.parent)]) == 0
     out, err = capsys.readouterr()
     assert "x265 has no results on hevc_b, mcl_jcv, uvg: left out" in err
-    assert "| sample | all | vvenc |" in out and "hevc_b" not in out
+    assert "| sample | Overall | vvenc |" in out and "hevc_b" not in out
 
 
 def _compressai_frame_metrics(seed: int) -> dict[str, float]:
@@ -235,4 +245,5 @@ def test_dcvc_msssim_of_zero_is_not_measured(tmp_path):
     f = tmp_path / "dcvc.json"
     f.write_text(json.dumps({"UVG": {"Beauty_1920x1080_120fps_420_8bit_YUV": {"0": res}}}))
     df = import_results(f, "dcvc", codec="DCVC-FM")
-    assert "ms_ssim_rgb" not in df and df.psnr_rgb.iloc[0] == 33.0
+    # empty, not 0 (the column stays, so that an export writes DCVC's 0 back)
+    assert df.ms_ssim_rgb.isna().all() and df.psnr_rgb.iloc[0] == 33.0

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.report import BDOptions, bd_table, codec_style, dataset_curves, format_bd, plot_grid, plot_metric, write_plots
+from bench.report import OVERALL, BDOptions, bd_table, codec_style, dataset_curves, format_bd, plot_grid, plot_metric, write_plots
 
 
 def _summary():
@@ -50,13 +50,13 @@ def test_incomplete_sequences_are_left_out_of_the_curve():
 
 def test_bd_table_dataset_level_per_sequence_and_reasons():
     t = bd_table(_summary(), "x265", ["psnr_yuv", "lpips"])
-    allrow = t[(t.dataset == "setA") & (t.sequence == "all") & (t.codec == "vvenc") & (t.metric == "psnr_yuv")].iloc[0]
+    allrow = t[(t.dataset == "setA") & (t.sequence == OVERALL) & (t.codec == "vvenc") & (t.metric == "psnr_yuv")].iloc[0]
     assert allrow.bd_rate < -30 and allrow.method == "pchip" and allrow.anchor == "x265"
     per = t[(t.dataset == "setA") & (t.sequence == "s1") & (t.codec == "vvenc") & (t.metric == "psnr_yuv")].iloc[0]
     assert per.bd_rate == pytest.approx(-40.0, abs=1e-6)
     lp = t[(t.dataset == "setA") & (t.sequence == "s1") & (t.codec == "vvenc") & (t.metric == "lpips")].iloc[0]
     assert lp.bd_rate == pytest.approx(-40.0, abs=1e-6)  # lower-is-better handled
-    few = t[(t.codec == "mine") & (t.sequence == "all")]
+    few = t[(t.codec == "mine") & (t.sequence == OVERALL)]
     assert few.bd_rate.isna().all() and few.note.str.contains("test has 2 point").all()
     # every NaN carries its reason
     assert (t[t.bd_rate.isna()].note.str.len() > 0).all()
@@ -67,7 +67,7 @@ def test_bd_table_dataset_level_per_sequence_and_reasons():
     csv = format_bd(t, "csv")
     assert (
         csv.splitlines()[0]
-        == "dataset,sequence,codec,anchor,metric,method,bd_rate,ci_low,ci_high,bd_metric,dominance,points_anchor,points_test,sequences,note,curves"
+        == "dataset,sequence,codec,anchor,metric,frame_type,method,bd_rate,ci_low,ci_high,bd_metric,dominance,overlap,overlap_rate,low_overlap,points_anchor,points_test,sequences,note,curves"
     )
 
 
@@ -165,3 +165,165 @@ def test_styles_are_stable():
     # a plugin's own style; a name that is no plugin (a published curve) gets the hash's
     assert codec_style("diffsit") == ("#d62728", "^")
     assert codec_style("Diff-SIT") == codec_style("Diff-SIT")
+
+
+# --- class-level aggregates, overlap marks, frame types, excluded rates ------------------------
+
+
+def _ladder_summary(frames: dict[str, int], cheaper: dict[str, float], *, shift: float = 0.0) -> pd.DataFrame:
+    """Per sequence a concave PSNR ladder; the test codec needs ``cheaper[seq]`` times the
+    anchor's bits at every quality (its per-sequence BD-rate is exactly that, minus 1)."""
+    rows = []
+    for i, (seq, n) in enumerate(frames.items()):
+        for k in range(5):
+            bpp = 0.01 * 2**k * (1 + 0.3 * i)
+            psnr = 30 + 3 * k - 0.1 * k * k + i
+            rows.append({"dataset": "d", "sequence": seq, "codec": "anchor", "rate": str(22 + 3 * k), "frames": n, "bpp": bpp, "psnr_yuv": psnr})
+            rows.append(
+                {"dataset": "d", "sequence": seq, "codec": "test", "rate": str(22 + 3 * k), "frames": n, "bpp": bpp * cheaper[seq], "psnr_yuv": psnr + shift}
+            )
+    return pd.DataFrame(rows)
+
+
+def _row(t, seq, metric="psnr_yuv", codec="test"):
+    return t[(t.sequence == seq) & (t.metric == metric) & (t.codec == codec)].iloc[0]
+
+
+def test_overall_weighs_frames_average_is_the_mean_and_both_are_labelled():
+    from bench import bdrate as bd
+    from bench.report import AVERAGE, UNWEIGHTED
+
+    frames = {"long1": 600, "long2": 500, "short1": 240, "short2": 240}
+    s = _ladder_summary(frames, {"long1": 0.8, "long2": 0.8, "short1": 1.0, "short2": 1.0})
+    t = bd_table(s, "anchor", ["psnr_yuv"])
+    assert _row(t, "long1").bd_rate == pytest.approx(-20.0, abs=1e-9) and _row(t, "short1").bd_rate == pytest.approx(0.0, abs=1e-9)
+    assert _row(t, AVERAGE).bd_rate == pytest.approx(-10.0, abs=1e-9)
+    # Overall is BD on curves whose points are the frame-weighted means (DCVC's mean_over_rate_point)
+    w = s.assign(wb=s.bpp * s.frames, wq=s.psnr_yuv * s.frames).groupby(["codec", "rate"])[["wb", "wq", "frames"]].sum()
+    curve = lambda c: list(zip(w.loc[c].wb / w.loc[c].frames, w.loc[c].wq / w.loc[c].frames))
+    overall = _row(t, OVERALL).bd_rate
+    assert overall == pytest.approx(bd.bd_rate(curve("anchor"), curve("test")), abs=1e-9)
+    # the long sequences, 20 % cheaper, weigh more: further from the Average than the unweighted curve
+    assert overall < _row(t, UNWEIGHTED).bd_rate < 0
+    # equal frame counts: the frame-weighted and the unweighted curve are one curve
+    same = bd_table(s.assign(frames=96), "anchor", ["psnr_yuv"])
+    assert _row(same, OVERALL).bd_rate == pytest.approx(_row(same, UNWEIGHTED).bd_rate, abs=1e-12)
+    text = format_bd(t, "md")
+    for label in ("| d | Overall | test |", "| d | Average | test |", "| d | all (unweighted) | test |"):
+        assert label in text
+    assert "Overall = BD-rate of the class curves with every sequence weighted by its frame count (DCVC's Overall)" in text
+    assert "Average = mean of the per-sequence BD-rates (DCVC's Average)" in text and "every sequence weighted equally" in text
+    assert "\nd,Overall,test,anchor,psnr_yuv,all,pchip," in format_bd(t, "csv")
+
+
+def test_overall_needs_frame_counts_and_says_so():
+    from bench.report import UNWEIGHTED
+
+    s = _ladder_summary({"a": 600, "b": 240}, {"a": 0.8, "b": 1.0})
+    s.loc[s.sequence == "b", "frames"] = np.nan
+    t = bd_table(s, "anchor", ["psnr_yuv"])
+    row = _row(t, OVERALL)
+    assert math.isnan(row.bd_rate) and "no frame-weighted curve: anchor on d: no frame count (frames) for b" in row.note
+    assert not math.isnan(_row(t, UNWEIGHTED).bd_rate)
+    with pytest.raises(ValueError, match="sequence is called 'Overall'"):
+        bd_table(s.assign(sequence="Overall"), "anchor")
+
+
+def test_low_overlap_gives_a_marked_number_and_strict_mode_refuses():
+    # the test ladder sits 10 dB higher: its quality range meets the anchor's in 2 of 22 dB
+    s = _ladder_summary({"a": 96, "b": 96}, {"a": 0.5, "b": 0.5}, shift=9.0)
+    t = bd_table(s, "anchor", ["psnr_yuv"])
+    row = _row(t, "a")
+    assert not math.isnan(row.bd_rate) and row.low_overlap and row.overlap < 0.5
+    assert "† low overlap: the quality ranges overlap by" in row.note and "--min-overlap 0.5 would refuse it" in row.note
+    text = format_bd(t, "md")
+    assert f"{row.bd_rate:+.2f}%† ({100 * row.overlap:.0f}% overlap)" in text
+    assert "† = the curves' quality ranges overlap by less than 50% of their union" in text and "(no overlap at all is refused)" in text
+    avg = _row(t, "Average")
+    assert avg.low_overlap and "† 2 of 2 per-sequence BD-rates rest on less than 50% overlap" in avg.note
+    strict = bd_table(s, "anchor", ["psnr_yuv"], BDOptions(min_overlap=0.5))
+    row = _row(strict, "a")
+    assert math.isnan(row.bd_rate) and "less than the 50% --min-overlap asks for" in row.note and not row.low_overlap
+    # where the ranges do not meet at all, nothing is computed, whatever the options
+    none = bd_table(_ladder_summary({"a": 96}, {"a": 1.0}, shift=40.0), "anchor", ["psnr_yuv"])
+    assert math.isnan(_row(none, "a").bd_rate) and "do not overlap" in _row(none, "a").note
+
+
+def test_rate_exclude_leaves_points_out_of_every_curve():
+    s = _ladder_summary({"a": 96}, {"a": 0.9})
+    t = bd_table(s, "anchor", ["psnr_yuv"], BDOptions(rate_exclude=("34",)))
+    assert (_row(t, "a").points_anchor, _row(t, "a").points_test) == (4, 4)
+    # a number names a rate point whatever its zero padding (DCVC's keys are '022')
+    padded = s.assign(rate=s.rate.str.zfill(3))
+    t2 = bd_table(padded, "anchor", ["psnr_yuv"], BDOptions(rate_exclude=("34",)))
+    assert _row(t2, "a").points_anchor == 4 and _row(t2, "a").bd_rate == pytest.approx(_row(t, "a").bd_rate)
+    with pytest.raises(ValueError, match="--rate-exclude 99: no rate point is called that; the rate points are 022, 025"):
+        bd_table(padded, "anchor", ["psnr_yuv"], BDOptions(rate_exclude=("99",)))
+
+
+def _frames_rows(summary: pd.DataFrame, intra_cost: float = 4.0) -> pd.DataFrame:
+    """frames.csv rows consistent with ``summary``: frame 0 is I and costs ``intra_cost``
+    times a P frame; the I frame's PSNR is 1 dB above the row's mean."""
+    rows = []
+    for r in summary.itertuples():
+        n = int(r.frames)
+        p_bpp = r.bpp * n / (intra_cost + n - 1)
+        for f in range(n):
+            intra = f == 0
+            psnr = r.psnr_yuv + (1.0 if intra else -1.0 / (n - 1))
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "sequence": r.sequence,
+                    "codec": r.codec,
+                    "rate": r.rate,
+                    "frame": f,
+                    "frame_type": "I" if intra else "P",
+                    "bits": 0,
+                    "bpp": p_bpp * (intra_cost if intra else 1),
+                    "psnr_yuv": psnr,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_frame_type_split_from_frames_csv(tmp_path, capsys):
+    from bench.cli import main
+    from bench.store import frame_type_split, read_summaries, with_frame_types
+
+    s = _ladder_summary({"a": 8, "b": 4}, {"a": 0.8, "b": 0.8})
+    split = frame_type_split(_frames_rows(s))
+    one = split[(split.sequence == "a") & (split.codec == "anchor") & (split.rate == "22")].iloc[0]
+    src = s[(s.sequence == "a") & (s.codec == "anchor") & (s.rate == "22")].iloc[0]
+    assert (one.i_frames, one.p_frames) == (1, 7)
+    assert one.i_frame_bpp == pytest.approx(4 * one.p_frame_bpp) and (one.i_frame_bpp + 7 * one.p_frame_bpp) / 8 == pytest.approx(src.bpp)
+    assert one.i_frame_psnr_yuv == pytest.approx(src.psnr_yuv + 1)
+    # frames without a type: the split is unknown, not "all P"
+    assert frame_type_split(_frames_rows(s).assign(frame_type="")).empty
+    run = tmp_path / "run"
+    run.mkdir()
+    s.to_csv(run / "summary.csv", index=False)
+    _frames_rows(s).to_csv(run / "frames.csv", index=False)
+    filled = with_frame_types(read_summaries([run]))
+    assert filled.i_frames.notna().all() and filled.p_frame_bpp.notna().all()
+    t = bd_table(filled, "anchor", ["psnr_yuv"], BDOptions(frame_types=("all", "i", "p")))
+    for ft in ("all", "i", "p"):
+        sel = t[(t.frame_type == ft) & (t.sequence == "a")]
+        assert sel.bd_rate.iloc[0] == pytest.approx(-20.0, abs=1e-6)  # every frame 20 % cheaper
+    assert main(["bdrate", "--anchor", "anchor", "--results", str(run), "--metric", "psnr_yuv", "--frame-type", "i,p"]) == 0
+    out = capsys.readouterr().out
+    assert "| dataset | sequence | codec | frame_type | psnr_yuv |" in out and "| d | a | test | i | -20.00% |" in out
+    # results without frame types: the I/P cells say why
+    t = bd_table(s, "anchor", ["psnr_yuv"], BDOptions(frame_types=("p",)))
+    assert "anchor: no P-frame values: neither a frame_type per frame (frames.csv) nor p_frame_* columns" in t.note.iloc[0]
+    assert main(["bdrate", "--anchor", "anchor", "--results", str(run), "--frame-type", "b"]) == 2
+    assert "choose from all, i, p" in capsys.readouterr().err
+
+
+def test_html_bd_table_uses_the_same_labels():
+    from bench.htmlreport import _bd_sections
+
+    s = _ladder_summary({"a": 600, "b": 240}, {"a": 0.8, "b": 1.0})
+    html = _bd_sections({"anchor": bd_table(s, "anchor", ["psnr_yuv"])}, ["psnr_yuv"], BDOptions())
+    for label in ("<td>Overall</td>", "<td>Average</td>", "<td>all (unweighted)</td>", "(DCVC&#x27;s Overall)", "(DCVC&#x27;s Average)"):
+        assert label in html

@@ -71,6 +71,17 @@ RATE_COLUMNS: tuple[Column, ...] = (
 )
 
 
+#: columns other tools measure that no metric here computes yet, so that their imported values
+#: keep their own name (and plots, BD tables and imports know them): DCVC's YUV tests report
+#: MS-SSIM per 4:2:0 plane and their (6Y + U + V)/8 mean, which is not ``ms_ssim_rgb``.
+IMPORTED_COLUMNS: tuple[Column, ...] = (
+    Column("ms_ssim_y", "MS-SSIM-Y", plot=False, aliases=("msssim_y", "ms-ssim-y")),
+    Column("ms_ssim_u", "MS-SSIM-U", plot=False, aliases=("msssim_u", "ms-ssim-u")),
+    Column("ms_ssim_v", "MS-SSIM-V", plot=False, aliases=("msssim_v", "ms-ssim-v")),
+    Column("ms_ssim_yuv", "MS-SSIM-YUV (6:1:1)", aliases=("msssim_yuv", "ms-ssim-yuv")),
+)
+
+
 class MetricError(ValueError):
     """Inputs a metric cannot compare, or values it cannot trust; the message says which."""
 
@@ -193,11 +204,14 @@ def _columns() -> dict[str, Column]:
             continue
         for c in cls.column_info:
             out.setdefault(c.name, c)
+    for c in IMPORTED_COLUMNS:
+        out.setdefault(c.name, c)
     return out
 
 
 def columns() -> dict[str, Column]:
-    """Every known column (rate columns first, then each metric's, in registry order)."""
+    """Every known column (rate columns first, then each metric's, in registry order, then
+    the imported-only ones)."""
     return dict(_columns())
 
 
