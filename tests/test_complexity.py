@@ -23,7 +23,9 @@ def test_a_convolution_counts_its_macs():
 
 def test_learned_jobs_report_kmac_per_pixel_and_anchors_their_times(tmp_path):
     base = dict(dataset="synthetic", sequences=["testsrc2"], frames=2, metrics=["psnr"], progress=False)
-    learned = run_sweep(SweepConfig.from_dict({**base, "codecs": ["bmshj2018-hyperprior:random_weights_for_tests=true"], "rates": ["1"], "out": str(tmp_path / "l")}))
+    learned = run_sweep(
+        SweepConfig.from_dict({**base, "codecs": ["bmshj2018-hyperprior:random_weights_for_tests=true"], "rates": ["1"], "out": str(tmp_path / "l")})
+    )
     (rec,) = learned.parts[0].records
     s = rec["summary"]
     assert s["encode_kmac_per_px"] > 1 and s["decode_kmac_per_px"] > 1  # a hyperprior model is tens of kMAC/px
