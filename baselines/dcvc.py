@@ -113,7 +113,7 @@ class DCVCCodec(Codec):
     @classmethod
     def options(cls) -> list[CodecOption]:
         return [
-            CodecOption("--dcvc-root", "dcvc_root", "a checkout of microsoft/DCVC, for --codec dcvc-dc / dcvc-fm"),
+            CodecOption("--dcvc-root", "dcvc_root", "a checkout of microsoft/DCVC, for --codec dcvc-dc / dcvc-fm / dcvc-rt"),
             CodecOption("--dcvc-weights", "dcvc_weights", "folder of DCVC checkpoints (default: <dcvc-root>/DCVC-family/<model>/checkpoints)"),
         ]
 

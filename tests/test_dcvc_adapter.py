@@ -1,6 +1,7 @@
 """The DCVC adapters' checks and options, without running DCVC (tests/test_dcvc_real.py runs
 the real code): where the checkout, the checkpoints and the C++ coder are looked for, what
-`bench doctor` is told when one is missing, checkpoint trust by SHA-256, and rate points. A "checkout" here is only the folder layout the
+`bench doctor` is told when one is missing, checkpoint trust by SHA-256, rate points, and
+DCVC-RT's refusal on a machine without CUDA. A "checkout" here is only the folder layout the
 adapters look for; nothing of it is imported in this process.
 """
 
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.codec import CodecUnavailable, RateError, create_codec
+from bench.codec import CodecUnavailable, RateError, codec_names, create_codec, register_codec
 
 torch = pytest.importorskip("torch")
+
+if "dcvc-rt" not in codec_names():  # an installed wheel that predates its entry point
+    register_codec("dcvc-rt", "baselines.dcvc_rt:DCVCRT")
 
 FILES = {
     "dcvc-fm": ("DCVC-FM", "cvpr2024_image.pth.tar", "cvpr2024_video.pth.tar"),
@@ -133,8 +137,42 @@ def test_rate_points_are_q_indices():
         create_codec("dcvc-dc", q_in_ckpt="sometimes")
 
 
+def test_dcvc_rt_is_refused_without_cuda_naming_what_is_missing(tmp_path):
+    if torch.cuda.is_available() and sys.version_info >= (3, 12):
+        pytest.skip("this machine has CUDA and Python >= 3.12: the refusal cannot be seen here")
+    codec = create_codec("dcvc-rt", dcvc_root=str(tmp_path / "DCVC"))
+    with pytest.raises(CodecUnavailable) as e:
+        codec.check()
+    message = str(e.value)
+    assert message.startswith("dcvc-rt cannot run here: ")
+    if not torch.cuda.is_available():
+        assert "a CUDA device (DCVC-RT's coders use CUDA streams and events; it has no CPU path) missing" in message
+        assert "run on a machine with an NVIDIA GPU" in message
+    if sys.version_info < (3, 12):
+        assert f"Python >= 3.12 (DCVC-RT's C++ coder: src/cpp/setup.py python_requires) missing (Python 3.{sys.version_info.minor}" in message
+    assert "checkout of microsoft/DCVC with DCVC-RT missing" in message
+    on_cpu = create_codec("dcvc-rt", device="cpu")
+    assert "device 'cpu'" in next(r.where for r in on_cpu.requirements() if "CUDA" in r.what)
+
+
+def test_dcvc_rt_coder_hint_and_options(tmp_path):
+    layout(tmp_path / "DCVC", "DCVC-RT", checkpoints=False)
+    codec = create_codec("dcvc-rt", dcvc_root=str(tmp_path / "DCVC"))
+    coder = next(r for r in codec.requirements() if "MLCodec_extensions_cpp" in r.what or "C++ entropy coder" in r.what)
+    assert not coder.present
+    assert f"cd {codec.model_dir() / 'src' / 'cpp'} && {sys.executable} -m pip install ." in coder.fix and "DCVC-family/DCVC-RT/README.md" in coder.fix
+    assert codec.resources().gpu  # it runs on CUDA by default
+    # the feature reset follows the sweep's intra period; with one intra frame, its README's 64
+    assert create_codec("dcvc-rt").reset_interval == 64
+    assert create_codec("dcvc-rt", intra_period=32).reset_interval == 32
+    assert create_codec("dcvc-rt", intra_period=32, reset_interval=16).identity()["reset_interval"] == 16
+    assert create_codec("dcvc-rt").identity()["force_zero_thres"] == 0.12
+    with pytest.raises(ValueError, match="reset_interval must be"):
+        create_codec("dcvc-rt", reset_interval=-2)
+
+
 def test_trusting_a_checkpoint_is_an_option_data_may_not_set():
     from bench.codec import codec_class, location_options
 
-    for name in ("dcvc-fm", "dcvc-dc"):
+    for name in ("dcvc-fm", "dcvc-dc", "dcvc-rt"):
         assert "trust_checkpoint" in location_options(codec_class(name))
