@@ -176,3 +176,27 @@ def test_trusting_a_checkpoint_is_an_option_data_may_not_set():
 
     for name in ("dcvc-fm", "dcvc-dc", "dcvc-rt"):
         assert "trust_checkpoint" in location_options(codec_class(name))
+
+
+def test_the_child_process_answers_and_reports_errors_and_crashes():
+    import numpy as np
+
+    from baselines.dcvc import _Child
+    from bench.codec import CodecError
+
+    child = _Child("DCVC-TEST", {"target": "tests.fakes.child_runner:EchoRunner", "device": "cpu"})
+    try:
+        planes = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
+        answer = child.call("echo", planes=planes)
+        assert answer["init"] == {"device": "cpu"} and np.array_equal(answer["planes"], planes)
+        with pytest.raises(CodecError, match="ValueError: a bad frame") as e:
+            child.call("fail")
+        assert not isinstance(e.value, CodecUnavailable)
+        with pytest.raises(CodecUnavailable, match="^the coder is not built: build it so$"):
+            child.call("unavailable")
+        assert child.call("echo")["init"] == {"device": "cpu"}  # an error is not the end of it
+        with pytest.raises(CodecError, match=r"the DCVC-TEST process ended during abort \(killed by SIGABRT\)"):
+            child.call("abort")
+        assert child.proc.poll() is not None
+    finally:
+        child.close()
