@@ -313,6 +313,11 @@ class Codec(ABC):
         """Configuration and versions for the manifest."""
         return {"codec": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
 
+    def take_counted_flops(self) -> int:
+        """FLOPs a learned codec's last calls ran outside this process (a child process of its
+        own), counted there the same way (bench.complexity), then reset; 0 for the others."""
+        return 0
+
     def resources(self) -> Resources:
         """What one job needs. The default: a GPU when the codec runs on CUDA (its ``device``
         option), else one CPU thread; a codec with other needs overrides it."""

@@ -533,6 +533,7 @@ def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files:
     t0 = time.perf_counter()
     with complexity.counted(codec.learned, job.device) as macs:
         enc = codec.encode(ref.to_bit_depth(job.coded_bit_depth), job.rate, work)
+    macs.flops += codec.take_counted_flops()
     timings["encode_s"] = time.perf_counter() - t0
     if codec.learned:
         timings["encode_kmac_per_px"] = macs.kmac_per_pixel(ref.frames * ref.width * ref.height)
@@ -555,6 +556,7 @@ def _decoded(job: Job, codec: Codec, coded: _Coded, work: Path, timings: dict) -
     t0 = time.perf_counter()
     with complexity.counted(codec.learned, job.device) as macs:
         dist = codec.decode(coded.path, work, bit_depth=job.coded_bit_depth)
+    macs.flops += codec.take_counted_flops()
     timings["decode_s"] = time.perf_counter() - t0
     if codec.learned:
         timings["decode_kmac_per_px"] = macs.kmac_per_pixel(dist.frames * dist.width * dist.height)

@@ -1,5 +1,6 @@
 """The codec contract, for every registered codec: real encoders where this machine has them,
-fake HM/VTM binaries, a fake DCVC checkout, random-weight CompressAI and Diff-SIT models.
+fake HM/VTM binaries, DCVC's real code built by .ci/build-thirdparty (with random-weight
+checkpoints), random-weight CompressAI and Diff-SIT models.
 
 For each: the stream decodes in a fresh process to what this process decodes; per-frame sizes
 cover the frames and add up to the file; the encoder's reconstruction (where it keeps one)
@@ -10,6 +11,7 @@ ladder's first rate point is the larger file; a bad rate is refused.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +32,11 @@ def _options(name: str, tmp: Path) -> dict:
         from test_reference_codecs import make_tree
 
         return {f"{name}_dir": str(make_tree(tmp / name.upper(), name))}
-    if name.startswith("dcvc-"):
-        from dcvc_checkout import make_checkout
-
-        make_checkout(tmp / "DCVC", {"dcvc-dc": "DCVC-DC", "dcvc-fm": "DCVC-FM"}[name])
-        return {"dcvc_root": str(tmp / "DCVC")}
+    if name.startswith("dcvc-"):  # DCVC's real code, as .ci/build-thirdparty built it (tests/test_dcvc_real.py)
+        build = Path(os.environ.get("BENCH_THIRDPARTY_BUILD") or tmp / "none") / "dcvc"
+        if not (build / ".stamp").is_file():
+            pytest.skip(f"{name}: no DCVC build in {build} ($BENCH_THIRDPARTY_BUILD; .ci/build-thirdparty makes it from ../shared/thirdparty)")
+        return {"dcvc_root": str(build)}
     if name in ("ssf2020", "bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor"):
         return {"random_weights_for_tests": True}
     if name == "diffsit":
