@@ -6,6 +6,11 @@
 on PATH. The configuration is the tree's low-delay file (HM: ``cfg/encoder_lowdelay_main10.cfg``,
 VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option.
 
+The intra period must suit the configuration's GOP: with IDR refresh both encoders take only
+-1 or a multiple of GOPSize above it (16, 24, ... for the low-delay GOP of 8), and ``check()``
+refuses any other at plan time, listing those. The GOP is not changed to fit: it is the test
+condition (the published anchors use it), and a GOP table cannot be derived from another.
+
 The command line follows DCVC's test conditions (docs/architecture.md, "Anchors")::
 
     TAppEncoder -c encoder_lowdelay_main10.cfg --InputFile=in.yuv --BitstreamFile=out.bin
@@ -38,6 +43,7 @@ from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
 _FPS = re.compile(r"Stream #0:0.*?Video:.*?, (\d+(?:\.\d+)?) fps")
+_GOP_SIZE = re.compile(r"^\s*GOPSize\s*:\s*(\d+)", re.M)
 
 
 class ReferenceEncoder(Codec):
@@ -112,6 +118,21 @@ class ReferenceEncoder(Codec):
             )
         )
         return reqs
+
+    def check(self) -> None:
+        """What the base class checks, and that the intra period suits the cfg's GOP: the
+        encoder would refuse it only when run, after the whole sweep was planned."""
+        super().check()
+        cfg = self._cfg_path()
+        gop = gop_size(cfg)
+        p = self.intra_period
+        if p != -1 and (p <= gop or p % gop):
+            valid = ", ".join(str(gop * k) for k in (2, 3, 4))
+            raise ValueError(
+                f"{self.name}: intra_period {p} does not fit the GOP of {cfg} (GOPSize {gop}): with IDR refresh "
+                f"{self.label} takes -1 (one intra frame) or a multiple of the GOP size {gop} above {gop}: -1, {valid}, ...; "
+                f"pass one of those (--intra-period {2 * gop}), or cfg=FILE with another GOPSize"
+            )
 
     @property
     def label(self) -> str:
@@ -222,6 +243,13 @@ def _run(cmd: list[str], log: Path, what: str) -> None:
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise CodecError(f"{what} failed (exit {proc.returncode}); log {log}:\n{tail}")
+
+
+def gop_size(cfg: Path) -> int:
+    """The cfg's GOPSize: the last one, as HM's and VTM's parsers take it; 1, their default,
+    if it sets none."""
+    sizes = _GOP_SIZE.findall(cfg.read_text(errors="replace"))
+    return int(sizes[-1]) if sizes else 1
 
 
 class HM(ReferenceEncoder):

@@ -3,7 +3,8 @@
 The fakes follow HM's and VTM's command-line contract but code with ffmpeg, so the streams
 are real HEVC/VVC; what is tested is the wrapper: how binaries and cfg files are found, the
 exact encoder and decoder command lines (DCVC's test conditions), the kept encoder log, and
-every error path.
+every error path. The fakes refuse what the real encoders refuse (an intra period their GOP
+cannot honour); tests/test_reference_real.py runs the real HM-16.23 and VTM-17.0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +26,8 @@ ROLES = {"hm": ("TAppEncoder", "TAppDecoder", "encoder_lowdelay_main10.cfg"), "v
 
 
 def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True) -> Path:
+    """A source tree with the fake binaries in bin/ and a cfg with the real low-delay
+    files' GOP (8, with IntraPeriod -1 and no refresh, as theirs)."""
     enc, dec, cfg = ROLES[kind]
     (root / "bin").mkdir(parents=True)
     if binaries:
@@ -34,7 +38,7 @@ def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = 
             p.chmod(0o755)
     if with_cfg:
         (root / "cfg").mkdir()
-        (root / "cfg" / cfg).write_text("#======== File I/O ===\nGOPSize : 4\n")
+        (root / "cfg" / cfg).write_text("#======== File I/O ===\nIntraPeriod : -1\nDecodingRefreshType : 0\nGOPSize : 8  # GOP Size\n")
     return root
 
 
@@ -134,6 +138,41 @@ def test_encoder_failure_quotes_its_log(tmp_path, monkeypatch, synthetic):
     with pytest.raises(CodecError, match=r"(?s)HM encoder failed \(exit 1\).*Error parsing option \"Level\""):
         create_codec("hm", hm_dir=str(tree)).encode(synthetic["testsrc2"].open(frames=1), 37, tmp_path)
     assert (tmp_path / "hm_qp37.bin.enc.log").read_text().startswith("HM software")
+
+
+@pytest.mark.parametrize("period", [8, 12, 4, 1, 20])
+def test_intra_period_the_gop_cannot_honour_is_refused_before_any_encode(period, tmp_path, calls, capsys):
+    from bench.cli import main
+
+    hm, vtm = make_tree(tmp_path / "HM", "hm"), make_tree(tmp_path / "VTM", "vtm")
+    rc = main(
+        ["run", "--codec", "hm,vtm", "--hm-dir", str(hm), "--vtm-dir", str(vtm), "--intra-period", str(period)]
+        + ["--dataset", "synthetic", "--sequences", "testsrc2", "--frames", "17", "--rates", "37", "--out", str(tmp_path / "r"), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and not calls() and not (tmp_path / "r" / "summary.csv").exists()
+    for kind in ("hm", "vtm"):
+        assert f"codec {kind}: {kind}: intra_period {period} does not fit the GOP of {tmp_path / kind.upper() / 'cfg'}" in err
+    assert err.count("takes -1 (one intra frame) or a multiple of the GOP size 8 above 8: -1, 16, 24, 32, ...") == 2
+    for ok in (-1, 16, 24, 64):
+        create_codec("hm", hm_dir=str(hm), intra_period=ok).check()
+
+
+@pytest.mark.parametrize(
+    "period,refused",
+    [
+        (8, "Intra period must be larger than GOP size for periodic IDR pictures"),
+        (4, "Intra period must be more than GOP size, or -1 , not 0"),
+        (12, "Intra period must be a multiple of GOPSize, or -1"),
+    ],
+)
+def test_the_fake_refuses_what_hm_refuses(period, refused, tmp_path):
+    """Run the fake by itself (past the plugin's check), as tests/test_reference_real.py runs HM."""
+    tree = make_tree(tmp_path / "HM", "hm")
+    cfg = tree / "cfg" / ROLES["hm"][2]
+    opts = ["--DecodingRefreshType=2", f"--IntraPeriod={period}", "--QP=37", f"--InputFile={tmp_path / 'x'}", f"--BitstreamFile={tmp_path / 'y'}"]
+    proc = subprocess.run([str(tree / "bin" / "TAppEncoder"), "-c", str(cfg), *opts], capture_output=True, text=True)
+    assert proc.returncode == 1 and f"Error: {refused}" in proc.stdout and not (tmp_path / "y").exists()
 
 
 def test_decoder_refuses_a_non_hevc_file(tmp_path):
