@@ -4,7 +4,9 @@
 (VTM). Neither ships with any Python package, so they are looked for in ``hm_dir``/``vtm_dir``
 (the source tree: ``bin/`` and ``cfg/``; ``--hm-dir``/``--vtm-dir`` on the command line) or
 on PATH. The configuration is the tree's low-delay file (HM: ``cfg/encoder_lowdelay_main10.cfg``,
-VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option.
+VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option; for binaries on PATH, ``cfg/`` is
+looked for in the folders above the binary (their CMake builds put it in
+``TREE/bin/umake/gcc-12.2/x86_64/release/``, five below the tree).
 
 The intra period must suit the configuration's GOP: with IDR refresh both encoders take only
 -1 or a multiple of GOPSize above it (16, 24, ... for the low-delay GOP of 8), and ``check()``
@@ -44,6 +46,9 @@ from bench.video import Video, read_yuv, write_yuv
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
 _FPS = re.compile(r"Stream #0:0.*?Video:.*?, (\d+(?:\.\d+)?) fps")
 _GOP_SIZE = re.compile(r"^\s*GOPSize\s*:\s*(\d+)", re.M)
+#: folders looked in for cfg/, from the binary's own up: CMake builds put the binaries in
+#: TREE/bin/umake/gcc-12.2/x86_64/release/ (TREE is 5 up), make builds in TREE/bin/ (1 up)
+CFG_LEVELS = 7
 
 
 class ReferenceEncoder(Codec):
@@ -90,15 +95,23 @@ class ReferenceEncoder(Codec):
     def _cfg_path(self) -> Path | None:
         if self.cfg is not None:
             return self.cfg if self.cfg.is_file() else None
-        roots = [self.root] if self.root is not None else []
-        exe = self._find(self.encoder_names)
-        if exe is not None and self.root is None:  # on PATH: try the tree the binary was built in
-            roots += [exe.parent.parent, exe.parent]
-        for r in roots:
-            p = r / "cfg" / self.default_cfg
+        for folder in self._cfg_folders():
+            p = folder / "cfg" / self.default_cfg
             if p.is_file():
                 return p
         return None
+
+    def _cfg_folders(self) -> list[Path]:
+        """Where cfg/ may be: the tree given, else the tree the encoder on PATH was built in,
+        some folders up (bounded: a stray cfg/ far above is not the binary's)."""
+        if self.root is not None:
+            return [self.root]
+        exe = self._find(self.encoder_names)
+        if exe is None:
+            return []
+        # a symlink on PATH (~/bin/TAppEncoder): the tree is above its target
+        starts = dict.fromkeys([exe.parent, exe.resolve().parent])
+        return [folder for start in starts for folder in [start, *start.parents][:CFG_LEVELS]]
 
     def requirements(self) -> list[Requirement]:
         where = f"{self.root}/bin" if self.root else "PATH"
@@ -108,7 +121,7 @@ class ReferenceEncoder(Codec):
             exe = self._find(names)
             reqs.append(Requirement(f"{self.label} {kind} ({' or '.join(names)})", exe is not None, str(exe) if exe else where, how))
         cfg = self._cfg_path()
-        looked = str(self.cfg) if self.cfg else (f"{self.root}/cfg" if self.root else "cfg/ beside the encoder's bin/")
+        looked = str(self.cfg) if self.cfg else (f"{self.root}/cfg" if self.root else self._cfg_looked())
         reqs.append(
             Requirement(
                 f"{self.label} low-delay configuration {self.cfg.name if self.cfg else self.default_cfg}",
@@ -118,6 +131,12 @@ class ReferenceEncoder(Codec):
             )
         )
         return reqs
+
+    def _cfg_looked(self) -> str:
+        folders = self._cfg_folders()
+        if not folders:
+            return "cfg/ above the encoder, which was not found"
+        return f"cfg/ in {folders[0]} and the {CFG_LEVELS - 1} folders above it"
 
     def check(self) -> None:
         """What the base class checks, and that the intra period suits the cfg's GOP: the

@@ -25,15 +25,15 @@ FAKE = Path(__file__).parent / "fakes" / "reference_codec.py"
 ROLES = {"hm": ("TAppEncoder", "TAppDecoder", "encoder_lowdelay_main10.cfg"), "vtm": ("EncoderApp", "DecoderApp", "encoder_lowdelay_vtm.cfg")}
 
 
-def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True) -> Path:
-    """A source tree with the fake binaries in bin/ and a cfg with the real low-delay
+def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True, bin_dir: str = "bin") -> Path:
+    """A source tree with the fake binaries in ``bin_dir`` and a cfg with the real low-delay
     files' GOP (8, with IntraPeriod -1 and no refresh, as theirs)."""
     enc, dec, cfg = ROLES[kind]
-    (root / "bin").mkdir(parents=True)
+    (root / bin_dir).mkdir(parents=True)
     if binaries:
         script = f"#!{sys.executable}\n" + FAKE.read_text()
         for name in (enc, dec):
-            p = root / "bin" / name
+            p = root / bin_dir / name
             p.write_text(script)
             p.chmod(0o755)
     if with_cfg:
@@ -173,6 +173,22 @@ def test_the_fake_refuses_what_hm_refuses(period, refused, tmp_path):
     opts = ["--DecodingRefreshType=2", f"--IntraPeriod={period}", "--QP=37", f"--InputFile={tmp_path / 'x'}", f"--BitstreamFile={tmp_path / 'y'}"]
     proc = subprocess.run([str(tree / "bin" / "TAppEncoder"), "-c", str(cfg), *opts], capture_output=True, text=True)
     assert proc.returncode == 1 and f"Error: {refused}" in proc.stdout and not (tmp_path / "y").exists()
+
+
+def test_cfg_found_above_a_cmake_build_on_path(tmp_path, monkeypatch):
+    release = "bin/umake/gcc-12.2/x86_64/release"  # where HM's and VTM's CMake builds put them
+    tree = make_tree(tmp_path / "HM", "hm", bin_dir=release)
+    monkeypatch.setenv("PATH", f"{tree / release}{os.pathsep}{os.environ['PATH']}")
+    codec = create_codec("hm")
+    codec.check()
+    assert codec.describe()["cfg"] == str(tree / "cfg" / "encoder_lowdelay_main10.cfg")
+    # bounded: a cfg/ further up than a build layout puts it is not the binary's
+    deep = make_tree(tmp_path / "VTM", "vtm", bin_dir=f"{release}/a/b")
+    monkeypatch.setenv("PATH", f"{deep / release / 'a/b'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(
+        CodecUnavailable, match=rf"encoder_lowdelay_vtm.cfg not found \(looked in cfg/ in {deep / release / 'a/b'} and the 6 folders above it\)"
+    ):
+        create_codec("vtm").check()
 
 
 def test_decoder_refuses_a_non_hevc_file(tmp_path):
