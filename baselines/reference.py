@@ -12,6 +12,8 @@ The intra period must suit the configuration's GOP: with IDR refresh both encode
 -1 or a multiple of GOPSize above it (16, 24, ... for the low-delay GOP of 8), and ``check()``
 refuses any other at plan time, listing those. The GOP is not changed to fit: it is the test
 condition (the published anchors use it), and a GOP table cannot be derived from another.
+The encoder's version, read from its banner, is part of ``describe()`` and so of the job's
+identity: a rebuilt encoder of another version does not serve the old one's results.
 
 The command line follows DCVC's test conditions (docs/architecture.md, "Anchors")::
 
@@ -45,6 +47,8 @@ from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
 _FPS = re.compile(r"Stream #0:0.*?Video:.*?, (\d+(?:\.\d+)?) fps")
+# the banner both print first: "HM software: Encoder Version [16.23]", "VTM Encoder Version 17.0"
+_VERSION = re.compile(r"(?:Encoder|Decoder) Version \[?(\d[\w.+-]*)")
 _GOP_SIZE = re.compile(r"^\s*GOPSize\s*:\s*(\d+)", re.M)
 #: folders looked in for cfg/, from the binary's own up: CMake builds put the binaries in
 #: TREE/bin/umake/gcc-12.2/x86_64/release/ (TREE is 5 up), make builds in TREE/bin/ (1 up)
@@ -246,7 +250,9 @@ class ReferenceEncoder(Codec):
         return {
             **super().describe(),
             "encoder": str(enc) if enc else None,
+            "encoder_version": tool_version(enc) if enc else None,
             "decoder": str(dec) if dec else None,
+            "decoder_version": tool_version(dec) if dec else None,
             "cfg": str(self._cfg_path()) if self._cfg_path() else None,
             "intra_period": self.intra_period,
             "level": self.level,
@@ -269,6 +275,25 @@ def gop_size(cfg: Path) -> int:
     if it sets none."""
     sizes = _GOP_SIZE.findall(cfg.read_text(errors="replace"))
     return int(sizes[-1]) if sizes else 1
+
+
+_versions: dict[tuple[str, int, int], str | None] = {}
+
+
+def tool_version(exe: Path) -> str | None:
+    """The version in the banner HM/VTM print before anything else (None if it has none),
+    asked once per binary (path, mtime, size): describe() runs for every job, and a rebuilt
+    binary is asked again."""
+    st = exe.stat()
+    key = (str(exe), st.st_mtime_ns, st.st_size)
+    if key not in _versions:
+        try:  # --help: both print the banner, then their options, and exit without coding
+            proc = children.run([str(exe), "--help"], capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+            m = _VERSION.search(proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace"))
+        except (OSError, subprocess.TimeoutExpired):
+            m = None
+        _versions[key] = m.group(1) if m else None
+    return _versions[key]
 
 
 class HM(ReferenceEncoder):

@@ -191,6 +191,18 @@ def test_cfg_found_above_a_cmake_build_on_path(tmp_path, monkeypatch):
         create_codec("vtm").check()
 
 
+def test_the_encoder_version_is_in_the_record_and_the_identity(tmp_path, calls):
+    hm, vtm = create_codec("hm", hm_dir=str(make_tree(tmp_path / "HM", "hm"))), create_codec("vtm", vtm_dir=str(make_tree(tmp_path / "VTM", "vtm")))
+    assert (hm.describe()["encoder_version"], hm.describe()["decoder_version"]) == ("16.23", "16.23")
+    assert vtm.identity()["encoder_version"] == "17.0" and vtm.describe()["decoder_version"] == "17.0"
+    asked = [c for c in calls() if c["argv"] == ["--help"]]
+    assert len(asked) == 4  # once per binary, however often describe() runs
+    enc = tmp_path / "HM" / "bin" / "TAppEncoder"
+    enc.write_text(enc.read_text().replace("Version [16.23]", "Version [16.24]"))  # rebuilt
+    os.utime(enc, ns=(enc.stat().st_atime_ns, enc.stat().st_mtime_ns + 10**9))  # a coarse clock may not have ticked
+    assert hm.identity()["encoder_version"] == "16.24"
+
+
 def test_decoder_refuses_a_non_hevc_file(tmp_path):
     tree = make_tree(tmp_path / "HM", "hm")
     bad = tmp_path / "x.bin"

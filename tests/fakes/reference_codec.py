@@ -6,10 +6,10 @@ Installed by the tests as ``TAppEncoder`` etc. (the role comes from the file nam
 appends its argv to ``$FAKE_REFERENCE_LOG`` (JSON lines); ``$FAKE_REFERENCE_FAIL`` makes the
 encoder fail the way HM does on a bad option.
 
-Like the real ones, they read GOPSize, IntraPeriod and DecodingRefreshType from the cfg (the
-command line wins) and refuse, with HM's message, an intra period the GOP cannot honour: no
-fake may accept what the real encoder refuses. The intra period is passed on to x265 (an I
-frame every N).
+Like the real ones, they print their version banner first (``--help``: the banner only, exit
+1), read GOPSize, IntraPeriod and DecodingRefreshType from the cfg (the command line wins)
+and refuse, with HM's message, an intra period the GOP cannot honour: no fake may accept what
+the real encoder refuses. The intra period is passed on to x265 (an I frame every N).
 """
 
 import json
@@ -29,6 +29,13 @@ def log():
     if path:
         with open(path, "a") as f:
             f.write(json.dumps({"role": ROLE, "argv": sys.argv[1:]}) + "\n")
+
+
+def banner():
+    """The line HM/VTM print first, whatever the arguments (the plugin reads the version in it)."""
+    vvc = ROLE.startswith(("Encoder", "Decoder"))
+    what = "Encoder" if "Encoder" in ROLE else "Decoder"
+    print(f"VVCSoftware: VTM {what} Version 17.0 [Linux]" if vvc else f"HM software: {what} Version [16.23] (including RExt)", flush=True)
 
 
 def read_cfg(path):
@@ -57,6 +64,9 @@ def check_intra_period(opts):
 
 
 def encoder(args):
+    banner()
+    if args in ([], ["--help"]):
+        sys.exit(1)
     if args[:1] != ["-c"] or not Path(args[1]).is_file():
         sys.exit(f"Error: cannot open configuration file {args[1:2]}")
     opts = read_cfg(args[1])
@@ -66,7 +76,6 @@ def encoder(args):
         key, value = a[2:].split("=", 1)
         opts[key] = value
     if os.environ.get("FAKE_REFERENCE_FAIL"):
-        print("HM software: Encoder Version [16.25]")
         sys.exit('Error parsing option "Level" with argument "9.9".')
     check_intra_period(opts)
     period = int(opts.get("IntraPeriod", -1))
@@ -118,6 +127,9 @@ def decode(bitstream, out, vvc, depth):
 
 
 def decoder(args):
+    banner()
+    if args in ([], ["--help"]):
+        sys.exit(1)
     opts = dict(zip(args[::2], args[1::2]))
     if set(opts) != {"-b", "-o", "-d"} or opts["-d"] not in ("0", "8", "10"):
         sys.exit(f"unexpected decoder arguments {args}")
