@@ -27,7 +27,8 @@ depths are the source's (8 or 10; the main10 configuration codes both at 10 bits
 encoder's log is kept beside the bitstream as ``<bitstream>.enc.log``; a failure quotes its
 tail. The decoder runs ``-b out.bin -o dec.yuv -d N`` (N the depth asked for, 0 the stream's
 own). The picture size, each access unit's bytes, picture type and slice QP are read back
-with ffmpeg's parser, so decoding needs only the file.
+with ffmpeg's parser, so decoding needs only the file. A failed encoder or decoder raises
+:class:`~bench.codec.ToolFailed` carrying its log, for the store (the scratch folder goes).
 HM's and VTM's ``--FrameRate`` is an integer: 29.97 fps is passed as 30 (only rate control,
 which fixed-QP coding does not use, reads it).
 """
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import children, ffmpeg
-from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, check_intra_period
+from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, ToolFailed, check_intra_period
 from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
@@ -196,11 +197,11 @@ class ReferenceEncoder(Codec):
         cmd = self.encoder_command(exe, cfg, video, qp, yuv, out, recon)
         log = out.with_name(out.name + ".enc.log")
         try:
-            _run(cmd, log, f"{self.label} encoder")
+            _run(cmd, log, f"{self.label} encoder", "enc.log")
         finally:
             yuv.unlink(missing_ok=True)
         if not out.is_file() or out.stat().st_size == 0:
-            raise CodecError(f"{self.label} encoder wrote no bitstream to {out}; its log: {log}")
+            raise _failed(f"{self.label} encoder exited 0 but wrote no bitstream to {out.name}", log, "enc.log")
         rec = read_yuv(recon, video.width, video.height, bit_depth=video.bit_depth, fps=video.fps) if recon.is_file() else None
         units = ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), out, self.muxer)
         return EncodeResult(
@@ -223,14 +224,16 @@ class ReferenceEncoder(Codec):
         width, height, fps, native = self._geometry(path)
         depth = bit_depth or native
         log = Path(workdir) / f"{path.name}.dec.log"
-        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], log, f"{self.label} decoder")
+        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], log, f"{self.label} decoder", "dec.log")
         # a lost picture does not always fail the decoder: count what it wrote against the stream
         units = len(ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), path, self.muxer))
         video = read_yuv(out, width, height, bit_depth=depth, fps=fps) if out.is_file() else None
         if video is None or video.frames != units:
-            raise CodecError(
-                f"{self.label} decoder wrote {video.frames if video else 'no'} pictures from the {units} access units of {path}: "
-                f"the stream is damaged or truncated; encode it again. Its log: {log}"
+            raise _failed(
+                f"{self.label} decoder wrote {video.frames if video else 'no'} pictures from the {units} access units of {path.name}: "
+                "the stream is damaged or truncated; encode it again",
+                log,
+                "dec.log",
             )
         return video
 
@@ -259,15 +262,22 @@ class ReferenceEncoder(Codec):
         }
 
 
-def _run(cmd: list[str], log: Path, what: str) -> None:
+def _run(cmd: list[str], log: Path, what: str, suffix: str) -> None:
     try:
         with open(log, "w") as f:
             proc = children.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     except OSError as e:
         raise CodecError(f"{what} could not start ({cmd[0]}): {e}") from e
     if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise CodecError(f"{what} failed (exit {proc.returncode}); log {log}:\n{tail}")
+        raise _failed(f"{what} failed (exit {proc.returncode})", log, suffix)
+
+
+def _failed(summary: str, log: Path, suffix: str) -> ToolFailed:
+    """The error for a tool that failed, carrying its whole log (the scratch folder it is in
+    goes with the job: the harness keeps the log as bitstreams/<job id>.<suffix>)."""
+    data = log.read_bytes() if log.is_file() else b""
+    tail = "\n".join(data.decode(errors="replace").splitlines()[-15:])
+    return ToolFailed(summary, {suffix: data}, where=str(log), detail=tail)
 
 
 def gop_size(cfg: Path) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.codec import CodecError, CodecUnavailable, RateError, create_codec
+from bench.codec import CodecError, CodecUnavailable, RateError, ToolFailed, create_codec
 
 FAKE = Path(__file__).parent / "fakes" / "reference_codec.py"
 ROLES = {"hm": ("TAppEncoder", "TAppDecoder", "encoder_lowdelay_main10.cfg"), "vtm": ("EncoderApp", "DecoderApp", "encoder_lowdelay_vtm.cfg")}
@@ -132,12 +132,31 @@ def test_missing_binaries_and_cfg_are_named(tmp_path, monkeypatch, synthetic):
         create_codec("vtm", vtm_dir=str(nobin)).check()
 
 
-def test_encoder_failure_quotes_its_log(tmp_path, monkeypatch, synthetic):
+def test_encoder_failure_quotes_its_log_and_carries_it(tmp_path, monkeypatch, synthetic):
     tree = make_tree(tmp_path / "HM", "hm")
     monkeypatch.setenv("FAKE_REFERENCE_FAIL", "1")
-    with pytest.raises(CodecError, match=r"(?s)HM encoder failed \(exit 1\).*Error parsing option \"Level\""):
+    with pytest.raises(CodecError, match=r"(?s)HM encoder failed \(exit 1\).*Error parsing option \"Level\"") as info:
         create_codec("hm", hm_dir=str(tree)).encode(synthetic["testsrc2"].open(frames=1), 37, tmp_path)
-    assert (tmp_path / "hm_qp37.bin.enc.log").read_text().startswith("HM software")
+    log = tmp_path / "hm_qp37.bin.enc.log"
+    assert log.read_text().startswith("HM software")
+    # the scratch folder goes with the job: the log travels in the error, for the store
+    e = info.value
+    assert isinstance(e, ToolFailed) and e.logs == {"enc.log": log.read_bytes()} and f"its log: {log};" in str(e)
+    assert e.keep("hm-synthetic-testsrc2-37-abc") == {"hm-synthetic-testsrc2-37-abc.enc.log": log.read_bytes()}
+    assert str(e).startswith("HM encoder failed (exit 1); its log: bitstreams/hm-synthetic-testsrc2-37-abc.enc.log; its last lines:\n")
+
+
+@pytest.mark.xfail(strict=True, reason="needs bench/sweep.py run_job to keep ToolFailed.keep(job_id) in a failed job's files")
+def test_a_failed_job_keeps_its_encoder_log_in_the_store(tmp_path, monkeypatch):
+    from bench.cli import main
+
+    monkeypatch.setenv("FAKE_REFERENCE_FAIL", "1")
+    tree, out = make_tree(tmp_path / "HM", "hm"), tmp_path / "r"
+    run = ["run", "--codec", "hm", "--hm-dir", str(tree), "--dataset", "synthetic", "--sequences", "testsrc2"]
+    assert main([*run, "--frames", "1", "--rates", "37", "--metrics", "psnr", "--out", str(out), "--quiet"]) == 1
+    ((job_id, job),) = json.loads((out / "manifest.json").read_text())["jobs"].items()
+    assert job["status"] == "failed" and f"its log: bitstreams/{job_id}.enc.log;" in job["error"]
+    assert (out / "bitstreams" / f"{job_id}.enc.log").read_text().startswith("HM software")
 
 
 @pytest.mark.parametrize("period", [8, 12, 4, 1, 20])
