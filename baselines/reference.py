@@ -153,7 +153,7 @@ class ReferenceEncoder(Codec):
         if p != -1 and (p <= gop or p % gop):
             valid = ", ".join(str(gop * k) for k in (2, 3, 4))
             raise ValueError(
-                f"{self.name}: intra_period {p} does not fit the GOP of {cfg} (GOPSize {gop}): with IDR refresh "
+                f"intra_period {p} does not fit the GOP of {cfg} (GOPSize {gop}): with IDR refresh "
                 f"{self.label} takes -1 (one intra frame) or a multiple of the GOP size {gop} above {gop}: -1, {valid}, ...; "
                 f"pass one of those (--intra-period {2 * gop}), or cfg=FILE with another GOPSize"
             )

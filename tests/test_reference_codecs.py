@@ -171,7 +171,7 @@ def test_intra_period_the_gop_cannot_honour_is_refused_before_any_encode(period,
     err = capsys.readouterr().err
     assert rc == 2 and not calls() and not (tmp_path / "r" / "summary.csv").exists()
     for kind in ("hm", "vtm"):
-        assert f"codec {kind}: {kind}: intra_period {period} does not fit the GOP of {tmp_path / kind.upper() / 'cfg'}" in err
+        assert f"codec {kind}: intra_period {period} does not fit the GOP of {tmp_path / kind.upper() / 'cfg'}" in err
     assert err.count("takes -1 (one intra frame) or a multiple of the GOP size 8 above 8: -1, 16, 24, 32, ...") == 2
     for ok in (-1, 16, 24, 64):
         create_codec("hm", hm_dir=str(hm), intra_period=ok).check()
