@@ -48,9 +48,9 @@ class ToolFailed(CodecError):
     """A codec's external tool (HM's encoder, say) failed, leaving a log worth reading.
 
     The tool wrote its log in the job's scratch folder, which goes with the job, so the log
-    travels in ``logs`` (its bytes, by the suffix it is kept under: ``enc.log``) and the harness
-    keeps it in the store as ``bitstreams/<job id>.enc.log`` (:meth:`keep`). The message names
-    the log where it is: ``where`` (the scratch path) until then, the stored file after."""
+    travels in ``logs`` (name -> bytes, ``enc.log``), which the harness stores as
+    ``bitstreams/<job id>.enc.log``. The message names the log where it is: ``where`` (the
+    scratch path) until the harness calls :meth:`keep` with the job's id, the stored file after."""
 
     def __init__(self, summary: str, logs: dict[str, bytes], *, where: str, detail: str = ""):
         super().__init__(summary)
