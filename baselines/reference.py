@@ -4,7 +4,16 @@
 (VTM). Neither ships with any Python package, so they are looked for in ``hm_dir``/``vtm_dir``
 (the source tree: ``bin/`` and ``cfg/``; ``--hm-dir``/``--vtm-dir`` on the command line) or
 on PATH. The configuration is the tree's low-delay file (HM: ``cfg/encoder_lowdelay_main10.cfg``,
-VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option.
+VTM: ``cfg/encoder_lowdelay_vtm.cfg``) or the ``cfg`` option; for binaries on PATH, ``cfg/`` is
+looked for in the folders above the binary (their CMake builds put it in
+``TREE/bin/umake/gcc-12.2/x86_64/release/``, five below the tree).
+
+The intra period must suit the configuration's GOP: with IDR refresh both encoders take only
+-1 or a multiple of GOPSize above it (16, 24, ... for the low-delay GOP of 8), and ``check()``
+refuses any other at plan time, listing those. The GOP is not changed to fit: it is the test
+condition (the published anchors use it), and a GOP table cannot be derived from another.
+The encoder's version, read from its banner, is part of ``describe()`` and so of the job's
+identity: a rebuilt encoder of another version does not serve the old one's results.
 
 The command line follows DCVC's test conditions (docs/architecture.md, "Anchors")::
 
@@ -18,7 +27,8 @@ depths are the source's (8 or 10; the main10 configuration codes both at 10 bits
 encoder's log is kept beside the bitstream as ``<bitstream>.enc.log``; a failure quotes its
 tail. The decoder runs ``-b out.bin -o dec.yuv -d N`` (N the depth asked for, 0 the stream's
 own). The picture size, each access unit's bytes, picture type and slice QP are read back
-with ffmpeg's parser, so decoding needs only the file.
+with ffmpeg's parser, so decoding needs only the file. A failed encoder or decoder raises
+:class:`~bench.codec.ToolFailed` carrying its log, for the store (the scratch folder goes).
 HM's and VTM's ``--FrameRate`` is an integer: 29.97 fps is passed as 30 (only rate control,
 which fixed-QP coding does not use, reads it).
 """
@@ -33,11 +43,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import children, ffmpeg
-from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, check_intra_period
+from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, ToolFailed, check_intra_period
 from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
 _FPS = re.compile(r"Stream #0:0.*?Video:.*?, (\d+(?:\.\d+)?) fps")
+# the banner both print first: "HM software: Encoder Version [16.23]", "VTM Encoder Version 17.0"
+_VERSION = re.compile(r"(?:Encoder|Decoder) Version \[?(\d[\w.+-]*)")
+_GOP_SIZE = re.compile(r"^\s*GOPSize\s*:\s*(\d+)", re.M)
+#: folders looked in for cfg/, from the binary's own up: CMake builds put the binaries in
+#: TREE/bin/umake/gcc-12.2/x86_64/release/ (TREE is 5 up), make builds in TREE/bin/ (1 up)
+CFG_LEVELS = 7
 
 
 class ReferenceEncoder(Codec):
@@ -84,15 +100,23 @@ class ReferenceEncoder(Codec):
     def _cfg_path(self) -> Path | None:
         if self.cfg is not None:
             return self.cfg if self.cfg.is_file() else None
-        roots = [self.root] if self.root is not None else []
-        exe = self._find(self.encoder_names)
-        if exe is not None and self.root is None:  # on PATH: try the tree the binary was built in
-            roots += [exe.parent.parent, exe.parent]
-        for r in roots:
-            p = r / "cfg" / self.default_cfg
+        for folder in self._cfg_folders():
+            p = folder / "cfg" / self.default_cfg
             if p.is_file():
                 return p
         return None
+
+    def _cfg_folders(self) -> list[Path]:
+        """Where cfg/ may be: the tree given, else the tree the encoder on PATH was built in,
+        some folders up (bounded: a stray cfg/ far above is not the binary's)."""
+        if self.root is not None:
+            return [self.root]
+        exe = self._find(self.encoder_names)
+        if exe is None:
+            return []
+        # a symlink on PATH (~/bin/TAppEncoder): the tree is above its target
+        starts = dict.fromkeys([exe.parent, exe.resolve().parent])
+        return [folder for start in starts for folder in [start, *start.parents][:CFG_LEVELS]]
 
     def requirements(self) -> list[Requirement]:
         where = f"{self.root}/bin" if self.root else "PATH"
@@ -102,7 +126,7 @@ class ReferenceEncoder(Codec):
             exe = self._find(names)
             reqs.append(Requirement(f"{self.label} {kind} ({' or '.join(names)})", exe is not None, str(exe) if exe else where, how))
         cfg = self._cfg_path()
-        looked = str(self.cfg) if self.cfg else (f"{self.root}/cfg" if self.root else "cfg/ beside the encoder's bin/")
+        looked = str(self.cfg) if self.cfg else (f"{self.root}/cfg" if self.root else self._cfg_looked())
         reqs.append(
             Requirement(
                 f"{self.label} low-delay configuration {self.cfg.name if self.cfg else self.default_cfg}",
@@ -112,6 +136,27 @@ class ReferenceEncoder(Codec):
             )
         )
         return reqs
+
+    def _cfg_looked(self) -> str:
+        folders = self._cfg_folders()
+        if not folders:
+            return "cfg/ above the encoder, which was not found"
+        return f"cfg/ in {folders[0]} and the {CFG_LEVELS - 1} folders above it"
+
+    def check(self) -> None:
+        """What the base class checks, and that the intra period suits the cfg's GOP: the
+        encoder would refuse it only when run, after the whole sweep was planned."""
+        super().check()
+        cfg = self._cfg_path()
+        gop = gop_size(cfg)
+        p = self.intra_period
+        if p != -1 and (p <= gop or p % gop):
+            valid = ", ".join(str(gop * k) for k in (2, 3, 4))
+            raise ValueError(
+                f"intra_period {p} does not fit the GOP of {cfg} (GOPSize {gop}): with IDR refresh "
+                f"{self.label} takes -1 (one intra frame) or a multiple of the GOP size {gop} above {gop}: -1, {valid}, ...; "
+                f"pass one of those (--intra-period {2 * gop}), or cfg=FILE with another GOPSize"
+            )
 
     @property
     def label(self) -> str:
@@ -152,11 +197,11 @@ class ReferenceEncoder(Codec):
         cmd = self.encoder_command(exe, cfg, video, qp, yuv, out, recon)
         log = out.with_name(out.name + ".enc.log")
         try:
-            _run(cmd, log, f"{self.label} encoder")
+            _run(cmd, log, f"{self.label} encoder", "enc.log")
         finally:
             yuv.unlink(missing_ok=True)
         if not out.is_file() or out.stat().st_size == 0:
-            raise CodecError(f"{self.label} encoder wrote no bitstream to {out}; its log: {log}")
+            raise _failed(f"{self.label} encoder exited 0 but wrote no bitstream to {out.name}", log, "enc.log")
         rec = read_yuv(recon, video.width, video.height, bit_depth=video.bit_depth, fps=video.fps) if recon.is_file() else None
         units = ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), out, self.muxer)
         return EncodeResult(
@@ -179,14 +224,16 @@ class ReferenceEncoder(Codec):
         width, height, fps, native = self._geometry(path)
         depth = bit_depth or native
         log = Path(workdir) / f"{path.name}.dec.log"
-        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], log, f"{self.label} decoder")
+        _run([str(exe), "-b", str(path), "-o", str(out), "-d", str(depth)], log, f"{self.label} decoder", "dec.log")
         # a lost picture does not always fail the decoder: count what it wrote against the stream
         units = len(ffmpeg.access_units(ffmpeg.ffmpeg_exe(self.ffmpeg), path, self.muxer))
         video = read_yuv(out, width, height, bit_depth=depth, fps=fps) if out.is_file() else None
         if video is None or video.frames != units:
-            raise CodecError(
-                f"{self.label} decoder wrote {video.frames if video else 'no'} pictures from the {units} access units of {path}: "
-                f"the stream is damaged or truncated; encode it again. Its log: {log}"
+            raise _failed(
+                f"{self.label} decoder wrote {video.frames if video else 'no'} pictures from the {units} access units of {path.name}: "
+                "the stream is damaged or truncated; encode it again",
+                log,
+                "dec.log",
             )
         return video
 
@@ -206,22 +253,57 @@ class ReferenceEncoder(Codec):
         return {
             **super().describe(),
             "encoder": str(enc) if enc else None,
+            "encoder_version": tool_version(enc) if enc else None,
             "decoder": str(dec) if dec else None,
+            "decoder_version": tool_version(dec) if dec else None,
             "cfg": str(self._cfg_path()) if self._cfg_path() else None,
             "intra_period": self.intra_period,
             "level": self.level,
         }
 
 
-def _run(cmd: list[str], log: Path, what: str) -> None:
+def _run(cmd: list[str], log: Path, what: str, suffix: str) -> None:
     try:
         with open(log, "w") as f:
             proc = children.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     except OSError as e:
         raise CodecError(f"{what} could not start ({cmd[0]}): {e}") from e
     if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise CodecError(f"{what} failed (exit {proc.returncode}); log {log}:\n{tail}")
+        raise _failed(f"{what} failed (exit {proc.returncode})", log, suffix)
+
+
+def _failed(summary: str, log: Path, suffix: str) -> ToolFailed:
+    """The error for a tool that failed, carrying its whole log (the scratch folder it is in
+    goes with the job: the harness keeps the log as bitstreams/<job id>.<suffix>)."""
+    data = log.read_bytes() if log.is_file() else b""
+    tail = "\n".join(data.decode(errors="replace").splitlines()[-15:])
+    return ToolFailed(summary, {suffix: data}, where=str(log), detail=tail)
+
+
+def gop_size(cfg: Path) -> int:
+    """The cfg's GOPSize: the last one, as HM's and VTM's parsers take it; 1, their default,
+    if it sets none."""
+    sizes = _GOP_SIZE.findall(cfg.read_text(errors="replace"))
+    return int(sizes[-1]) if sizes else 1
+
+
+_versions: dict[tuple[str, int, int], str | None] = {}
+
+
+def tool_version(exe: Path) -> str | None:
+    """The version in the banner HM/VTM print before anything else (None if it has none),
+    asked once per binary (path, mtime, size): describe() runs for every job, and a rebuilt
+    binary is asked again."""
+    st = exe.stat()
+    key = (str(exe), st.st_mtime_ns, st.st_size)
+    if key not in _versions:
+        try:  # --help: both print the banner, then their options, and exit without coding
+            proc = children.run([str(exe), "--help"], capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+            m = _VERSION.search(proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace"))
+        except (OSError, subprocess.TimeoutExpired):
+            m = None
+        _versions[key] = m.group(1) if m else None
+    return _versions[key]
 
 
 class HM(ReferenceEncoder):

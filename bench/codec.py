@@ -44,6 +44,28 @@ class CodecError(RuntimeError):
     """A codec failed to encode or decode."""
 
 
+class ToolFailed(CodecError):
+    """A codec's external tool (HM's encoder, say) failed, leaving a log worth reading.
+
+    The tool wrote its log in the job's scratch folder, which goes with the job, so the log
+    travels in ``logs`` (name -> bytes, ``enc.log``), which the harness stores as
+    ``bitstreams/<job id>.enc.log``. The message names the log where it is: ``where`` (the
+    scratch path) until the harness calls :meth:`keep` with the job's id, the stored file after."""
+
+    def __init__(self, summary: str, logs: dict[str, bytes], *, where: str, detail: str = ""):
+        super().__init__(summary)
+        self.summary, self.logs, self.where, self.detail = summary, dict(logs), where, detail
+
+    def keep(self, job_id: str) -> dict[str, bytes]:
+        """The logs by their name under the store's bitstreams/; the message names those now."""
+        files = {f"{job_id}.{suffix}": data for suffix, data in self.logs.items()}
+        self.where = ", ".join(f"bitstreams/{name}" for name in files)
+        return files
+
+    def __str__(self) -> str:
+        return f"{self.summary}; its log: {self.where}" + (f"; its last lines:\n{self.detail}" if self.detail else "")
+
+
 class CodecUnavailable(CodecError):
     """A codec cannot run on this machine (missing binary, encoder, weights)."""
 

@@ -49,6 +49,7 @@ from .codec import (
     CodecError,
     EncodeResult,
     Resources,
+    ToolFailed,
     UnknownCodec,
     accepted_options,
     codec_class,
@@ -471,6 +472,8 @@ def run_job(job: Job) -> JobResult:
     except Exception as e:  # recorded, the sweep goes on
         if _interrupted(e):  # the scheduler stopped the job (time limit, preemption): not its failure
             raise
+        if isinstance(e, ToolFailed):  # its message names the stored log, not the scratch folder now gone
+            e.keep(job.job_id)
         record.update(status="failed", error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
         kept = _failure_logs(job, e)
         if kept:  # the encoder's own account of why, where the next reader can open it

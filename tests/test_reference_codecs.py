@@ -3,7 +3,8 @@
 The fakes follow HM's and VTM's command-line contract but code with ffmpeg, so the streams
 are real HEVC/VVC; what is tested is the wrapper: how binaries and cfg files are found, the
 exact encoder and decoder command lines (DCVC's test conditions), the kept encoder log, and
-every error path.
+every error path. The fakes refuse what the real encoders refuse (an intra period their GOP
+cannot honour); tests/test_reference_real.py runs the real HM-16.23 and VTM-17.0.
 """
 
 from __future__ import annotations
@@ -11,30 +12,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.codec import CodecError, CodecUnavailable, RateError, create_codec
+from bench.codec import CodecError, CodecUnavailable, RateError, ToolFailed, create_codec
 
 FAKE = Path(__file__).parent / "fakes" / "reference_codec.py"
 ROLES = {"hm": ("TAppEncoder", "TAppDecoder", "encoder_lowdelay_main10.cfg"), "vtm": ("EncoderApp", "DecoderApp", "encoder_lowdelay_vtm.cfg")}
 
 
-def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True) -> Path:
+def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True, bin_dir: str = "bin") -> Path:
+    """A source tree with the fake binaries in ``bin_dir`` and a cfg with the real low-delay
+    files' GOP (8, with IntraPeriod -1 and no refresh, as theirs)."""
     enc, dec, cfg = ROLES[kind]
-    (root / "bin").mkdir(parents=True)
+    (root / bin_dir).mkdir(parents=True)
     if binaries:
         script = f"#!{sys.executable}\n" + FAKE.read_text()
         for name in (enc, dec):
-            p = root / "bin" / name
+            p = root / bin_dir / name
             p.write_text(script)
             p.chmod(0o755)
     if with_cfg:
         (root / "cfg").mkdir()
-        (root / "cfg" / cfg).write_text("#======== File I/O ===\nGOPSize : 4\n")
+        (root / "cfg" / cfg).write_text("#======== File I/O ===\nIntraPeriod : -1\nDecodingRefreshType : 0\nGOPSize : 8  # GOP Size\n")
     return root
 
 
@@ -128,12 +132,93 @@ def test_missing_binaries_and_cfg_are_named(tmp_path, monkeypatch, synthetic):
         create_codec("vtm", vtm_dir=str(nobin)).check()
 
 
-def test_encoder_failure_quotes_its_log(tmp_path, monkeypatch, synthetic):
+def test_encoder_failure_quotes_its_log_and_carries_it(tmp_path, monkeypatch, synthetic):
     tree = make_tree(tmp_path / "HM", "hm")
     monkeypatch.setenv("FAKE_REFERENCE_FAIL", "1")
-    with pytest.raises(CodecError, match=r"(?s)HM encoder failed \(exit 1\).*Error parsing option \"Level\""):
+    with pytest.raises(CodecError, match=r"(?s)HM encoder failed \(exit 1\).*Error parsing option \"Level\"") as info:
         create_codec("hm", hm_dir=str(tree)).encode(synthetic["testsrc2"].open(frames=1), 37, tmp_path)
-    assert (tmp_path / "hm_qp37.bin.enc.log").read_text().startswith("HM software")
+    log = tmp_path / "hm_qp37.bin.enc.log"
+    assert log.read_text().startswith("HM software")
+    # the scratch folder goes with the job: the log travels in the error, for the store
+    e = info.value
+    assert isinstance(e, ToolFailed) and e.logs == {"enc.log": log.read_bytes()} and f"its log: {log};" in str(e)
+    assert e.keep("hm-synthetic-testsrc2-37-abc") == {"hm-synthetic-testsrc2-37-abc.enc.log": log.read_bytes()}
+    assert str(e).startswith("HM encoder failed (exit 1); its log: bitstreams/hm-synthetic-testsrc2-37-abc.enc.log; its last lines:\n")
+
+
+def test_a_failed_job_keeps_its_encoder_log_in_the_store(tmp_path, monkeypatch):
+    from bench.cli import main
+
+    monkeypatch.setenv("FAKE_REFERENCE_FAIL", "1")
+    tree, out = make_tree(tmp_path / "HM", "hm"), tmp_path / "r"
+    run = ["run", "--codec", "hm", "--hm-dir", str(tree), "--dataset", "synthetic", "--sequences", "testsrc2"]
+    assert main([*run, "--frames", "1", "--rates", "37", "--metrics", "psnr", "--out", str(out), "--quiet"]) == 1
+    ((job_id, job),) = json.loads((out / "manifest.json").read_text())["jobs"].items()
+    assert job["status"] == "failed" and (out / "bitstreams" / f"{job_id}.enc.log").read_text().startswith("HM software")
+    assert f"its log: bitstreams/{job_id}.enc.log;" in job["error"]  # not the scratch folder, which is gone
+
+
+@pytest.mark.parametrize("period", [8, 12, 4, 1, 20])
+def test_intra_period_the_gop_cannot_honour_is_refused_before_any_encode(period, tmp_path, calls, capsys):
+    from bench.cli import main
+
+    hm, vtm = make_tree(tmp_path / "HM", "hm"), make_tree(tmp_path / "VTM", "vtm")
+    rc = main(
+        ["run", "--codec", "hm,vtm", "--hm-dir", str(hm), "--vtm-dir", str(vtm), "--intra-period", str(period)]
+        + ["--dataset", "synthetic", "--sequences", "testsrc2", "--frames", "17", "--rates", "37", "--out", str(tmp_path / "r"), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and not calls() and not (tmp_path / "r" / "summary.csv").exists()
+    for kind in ("hm", "vtm"):
+        assert f"codec {kind}: intra_period {period} does not fit the GOP of {tmp_path / kind.upper() / 'cfg'}" in err
+    assert err.count("takes -1 (one intra frame) or a multiple of the GOP size 8 above 8: -1, 16, 24, 32, ...") == 2
+    for ok in (-1, 16, 24, 64):
+        create_codec("hm", hm_dir=str(hm), intra_period=ok).check()
+
+
+@pytest.mark.parametrize(
+    "period,refused",
+    [
+        (8, "Intra period must be larger than GOP size for periodic IDR pictures"),
+        (4, "Intra period must be more than GOP size, or -1 , not 0"),
+        (12, "Intra period must be a multiple of GOPSize, or -1"),
+    ],
+)
+def test_the_fake_refuses_what_hm_refuses(period, refused, tmp_path):
+    """Run the fake by itself (past the plugin's check), as tests/test_reference_real.py runs HM."""
+    tree = make_tree(tmp_path / "HM", "hm")
+    cfg = tree / "cfg" / ROLES["hm"][2]
+    opts = ["--DecodingRefreshType=2", f"--IntraPeriod={period}", "--QP=37", f"--InputFile={tmp_path / 'x'}", f"--BitstreamFile={tmp_path / 'y'}"]
+    proc = subprocess.run([str(tree / "bin" / "TAppEncoder"), "-c", str(cfg), *opts], capture_output=True, text=True)
+    assert proc.returncode == 1 and f"Error: {refused}" in proc.stdout and not (tmp_path / "y").exists()
+
+
+def test_cfg_found_above_a_cmake_build_on_path(tmp_path, monkeypatch):
+    release = "bin/umake/gcc-12.2/x86_64/release"  # where HM's and VTM's CMake builds put them
+    tree = make_tree(tmp_path / "HM", "hm", bin_dir=release)
+    monkeypatch.setenv("PATH", f"{tree / release}{os.pathsep}{os.environ['PATH']}")
+    codec = create_codec("hm")
+    codec.check()
+    assert codec.describe()["cfg"] == str(tree / "cfg" / "encoder_lowdelay_main10.cfg")
+    # bounded: a cfg/ further up than a build layout puts it is not the binary's
+    deep = make_tree(tmp_path / "VTM", "vtm", bin_dir=f"{release}/a/b")
+    monkeypatch.setenv("PATH", f"{deep / release / 'a/b'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(
+        CodecUnavailable, match=rf"encoder_lowdelay_vtm.cfg not found \(looked in cfg/ in {deep / release / 'a/b'} and the 6 folders above it\)"
+    ):
+        create_codec("vtm").check()
+
+
+def test_the_encoder_version_is_in_the_record_and_the_identity(tmp_path, calls):
+    hm, vtm = create_codec("hm", hm_dir=str(make_tree(tmp_path / "HM", "hm"))), create_codec("vtm", vtm_dir=str(make_tree(tmp_path / "VTM", "vtm")))
+    assert (hm.describe()["encoder_version"], hm.describe()["decoder_version"]) == ("16.23", "16.23")
+    assert vtm.identity()["encoder_version"] == "17.0" and vtm.describe()["decoder_version"] == "17.0"
+    asked = [c for c in calls() if c["argv"] == ["--help"]]
+    assert len(asked) == 4  # once per binary, however often describe() runs
+    enc = tmp_path / "HM" / "bin" / "TAppEncoder"
+    enc.write_text(enc.read_text().replace("Version [16.23]", "Version [16.24]"))  # rebuilt
+    os.utime(enc, ns=(enc.stat().st_atime_ns, enc.stat().st_mtime_ns + 10**9))  # a coarse clock may not have ticked
+    assert hm.identity()["encoder_version"] == "16.24"
 
 
 def test_decoder_refuses_a_non_hevc_file(tmp_path):
