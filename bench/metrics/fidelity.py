@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._kernels import sse_per_frame, ssim_cs
+from .._kernels import sq_err_per_frame, sse_per_frame, ssim_cs
 from . import Column, FrameBatch, Metric, MetricError
 
 PSNR_MAX = 100.0
@@ -57,10 +57,13 @@ class PSNRRGB(Metric):
     column_info = (Column("psnr_rgb", "PSNR-RGB", "dB", tolerance={"abs": 0.01}, aliases=("psnr-rgb",)),)
 
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
-        d = batch.ref_rgb - batch.dist_rgb
-        # float32 differences are exact enough; accumulate in float64
-        mse = d.square().sum(dim=(1, 2, 3), dtype=torch.float64).div(d[0].numel()).cpu().numpy()
-        return {"psnr_rgb": psnr_from_mse(mse, 1.0)}
+        a, b = batch.ref_rgb, batch.dist_rgb
+        if a.device.type == "cpu":
+            # one fused pass, differences and squares in float64
+            sse = sq_err_per_frame(a.numpy(), b.numpy())
+        else:
+            sse = (a - b).square().sum(dim=(1, 2, 3), dtype=torch.float64).cpu().numpy()
+        return {"psnr_rgb": psnr_from_mse(sse / a[0].numel(), 1.0)}
 
 
 # MS-SSIM ------------------------------------------------------------------------------------
