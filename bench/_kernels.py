@@ -361,3 +361,86 @@ def halve(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"out must be a C-contiguous float64 array of shape {shape}")
     _halve(np.ascontiguousarray(x), out)
     return out
+
+
+@njit(cache=True, inline="always")
+def _bilinear(img, c, x0, x1, y0, y1, nw, ne, sw, se):  # pragma: no cover - compiled
+    return nw * img[y0, x0, c] + ne * img[y0, x1, c] + sw * img[y1, x0, c] + se * img[y1, x1, c]
+
+
+@njit(cache=True, inline="always")
+def _bilinear_plane(img, x0, x1, y0, y1, nw, ne, sw, se):  # pragma: no cover - compiled
+    return nw * img[y0, x0] + ne * img[y0, x1] + sw * img[y1, x0] + se * img[y1, x1]
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _warp_error_rows(prev, cur, fw, bw):  # pragma: no cover - compiled
+    """Per-row squared warping error and count of unoccluded samples (see
+    :func:`warp_error_cpu`); flows indexed [y, x, component]."""
+    _, h, w = prev.shape
+    sse = np.zeros(h)
+    count = np.zeros(h, np.int64)
+    for i in prange(h):
+        s = 0.0
+        n = 0
+        for j in range(w):
+            u = np.float64(fw[i, j, 0])
+            v = np.float64(fw[i, j, 1])
+            # sample position x + F(x), border-clamped; bilinear weights as grid_sample's
+            px = min(max(j + u, 0.0), w - 1.0)
+            py = min(max(i + v, 0.0), h - 1.0)
+            x0 = int(np.floor(px))
+            y0 = int(np.floor(py))
+            x1 = min(x0 + 1, w - 1)
+            y1 = min(y0 + 1, h - 1)
+            ax = px - x0
+            ay = py - y0
+            nw = (1.0 - ax) * (1.0 - ay)
+            ne = ax * (1.0 - ay)
+            sw = (1.0 - ax) * ay
+            se = ax * ay
+            # forward-backward consistency: F + B(x + F) should be about zero
+            bwu = _bilinear(bw, 0, x0, x1, y0, y1, nw, ne, sw, se)
+            bwv = _bilinear(bw, 1, x0, x1, y0, y1, nw, ne, sw, se)
+            mf = u * u + v * v
+            su = u + bwu
+            sv = v + bwv
+            inconsistent = su * su + sv * sv > 0.01 * (mf + (bwu * bwu + bwv * bwv)) + 0.5
+            # motion boundary: forward differences of F (zero on the last row/column)
+            jn = min(j + 1, w - 1)
+            i_n = min(i + 1, h - 1)
+            dxu = u - fw[i, jn, 0]
+            dxv = v - fw[i, jn, 1]
+            dyu = u - fw[i_n, j, 0]
+            dyv = v - fw[i_n, j, 1]
+            boundary = dxu * dxu + dyu * dyu + dxv * dxv + dyv * dyv > 0.01 * mf + 0.002
+            # no branch on the mask: it is as good as random on real flow, and mispredicted
+            # branches cost more than always sampling
+            keep = 0.0 if (inconsistent or boundary) else 1.0
+            e = 0.0
+            for c in range(3):
+                d = _bilinear_plane(cur[c], x0, x1, y0, y1, nw, ne, sw, se) - prev[c, i, j]
+                e += d * d
+            s += keep * e
+            n += 3 * int(keep)
+        sse[i] = s
+        count[i] = n
+    return sse, count
+
+
+def warp_error_cpu(prev: np.ndarray, cur: np.ndarray, fw: np.ndarray, bw: np.ndarray) -> float:
+    """Lai et al.'s warping error of one frame pair in one pass (bench.metrics.temporal has
+    the definition and the torch version): prev, cur (3, H, W) RGB; fw, bw the flows t-1 -> t
+    and t -> t-1 in pixels, as OpenCV's (H, W, 2) or (2, H, W). Positions, weights and sums
+    in float64, rows added with math.fsum: the same value on every CPU."""
+    h, w = prev.shape[1:]
+    flows = []
+    for f in (fw, bw):
+        if f.shape == (2, h, w):
+            f = f.transpose(1, 2, 0)  # a strided view, no copy
+        if f.shape != (h, w, 2):
+            raise ValueError(f"a flow for {w}x{h} frames must be ({h}, {w}, 2) or (2, {h}, {w}), got {f.shape}")
+        flows.append(f)
+    sse, count = _warp_error_rows(np.ascontiguousarray(prev), np.ascontiguousarray(cur), *flows)
+    n = int(count.sum())
+    return math.fsum(sse) / (n if n > 0 else prev.size)
