@@ -231,6 +231,16 @@ def test_ewarp_does_not_depend_on_the_batches(on):
     np.testing.assert_array_equal(m.compute_sequence(clip, flick)["ewarp"], one)
 
 
+def test_ewarp_dis_fast_is_a_separate_labelled_flow():
+    clip = rgb_to_yuv420(_panning_clip(frames=3))
+    fast, medium = create_metric("ewarp:flow=dis_fast"), create_metric("ewarp:flow=dis")
+    assert fast.identity()["flow"] == "dis_fast" and fast.identity() != medium.identity()
+    vals = measure(clip, clip, [fast])["ewarp"]
+    assert np.isnan(vals[0]) and np.isfinite(vals[1:]).all()
+    assert "fast preset" in fast.describe()["flow_backend"]
+    assert medium.backend.label == "OpenCV DIS (medium preset) on luma"  # what flow=dis always was
+
+
 def test_ewarp_metric_rises_with_flicker():
     clip = rgb_to_yuv420(_panning_clip())
     flick = rgb_to_yuv420(_panning_clip(flicker=0.05))
