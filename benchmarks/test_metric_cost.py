@@ -6,7 +6,8 @@ Ewarp's cost is per frame pair (two flow estimates and a warp).
 
 The default set is what ``bench run`` measures on a machine without network weights: psnr,
 psnr_rgb, ms_ssim_rgb, vmaf, ewarp with DIS flow, all in one ``measure()`` call (so shared
-work, such as the RGB conversion, is counted once). Its ffmpeg peer is one ffmpeg pass over
+work, such as the RGB conversion, is counted once); it is timed again with
+``ewarp:flow=dis_fast`` in place of ``flow=dis``. Its ffmpeg peer is one ffmpeg pass over
 the same raw files: libvmaf's vmaf model with its ``psnr`` and ``float_ms_ssim`` features
 (luma only; ffmpeg has no PSNR-RGB, RGB MS-SSIM or flow-warping error). The single-metric
 peers are the ``psnr`` and ``ssim`` filters and libvmaf alone.
@@ -28,6 +29,8 @@ FRAMES = 3
 #: frames of the default-set comparison: enough that ffmpeg's start is a small part
 SET_FRAMES = 12
 DEFAULT_SET = ("psnr", "psnr_rgb", "ms_ssim_rgb", "vmaf", "ewarp:flow=dis")
+#: the default set's Ewarp, and the cheaper flow in its place
+SET_FLOWS = ("dis", "dis_fast")
 SPECS = {
     "psnr": {},
     "psnr_rgb": {},
@@ -36,6 +39,7 @@ SPECS = {
     "dists": {"random_weights": True},
     "vmaf": {},
     "ewarp:flow=dis": {},
+    "ewarp:flow=dis_fast": {},
     # RAFT-large at 1080p takes minutes per frame pair on 2 CPU cores (a GPU job); the small
     # variant shows the order of magnitude
     "ewarp:flow=raft_small": {"random_weights": True},
@@ -68,14 +72,15 @@ def test_metric_cost_1080p(benchmark, clips, spec):
     costs[spec] = per
 
 
-def test_default_set_1080p(benchmark, clips):
+@pytest.mark.parametrize("flow", SET_FLOWS)
+def test_default_set_1080p(benchmark, clips, flow):
     """The default metric set in one measure() call, as a sweep job runs it (batch 4)."""
     _, ref_path, dist_path = clips
-    metrics = [create_metric(s) for s in DEFAULT_SET]
+    metrics = [create_metric(s.replace("flow=dis", f"flow={flow}")) for s in DEFAULT_SET]
     ref, dist = read_yuv(ref_path, W, H, frames=SET_FRAMES), read_yuv(dist_path, W, H, frames=SET_FRAMES)
     measure(ref[:2], dist[:2], metrics)  # compile kernels outside the timing
     benchmark.pedantic(measure, args=(ref, dist, metrics), rounds=3)
-    costs["default set"] = benchmark.stats.stats.median / SET_FRAMES
+    costs[f"default set, {flow}"] = benchmark.stats.stats.median / SET_FRAMES
 
 
 @pytest.mark.parametrize("peer", list(FFMPEG_PEERS))
@@ -92,11 +97,12 @@ def pytest_terminal_summary_metric_costs(reporter):  # called from conftest
     if costs:
         reporter.section(f"metric cost per 1080p frame ({FRAMES} frames, default set {SET_FRAMES}; CPU, {os.cpu_count()} cores; ewarp per frame pair)")
         for spec, sec in costs.items():
-            reporter.write_line(f"{spec:<18} {sec * 1e3:10.1f} ms")
+            reporter.write_line(f"{spec:<22} {sec * 1e3:10.1f} ms")
     if peers:
         reporter.section(f"ffmpeg on the same {SET_FRAMES} frames of 1080p, per frame (process start included)")
         for peer, sec in peers.items():
             reporter.write_line(f"{peer:<33} {sec * 1e3:8.1f} ms")
         full = peers.get("libvmaf vmaf+psnr+float_ms_ssim")
-        if full and "default set" in costs:
-            reporter.write_line(f"default set / libvmaf vmaf+psnr+float_ms_ssim: {costs['default set'] / full:.2f}x")
+        for flow in SET_FLOWS:
+            if full and f"default set, {flow}" in costs:
+                reporter.write_line(f"default set ({flow}) / libvmaf vmaf+psnr+float_ms_ssim: {costs[f'default set, {flow}'] / full:.2f}x")
