@@ -1,10 +1,22 @@
-"""Per-frame cost of each metric on 1080p frames, on this machine's CPU.
+"""Per-frame cost of each metric on 1080p frames, on this machine's CPU, and of the default
+metric set measured together, against ffmpeg doing the work it can in the same run.
 
 Networks use random weights (built explicitly): the cost does not depend on the values.
 Ewarp's cost is per frame pair (two flow estimates and a warp).
+
+The default set is what ``bench run`` measures on a machine without network weights: psnr,
+psnr_rgb, ms_ssim_rgb, vmaf, ewarp with DIS flow, all in one ``measure()`` call (so shared
+work, such as the RGB conversion, is counted once); it is timed again with
+``ewarp:flow=dis_fast`` in place of ``flow=dis``. Its ffmpeg peer is one ffmpeg pass over
+the same raw files: libvmaf's vmaf model with its ``psnr`` and ``float_ms_ssim`` features
+(luma only; ffmpeg has no PSNR-RGB, RGB MS-SSIM or flow-warping error). The single-metric
+peers are the ``psnr`` and ``ssim`` filters and libvmaf alone.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
 
 import pytest
 import torch
@@ -14,6 +26,11 @@ from bench.metrics import create_metric, measure
 from bench.video import read_yuv
 
 FRAMES = 3
+#: frames of the default-set comparison: enough that ffmpeg's start is a small part
+SET_FRAMES = 12
+DEFAULT_SET = ("psnr", "psnr_rgb", "ms_ssim_rgb", "vmaf", "ewarp:flow=dis")
+#: the default set's Ewarp, and the cheaper flow in its place
+SET_FLOWS = ("dis", "dis_fast")
 SPECS = {
     "psnr": {},
     "psnr_rgb": {},
@@ -22,11 +39,20 @@ SPECS = {
     "dists": {"random_weights": True},
     "vmaf": {},
     "ewarp:flow=dis": {},
+    "ewarp:flow=dis_fast": {},
     # RAFT-large at 1080p takes minutes per frame pair on 2 CPU cores (a GPU job); the small
     # variant shows the order of magnitude
     "ewarp:flow=raft_small": {"random_weights": True},
 }
+RAW = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{W}x{H}"]
+FFMPEG_PEERS = {
+    "psnr filter": "[0:v][1:v]psnr",
+    "ssim filter": "[0:v][1:v]ssim",
+    "libvmaf vmaf": "[0:v][1:v]libvmaf=n_threads={threads}",
+    "libvmaf vmaf+psnr+float_ms_ssim": "[0:v][1:v]libvmaf=n_threads={threads}:feature=name=psnr|name=float_ms_ssim",
+}
 costs: dict[str, float] = {}
+peers: dict[str, float] = {}
 
 
 @pytest.mark.parametrize("spec", list(SPECS))
@@ -46,8 +72,37 @@ def test_metric_cost_1080p(benchmark, clips, spec):
     costs[spec] = per
 
 
+@pytest.mark.parametrize("flow", SET_FLOWS)
+def test_default_set_1080p(benchmark, clips, flow):
+    """The default metric set in one measure() call, as a sweep job runs it (batch 4)."""
+    _, ref_path, dist_path = clips
+    metrics = [create_metric(s.replace("flow=dis", f"flow={flow}")) for s in DEFAULT_SET]
+    ref, dist = read_yuv(ref_path, W, H, frames=SET_FRAMES), read_yuv(dist_path, W, H, frames=SET_FRAMES)
+    measure(ref[:2], dist[:2], metrics)  # compile kernels outside the timing
+    benchmark.pedantic(measure, args=(ref, dist, metrics), rounds=3)
+    costs[f"default set, {flow}"] = benchmark.stats.stats.median / SET_FRAMES
+
+
+@pytest.mark.parametrize("peer", list(FFMPEG_PEERS))
+def test_ffmpeg_peer_1080p(benchmark, clips, peer):
+    exe, ref_path, dist_path = clips
+    graph = FFMPEG_PEERS[peer].format(threads=os.cpu_count() or 1)
+    cmd = [exe, "-hide_banner", "-nostdin", "-v", "error", *RAW, "-i", str(dist_path), *RAW, "-i", str(ref_path)]
+    cmd += ["-frames:v", str(SET_FRAMES), "-lavfi", graph, "-f", "null", "-"]
+    benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True, "capture_output": True}, rounds=3, warmup_rounds=1)
+    peers[peer] = benchmark.stats.stats.median / SET_FRAMES
+
+
 def pytest_terminal_summary_metric_costs(reporter):  # called from conftest
     if costs:
-        reporter.section(f"metric cost per 1080p frame ({FRAMES} frames, CPU; ewarp per frame pair)")
+        reporter.section(f"metric cost per 1080p frame ({FRAMES} frames, default set {SET_FRAMES}; CPU, {os.cpu_count()} cores; ewarp per frame pair)")
         for spec, sec in costs.items():
-            reporter.write_line(f"{spec:<18} {sec * 1e3:10.1f} ms")
+            reporter.write_line(f"{spec:<22} {sec * 1e3:10.1f} ms")
+    if peers:
+        reporter.section(f"ffmpeg on the same {SET_FRAMES} frames of 1080p, per frame (process start included)")
+        for peer, sec in peers.items():
+            reporter.write_line(f"{peer:<33} {sec * 1e3:8.1f} ms")
+        full = peers.get("libvmaf vmaf+psnr+float_ms_ssim")
+        for flow in SET_FLOWS:
+            if full and f"default set, {flow}" in costs:
+                reporter.write_line(f"default set ({flow}) / libvmaf vmaf+psnr+float_ms_ssim: {costs[f'default set, {flow}'] / full:.2f}x")

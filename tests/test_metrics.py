@@ -121,6 +121,28 @@ def test_cpu_ssim_kernel_equals_torch_convolutions():
     np.testing.assert_allclose(cs_k, cs_t.numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(2, 40, 57), (3, 41, 55), (1, 129, 100)])
+def test_cpu_ssim_kernel_halves_in_the_same_pass_whatever_the_strips(shape):
+    """The next scale's 2x2 means come out of the SSIM pass equal to a separate 2x2 mean
+    (torch's replicate-padded avg_pool, DCVC's filter), and strips change nothing."""
+    from bench._kernels import halve, ssim_cs
+    from bench.metrics.fidelity import _K1, _K2, _gaussian, _halve
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    y = torch.rand(shape, generator=g).float()  # float32 frames are read as they are
+    win = _gaussian().numpy()
+    half = (shape[0], (shape[1] + 1) // 2, (shape[2] + 1) // 2)
+    base = ssim_cs(x.numpy(), y.numpy(), win, _K1**2, _K2**2)
+    for strip in (2, 8, 64):
+        hx, hy = np.full(half, np.nan), np.full(half, np.nan)
+        got = ssim_cs(x.numpy(), y.numpy(), win, _K1**2, _K2**2, halves=(hx, hy), strip=strip)
+        assert all(np.array_equal(a, b) for a, b in zip(got, base))
+        assert np.array_equal(hx, halve(x.numpy())) and np.array_equal(hy, halve(y.numpy()))
+    np.testing.assert_allclose(hx, _halve(x[:, None])[:, 0].numpy(), rtol=1e-15)
+    np.testing.assert_allclose(hy, _halve(y.double()[:, None])[:, 0].numpy(), rtol=1e-15)
+
+
 def test_ms_ssim_small_frames_use_four_scales():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(1, 3, 144, 176, generator=g, dtype=torch.float64)  # QCIF: carphone

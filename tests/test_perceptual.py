@@ -194,6 +194,53 @@ def test_ewarp_is_about_zero_for_exact_motion():
     assert min(errs_f) == pytest.approx(0.01, rel=0.2)  # a 0.1 step between frames: 0.1^2, less clipping
 
 
+def test_cpu_warp_kernel_is_the_torch_definition():
+    """The fused CPU pass equals warp_error() (grid_sample, occlusion_mask) on DIS flows of
+    a real pan, on hand-built flows, and where every pixel is occluded (E = 0)."""
+    from bench._kernels import warp_error_cpu
+    from bench.metrics.temporal import _DIS
+
+    clip = rgb_to_yuv420(_panning_clip(frames=3, flicker=0.02))
+    rgb = clip.rgb()
+    dis = _DIS()
+    fw, bw = dis.flows(dis.luma(clip, 0), dis.luma(clip, 1))
+    as_t = lambda f: torch.from_numpy(f).permute(2, 0, 1)[None]
+    ours = warp_error_cpu(rgb[0].numpy(), rgb[1].numpy(), fw, bw)
+    theirs = float(warp_error(rgb[:1], rgb[1:2], as_t(fw), as_t(bw))[0])
+    assert ours == pytest.approx(theirs, rel=1e-5) and ours > 0
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 1, 3, 37, 53, generator=g)
+    f = torch.full((1, 2, 37, 53), 1.5)
+    f[:, :, :, 30:] = torch.tensor([-2.0, 0.5]).view(1, 2, 1, 1)  # a motion boundary
+    for fw_t, bw_t in ((f, -f), (f, torch.zeros_like(f)), (torch.randn(1, 2, 37, 53, generator=g) * 3, torch.randn(1, 2, 37, 53, generator=g) * 3)):
+        want = float(warp_error(x, y, fw_t, bw_t)[0])
+        got = warp_error_cpu(x[0].numpy(), y[0].numpy(), fw_t[0].numpy(), bw_t[0].numpy())  # (2, H, W) flows too
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("on", ["decoded", "source"])
+def test_ewarp_does_not_depend_on_the_batches(on):
+    """Pairs that straddle two batches take frame start-1 from the previous batch."""
+    clip = rgb_to_yuv420(_panning_clip(frames=6))
+    flick = rgb_to_yuv420(_panning_clip(frames=6, flicker=0.03))
+    m = create_metric(f"ewarp:flow=dis:on={on}")
+    one = measure(clip, flick, [m], batch=6)["ewarp"]
+    assert np.isnan(one[0]) and np.all(one[1:] > 0)
+    for b in (1, 2, 4):
+        np.testing.assert_array_equal(measure(clip, flick, [m], batch=b)["ewarp"], one)
+    np.testing.assert_array_equal(m.compute_sequence(clip, flick)["ewarp"], one)
+
+
+def test_ewarp_dis_fast_is_a_separate_labelled_flow():
+    clip = rgb_to_yuv420(_panning_clip(frames=3))
+    fast, medium = create_metric("ewarp:flow=dis_fast"), create_metric("ewarp:flow=dis")
+    assert fast.identity()["flow"] == "dis_fast" and fast.identity() != medium.identity()
+    vals = measure(clip, clip, [fast])["ewarp"]
+    assert np.isnan(vals[0]) and np.isfinite(vals[1:]).all()
+    assert "fast preset" in fast.describe()["flow_backend"]
+    assert medium.backend.label == "OpenCV DIS (medium preset) on luma"  # what flow=dis always was
+
+
 def test_ewarp_metric_rises_with_flicker():
     clip = rgb_to_yuv420(_panning_clip())
     flick = rgb_to_yuv420(_panning_clip(flicker=0.05))

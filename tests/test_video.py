@@ -175,3 +175,20 @@ def test_conversion_into_a_reused_buffer():
     np.testing.assert_array_equal(buf, v.rgb().numpy())
     with pytest.raises(ValueError, match="float32 array of shape"):
         v.rgb(out=np.empty((2, 3, 40, 64), np.float32))
+
+
+@pytest.mark.parametrize("w", [4, 22, 176, 640, 1920])
+def test_rgb_kernel_without_gathers_is_bitwise_the_general_one(w):
+    """Corner-aligned 2x chroma upsampling as fixed pairs (no index gathers) computes the
+    same float32 values as the general interpolation."""
+    from bench._kernels import _pairs, _yuv420_to_rgb, corner_aligned_axis
+
+    v = random_video(frames=2, height=6, width=w, seed=w)
+    y, u, vv = v.y, v.u, v.v
+    rows, cols = corner_aligned_axis(6, 3), corner_aligned_axis(w, w // 2)
+    scale = np.float32(1 / 255)
+    fast, general = (np.empty((2, 3, 6, w), np.float32) for _ in range(2))
+    assert _pairs(w, w // 2)
+    _yuv420_to_rgb(y, u, vv, scale, *rows, *cols, True, fast)
+    _yuv420_to_rgb(y, u, vv, scale, *rows, *cols, False, general)
+    np.testing.assert_array_equal(fast, general)

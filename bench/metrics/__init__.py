@@ -101,16 +101,29 @@ class UnknownMetric(KeyError):
 
 
 class FrameBatch:
-    """Frames [start, stop) of a reference and a distorted video; RGB computed once, on demand."""
+    """Frames [start, stop) of a reference and a distorted video; RGB computed once, on demand.
+
+    ``ref_video``/``dist_video`` are the whole videos, for metrics on frame pairs:
+    :meth:`frame_rgb` also gives frame start-1, which :func:`measure` carries over from the
+    previous batch instead of converting it again."""
 
     def __init__(
-        self, ref: Video, dist: Video, start: int, stop: int, device: str | torch.device = "cpu", buffers: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        ref: Video,
+        dist: Video,
+        start: int,
+        stop: int,
+        device: str | torch.device = "cpu",
+        buffers: tuple[np.ndarray, np.ndarray] | None = None,
+        carry: dict[str, tuple[int, torch.Tensor]] | None = None,
     ):
+        self.ref_video, self.dist_video = ref, dist
         self.ref, self.dist = ref[start:stop], dist[start:stop]
         self.start, self.stop, self.device = start, stop, torch.device(device)
         self.bit_depth = ref.bit_depth
         # reused between batches by measure(); metrics must not keep the RGB tensors
         self._buffers = buffers if self.device.type == "cpu" else None
+        self._carry = carry if carry is not None else {}
 
     def _rgb(self, video: Video, i: int) -> torch.Tensor:
         out = self._buffers[i][: len(self)] if self._buffers is not None else None
@@ -127,6 +140,29 @@ class FrameBatch:
     def dist_rgb(self) -> torch.Tensor:
         return self._rgb(self.dist, 1)
 
+    def frame_rgb(self, which: str, t: int) -> torch.Tensor:
+        """Frame t of ``"ref"`` or ``"dist"`` as (1, 3, H, W) RGB, for t in [start-1, stop)."""
+        if self.start <= t < self.stop:
+            rgb = self.ref_rgb if which == "ref" else self.dist_rgb
+            return rgb[t - self.start : t - self.start + 1]
+        if t != self.start - 1 or t < 0:
+            raise IndexError(f"frame {t} is not in this batch ({self.start}..{self.stop - 1}) nor the one before it")
+        kept = self._carry.get(which)
+        if kept is not None and kept[0] == t:
+            return kept[1]
+        video = self.ref_video if which == "ref" else self.dist_video
+        return video.rgb(t, t + 1, device=self.device)
+
+    def keep_last(self) -> None:
+        """Copy the last frame's RGB, where it was converted, for the next batch's frame_rgb()."""
+        for which in ("ref", "dist"):
+            rgb = self.__dict__.get(f"{which}_rgb")
+            if rgb is None:
+                continue
+            kept = self._carry.get(which)
+            dst = kept[1] if kept is not None and kept[1].shape == rgb[-1:].shape and kept[1].device == rgb.device else torch.empty_like(rgb[-1:])
+            self._carry[which] = (self.stop - 1, dst.copy_(rgb[-1:]))
+
 
 class Metric(ABC):
     name: ClassVar[str]
@@ -134,10 +170,11 @@ class Metric(ABC):
     column_info: ClassVar[tuple[Column, ...]]
     #: their names (derived from column_info)
     columns: ClassVar[tuple[str, ...]]
-    #: metrics that need the whole sequence at once (VMAF's temporal feature, Ewarp's frame
-    #: pairs) implement compute_sequence() instead of compute()
+    #: metrics that need the whole sequence at once (VMAF's temporal feature) implement
+    #: compute_sequence() instead of compute()
     sequence_level: ClassVar[bool] = False
-    #: columns measured on frame pairs (t-1, t): frame 0 has no value (NaN), by definition
+    #: columns measured on frame pairs (t-1, t): frame 0 has no value (NaN), by definition.
+    #: A per-frame metric with pair columns gets frame start-1 from FrameBatch.frame_rgb().
     pair_columns: ClassVar[tuple[str, ...]] = ()
     #: options naming a binary or a file that runs or loads (a golden set may not set them)
     location_options: ClassVar[tuple[str, ...]] = ()
@@ -299,11 +336,15 @@ def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, d
     if per_frame:
         shape = (min(batch, ref.frames), 3, ref.height, ref.width)
         buffers = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+        pairs = any(m.pair_columns for m in per_frame)
+        carry: dict = {}
         for start in range(0, ref.frames, batch):
-            fb = FrameBatch(ref, dist, start, min(start + batch, ref.frames), device, buffers)
+            fb = FrameBatch(ref, dist, start, min(start + batch, ref.frames), device, buffers, carry)
             for m in per_frame:
                 for col, v in m.compute(fb).items():
                     values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
+            if pairs:
+                fb.keep_last()
             fb.ref.release()  # a long clip's frames are read once, never held (Video.release)
             fb.dist.release()
     for m in metrics:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._kernels import sse_per_frame, ssim_cs
+from .._kernels import sq_err_per_frame, sse_per_frame, ssim_cs
 from . import Column, FrameBatch, Metric, MetricError
 
 PSNR_MAX = 100.0
@@ -57,10 +57,13 @@ class PSNRRGB(Metric):
     column_info = (Column("psnr_rgb", "PSNR-RGB", "dB", tolerance={"abs": 0.01}, aliases=("psnr-rgb",)),)
 
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
-        d = batch.ref_rgb - batch.dist_rgb
-        # float32 differences are exact enough; accumulate in float64
-        mse = d.square().sum(dim=(1, 2, 3), dtype=torch.float64).div(d[0].numel()).cpu().numpy()
-        return {"psnr_rgb": psnr_from_mse(mse, 1.0)}
+        a, b = batch.ref_rgb, batch.dist_rgb
+        if a.device.type == "cpu":
+            # one fused pass, differences and squares in float64
+            sse = sq_err_per_frame(a.numpy(), b.numpy())
+        else:
+            sse = (a - b).square().sum(dim=(1, 2, 3), dtype=torch.float64).cpu().numpy()
+        return {"psnr_rgb": psnr_from_mse(sse / a[0].numel(), 1.0)}
 
 
 # MS-SSIM ------------------------------------------------------------------------------------
@@ -100,33 +103,65 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2)
 
 
-def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, differentiable: bool = False, work: dict | None = None) -> torch.Tensor:
     """MS-SSIM of (N,C,H,W) images in [0, 1], per image and channel -> (N, C).
 
     ``differentiable=True`` (a training loss) keeps the computation in torch, in the inputs'
-    precision, on any device."""
+    precision, on any device. ``work``: a dict in which the CPU path keeps its buffers
+    between calls."""
     n, c, h, w = x.shape
     if min(h, w) < _MIN_SIDE:
         raise MetricError(f"MS-SSIM needs frames of at least {_MIN_SIDE}x{_MIN_SIDE} pixels, got {w}x{h}")
     weights = _WEIGHTS_5 if min(h, w) >= 176 else _WEIGHTS_4
-    cpu = x.device.type == "cpu" and not differentiable
-    # CPU: a fused float64 kernel (torch's depthwise convolutions are ~10x slower there);
-    # accelerators and training: the same algorithm with torch convolutions.
-    dtype = torch.float64 if cpu else x.dtype if differentiable else torch.float32
+    if x.device.type == "cpu" and not differentiable:
+        return _ms_ssim_cpu(x, y, weights, work).view(n, c)
+    # accelerators and training: torch convolutions, in the inputs' precision for training
+    dtype = x.dtype if differentiable else torch.float32
     win = _gaussian(device=x.device, dtype=dtype)
     a, b = x.reshape(n * c, 1, h, w).to(dtype), y.reshape(n * c, 1, h, w).to(dtype)
     terms = []
     for level in range(len(weights)):
-        if cpu:
-            s, cs = (torch.from_numpy(v) for v in ssim_cs(a[:, 0].numpy(), b[:, 0].numpy(), win.numpy(), _K1**2, _K2**2))
-        else:
-            s, cs = _ssim_cs(a, b, win)
+        s, cs = _ssim_cs(a, b, win)
         last = level == len(weights) - 1
         # relu: a negative contrast-structure term to a fractional power would be NaN
         terms.append(torch.relu(s if last else cs) ** weights[level])
         if not last:
             a, b = _halve(a), _halve(b)
     return torch.stack(terms).prod(dim=0).view(n, c)
+
+
+def _ms_ssim_cpu(x: torch.Tensor, y: torch.Tensor, weights: tuple[float, ...], work: dict | None = None) -> torch.Tensor:
+    """The same algorithm in float64 with fused numba kernels (torch's depthwise convolutions
+    are ~10x slower on a CPU), reading float32 frames as they are: no float64 copy of the
+    full-size frames. ``work``: a dict that keeps the downsampled planes' arrays between
+    calls. -> (N*C,) values."""
+    h, w = x.shape[-2:]
+    a = x.detach().reshape(-1, h, w).numpy()
+    b = y.detach().reshape(-1, h, w).numpy()
+    win = _gaussian().numpy()
+    out = np.ones(len(a))
+    work = {} if work is None else work
+    for level in range(len(weights)):
+        last = level == len(weights) - 1
+        # the next scale's planes are computed in the same pass, into arrays kept in work
+        halves = None if last else tuple(_workspace(work, (level, i), a.shape) for i in range(2))
+        s, cs = ssim_cs(a, b, win, _K1**2, _K2**2, halves=halves)
+        # relu as above; Python's pow (libm) on each value: numpy's and torch's vectorised
+        # pow may differ in the last bit between CPUs
+        out *= [max(float(v), 0.0) ** weights[level] for v in (s if last else cs)]
+        if not last:
+            a, b = halves
+    return torch.from_numpy(out)
+
+
+def _workspace(work: dict, key, shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 array for the 2x2 means of (B, H, W) planes, kept in work between calls (a
+    fresh 50 MB array costs more in page faults than the averaging)."""
+    half = (shape[0], (shape[1] + 1) // 2, (shape[2] + 1) // 2)
+    arr = work.get(key)
+    if arr is None or arr.shape != half:
+        arr = work[key] = np.empty(half)
+    return arr
 
 
 class MSSSIMRGB(Metric):
@@ -138,7 +173,11 @@ class MSSSIMRGB(Metric):
             return f"MS-SSIM needs frames of at least {_MIN_SIDE}x{_MIN_SIDE} pixels, got {width}x{height}; drop it with --metrics"
         return None
 
+    def __init__(self, device="cpu"):
+        super().__init__(device)
+        self._work: dict = {}  # the CPU kernels' downsampled planes, reused between batches
+
     def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
         x = batch.ref_rgb.to(self.device)
         y = batch.dist_rgb.to(self.device)
-        return {"ms_ssim_rgb": ms_ssim(x, y).mean(dim=1).cpu().numpy()}
+        return {"ms_ssim_rgb": ms_ssim(x, y, work=self._work).mean(dim=1).cpu().numpy()}

@@ -18,8 +18,16 @@ Which video the flow is computed on changes the number: the original measures fl
 *source*; recent video-restoration papers (DOVE, the Diff-SIT authors') compute RAFT flow on
 the *evaluated* video. The default here is the latter (``on=decoded``); ``on=source`` is the
 original. The flow backend is ``raft`` (torchvision RAFT-large, weights from the torch hub
-cache) when its weights are present, else ``dis`` (OpenCV DIS, classical, no weights); both,
-and the direction, are recorded in the manifest.
+cache) when its weights are present, else ``dis`` (OpenCV DIS, medium preset, classical, no
+weights); both, and the direction, are recorded in the manifest. ``dis_fast`` is DIS's fast
+preset, about 5x cheaper at 1080p; it estimates flow at a quarter of the resolution instead
+of half, and its values are not those of ``dis`` (about 1.5-2x them on decoded video:
+compare codecs under one flow only).
+
+Frames come a batch at a time (:class:`FrameBatch`: the RGB conversion shared with the
+other metrics, frame t-1 of a batch's first pair carried over from the previous batch); each
+flow is computed once, and on a CPU the occlusion mask, warp and error are one fused pass
+(``bench._kernels.warp_error_cpu``, float64, the same value on every CPU).
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ import torch
 import torch.nn.functional as F
 
 from .. import weights
+from .._kernels import warp_error_cpu
 from ..flow import backward_warp as warp
 from ..video import Video
-from . import Column, Metric, MetricError, MetricUnavailable
+from . import Column, FrameBatch, Metric, MetricError, MetricUnavailable
 
 SCALE = 1e3
-FLOWS = ("auto", "raft", "raft_small", "dis")
+FLOWS = ("auto", "raft", "raft_small", "dis", "dis_fast")
+#: the DIS flows: OpenCV preset of each
+DIS_PRESETS = {"dis": "medium", "dis_fast": "fast"}
 ON = ("decoded", "source")
 
 
@@ -62,17 +73,26 @@ def warp_error(prev: torch.Tensor, cur: torch.Tensor, fw: torch.Tensor, bw: torc
 
 
 class _DIS:
-    label = "OpenCV DIS (medium preset) on luma"
+    """OpenCV's DIS on 8-bit luma; flows as (H, W, 2) float32 arrays."""
 
-    def __init__(self):
+    def __init__(self, preset: str = "medium"):
         import cv2
 
-        self.cv2 = cv2
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.label = f"OpenCV DIS ({preset} preset) on luma"
+        self.dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
+
+    @staticmethod
+    def luma(video: Video, t: int) -> np.ndarray:
+        frame = video[t : t + 1]
+        y = frame.y if frame.bit_depth == 8 else frame.to_bit_depth(8).y
+        return np.ascontiguousarray(y[0])
+
+    def flows(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """F (prev -> cur) and B (cur -> prev)."""
+        return self.dis.calc(prev, cur, None), self.dis.calc(cur, prev, None)
 
     def __call__(self, video: Video, a: int, b: int, device) -> torch.Tensor:
-        y = video.y if video.bit_depth == 8 else (video.to_bit_depth(8).y)
-        flow = self.dis.calc(np.ascontiguousarray(y[a]), np.ascontiguousarray(y[b]), None)
+        flow = self.dis.calc(self.luma(video, a), self.luma(video, b), None)
         return torch.from_numpy(flow).permute(2, 0, 1)[None].to(device)
 
 
@@ -89,8 +109,15 @@ class _RAFT:
 
     @torch.no_grad()
     def __call__(self, video: Video, a: int, b: int, device) -> torch.Tensor:
-        x = video.rgb(a, a + 1, device=device) * 2 - 1
-        y = video.rgb(b, b + 1, device=device) * 2 - 1
+        return self._flow(video.rgb(a, a + 1, device=device), video.rgb(b, b + 1, device=device))
+
+    def flows(self, prev: torch.Tensor, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F (prev -> cur) and B (cur -> prev) of (1, 3, H, W) RGB frames, as (1, 2, H, W)."""
+        return self._flow(prev, cur), self._flow(cur, prev)
+
+    @torch.no_grad()
+    def _flow(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x, y = a * 2 - 1, b * 2 - 1
         h, w = x.shape[-2:]
         # RAFT needs sizes divisible by 8 and at least 128 (its correlation pyramid)
         ph, pw = max(-h % 8, 128 - h), max(-w % 8, 128 - w)
@@ -103,7 +130,6 @@ class _RAFT:
 class Ewarp(Metric):
     name = "ewarp"
     column_info = (Column("ewarp", "Ewarp", "×10⁻³", higher_is_better=False, tolerance={"abs": 0.005}, perceptual=True, aliases=("e_warp",)),)
-    sequence_level = True
     pair_columns = ("ewarp",)
 
     def __init__(self, device="cpu", flow: str = "auto", on: str = "decoded", random_weights: bool = False):
@@ -118,11 +144,11 @@ class Ewarp(Metric):
         self._backend = None
 
     def check(self) -> None:
-        if self.flow == "dis":
+        if self.flow in DIS_PRESETS:
             import importlib.util
 
             if importlib.util.find_spec("cv2") is None:
-                raise MetricUnavailable("ewarp with flow=dis needs OpenCV: pip install opencv-python-headless")
+                raise MetricUnavailable(f"ewarp with flow={self.flow} needs OpenCV: pip install opencv-python-headless")
         elif not self.random_weights:
             key = "raft_small" if self.flow == "raft_small" else "raft_large"
             if weights.locate(key) is None:
@@ -132,27 +158,50 @@ class Ewarp(Metric):
     def backend(self):
         if self._backend is None:
             self.check()
-            self._backend = _DIS() if self.flow == "dis" else _RAFT(self.flow == "raft_small", self.device, self.random_weights)
+            if self.flow in DIS_PRESETS:
+                self._backend = _DIS(DIS_PRESETS[self.flow])
+            else:
+                self._backend = _RAFT(self.flow == "raft_small", self.device, self.random_weights)
         return self._backend
 
     @torch.no_grad()
-    def compute_sequence(self, ref: Video, dist: Video) -> dict[str, np.ndarray]:
-        if dist.frames < 2:
+    def compute(self, batch: FrameBatch) -> dict[str, np.ndarray]:
+        """Each pair (t-1, t) with t in the batch: the batch's RGB frames (frame start-1
+        carried over from the previous batch), each flow computed once."""
+        if batch.dist_video.frames < 2:
             raise MetricError("ewarp needs at least two frames")
-        src = dist if self.on == "decoded" else ref
-        out = np.full(dist.frames, np.nan)
-        for t in range(1, dist.frames):
-            fw = self.backend(src, t - 1, t, self.device).float()
-            bw = self.backend(src, t, t - 1, self.device).float()
-            pair = dist.rgb(t - 1, t + 1, device=self.device)
-            out[t] = SCALE * float(warp_error(pair[:1], pair[1:], fw, bw)[0])
-            src[t - 1].release()  # frame t-1 is done with (Video.release: bounded memory)
-            dist[t - 1].release()
+        src = "dist" if self.on == "decoded" else "ref"
+        video = batch.dist_video if src == "dist" else batch.ref_video
+        dis = isinstance(self.backend, _DIS)
+        out = np.full(len(batch), np.nan)
+        frames = {}  # the flow's input frames, each prepared once
+
+        def flow_input(t):
+            if t not in frames:
+                frames[t] = self.backend.luma(video, t) if dis else batch.frame_rgb(src, t)
+            return frames[t]
+
+        for t in range(max(batch.start, 1), batch.stop):
+            fw, bw = self.backend.flows(flow_input(t - 1), flow_input(t))
+            prev, cur = batch.frame_rgb("dist", t - 1), batch.frame_rgb("dist", t)
+            if prev.device.type == "cpu":
+                err = warp_error_cpu(prev[0].numpy(), cur[0].numpy(), np.asarray(fw if dis else fw[0]), np.asarray(bw if dis else bw[0]))
+            else:
+                if dis:
+                    fw, bw = (torch.from_numpy(f).permute(2, 0, 1)[None].to(prev.device) for f in (fw, bw))
+                err = float(warp_error(prev, cur, fw.float(), bw.float())[0])
+            out[t - batch.start] = SCALE * err
         return {"ewarp": out}
+
+    def compute_sequence(self, ref: Video, dist: Video) -> dict[str, np.ndarray]:
+        """The whole sequence at once (frame 0: NaN)."""
+        from . import measure
+
+        return measure(ref, dist, [self], device=self.device)
 
     def identity(self):
         info = {"metric": self.name, "flow": self.flow, "on": self.on, "random_weights": self.random_weights}
-        if self.flow != "dis" and not self.random_weights:
+        if self.flow not in DIS_PRESETS and not self.random_weights:
             info["weights"] = weights.fingerprint("raft_small" if self.flow == "raft_small" else "raft_large")
         return info
 
