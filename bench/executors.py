@@ -328,6 +328,20 @@ def _ray_task(fn, job: Job):
     return run_on_node(fn, job, _ray_where())
 
 
+def _check_fits(nodes: list[dict[str, float]], jobs: list[Job]) -> None:
+    """Ray queues a task no node can hold, forever: refuse it instead (a codec's threads=8
+    asks for 8 CPUs)."""
+    cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    for job in jobs:
+        if job.resources.cpus > cpus or (job.resources.gpu and gpus < 1):
+            need = f"{job.resources.cpus} CPU(s)" + (" and a GPU" if job.resources.gpu else "")
+            raise PlanError(
+                f"{job.row_label} needs {need} a job, and no node of the Ray cluster has that many (at most {cpus:g} CPUs, {gpus:g} GPUs): "
+                "give the codec fewer threads, or add such a node"
+            )
+
+
 @dataclass
 class RayExecutor:
     """``address``: a running cluster ("auto", "HEAD:6379", "ray://head:10001"); None starts a
@@ -370,6 +384,7 @@ class RayExecutor:
         import ray
 
         self._init()
+        _check_fits([n["Resources"] for n in ray.nodes() if n["Alive"]], jobs)
         task = ray.remote(_ray_task)
         for job in jobs:
             r = job.resources
