@@ -89,18 +89,27 @@ def sacct(array_ids: list[str], since: float | None = None) -> dict[str, SlurmSt
     numbers its jobs from 1 again, while the database keeps the old ones."""
     fields = "JobID,State,NodeList,Reason,ExitCode,DerivedExitCode"
     window = ["-S", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))] if since else []
-    proc = _run(["sacct", "-n", "-X", "-P", *window, "-j", ",".join(array_ids), "-o", fields])
+    proc = _run(["sacct", "-n", "-P", *window, "-j", ",".join(array_ids), "-o", fields])
     if proc is None or proc.returncode:
         return None
-    states = {}
+    states, step_signals = {}, {}
     for line in proc.stdout.splitlines():
         parts = line.split("|")
         if len(parts) != 6:
             continue
+        job_id, _, step = parts[0].partition(".")
+        if step:  # srun's step: where a signal that killed the job's process shows (0:11)
+            if parts[4].partition(":")[2] not in ("", "0"):
+                step_signals.setdefault(job_id, parts[4])
+            continue
         # "CANCELLED by 0": the state, then who
         state = SlurmState(parts[1].split()[0] if parts[1] else "", parts[2], parts[3], parts[4], parts[5])
-        for job_id in _expand(parts[0]):
-            states[job_id] = state
+        for one in _expand(job_id):
+            states[one] = state
+    for job_id, code in step_signals.items():
+        s = states.get(job_id)
+        if s and s.derived_exit_code.partition(":")[2] in ("", "0"):
+            states[job_id] = SlurmState(s.state, s.node, s.reason, s.exit_code, code)
     return states
 
 

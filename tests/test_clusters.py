@@ -522,6 +522,16 @@ def test_sacct_array_ranges_and_exit_codes_are_read():
     assert slurm.describe_exit(slurm.SlurmState("FAILED")) == ""
 
 
+def test_sacct_reads_the_signal_from_the_step_and_expands_pending_tasks(monkeypatch):
+    # what sacct said of a segfaulted array task: the job 11:0 (srun's status), the step 0:11
+    out = "14_0|COMPLETED|vm|None|0:0|0:0\n14_1|FAILED|vm|None|11:0|0:0\n14_1.batch|FAILED|vm||11:0|\n14_1.0|CANCELLED|vm||0:11|\n"
+    out += "14_[2-3]|PENDING|None assigned|Resources|0:0|0:0\n"
+    monkeypatch.setattr(slurm, "_run", lambda cmd: subprocess.CompletedProcess(cmd, 0, out, ""))
+    states = slurm.sacct(["14"])
+    assert sorted(states) == ["14_0", "14_1", "14_2", "14_3"] and states["14_3"].state == "PENDING"
+    assert slurm.describe_exit(states["14_1"]) == "killed by SIGSEGV" and slurm.describe_exit(states["14_0"]) == ""
+
+
 def test_an_ended_state_is_recorded_once_it_has_held(tmp_path):
     from bench.executors import JobInterrupted
 
