@@ -709,6 +709,8 @@ class SubmititExecutor:
             "preempted": "a job of a higher-priority partition preempted it (PreemptMode=CANCEL; under REQUEUE Slurm reruns it by itself)",
             "timed_out": f"it reached its time limit of {max(1, math.ceil(self.timeout_min))} min: a rerun with a larger --slurm-time redoes it",
         }.get(status)
+        if why is None and s.state == "COMPLETED":
+            why = f"its process ended well, yet no result file appeared in {t.sjob.paths.folder}: is the submitit folder shared with the node?"
         if why is None:  # crashed
             how = slurm.describe_exit(s)
             why = "; ".join(p for p in (how, "out of memory: give the codec's Resources.memory_gb" if s.state == "OUT_OF_MEMORY" else "") if p)

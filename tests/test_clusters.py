@@ -565,6 +565,13 @@ def test_a_crash_says_how_with_the_end_of_the_log(tmp_path):
     assert "x" * 201 not in str(out), "a long log line is cut"
 
 
+def test_a_job_that_completed_without_a_result_is_a_crash_that_says_where_to_look(tmp_path):
+    ex, t = _ex(), _submitted(tmp_path)
+    ex._verdict(t, slurm.SlurmState("COMPLETED", "vm"), 0.0)
+    out = ex._verdict(t, slurm.SlurmState("COMPLETED", "vm"), 10.0)
+    assert out.status == "crashed" and f"no result file appeared in {tmp_path}: is the submitit folder shared" in str(out)
+
+
 def test_a_job_slurm_does_not_know_is_lost_after_a_stated_wait(tmp_path, monkeypatch):
     monkeypatch.setattr(slurm, "has_accounting", lambda: False)
     ex, t = _ex(), _submitted(tmp_path)
