@@ -342,8 +342,11 @@ class Codec(ABC):
 
     def resources(self) -> Resources:
         """What one job needs. The default: a GPU when the codec runs on CUDA (its ``device``
-        option), else one CPU thread; a codec with other needs overrides it."""
-        return Resources(gpu=str(getattr(self, "device", "cpu")).startswith("cuda"), isolate=self.native_code)
+        option), and as many CPUs as its ``threads`` option says (one when it says none); a
+        codec with other needs overrides it."""
+        threads = getattr(self, "threads", None)
+        cpus = threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else 1
+        return Resources(gpu=str(getattr(self, "device", "cpu")).startswith("cuda"), cpus=cpus, isolate=self.native_code)
 
     def identity(self) -> dict[str, Any]:
         """The resolved settings that change what this codec produces (binary version,

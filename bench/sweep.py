@@ -1218,11 +1218,13 @@ def run_sweep(
     each. ``executor`` makes the executor of one folder's jobs (default: LocalExecutor with
     ``config.jobs`` processes); ``notify`` receives the notes (skipped metrics, conversions,
     options not taken, jobs already done)."""
-    from .executors import require
+    from .executors import check_executor
 
     if config.jobs < 1:
         raise PlanError("jobs must be at least 1")
-    require(config.executor)  # a missing extra says so before anything is planned or run
+    # a missing extra, Slurm or a partition that is not there, a Ray head that does not
+    # answer: said before anything is planned, run or written
+    check_executor(config)
     if config.weights:
         os.environ[weights.ENV] = str(Path(config.weights).expanduser())  # workers inherit it
     config, conditions = apply_conditions(config)

@@ -59,6 +59,7 @@ def pytest_terminal_summary(terminalreporter):
         ("test_diffsit_speed", "pytest_terminal_summary_diffsit"),
         ("test_fullscale", "pytest_terminal_summary_fullscale"),
         ("test_sweep_scaling", "pytest_terminal_summary_sweep"),
+        ("test_cluster_startup", "pytest_terminal_summary_cluster"),
     ):
         mod = sys.modules.get(module)
         if mod is not None:
