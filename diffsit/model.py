@@ -173,6 +173,21 @@ class DiffSIT(nn.Module):
         self.odfte.to(dtype or torch.float32)
         return self
 
+    def with_config(self, **changes) -> DiffSIT:
+        """This model's modules, the same tensors and not a copy, under a copy of its config
+        with ``changes`` (``p_skip``, ``strength_block``: how a model codes, not its weights): a
+        codec changes these on a model other codecs share (``diffsit.codec.shared_model``)."""
+        if self._deferred is not None:
+            raise ValueError("materialize() a deferred model before sharing it")
+        view = DiffSIT.__new__(type(self))
+        nn.Module.__init__(view)
+        view.config = replace(self.config, **changes)
+        for name, module in self.named_children():
+            setattr(view, name, module)
+        view._deferred, view._sha256, view.training = None, self.weights_sha256(), self.training
+        view.__dict__["shares"] = self  # not a submodule: keeps the shared model alive, and cached
+        return view
+
     def weights_sha256(self) -> bytes:
         """Hash of the weights, computed once per update(): every encode, decode and manifest
         asks for it, and a Wan-1.3B model has gigabytes to hash."""
