@@ -58,6 +58,7 @@ def pytest_terminal_summary(terminalreporter):
         ("test_metric_cost", "pytest_terminal_summary_metric_costs"),
         ("test_diffsit_speed", "pytest_terminal_summary_diffsit"),
         ("test_fullscale", "pytest_terminal_summary_fullscale"),
+        ("test_diffsit_memory", "pytest_terminal_summary_memory"),
         ("test_sweep_scaling", "pytest_terminal_summary_sweep"),
         ("test_cluster_startup", "pytest_terminal_summary_cluster"),
     ):

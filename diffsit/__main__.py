@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
             (seq,) = PathDataset(args.input, size=size, fps=args.fps).resolve(None)
             video = seq.open(frames=args.frames)
-            model = load_model(args.model, allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained).set_dtype(parse_dtype(args.dtype))
+            model = load_model(args.model, allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained, dtype=parse_dtype(args.dtype))
             if args.strength_block is not None:
                 model.config.strength_block = args.strength_block
             data = encode_video(model, video, device=args.device, output=False, picture_hash_kind=args.picture_hash, step_level=args.step_level).data
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.output}: {len(data)} bytes, {video.frames} frames {video.width}x{video.height}, {bpp:.5f} bpp, model {model.model_id}{level}")
         else:
             data = args.input.read_bytes()
-            model = load_model(args.model or spec_for_model_id(stream_model_id(data)), allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained)
-            model.set_dtype(parse_dtype(args.dtype))
+            spec = args.model or spec_for_model_id(stream_model_id(data))
+            model = load_model(spec, allow_untrained=args.allow_untrained, pretrained_dir=args.pretrained, dtype=parse_dtype(args.dtype))
             stream, samples = decode_samples(model, data, device=args.device)  # every picture hash checked
             if args.verbose:
                 check = stream.picture_hash.upper() + " OK" if stream.picture_hash != "none" else "no picture hash"

@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -81,40 +82,84 @@ def parse_untrained_spec(spec: str) -> tuple[str, int]:
     raise ValueError(f"model {spec!r}: an untrained model is random[:SEED] or preset:NAME[:SEED], SEED an integer")
 
 
-def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str | None = None):
+def load_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str | None = None, dtype: torch.dtype | None = None):
     """``spec``: a shipped model name, a model folder named by a path (:func:`is_model_path`),
     ``random[:SEED]`` (untrained, tiny) or ``preset:NAME[:SEED]`` (untrained, of a
-    ``diffsit.presets`` shape). ``pretrained_dir``: the Wan folder of a Wan-based model or preset."""
+    ``diffsit.presets`` shape). ``pretrained_dir``: the Wan folder of a Wan-based model or preset.
+    ``dtype``: ODFTE's, loaded straight into it where it can be (``DiffSIT.materialize``)."""
     from .model import DiffSIT, random_model
     from .presets import preset_config
 
     if spec.startswith(("random", "preset:")):
         preset, seed = parse_untrained_spec(spec)
         if not allow_untrained:
-            raise UntrainedModel(
-                f"the {spec!r} Diff-SIT model is untrained (random weights): its numbers mean nothing. "
-                "Pass allow_untrained=true (bench: --codec diffsit:allow_untrained=true; CLI: --allow-untrained) "
-                "to run it anyway, for tests, plumbing and memory or time measurements only."
-            )
-        return random_model(seed, preset_config(preset, pretrained_dir))
+            raise UntrainedModel(_untrained(spec))
+        return random_model(seed, preset_config(preset, pretrained_dir), dtype)
+    model = DiffSIT.load(_model_folder(spec), pretrained_dir=pretrained_dir, dtype=dtype)
+    if not model.config.trained and not allow_untrained:
+        raise UntrainedModel(_untrained(spec))
+    return model
+
+
+def _untrained(spec: str) -> str:
+    if spec.startswith(("random", "preset:")):
+        return (
+            f"the {spec!r} Diff-SIT model is untrained (random weights): its numbers mean nothing. "
+            "Pass allow_untrained=true (bench: --codec diffsit:allow_untrained=true; CLI: --allow-untrained) "
+            "to run it anyway, for tests, plumbing and memory or time measurements only."
+        )
+    return f"model {_model_folder(spec)} is marked untrained; pass allow_untrained=true to use it anyway"
+
+
+def _model_folder(spec: str) -> Path:
     if is_model_path(spec):
-        folder = Path(spec)
-        if not folder.is_dir():
+        if not Path(spec).is_dir():
             raise CodecUnavailable(
                 f"no Diff-SIT model folder {spec}: not a folder (a folder from python -m diffsit train, holding config.json and model.safetensors)"
             )
-    elif spec in shipped_models():
-        folder = _models_root() / spec
-    else:
-        raise CodecUnavailable(
-            f"no shipped Diff-SIT model {spec!r} (shipped: {', '.join(shipped_models()) or 'none'}, in {_models_root()}); "
-            f"a bare name is looked up among the shipped models only; to use a folder, name it with a path: ./{spec}. "
-            "Untrained models for plumbing tests: random[:SEED] or preset:NAME[:SEED] with allow_untrained=true."
-        )
-    model = DiffSIT.load(folder, pretrained_dir=pretrained_dir)
-    if not model.config.trained and not allow_untrained:
-        raise UntrainedModel(f"model {folder} is marked untrained; pass allow_untrained=true to use it anyway")
+        return Path(spec)
+    if spec in shipped_models():
+        return _models_root() / spec
+    raise CodecUnavailable(
+        f"no shipped Diff-SIT model {spec!r} (shipped: {', '.join(shipped_models()) or 'none'}, in {_models_root()}); "
+        f"a bare name is looked up among the shipped models only; to use a folder, name it with a path: ./{spec}. "
+        "Untrained models for plumbing tests: random[:SEED] or preset:NAME[:SEED] with allow_untrained=true."
+    )
+
+
+# the models of this process, for as long as a codec holds one (DiffSIT.with_config keeps it)
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def shared_model(spec: str, *, allow_untrained: bool = False, pretrained_dir: str | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    """:func:`load_model`'s model on ``device``, one per process for each set of weights, dtype
+    and device: every codec instance (the sweep's plan and each job build their own, the
+    decoder of a stream looks its model up) gets the same one while any holds it, where each
+    used to load its own copy. It must not be changed: code under other settings with
+    ``with_config``."""
+    key = (*_model_key(spec, pretrained_dir, dtype), str(device))
+    model = _SHARED.get(key)
+    if model is None:
+        # cast on the CPU, then moved: a GPU never holds the float32 weights of a bf16 model
+        model = _SHARED[key] = load_model(spec, allow_untrained=allow_untrained, pretrained_dir=pretrained_dir, dtype=dtype).to(device)
+    elif not (allow_untrained or model.config.trained):
+        raise UntrainedModel(_untrained(spec))
     return model
+
+
+def _model_key(spec: str, pretrained_dir: str | None, dtype: torch.dtype) -> tuple:
+    """What names one set of loaded weights: the spec, the Wan folder it may read, and a folder's
+    files as they are now (a model trained or rewritten in place is another model)."""
+    from .presets import WAN_DIR_ENV
+
+    where = (pretrained_dir, os.environ.get(WAN_DIR_ENV), str(dtype))
+    if spec.startswith(("random", "preset:")):
+        return (parse_untrained_spec(spec), *where)  # random:3 is preset:tiny:3, which streams name
+    folder = _model_folder(spec).resolve()
+    config, weights = folder / "config.json", folder / "model.safetensors"
+    # config.json is small enough to read; the weights, gigabytes at full scale, by their stat
+    stamp = (weights.stat().st_ino, weights.stat().st_size, weights.stat().st_mtime_ns) if weights.is_file() else None
+    return (str(folder), *where, config.read_bytes() if config.is_file() else None, stamp)
 
 
 @dataclass(frozen=True)
@@ -518,14 +563,12 @@ class DiffSITCodec(Codec):
     def model_for(self, lam: float):
         spec = rate_point(self.model_spec, lam).spec
         if spec not in self._models:
-            model = load_model(spec, allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained)
-            if self.strength_block is not None:
-                model.config.strength_block = self.strength_block
-            if self.p_skip is not None:
-                model.config.p_skip = self.p_skip
-            model.set_dtype(self.dtype)
-            self._models[spec] = model
+            changes = {"strength_block": self.strength_block, "p_skip": self.p_skip}
+            self._models[spec] = self._shared(spec).with_config(**{k: v for k, v in changes.items() if v is not None})
         return self._models[spec]
+
+    def _shared(self, spec: str):
+        return shared_model(spec, allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained, dtype=self.dtype, device=self.device)
 
     def check(self) -> None:
         import importlib.util
@@ -575,9 +618,7 @@ class DiffSITCodec(Codec):
         mid = stream_model_id(data)
         model = next((m for m in self._models.values() if m.model_id == mid), None)
         if model is None:
-            model = load_model(spec_for_model_id(mid), allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained)
-            model.set_dtype(self.dtype)
-            self._models[mid] = model
+            model = self._models[mid] = self._shared(spec_for_model_id(mid)).with_config()
         stream, x_tilde = decode_intermediate(model, data, device=self.device)
         x_hat = reconstruct(model, stream, x_tilde, self._cache)
         return to_video(x_hat.cpu(), stream.width, stream.height, float(stream.fps), bit_depth or 8)

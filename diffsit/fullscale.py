@@ -111,7 +111,8 @@ def run(device: str | None = None, dtype: str = "bf16", frames: int = FRAMES) ->
     report: dict = {"frames": frames, "size": f"{WIDTH}x{HEIGHT}", "preset": "wan2.1-1.3b-shaped", "odfte_dtype": dtype, "device": device, "windows": windows}
     video = _video(frames if device == "cuda" else 3)
     if device == "cuda":
-        model = load_model("preset:wan2.1-1.3b-shaped", allow_untrained=True).to(device).set_dtype(torch_dtype)
+        # cast on the CPU, one tensor at a time: the GPU never holds the float32 weights
+        model = load_model("preset:wan2.1-1.3b-shaped", allow_untrained=True, dtype=torch_dtype).to(device)
         report["gpu"] = torch.cuda.get_device_name()
         torch.cuda.synchronize()
         for phase in ("encode", "decode"):

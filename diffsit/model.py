@@ -95,8 +95,11 @@ class DiffSITConfig:
 
 
 class DiffSIT(nn.Module):
-    def __init__(self, config: DiffSITConfig):
+    def __init__(self, config: DiffSITConfig, *, deferred: bool = False):
+        """``deferred``: build ODFTE without its weights' memory (``diffsit.deferred``), the
+        same random draws recorded; :meth:`materialize` gives them values before any use."""
         super().__init__()
+        from .deferred import Deferred
         from .stem.intra import IntraCoder
         from .stem.mv import MVCoder
         from .stem.pframe import PCoder
@@ -105,8 +108,11 @@ class DiffSIT(nn.Module):
         self.intra = IntraCoder(**config.intra)
         self.mv = MVCoder(**config.mv)
         self.pframe = PCoder(**config.pframe)
-        self.odfte = ODFTE(config.odfte)
-        self.odfte.add_lora()
+        mode = Deferred() if deferred else contextlib.nullcontext()
+        with mode:
+            self.odfte = ODFTE(config.odfte)
+            self.odfte.add_lora()
+        self._deferred = mode.recipes if deferred else None
         self._sha256: bytes | None = None
 
     @property
@@ -167,6 +173,21 @@ class DiffSIT(nn.Module):
         self.odfte.to(dtype or torch.float32)
         return self
 
+    def with_config(self, **changes) -> DiffSIT:
+        """This model's modules, the same tensors and not a copy, under a copy of its config
+        with ``changes`` (``p_skip``, ``strength_block``: how a model codes, not its weights): a
+        codec changes these on a model other codecs share (``diffsit.codec.shared_model``)."""
+        if self._deferred is not None:
+            raise ValueError("materialize() a deferred model before sharing it")
+        view = DiffSIT.__new__(type(self))
+        nn.Module.__init__(view)
+        view.config = replace(self.config, **changes)
+        for name, module in self.named_children():
+            setattr(view, name, module)
+        view._deferred, view._sha256, view.training = None, self.weights_sha256(), self.training
+        view.__dict__["shares"] = self  # not a submodule: keeps the shared model alive, and cached
+        return view
+
     def weights_sha256(self) -> bytes:
         """Hash of the weights, computed once per update(): every encode, decode and manifest
         asks for it, and a Wan-1.3B model has gigabytes to hash."""
@@ -177,9 +198,51 @@ class DiffSIT(nn.Module):
     def _hash(self) -> bytes:
         h = hashlib.sha256()
         for name, t in sorted(self.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            _hash_tensor(h, name, t)
         return h.digest()
+
+    def deferred_names(self) -> set[str]:
+        """The state's tensors that have no values yet (``deferred=True``, before materialize)."""
+        return {k for k, t in self.state_dict(keep_vars=True).items() if t.is_meta}
+
+    @torch.no_grad()
+    def materialize(self, dtype: torch.dtype | None = None, state: dict[str, torch.Tensor] | None = None) -> DiffSIT:
+        """Give a deferred model's tensors their values one at a time, in the weights hash's
+        order, hashing them on the way: ``state``'s (a file's, taken out of it as used) where it
+        has the tensor, else its recorded initialisation, in float32 as load_state_dict copies
+        it; ODFTE's are then kept in ``dtype`` (:meth:`set_dtype`). One float32 tensor at a
+        time is held besides the model: a bf16 Wan-1.3B ODFTE never exists whole in float32."""
+        state = {} if state is None else state
+        h = hashlib.sha256()
+        for name, t in sorted(self.state_dict(keep_vars=True).items()):
+            if t.is_meta:
+                t = self._value(name, t, state.pop(name, None))
+                cast = dtype is not None and name.startswith("odfte.") and t.is_floating_point()
+                self._assign(name, t.to(dtype) if cast else t)
+            _hash_tensor(h, name, t)
+        for name, t in [*self.named_parameters(), *self.named_buffers()]:
+            if t.is_meta:  # outside the state (a non-persistent buffer): not hashed
+                self._assign(name, self._value(name, t, None))
+        self._deferred = None
+        self._sha256 = h.digest()
+        return self.set_dtype(dtype)  # the tensors built with values (norms' ones, buffers)
+
+    def _value(self, name: str, meta: torch.Tensor, stored: torch.Tensor | None) -> torch.Tensor:
+        from .deferred import replay, storage_key
+
+        if stored is None:
+            return replay(self._deferred[storage_key(meta)])
+        if stored.shape != meta.shape:
+            raise ValueError(f"size mismatch for {name}: the file holds {tuple(stored.shape)}, the model has {tuple(meta.shape)}")
+        return stored.to(meta.dtype)
+
+    def _assign(self, name: str, value: torch.Tensor) -> None:
+        owner, _, leaf = name.rpartition(".")
+        module = self.get_submodule(owner)
+        if leaf in module._parameters:
+            module._parameters[leaf] = nn.Parameter(value, requires_grad=module._parameters[leaf].requires_grad)
+        else:
+            module._buffers[leaf] = value
 
     def from_wan_folder(self, key: str) -> bool:
         """Weights that come unchanged from the Wan2.1 folder (frozen decoder, and the base DiT
@@ -222,9 +285,13 @@ class DiffSIT(nn.Module):
             return dict(f.metadata() or {})
 
     @classmethod
-    def load(cls, folder: str | Path, *, pretrained_dir: str | Path | None = None, need_text_embedding: bool = True) -> DiffSIT:
+    def load(
+        cls, folder: str | Path, *, pretrained_dir: str | Path | None = None, need_text_embedding: bool = True, dtype: torch.dtype | None = None
+    ) -> DiffSIT:
         """``pretrained_dir``: the Wan folder of a pretrained-based model, over the one its
-        config names (``diffsit.presets.resolve_pretrained``)."""
+        config names (``diffsit.presets.resolve_pretrained``). ``dtype``: ODFTE's
+        (:meth:`set_dtype`); a model not based on a Wan folder loads straight into it
+        (:meth:`materialize`), one diffusers loads from the Wan folder is cast after loading."""
         from safetensors.torch import load_file
 
         from .presets import resolve_pretrained
@@ -243,7 +310,7 @@ class DiffSIT(nn.Module):
                     f"zeros, which Wan never saw). Compute it once with `python -m diffsit embed-prompt {folder}` "
                     "(reads the Wan folder's text_encoder/ and tokenizer/)."
                 )
-        model = cls(config)
+        model = cls(config, deferred=not config.odfte.pretrained_dir)
         state = load_file(str(weights))
         state = {k: v for k, v in state.items() if not model.shared_constant(k)}  # files saved with a copy
         if "pframe.refine.0.weight" in state:
@@ -256,7 +323,9 @@ class DiffSIT(nn.Module):
             if model.coding_constant(key) and key.endswith(_TABLES):  # CompressAI's tables start empty: give them the stored shape
                 owner, _, buffer = key.rpartition(".")
                 getattr(model.get_submodule(owner), buffer).resize_(t.shape)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        deferred = model.deferred_names()
+        missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in deferred}, strict=False)
+        missing = [k for k in missing if k not in deferred or k not in state]
         # log_gain: models saved before the coders had quantization gains keep gain 1 (zeros)
         ours_missing = [k for k in missing if not (model.from_wan_folder(k) or model.coding_constant(k) or model.shared_constant(k) or k.endswith("log_gain"))]
         if unexpected or ours_missing:
@@ -266,7 +335,9 @@ class DiffSIT(nn.Module):
             # writes decode where they were made; save it again to make them portable
             model.update()
         model._sha256 = None
-        return model.eval()
+        if deferred:
+            return model.materialize(dtype, state).eval()
+        return (model.set_dtype(dtype) if dtype else model).eval()
 
     @classmethod
     def freeze(cls, folder: str | Path, *, force: bool = False) -> bytes:
@@ -309,15 +380,21 @@ class DiffSIT(nn.Module):
         return type(self).load(folder, pretrained_dir=self.config.odfte.pretrained_dir).weights_sha256()
 
 
-def random_model(seed: int = 0, config: DiffSITConfig | None = None) -> DiffSIT:
+def random_model(seed: int = 0, config: DiffSITConfig | None = None, dtype: torch.dtype | None = None) -> DiffSIT:
     """An UNTRAINED model with weights drawn from ``seed`` (identical in every process on one
-    machine: PyTorch's samplers are not the same on every CPU, and the weights hash tells)."""
+    machine: PyTorch's samplers are not the same on every CPU, and the weights hash tells),
+    ODFTE's in ``dtype`` (:meth:`DiffSIT.set_dtype`: the hash is of the float32 draws)."""
     config = config or DiffSITConfig()
     config.name = f"{config.name}-random-seed{seed}"
     config.trained = False
     config.description = "randomly initialised, untrained: for tests and plumbing only"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DiffSIT(config)
+        model = DiffSIT(config, deferred=True)
     model.update()
-    return model.eval()
+    return model.materialize(dtype).eval()
+
+
+def _hash_tensor(h, name: str, t: torch.Tensor) -> None:
+    h.update(name.encode())
+    h.update(t.detach().cpu().contiguous().numpy().tobytes())

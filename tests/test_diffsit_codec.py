@@ -417,3 +417,31 @@ def test_a_lambda_beyond_the_ladder_is_refused_before_any_job(tmp_path, capsys):
     assert code == 2
     assert "beyond what the tiny models reach" in capsys.readouterr().err
     assert not (tmp_path / "r" / "jobs").exists()
+
+
+def test_codecs_of_one_process_share_one_copy_of_a_model(clip, tmp_path):
+    """A sweep's plan and each of its jobs build a codec, and a decoder looks a stream's model
+    up: each set of weights is held once per dtype, under each codec's own settings."""
+    import gc
+
+    from diffsit.codec import _SHARED, DiffSITCodec, UntrainedModel
+
+    _, video = clip
+    a = DiffSITCodec(model="random:5", allow_untrained=True)
+    b = DiffSITCodec(model="random:5", allow_untrained=True, strength_block=0, p_skip=False)
+    c = DiffSITCodec(model="random:5", allow_untrained=True, dtype="bf16")
+    ma, mb, mc = (x.model_for(1.0) for x in (a, b, c))
+    assert ma.odfte is mb.odfte and ma.intra is mb.intra and mc.odfte is not ma.odfte
+    assert (ma.config.strength_block, ma.config.p_skip, mb.config.strength_block, mb.config.p_skip) == (32, True, 0, False)
+    assert mc.odfte.dtype == torch.bfloat16 and mc.weights_sha256() == ma.weights_sha256()
+    with pytest.raises(UntrainedModel):  # a model another codec holds is refused all the same
+        DiffSITCodec(model="random:5").model_for(1.0)
+    # a decoder of another spec finds the stream's model (tiny-random-seed5) among the held ones
+    other = DiffSITCodec(model="random:6", allow_untrained=True)
+    enc = a.encode(video, "1", tmp_path)
+    other.decode(enc.bitstream, tmp_path)
+    assert other._models["tiny-random-seed5"].odfte is ma.odfte
+    held = len(_SHARED)
+    del a, b, ma, mb, other
+    gc.collect()
+    assert len(_SHARED) == held - 1  # no codec holds the fp32 model any more: it is freed
