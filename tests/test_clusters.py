@@ -174,7 +174,7 @@ def local_sample(tmp_path_factory):
 def _values(out: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every summary value (timings aside) and every bitstream's MD5."""
     summary = pd.read_csv(out / "summary.csv")
-    summary = summary.drop(columns=[c for c in summary.columns if c.endswith("_s")])
+    summary = summary.drop(columns=[c for c in summary.columns if c.endswith(("_s", "_per_frame"))])
     summary = summary.sort_values(["sequence", "codec", "rate"]).reset_index(drop=True)
     return summary, {r["job_id"]: r["bitstream_md5"] for r in ResultsStore(out).records()}
 
