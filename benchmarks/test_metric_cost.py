@@ -10,12 +10,14 @@ work, such as the RGB conversion, is counted once); it is timed again with
 ``ewarp:flow=dis_fast`` in place of ``flow=dis``. Its ffmpeg peer is one ffmpeg pass over
 the same raw files: libvmaf's vmaf model with its ``psnr`` and ``float_ms_ssim`` features
 (luma only; ffmpeg has no PSNR-RGB, RGB MS-SSIM or flow-warping error). The single-metric
-peers are the ``psnr`` and ``ssim`` filters and libvmaf alone.
+peers are the ``psnr`` and ``ssim`` filters and libvmaf alone. Beside the wall times the
+summary gives CPU seconds (all threads, children included), which a busy machine moves less.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 
 import pytest
@@ -53,6 +55,14 @@ FFMPEG_PEERS = {
 }
 costs: dict[str, float] = {}
 peers: dict[str, float] = {}
+#: CPU seconds a frame (this process and its children, all threads), beside the wall times:
+#: on a shared machine the wall time depends on the load, the CPU time much less
+cpu: dict[str, float] = {}
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 @pytest.mark.parametrize("spec", list(SPECS))
@@ -79,8 +89,10 @@ def test_default_set_1080p(benchmark, clips, flow):
     metrics = [create_metric(s.replace("flow=dis", f"flow={flow}")) for s in DEFAULT_SET]
     ref, dist = read_yuv(ref_path, W, H, frames=SET_FRAMES), read_yuv(dist_path, W, H, frames=SET_FRAMES)
     measure(ref[:2], dist[:2], metrics)  # compile kernels outside the timing
+    c0 = _cpu_seconds()
     benchmark.pedantic(measure, args=(ref, dist, metrics), rounds=3)
     costs[f"default set, {flow}"] = benchmark.stats.stats.median / SET_FRAMES
+    cpu[f"default set, {flow}"] = (_cpu_seconds() - c0) / 3 / SET_FRAMES
 
 
 @pytest.mark.parametrize("peer", list(FFMPEG_PEERS))
@@ -89,20 +101,24 @@ def test_ffmpeg_peer_1080p(benchmark, clips, peer):
     graph = FFMPEG_PEERS[peer].format(threads=os.cpu_count() or 1)
     cmd = [exe, "-hide_banner", "-nostdin", "-v", "error", *RAW, "-i", str(dist_path), *RAW, "-i", str(ref_path)]
     cmd += ["-frames:v", str(SET_FRAMES), "-lavfi", graph, "-f", "null", "-"]
+    c0 = _cpu_seconds()
     benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True, "capture_output": True}, rounds=3, warmup_rounds=1)
     peers[peer] = benchmark.stats.stats.median / SET_FRAMES
+    cpu[peer] = (_cpu_seconds() - c0) / 4 / SET_FRAMES
 
 
 def pytest_terminal_summary_metric_costs(reporter):  # called from conftest
     if costs:
         reporter.section(f"metric cost per 1080p frame ({FRAMES} frames, default set {SET_FRAMES}; CPU, {os.cpu_count()} cores; ewarp per frame pair)")
         for spec, sec in costs.items():
-            reporter.write_line(f"{spec:<22} {sec * 1e3:10.1f} ms")
+            extra = f"   ({cpu[spec] * 1e3:.1f} ms of CPU)" if spec in cpu else ""
+            reporter.write_line(f"{spec:<22} {sec * 1e3:10.1f} ms{extra}")
     if peers:
         reporter.section(f"ffmpeg on the same {SET_FRAMES} frames of 1080p, per frame (process start included)")
         for peer, sec in peers.items():
-            reporter.write_line(f"{peer:<33} {sec * 1e3:8.1f} ms")
-        full = peers.get("libvmaf vmaf+psnr+float_ms_ssim")
+            reporter.write_line(f"{peer:<33} {sec * 1e3:8.1f} ms   ({cpu[peer] * 1e3:.1f} ms of CPU)")
+        full = "libvmaf vmaf+psnr+float_ms_ssim"
         for flow in SET_FLOWS:
-            if full and f"default set, {flow}" in costs:
-                reporter.write_line(f"default set ({flow}) / libvmaf vmaf+psnr+float_ms_ssim: {costs[f'default set, {flow}'] / full:.2f}x")
+            ours = f"default set, {flow}"
+            if full in peers and ours in costs:
+                reporter.write_line(f"default set ({flow}) / {full}: {costs[ours] / peers[full]:.2f}x wall, {cpu[ours] / cpu[full]:.2f}x CPU")

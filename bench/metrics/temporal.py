@@ -21,7 +21,7 @@ original. The flow backend is ``raft`` (torchvision RAFT-large, weights from the
 cache) when its weights are present, else ``dis`` (OpenCV DIS, medium preset, classical, no
 weights); both, and the direction, are recorded in the manifest. ``dis_fast`` is DIS's fast
 preset, about 5x cheaper at 1080p; it estimates flow at a quarter of the resolution instead
-of half, and its values are not those of ``dis`` (about 1.5-2x them on decoded video:
+of half, and its values are not those of ``dis`` (1.5-2.1x them on x265-decoded sample clips:
 compare codecs under one flow only).
 
 Frames come a batch at a time (:class:`FrameBatch`: the RGB conversion shared with the
