@@ -39,7 +39,6 @@ from bench.store import ResultsStore
 from bench.sweep import PlanError, SweepConfig, make_executor, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-register_codec("fake-cpu", FakeCPUCodec)
 PREEMPTION = ("lowcancel", "lowrequeue", "urgent")
 
 
@@ -51,6 +50,13 @@ def _slurm_absent() -> str | None:
     except OSError as e:
         return f"no Slurm controller answers here ({e}): .ci/run brings one up"
     return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fake_codec():
+    """Registered when this module's tests run, not when it is imported: the codec contract
+    tests, collected after it, check every codec registered by then."""
+    register_codec("fake-cpu", FakeCPUCodec)
 
 
 @pytest.fixture(scope="module")
