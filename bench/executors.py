@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -527,6 +528,20 @@ def signal_delay_s(timeout_min: float) -> int:
     return int(min(90, max(10, timeout_min * 60 / 10)))
 
 
+def _sigterm_stops_the_driver() -> Any:
+    """SIGTERM (``kill``, or the limit of a Slurm job the driver itself runs in) stops the
+    driver as Ctrl-C does, so that ``close()`` cancels what the sweep submitted; Python's
+    default ends the process with its arrays still queued. Returns the handler to restore
+    (None off the main thread, where no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 @dataclass
 class _Submitted:
     job: Job
@@ -592,17 +607,22 @@ class SubmititExecutor:
         return max(1, self.cpus_per_task or job.resources.cpus)
 
     def run(self, fn, jobs: list[Job]):
-        self._submit(fn, jobs)
-        while self._pending:
-            finished = self._poll()
-            problems = [o for _, o in finished if isinstance(o, NodeProblem)]
-            for t, outcome in finished:
-                if not isinstance(outcome, NodeProblem):
-                    yield t.job, outcome
-            if problems:
-                raise _stop_sweep(problems[0], self._cancel())
-            if self._pending:
-                time.sleep(self.poll_s)
+        previous = _sigterm_stops_the_driver()
+        try:
+            self._submit(fn, jobs)
+            while self._pending:
+                finished = self._poll()
+                problems = [o for _, o in finished if isinstance(o, NodeProblem)]
+                for t, outcome in finished:
+                    if not isinstance(outcome, NodeProblem):
+                        yield t.job, outcome
+                if problems:
+                    raise _stop_sweep(problems[0], self._cancel())
+                if self._pending:
+                    time.sleep(self.poll_s)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def _submit(self, fn, jobs: list[Job]) -> None:
         groups: dict[str, list[Job]] = {}

@@ -39,7 +39,6 @@ from bench.store import ResultsStore
 from bench.sweep import PlanError, SweepConfig, make_executor, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-register_codec("fake-cpu", FakeCPUCodec)
 PREEMPTION = ("lowcancel", "lowrequeue", "urgent")
 
 
@@ -51,6 +50,13 @@ def _slurm_absent() -> str | None:
     except OSError as e:
         return f"no Slurm controller answers here ({e}): .ci/run brings one up"
     return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fake_codec():
+    """Registered when this module's tests run, not when it is imported: the codec contract
+    tests, collected after it, check every codec registered by then."""
+    register_codec("fake-cpu", FakeCPUCodec)
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +274,8 @@ def test_slurm_records_every_end_as_what_it_was_and_a_rerun_redoes_it(slurm_clus
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_submitted_jobs_and_the_rerun_redoes_them(slurm_cluster, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_cancels_the_submitted_jobs_and_the_rerun_redoes_them(slurm_cluster, tmp_path, stop):
     out, hold = tmp_path / "sweep", tmp_path / "hold"
     hold.touch()
     script = (
@@ -283,7 +290,7 @@ def test_ctrl_c_cancels_the_submitted_jobs_and_the_rerun_redoes_them(slurm_clust
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     _wait("the held job to start", lambda: Path(f"{hold}.started.2").exists())
     held = _task_id(out, 1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert re.search(r"cancelled the [123] job\(s\) of this sweep still queued or running", err), err
