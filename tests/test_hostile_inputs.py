@@ -174,9 +174,15 @@ def test_encoder_params_are_checked_and_part_of_the_identity(tmp_path):
 def test_a_process_killing_crash_fails_that_job_only(tmp_path):
     """A learned codec's C++ coder that aborts (DCVC's 'double free or corruption') kills the
     process it runs in: at --jobs 1 too, it costs that job, recorded with the signal."""
+    import sys
+
     from bench.codec import register_codec
 
-    register_codec("aborts-at-44", "tests.fakes.crashing_codec:AbortsAt44")
+    # the fakes' folder on sys.path (spawned workers inherit it), as the other tests do
+    sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+    from crashing_codec import AbortsAt44
+
+    register_codec("aborts-at-44", AbortsAt44)
     result = run_sweep(_config(tmp_path, codecs=["aborts-at-44"], rates=["40", "44", "48"], jobs=1))
     by_rate = {r["rate"]: r for r in result.parts[0].records}
     assert by_rate[44]["status"] == "failed" and by_rate[44]["signal"] == "SIGABRT"
