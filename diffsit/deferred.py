@@ -45,8 +45,8 @@ class Recipe:
 class Scratch:
     """A tensor to fill and drop, over one buffer per dtype grown to the largest asked for.
     Thousands of scratch tensors allocated and freed in turn leave glibc's heap full of holes
-    it keeps resident: building the Wan-shaped ODFTE so grew the process by 2.2 GB of free
-    memory, and casting it to bf16 tensor by tensor by as much again."""
+    it keeps resident: building the Wan-shaped ODFTE so grew the process by 2.2 GiB of free
+    memory, and materializing it in bf16 by 1.3 GiB more."""
 
     def __init__(self):
         self._buffers: dict[torch.dtype, torch.Tensor] = {}
