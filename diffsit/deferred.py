@@ -42,6 +42,23 @@ class Recipe:
     ops: list[tuple] = field(default_factory=list)
 
 
+class Scratch:
+    """A tensor to fill and drop, over one buffer per dtype grown to the largest asked for.
+    Thousands of scratch tensors allocated and freed in turn leave glibc's heap full of holes
+    it keeps resident: building the Wan-shaped ODFTE so grew the process by 2.2 GiB of free
+    memory, and materializing it in bf16 by 1.3 GiB more."""
+
+    def __init__(self):
+        self._buffers: dict[torch.dtype, torch.Tensor] = {}
+
+    def like(self, shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) if all(shape) else 0
+        buf = self._buffers.get(dtype)
+        if buf is None or buf.numel() < extent:
+            buf = self._buffers[dtype] = torch.empty(extent, dtype=dtype)
+        return buf.as_strided(shape, stride)
+
+
 def storage_key(t: torch.Tensor) -> int:
     """A deferred tensor's identity: its storage, which nn.Parameter and detach() share."""
     return t.untyped_storage()._cdata
@@ -54,6 +71,7 @@ class Deferred(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.recipes: dict[int, Recipe] = {}
+        self._scratch = Scratch()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -81,16 +99,16 @@ class Deferred(TorchDispatchMode):
             if kwargs.get("generator") is not None:
                 raise DeferredInitError(f"{func} with its own generator on a deferred weight")
             state = torch.get_rng_state()
-            func(torch.empty_strided(recipe.shape, recipe.stride, dtype=recipe.dtype), *rest, **kwargs)
+            func(self._scratch.like(recipe.shape, recipe.stride, recipe.dtype), *rest, **kwargs)
         recipe.ops.append((func, rest, kwargs, state))
         return t
 
 
-def replay(recipe: Recipe) -> torch.Tensor:
-    """The tensor a recipe describes, on the CPU, leaving the global generator as it was."""
+def replay(recipe: Recipe, out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` (a CPU tensor of the recipe's layout) with the tensor the recipe describes,
+    leaving the global generator as it was."""
     if not recipe.ops:
         raise DeferredInitError("a deferred weight was never initialised")
-    out = torch.empty_strided(recipe.shape, recipe.stride, dtype=recipe.dtype)
     with torch.random.fork_rng(devices=[]):
         for func, rest, kwargs, state in recipe.ops:
             if state is not None:

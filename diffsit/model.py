@@ -212,29 +212,36 @@ class DiffSIT(nn.Module):
         has the tensor, else its recorded initialisation, in float32 as load_state_dict copies
         it; ODFTE's are then kept in ``dtype`` (:meth:`set_dtype`). One float32 tensor at a
         time is held besides the model: a bf16 Wan-1.3B ODFTE never exists whole in float32."""
+        from .deferred import Scratch
+
         state = {} if state is None else state
-        h = hashlib.sha256()
+        scratch, h = Scratch(), hashlib.sha256()
         for name, t in sorted(self.state_dict(keep_vars=True).items()):
             if t.is_meta:
-                t = self._value(name, t, state.pop(name, None))
-                cast = dtype is not None and name.startswith("odfte.") and t.is_floating_point()
-                self._assign(name, t.to(dtype) if cast else t)
+                # the scratch is overwritten by the next tensor: only for a value cast into another
+                cast = dtype not in (None, t.dtype) and name.startswith("odfte.") and t.is_floating_point()
+                value = self._fill(name, t, state.pop(name, None), scratch if cast else None)
+                self._assign(name, value.to(dtype) if cast else value)
+                t = value
             _hash_tensor(h, name, t)
         for name, t in [*self.named_parameters(), *self.named_buffers()]:
             if t.is_meta:  # outside the state (a non-persistent buffer): not hashed
-                self._assign(name, self._value(name, t, None))
+                self._assign(name, self._fill(name, t, None, None))
         self._deferred = None
         self._sha256 = h.digest()
         return self.set_dtype(dtype)  # the tensors built with values (norms' ones, buffers)
 
-    def _value(self, name: str, meta: torch.Tensor, stored: torch.Tensor | None) -> torch.Tensor:
+    def _fill(self, name: str, meta: torch.Tensor, stored: torch.Tensor | None, scratch) -> torch.Tensor:
+        """A deferred tensor's float32 value, in ``scratch`` when it is only to be cast."""
         from .deferred import replay, storage_key
 
+        shape, stride = tuple(meta.shape), meta.stride()
+        out = scratch.like(shape, stride, meta.dtype) if scratch else torch.empty_strided(shape, stride, dtype=meta.dtype)
         if stored is None:
-            return replay(self._deferred[storage_key(meta)])
+            return replay(self._deferred[storage_key(meta)], out)
         if stored.shape != meta.shape:
             raise ValueError(f"size mismatch for {name}: the file holds {tuple(stored.shape)}, the model has {tuple(meta.shape)}")
-        return stored.to(meta.dtype)
+        return out.copy_(stored)  # as load_state_dict copies it
 
     def _assign(self, name: str, value: torch.Tensor) -> None:
         owner, _, leaf = name.rpartition(".")
@@ -397,4 +404,4 @@ def random_model(seed: int = 0, config: DiffSITConfig | None = None, dtype: torc
 
 def _hash_tensor(h, name: str, t: torch.Tensor) -> None:
     h.update(name.encode())
-    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(t.detach().cpu().contiguous().numpy())  # its bytes, without a copy of them

@@ -85,6 +85,8 @@ def test_a_model_loads_straight_into_bf16_with_the_float32_weights_hash(tmp_path
     for got in (random_model(3, dtype=torch.bfloat16), DiffSIT.load(tmp_path / "m", dtype=torch.bfloat16)):
         assert got.weights_sha256() == fp32.weights_sha256() and got.odfte.dtype == torch.bfloat16
         assert _same(want.state_dict(), got.state_dict()) and _same(dict(want.named_buffers()), dict(got.named_buffers()))
+    for got in (random_model(3, dtype=torch.float32), DiffSIT.load(tmp_path / "m", dtype=torch.float32)):
+        assert _same(fp32.state_dict(), got.state_dict())  # the codec's default names float32
 
 
 def test_a_construction_that_reads_a_deferred_weight_is_refused():
