@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 #: the option whose value is the rest of the spec, verbatim
@@ -22,6 +23,19 @@ def convert(value: str) -> Any:
         except ValueError:
             pass
     return value
+
+
+def parse_pairs(items: Iterable[str], *, what: str, example: str = "key=value") -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``: the one KEY=VALUE parser for
+    command-line lists. ``what`` names the flag in the error (``--set``), ``example`` shows
+    a valid item. Values stay text; the caller converts them."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} {item!r}: expected KEY=VALUE (e.g. {example})")
+        out[key.strip()] = value
+    return out
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
