@@ -1,6 +1,8 @@
 """Throughput of the harness's per-frame hot paths against ffmpeg doing the same work.
 
-Run with ``tox -e bench`` (or ``pytest benchmarks``). Each pair reads the same 1080p 4:2:0
+Not part of the default test run. Run with ``python3 -m tox -- benchmarks`` (pytest in tox's
+``py3`` env, then its golden checks) or ``python -m pytest benchmarks`` where the package and
+its ``test`` extra are installed (docs/performance.md). Each pair reads the same 1080p 4:2:0
 frames from the page cache; ffmpeg's times include its process start, which is why the clip
 is long enough (60 frames) for that to be a small part. The ratios are printed at the end.
 """

@@ -63,7 +63,7 @@ def test_bpp_falls_as_lambda_grows():
 def test_every_p_frame_of_the_shipped_ladder_beats_intra(tmp_path):
     """Issue 19's must-show, kept: on bikes and carphone (9 frames, the four λ) each P frame
     costs less than the same frame coded intra at equal or better PSNR. New weights that lose
-    it fail here, as a golden would; docs/diffsit-measurements.md holds the table."""
+    it fail here, as a golden would; docs/measurements/diffsit.md holds the table."""
     from diffsit.pframes import p_vs_intra
 
     df = p_vs_intra(sequences=["bikes", "carphone"], frames=9, out=tmp_path)
@@ -78,6 +78,7 @@ def test_every_p_frame_of_the_shipped_ladder_beats_intra(tmp_path):
 # --- what README and docs say about the shipped configs ---------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
+DIFFSIT_DOC = "docs/diffsit.md"  # the reference page of the codec, its models and options
 WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 
 
@@ -111,18 +112,18 @@ def test_readme_quotes_the_shipped_config(shipped_config):
     from diffsit.model import DiffSITConfig
 
     cfg, odfte = shipped_config, shipped_config["odfte"]
-    (overlap,) = _stated("README.md", r"share `window_overlap` frames \((\d+) for the shipped models\)")
+    (overlap,) = _stated(DIFFSIT_DOC, r"share `window_overlap` frames \((\d+) for the shipped models\)")
     assert int(overlap) == cfg["window_overlap"]
     (frames,) = _stated("README.md", r"`--frames (\d+)` is one ODFTE window")
-    (base,) = _stated("README.md", r"ODFTE windows of (\d+)\+12m frames")
+    (base,) = _stated(DIFFSIT_DOC, r"ODFTE windows of (\d+)\+12m frames")
     assert int(frames) == int(base) == cfg["window"]
-    default, block = _stated("README.md", r"`DiffSITConfig\.strength_block`, (\d+) by default\): .{0,200}? per (\d+)×\d+ block")
+    default, block = _stated(DIFFSIT_DOC, r"`DiffSITConfig\.strength_block`, (\d+) by default\): .{0,200}? per (\d+)×\d+ block")
     assert int(default) == DiffSITConfig().strength_block == int(block) == cfg["strength_block"]
-    (t_star,) = _stated("README.md", r"`WanTransformer3DModel` at t\* = (\d+)")
+    (t_star,) = _stated(DIFFSIT_DOC, r"`WanTransformer3DModel` at t\* = (\d+)")
     assert int(t_star) == odfte["t_star"]
-    space, time = _stated("README.md", r"The tiny VAE downsamples (\d+)× in space, as Wan's does, and (\d+)× in time")
+    space, time = _stated(DIFFSIT_DOC, r"The tiny VAE downsamples (\d+)× in space, as Wan's does, and (\d+)× in time")
     assert int(space) == 2 ** (len(odfte["vae"]["dim_mult"]) - 1) and int(time) == 2 ** sum(odfte["vae"]["temperal_downsample"])
-    ph, pw = _stated("README.md", r"its DiT patchifies (\d+)×(\d+)")
+    ph, pw = _stated(DIFFSIT_DOC, r"its DiT patchifies (\d+)×(\d+)")
     assert [int(ph), int(pw)] == odfte["transformer"]["patch_size"][1:]
     (intra,) = _stated("docs/architecture.md", r"(one) intra frame unless `intra_period` says otherwise")
     assert _number(intra) == 1 and cfg["intra_period"] == -1
@@ -138,7 +139,7 @@ def test_measurements_quote_the_shipped_config(shipped_config):
 
     cfg = shipped_config
     window, overlap = cfg["window"], cfg["window_overlap"]
-    doc = "docs/diffsit-measurements.md"
+    doc = "docs/measurements/diffsit.md"
     (stated,) = _stated(doc, r"The shipped tiny models run with `window_overlap = (\d+)`")
     assert int(stated) == overlap
     (frames,) = _stated(doc, r"default: the first (\d+) frames, one ODFTE window")
