@@ -162,6 +162,26 @@ def test_diffsit_page_lists_every_diffsit_command():
     assert [c for c in choices.split(",") if f"`{c}`" not in page] == []
 
 
+def _code_imports() -> list[tuple[str, str]]:
+    """Each first-party import in a ``python`` block of README or docs, with its page."""
+    found = []
+    for doc in DOCS:
+        for block in re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S):
+            lines = re.findall(r"^(?:from (?:bench|baselines|diffsit)\S* import .+|import (?:bench|baselines|diffsit)\S*)$", block, flags=re.M)
+            found += [(str(doc.relative_to(ROOT)), line) for line in lines]
+    return found
+
+
+def test_code_in_the_docs_imports():
+    imports = _code_imports()
+    assert ("README.md", "from bench.sweep import SweepConfig, run_sweep") in imports
+    for doc, line in imports:
+        try:
+            exec(line, {})
+        except ImportError as e:
+            pytest.fail(f"{doc}: {line!r} fails: {e}")
+
+
 # --- named conditions, datasets, rate ladders -------------------------------------------------
 
 
