@@ -42,6 +42,7 @@ import pandas as pd
 
 from . import report as rp
 from .safepath import UnsafePath, make_dirs, read_inside, relative_parts, write_into
+from .store import ResultsStore
 
 PLOTLY_JS = "plotly.min.js"
 # matplotlib marker -> plotly symbol, so a codec looks the same in `plot` and here
@@ -180,24 +181,23 @@ def frame_colour(kind: str, order: list[str]) -> str:
 def _read_frames(dirs: list[str]) -> pd.DataFrame:
     parts = []
     for d in dirs:
-        p = Path(d) / "frames.csv"
-        if p.is_file() and p.stat().st_size:
-            df = pd.read_csv(p, dtype={"rate": str, "frame_type": str, "sequence": str})
-            if not df.empty:
-                parts.append(df)
+        df = ResultsStore(d).frames(dtype={"rate": str, "frame_type": str, "sequence": str})
+        if not df.empty:
+            parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _manifest(d: str) -> tuple[dict, str | None]:
-    """(manifest, why it was refused): a linked manifest.json is not read, a missing one is
+    """(manifest, why it was refused): a linked manifest is not read, a missing one is
     just absent; its fields are shown escaped, so only their types need checking."""
+    name = ResultsStore.MANIFEST
     try:
-        m = json.loads(read_inside(Path(d), "manifest.json"))
+        m = ResultsStore(d).read_manifest()
     except FileNotFoundError:
         return {}, None
     except (OSError, ValueError) as e:  # UnsafePath, bad JSON, bad UTF-8
-        return {}, f"manifest.json not read: {e}"
-    return (m, None) if isinstance(m, dict) else ({}, "manifest.json is not a JSON object")
+        return {}, f"{name} not read: {e}"
+    return (m, None) if isinstance(m, dict) else ({}, f"{name} is not a JSON object")
 
 
 def _dict(v) -> dict:

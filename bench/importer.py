@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import column, metric_columns
-from .store import atomic_write_text, file_digest
+from .store import ResultsStore, file_digest
 
 FORMATS = ("long", "dcvc", "compressai")
 DATASET_LEVEL = "*"
@@ -258,10 +258,9 @@ def import_results(
 
 def write_imported(df: pd.DataFrame, out: str | Path, *, path: Path, fmt: str) -> Path:
     """summary.csv and manifest.json (what was imported from where, when) in ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    store = ResultsStore(out)
     # shortest exact text of every float (not %.10g): an import exports back to the same numbers
-    atomic_write_text(out / "summary.csv", df.to_csv(index=False))
+    summary = store.write_summary(df, float_format=None)
     manifest = {
         "imported": {
             "file": str(path),
@@ -273,5 +272,5 @@ def write_imported(df: pd.DataFrame, out: str | Path, *, path: Path, fmt: str) -
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    return out / "summary.csv"
+    store.write_manifest_data(manifest)
+    return summary
