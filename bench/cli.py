@@ -527,14 +527,14 @@ def _complexity_line(codec, width: int, height: int) -> str:
 
 
 def _summaries(paths: list[Path] | None, what: str = "plot"):
-    from .store import read_summaries
+    from .store import ResultsStore, read_summaries
 
     if paths:
         missing = [p for p in paths if not p.exists()]
         if missing:
             raise UsageError(f"results not found: {', '.join(map(str, missing))}")
         df = read_summaries(paths)
-        empty = [p for p in paths if p.is_dir() and not any(p.rglob("summary.csv"))]
+        empty = [p for p in paths if p.is_dir() and not ResultsStore.summary_files(p)]
         if empty:
             raise UsageError(
                 f"{', '.join(map(str, empty))}: no summary.csv in it or below; nothing to {what}. "
@@ -542,7 +542,7 @@ def _summaries(paths: list[Path] | None, what: str = "plot"):
             )
     else:
         root = Path("results")
-        dirs = [p.parent for p in sorted(root.rglob("summary.csv")) if "golden" not in p.relative_to(root).parts]
+        dirs = [p.parent for p in ResultsStore.summary_files(root) if "golden" not in p.relative_to(root).parts]
         df = read_summaries(dirs)
     if df.empty:
         raise UsageError("no summary.csv rows found; run `python -m bench run` first or pass --results DIR")
@@ -633,10 +633,11 @@ def cmd_report(args) -> int:
 
 def cmd_import(args) -> int:
     from .importer import import_results, write_imported
+    from .store import ResultsStore
 
     df = import_results(args.file, args.format, codec=args.codec, dataset=args.dataset, psnr_space=args.psnr_space, source=args.source)
     out = args.out or Path("results") / "imported" / args.file.stem
-    existing = out / "summary.csv"
+    existing = ResultsStore(out).summary_path
     if existing.exists():
         import pandas as pd
 
