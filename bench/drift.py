@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from . import datasets, ffmpeg, weights
-from .codec import contributed_options, location_options
-from .metrics import default_tolerances
+from .codec import codec_class, contributed_options, location_options
+from .metrics import default_tolerances, metric_class
 from .spec import parse_spec
 from .store import KEY, ResultsStore, atomic_write_text
 from .sweep import SweepConfig, SweepConfigError, run_sweep
@@ -168,9 +168,6 @@ def _spec_locations(specs: list[str], kind: str, names) -> list[str]:
 def refuse_locations(data: dict, path: Path) -> None:
     """GoldenError listing every key of a golden config.json that says where a binary, code,
     weights, data or output are, or where jobs run, with how the caller passes it instead."""
-    from .codec import codec_class
-    from .metrics import metric_class
-
     config = _sweep_config(data, path)
     problems = [f"{key}: {_how_to_pass(key)}" for key in ("out", "data_root", "weights") if key in data]
     problems += [f"codec_options.{key}: {_how_to_pass(key)}" for key in data.get("codec_options", {})]

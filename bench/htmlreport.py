@@ -45,8 +45,10 @@ import pandas as pd
 from markupsafe import Markup
 
 from . import report as rp
+from .codec import UnknownCodec, codec_class, codec_names
 from .safepath import UnsafePath, make_dirs, read_inside, relative_parts, write_into
 from .store import ResultsStore
+from .visualize import RESULT_FILE
 
 PLOTLY_JS = "plotly.min.js"
 # matplotlib marker -> plotly symbol, so a codec looks the same in `plot` and here
@@ -74,9 +76,6 @@ class ReportError(ValueError):
 def default_anchors(codecs: set[str]) -> list[str]:
     """The codecs present that plugins declare anchors (``Codec.anchor``), then published
     curves named after one (``HM16.25`` after ``hm``): the BD tables a reader expects."""
-
-    from .codec import codec_class, codec_names
-
     names = []
     for n in codec_names():
         try:
@@ -90,8 +89,6 @@ def default_anchors(codecs: set[str]) -> list[str]:
 
 
 def _rate_name(codec: str) -> str:
-    from .codec import UnknownCodec, codec_class
-
     try:
         return str(codec_class(codec).rate_name)
     except (UnknownCodec, ImportError, AttributeError):
@@ -210,8 +207,6 @@ def _dict(v) -> dict:
 def find_visuals(results: list[Path], extra: list[Path]) -> list[tuple[Path, str]]:
     """Each visual as (folder it was found under, its visualize.json's name below it): every
     read of the visual goes through that folder (``bench.safepath``), so none leaves it."""
-    from .visualize import RESULT_FILE
-
     found = []
     for base in results:
         if base.is_dir():
