@@ -39,10 +39,11 @@ class RecordError(ValueError):
     """A file or object that is not a job record; the message says what is wrong."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobRecord:
     """One job's record. Fields are declared in the order the worker writes them; a field
-    that is None and absent from the file stays absent (:meth:`to_dict`)."""
+    that is None and absent from the file stays absent (:meth:`to_dict`). Every job has an
+    id and a status; the rest depends on how far it got."""
 
     job_id: str
     # what the job is (bench.sweep._base_record): the key of its summary row and its config
@@ -58,7 +59,7 @@ class JobRecord:
     node: str | None = None
     started: str | None = None
     decoded: dict[str, Any] | None = None  # --save-decoded: path (under the store), format, bytes, samples_md5
-    status: Status = Status.FAILED
+    status: Status
     # a done job
     summary: dict[str, Any] | None = None  # its summary.csv row
     bitstream: str | None = None  # path under the store

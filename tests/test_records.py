@@ -92,3 +92,10 @@ def test_records_are_frozen():
     rec = JobRecord.from_dict(DONE)
     with pytest.raises(AttributeError):
         rec.status = Status.FAILED
+
+
+def test_a_record_made_here_names_its_status():
+    with pytest.raises(TypeError):
+        JobRecord(job_id="j")  # no default status: a record says how its job ended
+    with pytest.raises(TypeError):
+        JobRecord("j", Status.DONE)  # keywords only: 30 fields are not read by position
