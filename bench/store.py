@@ -233,8 +233,9 @@ class ResultsStore:
         return json.loads(read_inside(self.root, self.MANIFEST))
 
     def records(self) -> list[dict]:
-        """Every job record; a file whose ``job_id`` is not its own name is no record of ours
-        (a folder is untrusted: an id is used to name files)."""
+        """Every job record as parsed JSON (the writer's view; readers want the typed
+        :meth:`jobs`); a file whose ``job_id`` is not its own name is no record of ours (a
+        folder is untrusted: an id is used to name files)."""
         out = []
         for p in sorted(self.jobs_dir.glob("*.json")):
             try:
