@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from . import datasets as ds
 from .codec import BitDepthError, RateError, UnknownCodec, accepted_options, codec_class, codec_names, contributed_options, create_codec
 from .metrics import UnknownMetric, default_metrics
+from .store import ResultsStore, read_summaries
 
 if TYPE_CHECKING:
     from .sweep import SweepConfig
@@ -390,7 +391,7 @@ def cmd_run(args) -> int:
         for r in part.failed:
             print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
         done = len(part.records) - len(part.failed)
-        print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {part.out / 'summary.csv'}")
+        print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {ResultsStore(part.out).summary_path}")
     return 0 if result.ok else 1
 
 
@@ -527,8 +528,6 @@ def _complexity_line(codec, width: int, height: int) -> str:
 
 
 def _summaries(paths: list[Path] | None, what: str = "plot"):
-    from .store import ResultsStore, read_summaries
-
     if paths:
         missing = [p for p in paths if not p.exists()]
         if missing:
@@ -633,7 +632,6 @@ def cmd_report(args) -> int:
 
 def cmd_import(args) -> int:
     from .importer import import_results, write_imported
-    from .store import ResultsStore
 
     df = import_results(args.file, args.format, codec=args.codec, dataset=args.dataset, psnr_space=args.psnr_space, source=args.source)
     out = args.out or Path("results") / "imported" / args.file.stem

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,3 +97,20 @@ def test_written_tables_of_a_folder_no_sweep_made(tmp_path):
     assert path == st.summary_path and "0.1234567890123" in path.read_text()
     st.write_manifest_data({"imported": {"rows": 1}})
     assert st.manifest() == {"imported": {"rows": 1}} and st.manifest_path.read_text().endswith("}\n")
+
+
+def test_no_module_but_the_store_names_its_files():
+    """A results folder's file names are ResultsStore's (SUMMARY, FRAMES, MANIFEST, frames_path):
+    a string literal of one anywhere else in the packages (f-strings included) is a second
+    place that would have to change with it."""
+    names = {ResultsStore.SUMMARY, ResultsStore.FRAMES, ResultsStore.MANIFEST, f".{ResultsStore.FRAMES}"}
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for package in ("bench", "baselines", "diffsit"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path == root / "bench" / "store.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Constant) and node.value in names:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
+    assert not found, "ask bench.store.ResultsStore instead:\n" + "\n".join(found)
