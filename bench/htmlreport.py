@@ -270,48 +270,48 @@ def bd_html(table: pd.DataFrame, metrics: list[str], sequences: list[str] | None
 
 
 def _provenance_html(summary: pd.DataFrame) -> str:
-    out = []
-    for d, rows in summary.groupby("results_dir", sort=True):
-        m, refused = _manifest(d)
-        prov = _dict(m.get("provenance"))
-        imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
-        items = [("warning", refused)] if refused else []
-        if imported:
-            src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
-            items.append(("imported from", "; ".join(src) or "(no source recorded)"))
-            if "imported" in m:
-                imp = _dict(m["imported"])
-                items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
-        else:
-            cmd = prov.get("command")
-            cond = _dict(prov.get("conditions"))
-            items += [
-                ("test conditions", f"{cond.get('label')}: {cond.get('title')} ({cond.get('source')})" if cond else "none named"),
-                ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
-                ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
-                ("time", prov.get("time")),
-                ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
-                ("ffmpeg", _dict(prov.get("ffmpeg")).get("version")),
-                ("packages", ", ".join(f"{k} {v}" for k, v in _dict(prov.get("packages")).items() if v)),
-            ]
-            counts = _dict(m.get("counts"))
-            if counts:
-                items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
-        dl = "".join(f"<dt>{_esc(k)}</dt><dd><code>{_esc(v)}</code></dd>" for k, v in items if v not in (None, ""))
-        codecs = prov.get("codecs") or {}
-        codec_json = f"<details><summary>codec configurations</summary><pre>{_esc(json.dumps(codecs, indent=1, default=str))}</pre></details>" if codecs else ""
-        jobs = ""
-        if not imported and "bitstream_md5" in rows:
-            trs = "".join(
-                f"<tr><td>{_esc(r.codec)}</td><td>{_esc(r.sequence)}</td><td>{_esc(r.rate)}</td><td>{_esc(r.bitstream)}</td><td><code>{_esc(r.bitstream_md5)}</code></td></tr>"
-                for r in rows.sort_values(["codec", "sequence", "bpp"]).itertuples()
-            )
-            jobs = (
-                f"<details><summary>{len(rows)} bitstream(s) and their MD5</summary><table class=jobs><thead><tr><th>codec</th>"
-                f"<th>sequence</th><th>rate</th><th>bitstream</th><th>MD5</th></tr></thead><tbody>{trs}</tbody></table></details>"
-            )
-        out.append(f'<section class="run"><h3>{_esc(d)}</h3><dl>{dl}</dl>{codec_json}{jobs}</section>')
-    return "".join(out)
+    """The provenance sections (templates/provenance.html.j2), one per results folder."""
+    runs = [_run_provenance(d, rows) for d, rows in summary.groupby("results_dir", sort=True)]
+    return _environment().get_template(_PROVENANCE).render(runs=runs)
+
+
+def _run_provenance(d: str, rows: pd.DataFrame) -> dict:
+    """One folder's facts (label, text), its codecs' configurations as JSON text, and its
+    bitstreams (None for imported rows, which have none of ours)."""
+    m, refused = _manifest(d)
+    prov = _dict(m.get("provenance"))
+    imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
+    items = [("warning", refused)] if refused else []
+    if imported:
+        src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
+        items.append(("imported from", "; ".join(src) or "(no source recorded)"))
+        if "imported" in m:
+            imp = _dict(m["imported"])
+            items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
+    else:
+        cmd = prov.get("command")
+        cond = _dict(prov.get("conditions"))
+        items += [
+            ("test conditions", f"{cond.get('label')}: {cond.get('title')} ({cond.get('source')})" if cond else "none named"),
+            ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
+            ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
+            ("time", prov.get("time")),
+            ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
+            ("ffmpeg", _dict(prov.get("ffmpeg")).get("version")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in _dict(prov.get("packages")).items() if v)),
+        ]
+        counts = _dict(m.get("counts"))
+        if counts:
+            items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
+    codecs = prov.get("codecs") or {}
+    keep = ["codec", "sequence", "rate", "bitstream", "bitstream_md5"]
+    shown = not imported and "bitstream_md5" in rows
+    return {
+        "dir": d,
+        "facts": [(k, v) for k, v in items if v not in (None, "")],
+        "codecs": json.dumps(codecs, indent=1, default=str) if codecs else "",
+        "bitstreams": rows.sort_values(["codec", "sequence", "bpp"]).reindex(columns=keep).to_dict("records") if shown else None,
+    }
 
 
 def _load_visual(root: Path, name: str) -> tuple[dict, dict[str, bytes]]:
@@ -628,6 +628,7 @@ def curve_counts(summary: pd.DataFrame, metrics: list[str] | None = None) -> dic
 
 _TEMPLATES = Path(__file__).with_name("templates")
 _PAGE = "report.html.j2"
+_PROVENANCE = "provenance.html.j2"
 # the page's one script, allowed by its hash (no 'unsafe-inline'): whatever markup a results
 # folder smuggled into the page could not run
 _SCRIPT = (_TEMPLATES / "report.js").read_text(encoding="utf-8")
