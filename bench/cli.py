@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from . import datasets as ds
 from .codec import BitDepthError, RateError, UnknownCodec, accepted_options, codec_class, codec_names, contributed_options, create_codec
 from .metrics import UnknownMetric, default_metrics
+from .store import ResultsStore, read_summaries
 
 if TYPE_CHECKING:
     from .sweep import SweepConfig
@@ -390,7 +391,7 @@ def cmd_run(args) -> int:
         for r in part.failed:
             print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
         done = len(part.records) - len(part.failed)
-        print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {part.out / 'summary.csv'}")
+        print(f"{part.out}: {done} done, {len(part.failed)} failed, {part.skipped} skipped -> {ResultsStore(part.out).summary_path}")
     return 0 if result.ok else 1
 
 
@@ -527,14 +528,12 @@ def _complexity_line(codec, width: int, height: int) -> str:
 
 
 def _summaries(paths: list[Path] | None, what: str = "plot"):
-    from .store import read_summaries
-
     if paths:
         missing = [p for p in paths if not p.exists()]
         if missing:
             raise UsageError(f"results not found: {', '.join(map(str, missing))}")
         df = read_summaries(paths)
-        empty = [p for p in paths if p.is_dir() and not any(p.rglob("summary.csv"))]
+        empty = [p for p in paths if p.is_dir() and not ResultsStore.summary_files(p)]
         if empty:
             raise UsageError(
                 f"{', '.join(map(str, empty))}: no summary.csv in it or below; nothing to {what}. "
@@ -542,7 +541,7 @@ def _summaries(paths: list[Path] | None, what: str = "plot"):
             )
     else:
         root = Path("results")
-        dirs = [p.parent for p in sorted(root.rglob("summary.csv")) if "golden" not in p.relative_to(root).parts]
+        dirs = [p.parent for p in ResultsStore.summary_files(root) if "golden" not in p.relative_to(root).parts]
         df = read_summaries(dirs)
     if df.empty:
         raise UsageError("no summary.csv rows found; run `python -m bench run` first or pass --results DIR")
@@ -636,7 +635,7 @@ def cmd_import(args) -> int:
 
     df = import_results(args.file, args.format, codec=args.codec, dataset=args.dataset, psnr_space=args.psnr_space, source=args.source)
     out = args.out or Path("results") / "imported" / args.file.stem
-    existing = out / "summary.csv"
+    existing = ResultsStore(out).summary_path
     if existing.exists():
         import pandas as pd
 

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .published import dataset_name, sequence_name
+from .published import finite as _finite
+
 FRAME_PREFIX = {"all": "", "i": "i_frame_", "p": "p_frame_"}
 SPACES = ("rgb", "yuv")
 #: the harness's dataset names as DCVC's dataset configs spell them
@@ -67,8 +70,6 @@ def _col(frame_type: str, col: str) -> str:
 def read(path: Path, data: dict, codec: str, space: str) -> pd.DataFrame:
     """Summary rows of every (dataset, sequence, rate) entry of a parsed DCVC file. Notes on
     what was left out (DCVC's per-frame lists) are in ``attrs["notes"]``."""
-    from .importer import dataset_name, sequence_name
-
     cols = metric_columns(space)
     rows, lists, fields = [], set(), {}
     for ds, seqs in _dict(data, path, "the top level (datasets)").items():
@@ -201,12 +202,6 @@ def _geometry(res: dict, path: Path, where: str, dataset: str, seq_key: str, seq
     if size[0] * size[1] != pixels:
         raise DCVCFormatError(f"{path}: {where}: frame_pixel_num is {pixels}, but the sequence is {size[0]}x{size[1]} = {size[0] * size[1]} pixels")
     return {"width": size[0], "height": size[1]}
-
-
-def _finite(value, path: Path, where: str, key: str, *, positive: bool = False) -> float:
-    from .importer import _finite as finite
-
-    return finite(value, path, where, key, positive=positive)
 
 
 def _dict(obj, path: Path, where: str) -> dict:

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from . import children, ffmpeg
+from .store import ResultsStore
 from .video import Video, frame_bytes, iter_yuv_bytes, sample_dtype
 
-FOLDER = "decoded"
+FOLDER = ResultsStore.DECODED  # the store's folder of decoded videos
 EXTENSION = ".mkv"
 #: what FFV1 typically keeps of the raw size on natural video (the plan's estimate of the
 #: disk a sweep's decoded videos take; the raw size is the bound it is checked against)

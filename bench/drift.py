@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from . import datasets, ffmpeg, weights
-from .codec import contributed_options, location_options
-from .metrics import default_tolerances
+from .codec import codec_class, contributed_options, location_options
+from .metrics import default_tolerances, metric_class
 from .spec import parse_spec
-from .store import KEY, atomic_write_text
+from .store import KEY, ResultsStore, atomic_write_text
 from .sweep import SweepConfig, SweepConfigError, run_sweep
 
 
@@ -107,11 +107,16 @@ class Golden:
             return self.tolerances
         return {c: t for c, t in self.tolerances.items() if c in table.columns}
 
+    @property
+    def summary_path(self) -> Path:
+        """The golden table: a summary.csv, laid out as a results folder's."""
+        return ResultsStore(self.root).summary_path
+
     def summary(self) -> pd.DataFrame:
-        path = self.root / "summary.csv"
+        path = self.summary_path
         if not path.is_file():
             raise GoldenError(f"{path} is missing; create it on purpose with `bench check --golden {self.root} --update`")
-        return pd.read_csv(path, dtype={"rate": str})
+        return ResultsStore(self.root).summary()
 
     def sweep_config(self, out: Path, where: Locations | None = None) -> SweepConfig:
         """The golden configuration, run into ``out`` with the caller's locations."""
@@ -163,9 +168,6 @@ def _spec_locations(specs: list[str], kind: str, names) -> list[str]:
 def refuse_locations(data: dict, path: Path) -> None:
     """GoldenError listing every key of a golden config.json that says where a binary, code,
     weights, data or output are, or where jobs run, with how the caller passes it instead."""
-    from .codec import codec_class
-    from .metrics import metric_class
-
     config = _sweep_config(data, path)
     problems = [f"{key}: {_how_to_pass(key)}" for key in ("out", "data_root", "weights") if key in data]
     problems += [f"codec_options.{key}: {_how_to_pass(key)}" for key in data.get("codec_options", {})]
@@ -212,7 +214,7 @@ def run_golden_config(golden: Golden, out: Path, where: Locations | None = None)
     if not result.ok:
         errors = "; ".join(f"{r['job_id']}: {r.get('error', '')}" for r in result.failed)
         raise GoldenError(f"the golden configuration did not run cleanly: {errors}")
-    return pd.read_csv(out / "summary.csv", dtype={"rate": str})
+    return ResultsStore(out).summary()
 
 
 def _number(value) -> float:
@@ -316,8 +318,7 @@ def update(golden: Golden, new: pd.DataFrame, new_where: str = "the run's summar
         check_golden_table(new[keep], tolerances, new_where, str(golden.root / "tolerances.json"))
     except GoldenError as e:
         raise GoldenError(f"{e} (nothing was rewritten)") from None
-    path = golden.root / "summary.csv"
-    atomic_write_text(path, new[keep].to_csv(index=False, float_format="%.10g"))
+    path = ResultsStore(golden.root).write_summary(new[keep])
     if not golden.tolerances_from_file:
         atomic_write_text(golden.root / "tolerances.json", json.dumps(tolerances, indent=2) + "\n")
     return path
@@ -325,8 +326,10 @@ def update(golden: Golden, new: pd.DataFrame, new_where: str = "the run's summar
 
 def _read_results(results: str | Path) -> tuple[pd.DataFrame, str]:
     path = Path(results)
-    path = path if path.is_file() else path / "summary.csv"
-    return pd.read_csv(path, dtype={"rate": str}), str(path)
+    if path.is_file():
+        return pd.read_csv(path, dtype={"rate": str}), str(path)
+    store = ResultsStore(path)
+    return store.summary(), str(store.summary_path)
 
 
 def check(
@@ -344,7 +347,7 @@ def check(
     if results is not None:
         new, new_where = _read_results(results)
     elif keep is not None:
-        new, new_where = run_golden_config(golden, Path(keep), where), str(Path(keep) / "summary.csv")
+        new, new_where = run_golden_config(golden, Path(keep), where), str(ResultsStore(keep).summary_path)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
             new, new_where = run_golden_config(golden, Path(tmp), where), "the run's summary.csv"
@@ -354,7 +357,7 @@ def check(
         table = compare(new, new, golden.tolerances_for(new))
         return table, True
     old = golden.summary()
-    where = {"golden_where": str(golden.root / "summary.csv"), "new_where": new_where, "tol_where": str(golden.root / "tolerances.json")}
+    where = {"golden_where": str(golden.summary_path), "new_where": new_where, "tol_where": str(golden.root / "tolerances.json")}
     table = compare(old, new, golden.tolerances_for(old), **where)
     table.attrs.update(golden=where["golden_where"], results=new_where)
     compared = int((table["column"] != "(row)").sum())

@@ -19,14 +19,16 @@ Figures are built with plotly's Python classes (so they are validated) and drawn
 plotly.js from JSON embedded in the page.
 
 A results folder may be someone else's (a shared drive, a tarball): everything read from it
-is text. Each value is escaped where the page shows it, the page is filled in one pass, and
-files are copied only through ``bench.safepath`` (below their folder, no links, regular
+is text. Each value is escaped where the page shows it, the page is filled in one pass (a
+Jinja2 template shipped with the package, ``bench/templates/report.html.j2``, autoescaping
+on), and files are copied only through ``bench.safepath`` (below their folder, no links, regular
 files) to names of ours under OUT.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -37,11 +39,16 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from . import report as rp
+from .codec import UnknownCodec, codec_class, codec_names
 from .safepath import UnsafePath, make_dirs, read_inside, relative_parts, write_into
+from .store import ResultsStore
+from .visualize import RESULT_FILE
 
 PLOTLY_JS = "plotly.min.js"
 # matplotlib marker -> plotly symbol, so a codec looks the same in `plot` and here
@@ -69,10 +76,6 @@ class ReportError(ValueError):
 def default_anchors(codecs: set[str]) -> list[str]:
     """The codecs present that plugins declare anchors (``Codec.anchor``), then published
     curves named after one (``HM16.25`` after ``hm``): the BD tables a reader expects."""
-    import re
-
-    from .codec import codec_class, codec_names
-
     names = []
     for n in codec_names():
         try:
@@ -86,8 +89,6 @@ def default_anchors(codecs: set[str]) -> list[str]:
 
 
 def _rate_name(codec: str) -> str:
-    from .codec import UnknownCodec, codec_class
-
     try:
         return str(codec_class(codec).rate_name)
     except (UnknownCodec, ImportError, AttributeError):
@@ -180,24 +181,23 @@ def frame_colour(kind: str, order: list[str]) -> str:
 def _read_frames(dirs: list[str]) -> pd.DataFrame:
     parts = []
     for d in dirs:
-        p = Path(d) / "frames.csv"
-        if p.is_file() and p.stat().st_size:
-            df = pd.read_csv(p, dtype={"rate": str, "frame_type": str, "sequence": str})
-            if not df.empty:
-                parts.append(df)
+        df = ResultsStore(d).frames(dtype={"rate": str, "frame_type": str, "sequence": str})
+        if not df.empty:
+            parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _manifest(d: str) -> tuple[dict, str | None]:
-    """(manifest, why it was refused): a linked manifest.json is not read, a missing one is
+    """(manifest, why it was refused): a linked manifest is not read, a missing one is
     just absent; its fields are shown escaped, so only their types need checking."""
+    name = ResultsStore.MANIFEST
     try:
-        m = json.loads(read_inside(Path(d), "manifest.json"))
+        m = ResultsStore(d).read_manifest()
     except FileNotFoundError:
         return {}, None
     except (OSError, ValueError) as e:  # UnsafePath, bad JSON, bad UTF-8
-        return {}, f"manifest.json not read: {e}"
-    return (m, None) if isinstance(m, dict) else ({}, "manifest.json is not a JSON object")
+        return {}, f"{name} not read: {e}"
+    return (m, None) if isinstance(m, dict) else ({}, f"{name} is not a JSON object")
 
 
 def _dict(v) -> dict:
@@ -207,8 +207,6 @@ def _dict(v) -> dict:
 def find_visuals(results: list[Path], extra: list[Path]) -> list[tuple[Path, str]]:
     """Each visual as (folder it was found under, its visualize.json's name below it): every
     read of the visual goes through that folder (``bench.safepath``), so none leaves it."""
-    from .visualize import RESULT_FILE
-
     found = []
     for base in results:
         if base.is_dir():
@@ -272,48 +270,48 @@ def bd_html(table: pd.DataFrame, metrics: list[str], sequences: list[str] | None
 
 
 def _provenance_html(summary: pd.DataFrame) -> str:
-    out = []
-    for d, rows in summary.groupby("results_dir", sort=True):
-        m, refused = _manifest(d)
-        prov = _dict(m.get("provenance"))
-        imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
-        items = [("warning", refused)] if refused else []
-        if imported:
-            src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
-            items.append(("imported from", "; ".join(src) or "(no source recorded)"))
-            if "imported" in m:
-                imp = _dict(m["imported"])
-                items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
-        else:
-            cmd = prov.get("command")
-            cond = _dict(prov.get("conditions"))
-            items += [
-                ("test conditions", f"{cond.get('label')}: {cond.get('title')} ({cond.get('source')})" if cond else "none named"),
-                ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
-                ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
-                ("time", prov.get("time")),
-                ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
-                ("ffmpeg", _dict(prov.get("ffmpeg")).get("version")),
-                ("packages", ", ".join(f"{k} {v}" for k, v in _dict(prov.get("packages")).items() if v)),
-            ]
-            counts = _dict(m.get("counts"))
-            if counts:
-                items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
-        dl = "".join(f"<dt>{_esc(k)}</dt><dd><code>{_esc(v)}</code></dd>" for k, v in items if v not in (None, ""))
-        codecs = prov.get("codecs") or {}
-        codec_json = f"<details><summary>codec configurations</summary><pre>{_esc(json.dumps(codecs, indent=1, default=str))}</pre></details>" if codecs else ""
-        jobs = ""
-        if not imported and "bitstream_md5" in rows:
-            trs = "".join(
-                f"<tr><td>{_esc(r.codec)}</td><td>{_esc(r.sequence)}</td><td>{_esc(r.rate)}</td><td>{_esc(r.bitstream)}</td><td><code>{_esc(r.bitstream_md5)}</code></td></tr>"
-                for r in rows.sort_values(["codec", "sequence", "bpp"]).itertuples()
-            )
-            jobs = (
-                f"<details><summary>{len(rows)} bitstream(s) and their MD5</summary><table class=jobs><thead><tr><th>codec</th>"
-                f"<th>sequence</th><th>rate</th><th>bitstream</th><th>MD5</th></tr></thead><tbody>{trs}</tbody></table></details>"
-            )
-        out.append(f'<section class="run"><h3>{_esc(d)}</h3><dl>{dl}</dl>{codec_json}{jobs}</section>')
-    return "".join(out)
+    """The provenance sections (templates/provenance.html.j2), one per results folder."""
+    runs = [_run_provenance(d, rows) for d, rows in summary.groupby("results_dir", sort=True)]
+    return _environment().get_template(_PROVENANCE).render(runs=runs)
+
+
+def _run_provenance(d: str, rows: pd.DataFrame) -> dict:
+    """One folder's facts (label, text), its codecs' configurations as JSON text, and its
+    bitstreams (None for imported rows, which have none of ours)."""
+    m, refused = _manifest(d)
+    prov = _dict(m.get("provenance"))
+    imported = "imported" in rows and bool(rows["imported"].fillna(False).astype(bool).all())
+    items = [("warning", refused)] if refused else []
+    if imported:
+        src = sorted({str(s) for s in rows.get("source", pd.Series(dtype=str)).dropna()})
+        items.append(("imported from", "; ".join(src) or "(no source recorded)"))
+        if "imported" in m:
+            imp = _dict(m["imported"])
+            items.append(("file", f"{imp.get('file')} (SHA-256 {imp.get('sha256')})"))
+    else:
+        cmd = prov.get("command")
+        cond = _dict(prov.get("conditions"))
+        items += [
+            ("test conditions", f"{cond.get('label')}: {cond.get('title')} ({cond.get('source')})" if cond else "none named"),
+            ("command", " ".join(map(str, cmd)) if isinstance(cmd, list) else cmd),
+            ("git commit", prov.get("git_commit") or "not recorded (bench ran from an installed package, not a git checkout)"),
+            ("time", prov.get("time")),
+            ("host", f"{prov.get('host')} ({prov.get('platform')}, {prov.get('cpu_count')} CPUs), Python {prov.get('python')}"),
+            ("ffmpeg", _dict(prov.get("ffmpeg")).get("version")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in _dict(prov.get("packages")).items() if v)),
+        ]
+        counts = _dict(m.get("counts"))
+        if counts:
+            items.append(("jobs", ", ".join(f"{v} {k}" for k, v in counts.items())))
+    codecs = prov.get("codecs") or {}
+    keep = ["codec", "sequence", "rate", "bitstream", "bitstream_md5"]
+    shown = not imported and "bitstream_md5" in rows
+    return {
+        "dir": d,
+        "facts": [(k, v) for k, v in items if v not in (None, "")],
+        "codecs": json.dumps(codecs, indent=1, default=str) if codecs else "",
+        "bitstreams": rows.sort_values(["codec", "sequence", "bpp"]).reindex(columns=keep).to_dict("records") if shown else None,
+    }
 
 
 def _load_visual(root: Path, name: str) -> tuple[dict, dict[str, bytes]]:
@@ -520,19 +518,16 @@ def write_report(
     except UnsafePath as e:
         raise ReportError(f"{e}: the report writes only under --out {out}") from None
     generated = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} by bench report, from {len(set(summary['results_dir']))} results folder(s)"
-    page = fill(
-        _TEMPLATE,
-        {
-            "CSP": Html(CSP),  # ours, and its quotes must stay quotes
-            "SCRIPT": Html(_SCRIPT),
-            "TITLE": title,
-            "GENERATED": generated,
-            "RD": Html(_rd_html(data["rd"])),
-            "BD": Html(_bd_sections(tables, metrics, opt)),
-            "VISUALS": Html(visual_html),
-            "PROVENANCE": Html(_provenance_html(summary)),
-            "DATA": Html(script_json(data)),
-        },
+    page = render_page(
+        csp=Markup(CSP),  # ours, and its quotes must stay quotes
+        script=Markup(_SCRIPT),
+        title=title,
+        generated=generated,
+        rd=Markup(_rd_html(data["rd"])),
+        bd=Markup(_bd_sections(tables, metrics, opt)),
+        visuals=Markup(visual_html),
+        provenance=Markup(_provenance_html(summary)),
+        data=Markup(script_json(data)),
     )
     return write_into(out, "index.html", page.encode())
 
@@ -566,23 +561,25 @@ def _bd_sections(tables: dict[str, pd.DataFrame], metrics: list[str], opt: rp.BD
     )
 
 
-class Html(str):
-    """Markup this module built with every value in it escaped: the one kind of value
-    ``fill`` puts in the page as it is."""
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,  # every value is text unless marked Markup
+        # escaped as the fragments are (html.escape: &#x27; and &quot;, where markupsafe writes
+        # &#39; and &#34;), so the page keeps its bytes; autoescape passes the Markup through
+        finalize=lambda v: v if isinstance(v, Markup) else Markup(_esc(v)),
+        undefined=jinja2.StrictUndefined,  # a slot left unfilled is an error, not an empty string
+        keep_trailing_newline=True,
+    )
 
 
-_SLOT = re.compile(r"@@([A-Z]+)@@")
-
-
-def fill(template: str, values: dict[str, str]) -> str:
-    """The template with each @@NAME@@ replaced in one pass, so that no value is ever read
-    as a slot (a codec named @@DATA@@ stays text); plain strings are escaped."""
-
-    def one(m: re.Match) -> str:
-        v = values[m.group(1)]
-        return v if isinstance(v, Html) else _esc(v)
-
-    return _SLOT.sub(one, template)
+def render_page(**values) -> str:
+    """The page (templates/report.html.j2) with ``values``, in one pass: a value is never
+    read as template text (a codec named ``{{ data }}`` stays text), and a plain string is
+    escaped; only a :class:`markupsafe.Markup` this module built (every value in it escaped)
+    goes in as it is."""
+    return _environment().get_template(_PAGE).render(**values)
 
 
 def script_json(data) -> str:
@@ -629,135 +626,12 @@ def curve_counts(summary: pd.DataFrame, metrics: list[str] | None = None) -> dic
     return out
 
 
-_TEMPLATE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="@@CSP@@">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>@@TITLE@@</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #222; }
-header { padding: 12px 20px; background: #f4f4f4; border-bottom: 1px solid #ddd; }
-header h1 { margin: 0; font-size: 20px; }
-nav a { margin-right: 14px; }
-main { padding: 0 20px 40px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 8px; }
-.plot { min-height: 360px; border: 1px solid #eee; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #fafafa; }
-td.na { color: #888; }
-td.na .why { font-size: 11px; max-width: 320px; padding-left: 14px; margin: 2px 0; }
-td.na summary { cursor: pointer; }
-.note { color: #666; font-size: 13px; }
-.warn { color: #a40; }
-dt { font-weight: 600; } dd { margin: 0 0 6px 12px; } code { font-size: 12px; word-break: break-all; }
-figure { margin: 10px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-select { margin-right: 10px; }
-</style>
-</head>
-<body>
-<header><h1>@@TITLE@@</h1><div class="note">@@GENERATED@@</div>
-<nav><a href="#rd">RD curves</a><a href="#bd">BD-rate</a><a href="#sequences">Per sequence</a><a href="#frames">Per frame</a><a href="#visuals">Visual comparisons</a><a href="#provenance">Provenance</a></nav></header>
-<main>
-<section id="rd"><h2>RD curves</h2><p class="note">dataset-level curves: mean bpp and mean metric per rate point over the sequences a codec has at every rate point; published curves are dashed. Hover a point for its codec, rate point, bpp, value and sequence count.</p>@@RD@@</section>
-<section id="bd"><h2>BD-rate and BD-metric</h2>@@BD@@</section>
-<section id="sequences"><h2>Per sequence</h2><label>sequence <select id="seq-select"></select></label><div id="seq-bd"></div><div class="grid" id="seq-plots"></div></section>
-<section id="frames"><h2>Per frame</h2>
-<div><label>sequence <select id="fr-seq"></select></label><label>codec <select id="fr-codec"></select></label><label>rate point <select id="fr-rate"></select></label><label>metric <select id="fr-metric"></select></label></div>
-<div class="plot" id="fr-plot" style="min-height:520px"></div></section>
-<section id="visuals"><h2>Visual comparisons at matched bitrate</h2>@@VISUALS@@</section>
-<section id="provenance"><h2>Provenance</h2>@@PROVENANCE@@</section>
-</main>
-<script src="plotly.min.js"></script>
-<script type="application/json" id="bench-data">@@DATA@@</script>
-<script>@@SCRIPT@@</script>
-</body>
-</html>
-"""
-
+_TEMPLATES = Path(__file__).with_name("templates")
+_PAGE = "report.html.j2"
+_PROVENANCE = "provenance.html.j2"
 # the page's one script, allowed by its hash (no 'unsafe-inline'): whatever markup a results
 # folder smuggled into the page could not run
-_SCRIPT = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("bench-data").textContent);
-  var config = {responsive: true, displaylogo: false};
-  function draw(id, fid) {
-    var f = data.figures[fid];
-    return Plotly.newPlot(id, f.data, f.layout, config);
-  }
-  // plotly reads trace names and titles as HTML-like text: strings of the results go in escaped
-  function esc(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
-  function option(sel, value, text) {
-    var o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o);
-  }
-  data.rd.forEach(function (r) { draw(r.id, r.id); });
-
-  var seqSel = document.getElementById("seq-select");
-  data.sequences.forEach(function (s, i) { option(seqSel, i, s.label); });
-  function showSequence() {
-    var s = data.sequences[+seqSel.value], box = document.getElementById("seq-plots");
-    box.innerHTML = "";
-    document.getElementById("seq-bd").innerHTML = s ? s.bd : "<p class=note>no sequence of your own runs</p>";
-    if (!s) return;
-    s.figures.forEach(function (fid) {
-      var d = document.createElement("div"); d.className = "plot seq"; d.id = "p-" + fid; box.appendChild(d); draw(d.id, fid);
-    });
-  }
-  seqSel.addEventListener("change", showSequence);
-  showSequence();
-
-  var fr = data.frames, frSeq = document.getElementById("fr-seq"), frCodec = document.getElementById("fr-codec"),
-      frRate = document.getElementById("fr-rate"), frMetric = document.getElementById("fr-metric");
-  function uniq(a) { return a.filter(function (v, i) { return a.indexOf(v) === i; }); }
-  function seqKey(j) { return j.dataset + " / " + j.sequence; }
-  uniq(fr.jobs.map(seqKey)).forEach(function (k) { option(frSeq, k, k); });
-  fr.metrics.forEach(function (m) { option(frMetric, m, fr.labels[m]); });
-  function fill(sel, values) {
-    var keep = sel.value; sel.innerHTML = "";
-    values.forEach(function (v) { option(sel, v, v); });
-    if (values.indexOf(keep) >= 0) sel.value = keep;
-  }
-  function refill() {
-    var js = fr.jobs.filter(function (j) { return seqKey(j) === frSeq.value; });
-    fill(frCodec, uniq(js.map(function (j) { return j.codec; })));
-    fill(frRate, uniq(js.filter(function (j) { return j.codec === frCodec.value; }).map(function (j) { return j.rate; })));
-    showFrames();
-  }
-  function showFrames() {
-    var job = fr.jobs.filter(function (j) { return seqKey(j) === frSeq.value && j.codec === frCodec.value && j.rate === frRate.value; })[0];
-    var box = document.getElementById("fr-plot");
-    if (!job) { box.innerHTML = "<p class=note>no per-frame rows in the results</p>"; return; }
-    var m = frMetric.value, traces = [];
-    uniq(job.type).forEach(function (t) {
-      var idx = job.type.map(function (v, i) { return v === t ? i : -1; }).filter(function (i) { return i >= 0; });
-      var name = esc(t || "(no type)"), colour = fr.colours[t] || "#7f7f7f";
-      var x = idx.map(function (i) { return job.frame[i]; });
-      traces.push({type: "bar", x: x, y: idx.map(function (i) { return job.bits[i]; }), name: name + " bits", legendgroup: name,
-                   marker: {color: colour}, hovertemplate: "frame %{x} (" + name + ")<br>%{y:.0f} bits<extra></extra>"});
-      if (m) traces.push({type: "scatter", mode: "markers", x: x, y: idx.map(function (i) { return job.values[m][i]; }), name: name + " " + esc(m),
-                   legendgroup: name, xaxis: "x", yaxis: "y2", marker: {color: colour, size: 7},
-                   hovertemplate: "frame %{x} (" + name + ")<br>" + esc(m) + " %{y:.4f}<extra></extra>"});
-    });
-    var layout = {template: "plotly_white", height: 520, barmode: "overlay", hovermode: "closest", margin: {l: 60, r: 10, t: 40, b: 45},
-      title: {text: esc(job.codec + " " + job.rate + " on " + seqKey(job)), font: {size: 13}},
-      xaxis: {title: {text: "frame"}, anchor: "y"}, yaxis: {title: {text: "bits"}, domain: [0.55, 1]},
-      yaxis2: {title: {text: m ? esc(fr.labels[m]) : ""}, domain: [0, 0.42], anchor: "x"}};
-    Plotly.newPlot(box, traces, layout, config);
-  }
-  frSeq.addEventListener("change", refill);
-  frCodec.addEventListener("change", refill);
-  frRate.addEventListener("change", showFrames);
-  frMetric.addEventListener("change", showFrames);
-  refill();
-  document.body.setAttribute("data-ready", "1");
-})();
-"""
-
+_SCRIPT = (_TEMPLATES / "report.js").read_text(encoding="utf-8")
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
 # file: for plotly.min.js beside the page; style-src keeps 'unsafe-inline' because plotly.js
 # styles its plots with <style> elements and style attributes it makes as it draws

@@ -12,10 +12,10 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import datasets as ds
 from .metrics import create_metric, resolve_metrics
+from .records import JobRecord, Status
 from .store import ResultsStore
 from .sweep import Job, Plan, PlanError, SweepConfig, SweepPart, _jsonable, _now, _reuse, execute, make_executor, provenance
 
@@ -24,15 +24,15 @@ def measure_results(out: str | Path, metrics: list[str], *, jobs: int = 1, devic
     """Measure ``metrics`` (added to what each job measured) on every done job of ``out``."""
     store = ResultsStore(out)
     if not store.jobs_dir.is_dir():
-        raise PlanError(f"{out} has no jobs/ folder: `bench measure` works on the --out folder of `bench run`")
+        raise PlanError(f"{out} has no {store.JOBS}/ folder: `bench measure` works on the --out folder of `bench run`")
     specs = resolve_metrics(metrics)
     with store.lock():
-        records = [r for r in store.records() if r.get("status") == "done"]
+        records = store.jobs(Status.DONE)
         if not records:
             raise PlanError(f"{out} holds no finished job to measure")
         planned = [(rec, _job(rec, specs, device, store)) for rec in records]
-        skipped = [job for rec, job in planned if rec.get("config_hash") == job.config_hash()]
-        todo = [dataclasses.replace(job, reuse=_reuse(rec, store)) for rec, job in planned if rec.get("config_hash") != job.config_hash()]
+        skipped = [job for rec, job in planned if rec.config_hash == job.config_hash()]
+        todo = [dataclasses.replace(job, reuse=_reuse(rec.to_dict(), store)) for rec, job in planned if rec.config_hash != job.config_hash()]
         missing = [j.job_id for j in todo if j.reuse is None]
         if missing:
             raise PlanError(
@@ -47,13 +47,13 @@ def measure_results(out: str | Path, metrics: list[str], *, jobs: int = 1, devic
     return SweepPart(Path(out), records, len(skipped), [])
 
 
-def _job(rec: dict[str, Any], specs: list[str], device: str, store: ResultsStore) -> Job:
+def _job(rec: JobRecord, specs: list[str], device: str, store: ResultsStore) -> Job:
     """The recorded job, with the metrics it had and those asked for."""
-    config = rec.get("config") or {}
+    config = rec.config or {}
     width, height, depth = config["geometry"]
-    seq = ds.Sequence(rec["dataset"], rec["sequence"], Path(config["source"]), width, height, 25.0, depth)
+    seq = ds.Sequence(rec.dataset, rec.sequence, Path(config["source"]), width, height, 25.0, depth)
     names = {s.split(":", 1)[0] for s in specs}
-    earlier = [m for m in rec.get("metric_specs") or sorted(config.get("metrics", {})) if m.split(":", 1)[0] not in names]
+    earlier = [m for m in rec.metric_specs or sorted(config.get("metrics", {})) if m.split(":", 1)[0] not in names]
     wanted = [*earlier, *specs]
     metric_ids = {}
     for spec in wanted:
@@ -61,10 +61,10 @@ def _job(rec: dict[str, Any], specs: list[str], device: str, store: ResultsStore
         metric_ids[m.name] = _jsonable(m.identity())
     identity = json.dumps({"codec_identity": config.get("codec_identity"), "metrics": metric_ids}, sort_keys=True, default=str)
     return Job(
-        dataset=rec["dataset"],
+        dataset=rec.dataset,
         sequence=seq,
-        codec=rec.get("codec_name") or config["codec"],
-        label=rec["codec"],
+        codec=rec.codec_name or config["codec"],
+        label=rec.codec,
         codec_options=tuple(sorted(config.get("codec_options", {}).items())),
         rate=config["rate"],
         frames=config["frames"],

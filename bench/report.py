@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import bdrate as bd
+from .codec import UnknownCodec, codec_class
 from .metrics import column, lower_is_better, perceptual_columns, plot_columns
 
 DATASET_LEVEL = "*"  # the sequence of imported dataset-level rows (bench.importer)
@@ -41,8 +42,6 @@ def codec_style(codec: str) -> tuple[str, str]:
 
 
 def _plugin_style(codec: str) -> tuple[str, str] | None:
-    from .codec import UnknownCodec, codec_class
-
     try:
         style = getattr(codec_class(codec), "plot_style", None)
     except (UnknownCodec, ImportError, AttributeError):

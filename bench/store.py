@@ -6,7 +6,14 @@ Layout of DIR (docs/architecture.md, "Results store")::
     summary.csv     one row per (dataset, sequence, codec, rate)
     bitstreams/     the files that were measured
     manifest.json   provenance and per-job status
-    jobs/           one record per job: the source of truth the tables are built from
+    jobs/           one record per job (bench.records.JobRecord): the source of truth the
+                    tables are built from, and <job id>.frames.csv, its frames.csv rows
+    decoded/        decoded videos kept by --save-decoded (bench.decoded)
+
+No other module names these files: readers use :class:`ResultsStore`'s reader API
+(:meth:`~ResultsStore.jobs`, :meth:`~ResultsStore.job_frames`, :meth:`~ResultsStore.summary`,
+:meth:`~ResultsStore.frames`, :meth:`~ResultsStore.manifest`, :meth:`~ResultsStore.bitstream_path`,
+:meth:`~ResultsStore.decoded_path`), and :meth:`ResultsStore.under` finds the stores in a folder.
 
 A job's record is written last, atomically (write a temporary file, then ``os.replace``), and
 is the commit point: a job without one never happened, a job with one is never redone.
@@ -33,6 +40,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .records import JobRecord, RecordError, Status, as_dict
+from .safepath import read_inside
 
 KEY = ["dataset", "sequence", "codec", "rate"]
 SUMMARY_FIRST = [*KEY, "frames", "width", "height", "bit_depth", "bytes", "bits", "bpp", "bitstream", "bitstream_md5"]
@@ -90,13 +100,42 @@ def safe_name(text: str) -> str:
 
 
 class ResultsStore:
+    """One results folder (the layout above): the only module that names its files."""
+
+    SUMMARY = "summary.csv"
+    FRAMES = "frames.csv"
+    MANIFEST = "manifest.json"
+    JOBS = "jobs"
     BITSTREAMS = "bitstreams"
     DECODED = "decoded"  # bench.decoded: decoded videos, --save-decoded
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self.jobs_dir = self.root / "jobs"
+        self.jobs_dir = self.root / self.JOBS
         self.bitstreams = self.root / self.BITSTREAMS
+
+    @classmethod
+    def under(cls, base: str | os.PathLike) -> list[ResultsStore]:
+        """Every store of `bench run` in ``base`` or below it (a folder with job records)."""
+        base = Path(base)
+        return [cls(d.parent) for d in sorted({p.parent for p in base.rglob(f"{cls.JOBS}/*.json")})]
+
+    @classmethod
+    def summary_files(cls, base: str | os.PathLike) -> list[Path]:
+        """Every summary.csv in ``base`` or below it (any tool's results: run, import, golden)."""
+        return sorted(Path(base).rglob(cls.SUMMARY))
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / self.SUMMARY
+
+    @property
+    def frames_table_path(self) -> Path:
+        return self.root / self.FRAMES
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / self.MANIFEST
 
     def ensure(self) -> None:
         for d in (self.root, self.jobs_dir, self.bitstreams):
@@ -140,9 +179,63 @@ class ResultsStore:
         except json.JSONDecodeError:  # cannot happen with atomic writes; be safe anyway
             return None
 
+    def job(self, job_id: str) -> JobRecord | None:
+        """One job's typed record, or None (none written, or not a record)."""
+        rec = self.load_record(job_id)
+        try:
+            return JobRecord.from_dict(rec) if rec is not None else None
+        except RecordError:
+            return None
+
+    def jobs(self, status: Status | None = None) -> list[JobRecord]:
+        """Every job's typed record (those of ``status`` only, if given), by job id; a file
+        that is no record (:meth:`records`, :class:`~bench.records.RecordError`) is left out."""
+        out = []
+        for rec in self.records():
+            try:
+                job = JobRecord.from_dict(rec)
+            except RecordError:
+                continue
+            if status is None or job.status is status:
+                out.append(job)
+        return out
+
+    def job_frames(self, job_id: str, dtype: dict | None = None) -> pd.DataFrame | None:
+        """One job's frames.csv rows, or None when it has none (failed, or made without)."""
+        p = self.frames_path(job_id)
+        return pd.read_csv(p, dtype=dtype) if p.is_file() else None
+
+    def bitstream_path(self, record: JobRecord | dict) -> Path | None:
+        """Where a job's bitstream is (it may be gone), or None when its record names none."""
+        name = Path(str(record.get("bitstream") or "")).name
+        return self.bitstreams / name if name else None
+
+    def decoded_path(self, record: JobRecord | dict) -> Path | None:
+        """Where a job's decoded video is (--save-decoded; it may be gone), or None."""
+        kept = record.get("decoded") or {}
+        return self.root / kept["path"] if isinstance(kept, dict) and kept.get("path") else None
+
+    def summary(self, dtype: dict | None = None) -> pd.DataFrame:
+        """summary.csv as written (FileNotFoundError when there is none)."""
+        return pd.read_csv(self.summary_path, dtype={"rate": str} if dtype is None else dtype)
+
+    def frames(self, dtype: dict | None = None) -> pd.DataFrame:
+        """frames.csv as written, or an empty table when there is none or it is empty."""
+        p = self.frames_table_path
+        if not p.is_file() or not p.stat().st_size:
+            return pd.DataFrame()
+        return pd.read_csv(p, dtype=_FRAME_DTYPES if dtype is None else dtype)
+
+    def read_manifest(self) -> Any:
+        """manifest.json as parsed (any JSON: an untrusted folder's is checked by the caller),
+        read only below the folder (a link is refused: bench.safepath). FileNotFoundError when
+        there is none; UnsafePath or ValueError (bad JSON, bad UTF-8) when it is not read."""
+        return json.loads(read_inside(self.root, self.MANIFEST))
+
     def records(self) -> list[dict]:
-        """Every job record; a file whose ``job_id`` is not its own name is no record of ours
-        (a folder is untrusted: an id is used to name files)."""
+        """Every job record as parsed JSON (the writer's view; readers want the typed
+        :meth:`jobs`); a file whose ``job_id`` is not its own name is no record of ours (a
+        folder is untrusted: an id is used to name files)."""
         out = []
         for p in sorted(self.jobs_dir.glob("*.json")):
             try:
@@ -156,7 +249,7 @@ class ResultsStore:
     def manifest(self) -> dict:
         """manifest.json as written, or {} (a folder without one, or an unreadable one)."""
         try:
-            data = json.loads((self.root / "manifest.json").read_text())
+            data = json.loads(self.manifest_path.read_text())
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -183,7 +276,7 @@ class ResultsStore:
     def foreign_rows(self) -> int:
         """Rows of summary.csv that no done record made (an imported, published or another
         tool's table): `bench run` rewrites the table from the records and would lose them."""
-        path = self.root / "summary.csv"
+        path = self.summary_path
         if not path.is_file():
             return 0
         try:
@@ -192,7 +285,7 @@ class ResultsStore:
             return max(1, len(path.read_bytes().splitlines()) - 1)
         if not set(KEY) <= set(table.columns):
             return max(1, len(table))
-        ours = {_row_key(r["summary"]) for r in self.records() if r.get("status") == "done" and isinstance(r.get("summary"), dict)}
+        ours = {_row_key(r["summary"]) for r in self.records() if r.get("status") == Status.DONE and isinstance(r.get("summary"), dict)}
         return sum(_row_key(row) not in ours for row in table[KEY].to_dict("records"))
 
     def write_files(self, files: dict[str, bytes], folder: str = BITSTREAMS) -> None:
@@ -209,9 +302,11 @@ class ResultsStore:
                 raise ValueError(f"a job's file name must be a plain name under {folder}/, got {name!r}")
             atomic_write_bytes(self.root / folder / name, data)
 
-    def commit(self, record: dict, frames: pd.DataFrame | None) -> None:
-        """Make one finished (done or failed) job durable (the tables are TableWriter's)."""
+    def commit(self, record: JobRecord | dict, frames: pd.DataFrame | None) -> None:
+        """Make one finished (done or failed) job durable (the tables are TableWriter's).
+        A dict is read as a :class:`~bench.records.JobRecord` first (RecordError if it is none)."""
         self.ensure()
+        record = as_dict(record)
         job_id = record["job_id"]
         if frames is not None:
             atomic_write_text(self.frames_path(job_id), frames.to_csv(index=False, float_format="%.10g"))
@@ -224,18 +319,18 @@ class ResultsStore:
     def rebuild(self, provenance: dict | None = None) -> None:
         """Every table from the records: O(sweep), for the start of a sweep and for tools."""
         records = self.records()
-        done = [r for r in records if r.get("status") == "done"]
-        atomic_write_text(self.root / "summary.csv", _summary_table([r["summary"] for r in done]).to_csv(index=False, float_format="%.10g"))
+        done = [r for r in records if r.get("status") == Status.DONE]
+        atomic_write_text(self.summary_path, _summary_table([r["summary"] for r in done]).to_csv(index=False, float_format="%.10g"))
         parts = []
         for r in done:
             p = self.frames_path(r["job_id"])
             if p.exists():
                 parts.append(pd.read_csv(p, dtype=_FRAME_DTYPES))
-        atomic_write_text(self.root / "frames.csv", _frames_table(parts).to_csv(index=False, float_format="%.10g"))
+        atomic_write_text(self.frames_table_path, _frames_table(parts).to_csv(index=False, float_format="%.10g"))
         self.write_manifest(records, provenance)
 
     def write_manifest(self, records: list[dict], provenance: dict | None = None) -> None:
-        manifest_path = self.root / "manifest.json"
+        manifest_path = self.manifest_path
         manifest = {}
         if manifest_path.exists():
             with contextlib.suppress(json.JSONDecodeError):
@@ -266,11 +361,23 @@ class ResultsStore:
         statuses = [r.get("status") for r in records]
         # failed, and what a cluster stopped (timed_out, preempted): redone by a rerun
         manifest["counts"] = {
-            "done": statuses.count("done"),
-            "failed": statuses.count("failed"),
-            **{s: statuses.count(s) for s in set(statuses) - {"done", "failed", None}},
+            "done": statuses.count(Status.DONE),
+            "failed": statuses.count(Status.FAILED),
+            **{str(s): statuses.count(s) for s in set(statuses) - {Status.DONE, Status.FAILED, None}},
         }
         atomic_write_text(manifest_path, dumps(manifest))
+
+    def write_summary(self, table: pd.DataFrame, float_format: str | None = "%.10g") -> Path:
+        """summary.csv from ``table`` as it is (bench import, a golden set's --update)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.summary_path, table.to_csv(index=False, float_format=float_format))
+        return self.summary_path
+
+    def write_manifest_data(self, manifest: dict) -> Path:
+        """manifest.json holding ``manifest`` (a folder no sweep wrote: bench import)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.manifest_path, dumps(manifest))
+        return self.manifest_path
 
 
 class TableWriter:
@@ -281,38 +388,39 @@ class TableWriter:
         self.provenance = provenance
         store.rebuild(provenance)  # once: the tables match the records even after a kill
         self.records = {r["job_id"]: r for r in store.records()}
-        done = [r for r in self.records.values() if r.get("status") == "done"]
+        done = [r for r in self.records.values() if r.get("status") == Status.DONE]
         self.summary = {r["job_id"]: r["summary"] for r in done}
         self.frames: dict[str, pd.DataFrame] = {}
         for r in done:
             p = store.frames_path(r["job_id"])
             if p.exists():
                 self.frames[r["job_id"]] = pd.read_csv(p, dtype=_FRAME_DTYPES)
-        self._summary_cols = _header(store.root / "summary.csv")
-        self._frames_cols = _header(store.root / "frames.csv")
+        self._summary_cols = _header(store.summary_path)
+        self._frames_cols = _header(store.frames_table_path)
 
-    def add(self, record: dict, frames: pd.DataFrame | None) -> None:
+    def add(self, record: JobRecord | dict, frames: pd.DataFrame | None) -> None:
+        record = as_dict(record)
         job_id = record["job_id"]
         self.store.commit(record, frames)
         replaced = job_id in self.summary or job_id in self.frames
-        if record.get("status") == "done":
+        if record.get("status") == Status.DONE:
             replaced = self._supersede(record) or replaced
         self.records[job_id] = record
         self.summary.pop(job_id, None)
         self.frames.pop(job_id, None)
-        if record.get("status") == "done":
+        if record.get("status") == Status.DONE:
             self.summary[job_id] = record["summary"]
             if frames is not None:
                 self.frames[job_id] = frames
         if replaced:
             self._write_all(sort=False)
             return
-        if record.get("status") != "done":
+        if record.get("status") != Status.DONE:
             return
         row = pd.DataFrame([record["summary"]])
-        if not self._append(self.store.root / "summary.csv", row, self._summary_cols):
+        if not self._append(self.store.summary_path, row, self._summary_cols):
             self._write_summary(sort=False)
-        if frames is not None and not self._append(self.store.root / "frames.csv", frames, self._frames_cols):
+        if frames is not None and not self._append(self.store.frames_table_path, frames, self._frames_cols):
             self._write_frames(sort=False)
 
     def _supersede(self, record: dict) -> bool:
@@ -357,12 +465,12 @@ class TableWriter:
 
     def _write_summary(self, sort: bool) -> None:
         df = _summary_table(list(self.summary.values()), sort)
-        atomic_write_text(self.store.root / "summary.csv", df.to_csv(index=False, float_format="%.10g"))
+        atomic_write_text(self.store.summary_path, df.to_csv(index=False, float_format="%.10g"))
         self._summary_cols = list(df.columns)
 
     def _write_frames(self, sort: bool) -> None:
         df = _frames_table(list(self.frames.values()), sort)
-        atomic_write_text(self.store.root / "frames.csv", df.to_csv(index=False, float_format="%.10g"))
+        atomic_write_text(self.store.frames_table_path, df.to_csv(index=False, float_format="%.10g"))
         self._frames_cols = list(df.columns)
 
 
@@ -416,7 +524,7 @@ def read_summaries(dirs: list[str | os.PathLike]) -> pd.DataFrame:
     parts = []
     for d in dirs:
         d = Path(d)
-        files = [d] if d.is_file() else sorted(d.rglob("summary.csv"))
+        files = [d] if d.is_file() else ResultsStore.summary_files(d)
         for f in files:
             df = pd.read_csv(f, dtype={"rate": str})
             df["results_dir"] = str(f.parent)
@@ -495,9 +603,9 @@ def with_frame_types(summary: pd.DataFrame) -> pd.DataFrame:
     need = summary["i_frames"].isna() if "i_frames" in summary else pd.Series(True, index=summary.index)
     parts = []
     for d in summary.loc[need, "results_dir"].dropna().unique():
-        path = Path(d) / "frames.csv"
-        if path.is_file():
-            parts.append(frame_type_split(pd.read_csv(path, dtype=_FRAME_DTYPES)))
+        table = ResultsStore(d).frames()
+        if not table.empty:
+            parts.append(frame_type_split(table))
     parts = [p for p in parts if not p.empty]
     if not parts:
         return summary

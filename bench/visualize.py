@@ -19,7 +19,6 @@ samples MD5 in their job's record (``bench.decoded``).
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from . import decoded as decoded_store
-from .store import atomic_write_text, dumps, safe_name
+from .records import JobRecord, Status
+from .store import ResultsStore, atomic_write_text, dumps, safe_name
 from .video import Video, read_yuv
 
 RESULT_FILE = "visualize.json"
@@ -39,19 +39,23 @@ class VisualizeError(ValueError):
 
 
 @dataclass
-class Job:
-    """A finished job of the results folders, as visualize needs it."""
+class FinishedJob:
+    """A done job of a results folder, as visualize needs it: its store and typed record."""
 
-    root: Path
-    record: dict
+    store: ResultsStore
+    record: JobRecord
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
 
     @property
     def summary(self) -> dict:
-        return self.record["summary"]
+        return self.record.summary or {}
 
     @property
     def codec(self) -> str:
-        return self.record["codec"]
+        return self.record.codec
 
     @property
     def bpp(self) -> float:
@@ -59,58 +63,49 @@ class Job:
 
     @property
     def decoded(self) -> Path | None:
-        kept = self.record.get("decoded") or {}
-        return self.root / kept["path"] if kept.get("path") else None
+        return self.store.decoded_path(self.record)
 
 
 @dataclass
 class Pick:
-    job: Job
+    job: FinishedJob
     why: str
     notes: list[str] = field(default_factory=list)
 
 
-def find_jobs(results: list[Path]) -> list[Job]:
+def find_jobs(results: list[Path]) -> list[FinishedJob]:
     """Every finished job under the results folders (a folder of folders is searched)."""
     jobs = []
     for base in results:
         if not base.exists():
             raise VisualizeError(f"results folder {base} does not exist")
-        for jobs_dir in sorted({p.parent for p in base.rglob("jobs/*.json")}):
-            root = jobs_dir.parent
-            for p in sorted(jobs_dir.glob("*.json")):
-                try:
-                    rec = json.loads(p.read_text())
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("status") == "done" and "summary" in rec:
-                    jobs.append(Job(root, rec))
+        for store in ResultsStore.under(base):
+            jobs += [FinishedJob(store, rec) for rec in store.jobs(Status.DONE) if rec.summary is not None]
     if not jobs:
         where = ", ".join(map(str, results))
         raise VisualizeError(
-            f"no finished jobs under {where}: it holds no results of `bench run` (jobs/*.json). Run `python -m bench run ... --save-decoded --out DIR` first"
+            f"no finished jobs under {where}: it holds no results of `bench run` (job records). Run `python -m bench run ... --save-decoded --out DIR` first"
         )
     return jobs
 
 
-def _rerun_hint(jobs: list[Job]) -> str:
-    manifest = jobs[0].root / "manifest.json"
+def _rerun_hint(jobs: list[FinishedJob]) -> str:
     try:
-        command = json.loads(manifest.read_text())["provenance"]["command"]
+        command = jobs[0].store.manifest()["provenance"]["command"]
         argv = [a for a in command if a != "--save-decoded"]
         return f"rerun it with --save-decoded: {shlex.join([*argv, '--save-decoded'])}"
-    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+    except (OSError, KeyError, TypeError):
         return "rerun the sweep with `bench run ... --save-decoded`"
 
 
-def select(jobs: list[Job], sequence: str, dataset: str | None = None, codecs: list[str] | None = None) -> list[Job]:
+def select(jobs: list[FinishedJob], sequence: str, dataset: str | None = None, codecs: list[str] | None = None) -> list[FinishedJob]:
     """The jobs of one sequence (with decoded videos), refusing what cannot be shown."""
-    seqs = sorted({(j.record["dataset"], j.record["sequence"]) for j in jobs})
-    sel = [j for j in jobs if j.record["sequence"] == sequence and (dataset is None or j.record["dataset"] == dataset)]
+    seqs = sorted({(j.record.dataset, j.record.sequence) for j in jobs})
+    sel = [j for j in jobs if j.record.sequence == sequence and (dataset is None or j.record.dataset == dataset)]
     if not sel:
         have = ", ".join(f"{d}/{s}" for d, s in seqs)
         raise VisualizeError(f"no results for sequence {sequence!r}{f' of {dataset}' if dataset else ''}; the results hold: {have}")
-    datasets = sorted({j.record["dataset"] for j in sel})
+    datasets = sorted({j.record.dataset for j in sel})
     if len(datasets) > 1:
         raise VisualizeError(f"sequence {sequence!r} is in several datasets ({', '.join(datasets)}): choose one with --dataset")
     if codecs:
@@ -130,12 +125,12 @@ def _distance(bpp: float, target: float) -> float:
     return abs(math.log(bpp / target))
 
 
-def pick(jobs: list[Job], target_bpp: float | None, anchor: str | None = None, anchor_rate: str | None = None) -> tuple[list[Pick], float]:
+def pick(jobs: list[FinishedJob], target_bpp: float | None, anchor: str | None = None, anchor_rate: str | None = None) -> tuple[list[Pick], float]:
     """Per codec, the rate point nearest the target (log bpp), and the target used.
 
     With ``anchor``: the anchor's point (``anchor_rate``, else the one nearest
     ``target_bpp``) sets the target for the others."""
-    by_codec: dict[str, list[Job]] = {}
+    by_codec: dict[str, list[FinishedJob]] = {}
     for j in jobs:
         by_codec.setdefault(j.codec, []).append(j)
     ranges = {c: (min(j.bpp for j in js), max(j.bpp for j in js)) for c, js in by_codec.items()}
@@ -255,13 +250,10 @@ def _nan(v) -> bool:
         return True
 
 
-def _frame_row(job: Job, frame: int) -> dict:
-    import pandas as pd
-
-    p = job.root / "jobs" / f"{job.record['job_id']}.frames.csv"
-    if not p.exists():
+def _frame_row(job: FinishedJob, frame: int) -> dict:
+    df = job.store.job_frames(job.record.job_id)
+    if df is None:
         return {}
-    df = pd.read_csv(p)
     row = df[df["frame"] == frame]
     return {} if row.empty else row.iloc[0].to_dict()
 
@@ -313,17 +305,38 @@ def default_out(req: Request, frame: int, target: float) -> Path:
     return req.results[0] / "visuals" / safe_name(f"{req.sequence}-f{frame}-{target:.4g}bpp")
 
 
-def visualize(req: Request) -> Path:
-    """Write the comparison; returns the folder. Everything is checked before a file is written."""
+@dataclass
+class _Scene:
+    """What one comparison shows: the picks, and where in their frames."""
+
+    picks: list[Pick]
+    target: float
+    skipped: list[str]
+    width: int
+    height: int
+    depth: int
+    frames: int
+    start: int
+    frame: int
+    crop: tuple[int, int, int, int]
+    row: int
+
+    @property
+    def first(self) -> JobRecord:
+        return self.picks[0].job.record
+
+
+def _scene(req: Request) -> _Scene:
+    """The picks and the frame, crop and row, every one checked against the request."""
     jobs = select(find_jobs(req.results), req.sequence, req.dataset, req.codecs)
     with_video = [j for j in jobs if j.decoded is not None]
     skipped = sorted({j.codec for j in jobs} - {j.codec for j in with_video})
     picks, target = pick(with_video, req.bpp, req.anchor, req.anchor_rate)
     rec0 = picks[0].job.record
-    width, height, depth = rec0["config"]["geometry"]
-    frames = int(rec0["summary"]["frames"])
+    width, height, depth = rec0.config["geometry"]
+    frames = int(rec0.summary["frames"])
     frame = frames // 2 if req.frame is None else req.frame
-    start = int(rec0["source"].get("start", 0))
+    start = int(rec0.source.get("start", 0))
     if not start <= frame < start + frames:
         raise VisualizeError(f"--frame {frame} is outside the {frames} coded frames of {req.sequence} ({start}..{start + frames - 1})")
     crop = req.crop or default_crop(width, height)
@@ -333,90 +346,118 @@ def visualize(req: Request) -> Path:
     if not y <= row < y + h:
         raise VisualizeError(f"--row {row} is outside the crop's rows {y}..{y + h - 1}")
     for p in picks:
-        g = p.job.record["config"]["geometry"]
+        g = p.job.record.config["geometry"]
         if list(g) != [width, height, depth] or int(p.job.summary["frames"]) != frames:
             raise VisualizeError(
                 f"{p.job.codec} coded {req.sequence} as {g[0]}x{g[1]}, {p.job.summary['frames']} frames; "
                 f"{picks[0].job.codec} as {width}x{height}, {frames}: compare runs of the same frames"
             )
-    # every video is read (and its MD5 checked) before anything is written
-    videos = []
-    for p in picks:
-        kept = p.job.record["decoded"]
-        videos.append(decoded_store.load(p.job.decoded, width, height, depth, frames, kept.get("samples_md5")))
-    src_path = Path(rec0["source"]["path"])
-    source, notes = None, []
-    if src_path.is_file():
-        source = read_yuv(src_path, width, height, bit_depth=depth, start=start, frames=frames)
-    else:
-        notes.append(f"the source {src_path} is not on this machine: no source panel")
+    return _Scene(picks, target, skipped, width, height, depth, frames, start, frame, crop, row)
 
-    out = req.out or default_out(req, frame, target)
-    local = frame - start
+
+def _frame_line(fr: dict, frame: int) -> str:
+    """The label's third line: the frame, its type, PSNR and bits where known."""
+    frame_bits = fr.get("bits")
+    frame_psnr = fr.get("psnr_rgb", fr.get("psnr_yuv"))
+    line3 = f"frame {frame}" + (f" ({fr['frame_type']})" if isinstance(fr.get("frame_type"), str) and fr.get("frame_type") else "")
+    if frame_psnr is not None and not _nan(frame_psnr):
+        line3 += f": {float(frame_psnr):.2f} dB"
+    if frame_bits is not None and not _nan(frame_bits):
+        line3 += f", {float(frame_bits) / 1000:.1f} kbit"
+    return line3
+
+
+def _entry(p: Pick, fr: dict, label: str, name: str) -> dict:
+    """One pick as visualize.json lists it."""
+    s = p.job.summary
+    return {
+        "codec": p.job.codec,
+        "rate": s["rate"],
+        "bpp": float(s["bpp"]),
+        "why": p.why,
+        "notes": p.notes,
+        "label": label,
+        "metrics": {k: s[k] for k in ("psnr_rgb", "psnr_yuv", "ms_ssim_rgb", "lpips", "dists", "ewarp", "vmaf") if k in s and not _nan(s[k])},
+        "frame": {k: (None if _nan(v) else float(v)) for k, v in fr.items() if k in ("bits", "psnr_rgb", "psnr_yuv", "ms_ssim_rgb")},
+        "frame_type": fr.get("frame_type") if isinstance(fr.get("frame_type"), str) else None,
+        "crop": f"crops/{name}.png",
+        "xt": f"xt/{name}.png",
+        "results": str(p.job.root),
+        "decoded": str(p.job.record.decoded["path"]),
+    }
+
+
+def _titles(sc: _Scene, sequence: str) -> tuple[str, str]:
+    x, y, w, h = sc.crop
+    dataset = sc.first.dataset
+    title = f"{dataset}/{sequence}, frame {sc.frame}, crop x={x} y={y} {w}x{h}, target {sc.target:.4g} bpp"
+    xt_title = f"{dataset}/{sequence}: row {sc.row}, columns {x}..{x + w - 1}, frames {sc.start}..{sc.start + sc.frames - 1} top to bottom"
+    return title, xt_title
+
+
+def _source(sc: _Scene, notes: list[str]) -> Video | None:
+    src_path = Path(sc.first.source["path"])
+    if src_path.is_file():
+        return read_yuv(src_path, sc.width, sc.height, bit_depth=sc.depth, start=sc.start, frames=sc.frames)
+    notes.append(f"the source {src_path} is not on this machine: no source panel")
+    return None
+
+
+def visualize(req: Request) -> Path:
+    """Write the comparison; returns the folder. Everything is checked before a file is written."""
+    sc = _scene(req)
+    # every video is read (and its MD5 checked) before anything is written
+    videos = [decoded_store.load(p.job.decoded, sc.width, sc.height, sc.depth, sc.frames, p.job.record.decoded.get("samples_md5")) for p in sc.picks]
+    notes: list[str] = []
+    source = _source(sc, notes)
+    out = req.out or default_out(req, sc.frame, sc.target)
+    local = sc.frame - sc.start
+    x, y, w, h = sc.crop
     panels, xt_panels, entries = [], [], []
-    title = f"{rec0['dataset']}/{req.sequence}, frame {frame}, crop x={x} y={y} {w}x{h}, target {target:.4g} bpp"
-    xt_title = f"{rec0['dataset']}/{req.sequence}: row {row}, columns {x}..{x + w - 1}, frames {start}..{start + frames - 1} top to bottom"
+    title, xt_title = _titles(sc, req.sequence)
     if source is not None:
         img = to_rgb8(source, local)[y : y + h, x : x + w]
-        xt = xt_slice(source, row, x, x + w)
+        xt = xt_slice(source, sc.row, x, x + w)
         _save_png(img, out / "crops" / "source.png", {"Title": f"source, {title}"})
         _save_png(xt, out / "xt" / "source.png", {"Title": f"source, {xt_title}"})
         panels.append((img, "source"))
         xt_panels.append((xt, "source"))
-    for p, video in zip(picks, videos):
+    for p, video in zip(sc.picks, videos):
         s = p.job.summary
-        fr = _frame_row(p.job, frame)
-        frame_bits = fr.get("bits")
-        frame_psnr = fr.get("psnr_rgb", fr.get("psnr_yuv"))
-        line3 = f"frame {frame}" + (f" ({fr['frame_type']})" if isinstance(fr.get("frame_type"), str) and fr.get("frame_type") else "")
-        if frame_psnr is not None and not _nan(frame_psnr):
-            line3 += f": {float(frame_psnr):.2f} dB"
-        if frame_bits is not None and not _nan(frame_bits):
-            line3 += f", {float(frame_bits) / 1000:.1f} kbit"
-        label = f"{p.job.codec} · {p.job.summary['rate']}\n{float(s['bpp']):.4f} bpp · " + " · ".join(_fidelity(s)) + f"\n{line3}"
+        fr = _frame_row(p.job, sc.frame)
+        label = f"{p.job.codec} · {s['rate']}\n{float(s['bpp']):.4f} bpp · " + " · ".join(_fidelity(s)) + f"\n{_frame_line(fr, sc.frame)}"
         img = to_rgb8(video, local)[y : y + h, x : x + w]
-        xt = xt_slice(video, row, x, x + w)
-        name = safe_name(f"{p.job.codec}-{p.job.summary['rate']}")
+        xt = xt_slice(video, sc.row, x, x + w)
+        name = safe_name(f"{p.job.codec}-{s['rate']}")
         _save_png(img, out / "crops" / f"{name}.png", {"Title": f"{label.replace(chr(10), ' | ')}; {title}"})
-        _save_png(xt, out / "xt" / f"{name}.png", {"Title": f"{p.job.codec} {p.job.summary['rate']}; {xt_title}"})
+        _save_png(xt, out / "xt" / f"{name}.png", {"Title": f"{p.job.codec} {s['rate']}; {xt_title}"})
         panels.append((img, label))
-        xt_panels.append((xt, f"{p.job.codec} · {p.job.summary['rate']} · {float(s['bpp']):.4f} bpp"))
-        entries.append(
-            {
-                "codec": p.job.codec,
-                "rate": p.job.summary["rate"],
-                "bpp": float(s["bpp"]),
-                "why": p.why,
-                "notes": p.notes,
-                "label": label,
-                "metrics": {k: s[k] for k in ("psnr_rgb", "psnr_yuv", "ms_ssim_rgb", "lpips", "dists", "ewarp", "vmaf") if k in s and not _nan(s[k])},
-                "frame": {k: (None if _nan(v) else float(v)) for k, v in fr.items() if k in ("bits", "psnr_rgb", "psnr_yuv", "ms_ssim_rgb")},
-                "frame_type": fr.get("frame_type") if isinstance(fr.get("frame_type"), str) else None,
-                "crop": f"crops/{name}.png",
-                "xt": f"xt/{name}.png",
-                "results": str(p.job.root),
-                "decoded": str(p.job.record["decoded"]["path"]),
-            }
-        )
+        xt_panels.append((xt, f"{p.job.codec} · {s['rate']} · {float(s['bpp']):.4f} bpp"))
+        entries.append(_entry(p, fr, label, name))
     _figure(panels, out / "compare.png", title, req.scale)
     # a clip of 33 frames would be a thin strip: each frame is drawn k rows tall
-    k = max(1, math.ceil(128 / frames))
+    k = max(1, math.ceil(128 / sc.frames))
     _figure([(np.repeat(img, k, axis=0), label) for img, label in xt_panels], out / "xt.png", xt_title + (f" ({k} px per frame)" if k > 1 else ""), req.scale)
-    if skipped:
-        notes.append(f"no decoded video kept for {', '.join(skipped)}: left out")
+    if sc.skipped:
+        notes.append(f"no decoded video kept for {', '.join(sc.skipped)}: left out")
+    _write_result(out, sc, req, entries, source is not None, notes)
+    return out
+
+
+def _write_result(out: Path, sc: _Scene, req: Request, entries: list[dict], has_source: bool, notes: list[str]) -> None:
+    x, y, w, h = sc.crop
     result = {
-        "dataset": rec0["dataset"],
+        "dataset": sc.first.dataset,
         "sequence": req.sequence,
-        "frame": frame,
+        "frame": sc.frame,
         "crop": {"x": x, "y": y, "w": w, "h": h},
-        "row": row,
-        "target_bpp": target,
+        "row": sc.row,
+        "target_bpp": sc.target,
         "anchor": req.anchor,
         "picks": entries,
-        "source": "crops/source.png" if source is not None else None,
+        "source": "crops/source.png" if has_source else None,
         "compare": "compare.png",
         "xt": "xt.png",
         "notes": notes,
     }
     atomic_write_text(out / RESULT_FILE, dumps(result))
-    return out
