@@ -14,6 +14,7 @@ class SvtAv1(FFmpegAnchor):
     rate_spec = RateSpec("int", 1, 63)
     default_rates = (40, 46, 52, 57, 62)
     default_preset = 8
+    fastest_preset = 12
     params_option = "-svtav1-params"
     reserved_params = frozenset("rc qp crf tbr mbr pred-struct keyint scd enable-tf aq-mode enable-overlays lp input-depth".split())
     file_params = frozenset("stat-file input-stat-file output-stat-file fgs-table roi-map-file".split())

@@ -20,6 +20,7 @@ class VVenC(FFmpegAnchor):
     # the sample set. At these QPs vvenc spans ~0.007-0.06 bpp there, x265 ~0.017-0.10.
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    fastest_preset = "faster"
     plot_style = ("#ff7f0e", "s")
     anchor = True
     params_option = "-vvenc-params"
