@@ -281,4 +281,4 @@ def test_codecs_and_doctor_show_what_each_baseline_needs(tmp_path, monkeypatch, 
     assert "vtm: MISSING VTM low-delay configuration encoder_lowdelay_vtm.cfg" in out
     assert "bmshj2018-hyperprior: MISSING bmshj2018-hyperprior quality 1 (mse) weights bmshj2018-hyperprior-1-7eb97409.pth.tar" in out
     assert "dcvc-dc: MISSING DCVC-DC checkpoint cvpr2023_video_yuv420_psnr.pth.tar" in out
-    assert "x265: nothing else" in out
+    assert "x265: present ffmpeg encoder libx265" in out and "x265: present ffmpeg decoder hevc" in out
