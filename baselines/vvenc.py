@@ -38,8 +38,8 @@ class VVenC(FFmpegAnchor):
         # second and perceptual QPA: none of them is a low-delay fixed-QP anchor. Low delay
         # only admits DecodingRefreshType=none, so a finite intra period gives non-IRAP
         # intra pictures, which is still one intra frame per period.
-        period = -1 if self.intra_period == -1 else self.intra_period
-        params = f"PicReordering=0:DecodingRefreshType=none:GOPSize=8:IntraPeriod={period}"
+        # IntraPeriod=-1 is vvenc's "one intra picture", as intra_period=-1 is the harness's
+        params = f"PicReordering=0:DecodingRefreshType=none:GOPSize=8:IntraPeriod={self.intra_period}"
         args = ["-c:v", "libvvenc", "-preset", str(self.preset), "-qp", str(qp), "-qpa", "0", self.params_option, self._with_params(params)]
         if self.threads:
             args[4:4] = ["-threads", str(self.threads)]
