@@ -179,6 +179,16 @@ class CompressAICodec(Codec):
                 out.append(crop(self._decode_frame(net, strings, (ph // self.multiple, pw // self.multiple), i).clamp(0, 1), h, w).cpu())
         return rgb_to_yuv420(torch.cat(out), bit_depth or int(header.get("bit_depth", 8)), float(header["fps"]))
 
+    @classmethod
+    def contract_options(cls) -> dict[str, Any]:
+        return {"random_weights_for_tests": True}  # the contract tests the coding, not the zoo's weights
+
+    def identity(self) -> dict[str, Any]:
+        """Everything ``describe()`` says: the architecture, objective and weights (the zoo's
+        file names carry their hash), and the compressai version, whose entropy coder and
+        layers make the numbers. (The manifest's fields, as before: cached results keep their key.)"""
+        return self.describe()
+
     def describe(self) -> dict[str, Any]:
         info = {
             **super().describe(),

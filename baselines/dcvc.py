@@ -206,7 +206,7 @@ class DCVCCodec(Codec):
         )
 
     def checkpoint_requirement(self, name: str, path: Path) -> Requirement:
-        sha = file_sha256(path)
+        sha = _file_digest(path)
         problem = None if sha in self.trusted else weights_only_problem(path)
         return Requirement(
             f"{self.family} checkpoint {name} loadable with weights_only=True" + (" (trusted by its SHA-256)" if sha in self.trusted else ""),
@@ -225,7 +225,7 @@ class DCVCCodec(Codec):
             "family": self.family,
             "device": self.device,
             "intra_period": self.intra_period,
-            "checkpoints": {name: file_sha256(p) if p else None for name, p in self.checkpoints().items()},
+            "checkpoints": {name: _file_digest(p) if p else None for name, p in self.checkpoints().items()},
             "source_sha256": source_digest(md) if md else None,
             **self.runner_options(),
             **self.encode_options(),
@@ -281,7 +281,7 @@ class DCVCCodec(Codec):
         init = {
             "target": self.runner,
             "model_dir": str(self.model_dir()),
-            "checkpoints": [(str(p), file_sha256(p), file_sha256(p) in self.trusted) for p in self.checkpoints().values()],
+            "checkpoints": [(str(p), _file_digest(p), _file_digest(p) in self.trusted) for p in self.checkpoints().values()],
             "device": self.device,
             "threads": torch.get_num_threads(),
             "build_hint": self.build_hint(self.model_dir()),
@@ -372,12 +372,6 @@ def parse_trust(value: Any) -> frozenset[str]:
     return frozenset(digests)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    from bench.weights import file_sha256 as digest
-
-    return digest(path)
-
-
 _CACHE: dict[tuple, Any] = {}
 
 
@@ -429,6 +423,13 @@ def coder_problem(model_dir: Path, modules: tuple[str, ...]) -> str | None:
         lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
         _CACHE[key] = None if r.returncode == 0 else (lines[-1] if lines else f"exit status {r.returncode}")
     return _CACHE[key]
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    # bench.store imports pandas, which the child process (it imports this module) never needs
+    from bench.store import file_digest
+
+    return file_digest(path)
 
 
 def source_digest(model_dir: Path) -> str:

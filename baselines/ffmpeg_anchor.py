@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ffmpeg
-from bench.codec import Codec, CodecError, CodecUnavailable, EncodeResult, Rate, RateSpec, check_intra_period
+from bench.codec import Codec, CodecError, CodecUnavailable, EncodeResult, Rate, RateSpec, Requirement, check_intra_period
 from bench.video import Video, iter_yuv_bytes, read_yuv
 
 _PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
@@ -35,6 +35,8 @@ class FFmpegAnchor(Codec):
     bit_depths = (8, 10)
     rate_spec = RateSpec("int", 0, 51)
     default_preset: ClassVar[str | int | None] = None
+    #: the encoder's fastest preset: what the reusable contract (bench.testing) runs
+    fastest_preset: ClassVar[str | int | None] = None
     #: the ffmpeg option that takes the encoder's own ``key=value:...`` list (``params=``)
     params_option: ClassVar[str]
     #: keys ``params=`` may not set: what the harness sets for its test conditions, rate
@@ -61,6 +63,10 @@ class FFmpegAnchor(Codec):
         self.preset = self.default_preset if preset is None else preset
         self.threads = threads
         self.params = self.parse_params(params)
+
+    @classmethod
+    def contract_options(cls) -> dict[str, Any]:
+        return {} if cls.fastest_preset is None else {"preset": cls.fastest_preset}
 
     @classmethod
     def parse_params(cls, text: str | None) -> str:
@@ -110,6 +116,18 @@ class FFmpegAnchor(Codec):
                     raise CodecUnavailable(ffmpeg.missing_component_message(exe, kind, name))
         except ffmpeg.FFmpegError as e:
             raise CodecUnavailable(str(e)) from e
+
+    def requirements(self) -> list[Requirement]:
+        """The ffmpeg and its encoder and decoder, declared so that a missing one is "not
+        installed here" rather than a broken codec (``bench doctor``, ``bench.testing``)."""
+        try:
+            exe = self.exe
+        except ffmpeg.FFmpegError as e:
+            return [Requirement("an ffmpeg binary", False, str(self.ffmpeg or f"${ffmpeg.ENV_VAR}"), str(e))]
+        return [
+            Requirement(f"ffmpeg {kind} {name}", has(exe, name), exe, ffmpeg.missing_component_message(exe, kind, name))
+            for kind, name, has in (("encoder", self.encoder, ffmpeg.has_encoder), ("decoder", self.decoder, ffmpeg.has_decoder))
+        ]
 
     def depth_for(self, source_bit_depth: int) -> int:
         return self.coding_bit_depth or source_bit_depth

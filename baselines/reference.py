@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 from bench import children, ffmpeg
 from bench.codec import Codec, CodecError, CodecOption, EncodeResult, Rate, RateSpec, Requirement, ToolFailed, check_intra_period
+from bench.store import file_digest
 from bench.video import Video, read_yuv, write_yuv
 
 _GEOMETRY = re.compile(r"Stream #0:0.*?Video: (?:hevc|vvc)[^,]*, ([a-z0-9]+)[^,]*, (\d+)x(\d+)")
@@ -247,6 +248,12 @@ class ReferenceEncoder(Codec):
         fps = _FPS.search(probe.stderr)
         depth = 10 if "10" in m.group(1) else 8
         return int(m.group(2)), int(m.group(3)), float(fps.group(1)) if fps else 25.0, depth
+
+    def identity(self) -> dict[str, Any]:
+        """The binaries' versions, the cfg's contents as well as its path (a cfg edited in place
+        codes differently), the intra period and level."""
+        cfg = self._cfg_path()
+        return {**self.describe(), "cfg_sha256": file_digest(cfg) if cfg else None}
 
     def describe(self) -> dict[str, Any]:
         enc, dec = self._find(self.encoder_names), self._find(self.decoder_names)

@@ -20,6 +20,7 @@ class VVenC(FFmpegAnchor):
     # the sample set. At these QPs vvenc spans ~0.007-0.06 bpp there, x265 ~0.017-0.10.
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    fastest_preset = "faster"
     plot_style = ("#ff7f0e", "s")
     anchor = True
     params_option = "-vvenc-params"
@@ -37,8 +38,8 @@ class VVenC(FFmpegAnchor):
         # second and perceptual QPA: none of them is a low-delay fixed-QP anchor. Low delay
         # only admits DecodingRefreshType=none, so a finite intra period gives non-IRAP
         # intra pictures, which is still one intra frame per period.
-        period = -1 if self.intra_period == -1 else self.intra_period
-        params = f"PicReordering=0:DecodingRefreshType=none:GOPSize=8:IntraPeriod={period}"
+        # IntraPeriod=-1 is vvenc's "one intra picture", as intra_period=-1 is the harness's
+        params = f"PicReordering=0:DecodingRefreshType=none:GOPSize=8:IntraPeriod={self.intra_period}"
         args = ["-c:v", "libvvenc", "-preset", str(self.preset), "-qp", str(qp), "-qpa", "0", self.params_option, self._with_params(params)]
         if self.threads:
             args[4:4] = ["-threads", str(self.threads)]

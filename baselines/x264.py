@@ -16,6 +16,7 @@ class X264(FFmpegAnchor):
     rate_spec = RateSpec("int", 0, 51)
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    fastest_preset = "ultrafast"
     params_option = "-x264-params"
     reserved_params = frozenset("qp crf bitrate vbv-maxrate vbv-bufsize bframes keyint min-keyint scenecut aq-mode mbtree threads".split())
     file_params = frozenset("stats qpfile dump-yuv cqmfile tcfile-in tcfile-out".split())

@@ -11,6 +11,7 @@ class X265(FFmpegAnchor):
     encoder, decoder, muxer = "libx265", "hevc", "hevc"
     default_rates = (27, 32, 37, 42, 47)
     default_preset = "medium"
+    fastest_preset = "ultrafast"
     plot_style = ("#1f77b4", "s")
     anchor = True
     params_option = "-x265-params"

@@ -33,6 +33,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .spec import parse_spec
 from .video import Video
 
 ENTRY_POINT_GROUP = "bench.codecs"
@@ -348,10 +349,20 @@ class Codec(ABC):
         cpus = threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else 1
         return Resources(gpu=str(getattr(self, "device", "cpu")).startswith("cuda"), cpus=cpus, isolate=self.native_code)
 
+    @abstractmethod
     def identity(self) -> dict[str, Any]:
-        """The resolved settings that change what this codec produces (binary version,
-        weights hash, preset, ...): part of a job's cache key. Defaults to ``describe()``."""
-        return self.describe()
+        """The resolved settings that change what this codec produces: part of a job's cache
+        key. Name every version and hash the numbers depend on (the binary's or library's
+        version, the weights' SHA-256, the preset); leave out what does not change them (where
+        a binary lies). No default: one that named only the codec would serve results made by
+        an older binary as if they were this one's."""
+
+    @classmethod
+    def contract_options(cls) -> dict[str, Any]:
+        """Constructor options under which ``bench.testing``'s contract runs this codec: its
+        fastest settings that still code (a fast preset, random weights). JSON-able: a fresh
+        process builds the codec from them to decode."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -401,8 +412,6 @@ def create_codec(name: str, **options: Any) -> Codec:
 
 def parse_codec_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``mycodec:preset=slow:threads=1`` -> ("mycodec", {"preset": "slow", "threads": 1})."""
-    from .spec import parse_spec
-
     return parse_spec(spec)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .codec import check_intra_period
+
 #: what the harness computes (bench/video.py, bench/metrics/fidelity.py)
 HARNESS_COLOUR = "BT.709 full range"
 HARNESS_PSNR_YUV = (6, 1, 1)
@@ -64,6 +66,7 @@ def _load(path: Path = DATA) -> dict[str, Conditions]:
     out = {}
     for c in json.loads(path.read_text())["conditions"]:
         rates = {codec: tuple(int(r) for r in ladder) for codec, ladder in c.pop("rates", {}).items()}
+        check_intra_period(c["intra_period"])  # the codecs' rule: -1 or a positive period
         out[c["name"]] = Conditions(**{**c, "datasets": tuple(c["datasets"]), "rates": rates})
     return out
 

@@ -553,13 +553,22 @@ def _refuse_pooling(rows: pd.DataFrame) -> None:
     )
 
 
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB blocks (bitstreams, test-clip fingerprints)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_DIGESTS: dict[tuple[str, int, int, str], str] = {}
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks: the one file hash of the packages
+    (bitstreams, weights, checkpoints, imported files). Remembered per (path, size, mtime),
+    so a sweep hashes a weights file once, and a rewritten file is hashed again."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns, algorithm)
+    if key not in _DIGESTS:
+        h = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 # --- frame types --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .store import file_digest
+
 ENV = "BENCH_WEIGHTS"
 
 
@@ -123,28 +125,10 @@ def require(key: str) -> Path:
     return path
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, remembered per (path, size, mtime) so a sweep hashes each once."""
-    import hashlib
-
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
-
-
 def fingerprint(key: str) -> dict[str, str | None]:
     """Which file a registered weights key resolves to here, and its hash (None: missing)."""
     path = locate(key)
-    return {"file": WEIGHTS[key].filename, "sha256": file_sha256(path) if path else None}
+    return {"file": WEIGHTS[key].filename, "sha256": file_digest(path) if path else None}
 
 
 def load_state_dict(key: str):

@@ -637,6 +637,14 @@ class DiffSITCodec(Codec):
         info["weights_sha256"] = hashes
         info["model_config_sha256"] = configs
         info["format_version"] = FORMAT_VERSION
+        # the libraries whose kernels make the numbers: ODFTE's UNet (diffusers), STEM's
+        # entropy coder (compressai), torch under both (stdlib import: only this needs it)
+        from importlib.metadata import PackageNotFoundError, version
+
+        info["libraries"] = {}
+        for lib in ("torch", "diffusers", "compressai"):
+            with contextlib.suppress(PackageNotFoundError):
+                info["libraries"][lib] = version(lib)
         return info
 
     def describe(self) -> dict[str, Any]:

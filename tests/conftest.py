@@ -8,6 +8,11 @@ import pytest
 
 from bench.video import Video
 
+# tests/fixtures holds plugin packages written outside the tree, with test suites of their own
+# that import the installed plugin: tests/test_thirdparty_codec.py installs each and runs its
+# suite in a process of its own
+collect_ignore = ["fixtures"]
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` skip, saying why, where torch sees no CUDA device."""

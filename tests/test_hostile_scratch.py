@@ -285,7 +285,8 @@ def test_a_damaged_x265_stream_is_refused(tmp_path, synthetic):
 
 
 def test_a_damaged_stream_that_loses_pictures_is_refused_by_the_hm_wrapper(tmp_path, synthetic):
-    from test_reference_codecs import make_tree
+    sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+    from reference_tree import make_tree
 
     codec = create_codec("hm", hm_dir=str(make_tree(tmp_path / "HM", "hm")))
     clean = codec.encode(synthetic["testsrc2"].open(frames=9), 32, tmp_path).bitstream

@@ -10,7 +10,7 @@ import torch
 from conftest import random_video
 
 from bench.metrics import MetricError, UnknownMetric, create_metric, measure, resolve_metrics
-from bench.metrics.fidelity import PSNR_MAX, ms_ssim
+from bench.metrics.fidelity import PSNR_MAX, ms_ssim, psnr
 from bench.video import read_yuv, write_yuv
 
 
@@ -88,6 +88,14 @@ def test_identical_frames():
     out = measure(v, v.copy(), [create_metric(m) for m in ("psnr", "psnr_rgb", "ms_ssim_rgb")])
     assert np.all(out["psnr_y"] == PSNR_MAX) and np.all(out["psnr_rgb"] == PSNR_MAX)
     np.testing.assert_allclose(out["ms_ssim_rgb"], 1.0, atol=1e-12)
+
+
+def test_the_one_psnr_helper_agrees_with_the_metric_and_caps_zero_error():
+    ref, dist = random_video(frames=1, seed=1), random_video(frames=1, seed=2)
+    out = measure(ref, dist, [create_metric("psnr_rgb")])
+    assert psnr(ref.rgb(), dist.rgb()) == pytest.approx(out["psnr_rgb"][0], abs=1e-9)
+    assert psnr(ref.rgb(), ref.rgb()) == PSNR_MAX  # never inf: one zero-error convention
+    assert psnr(torch.zeros(4), torch.full((4,), 2.0), peak=255.0) == pytest.approx(10 * np.log10(255.0**2 / 4))
 
 
 def test_psnr_rgb_is_over_all_rgb_samples():

@@ -21,25 +21,9 @@ import pytest
 
 from bench.codec import CodecError, CodecUnavailable, RateError, ToolFailed, create_codec
 
-FAKE = Path(__file__).parent / "fakes" / "reference_codec.py"
-ROLES = {"hm": ("TAppEncoder", "TAppDecoder", "encoder_lowdelay_main10.cfg"), "vtm": ("EncoderApp", "DecoderApp", "encoder_lowdelay_vtm.cfg")}
+sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
-
-def make_tree(root: Path, kind: str, *, with_cfg: bool = True, binaries: bool = True, bin_dir: str = "bin") -> Path:
-    """A source tree with the fake binaries in ``bin_dir`` and a cfg with the real low-delay
-    files' GOP (8, with IntraPeriod -1 and no refresh, as theirs)."""
-    enc, dec, cfg = ROLES[kind]
-    (root / bin_dir).mkdir(parents=True)
-    if binaries:
-        script = f"#!{sys.executable}\n" + FAKE.read_text()
-        for name in (enc, dec):
-            p = root / bin_dir / name
-            p.write_text(script)
-            p.chmod(0o755)
-    if with_cfg:
-        (root / "cfg").mkdir()
-        (root / "cfg" / cfg).write_text("#======== File I/O ===\nIntraPeriod : -1\nDecodingRefreshType : 0\nGOPSize : 8  # GOP Size\n")
-    return root
+from reference_tree import ROLES, make_tree
 
 
 @pytest.fixture
@@ -281,4 +265,4 @@ def test_codecs_and_doctor_show_what_each_baseline_needs(tmp_path, monkeypatch, 
     assert "vtm: MISSING VTM low-delay configuration encoder_lowdelay_vtm.cfg" in out
     assert "bmshj2018-hyperprior: MISSING bmshj2018-hyperprior quality 1 (mse) weights bmshj2018-hyperprior-1-7eb97409.pth.tar" in out
     assert "dcvc-dc: MISSING DCVC-DC checkpoint cvpr2023_video_yuv420_psnr.pth.tar" in out
-    assert "x265: nothing else" in out
+    assert "x265: present ffmpeg encoder libx265" in out and "x265: present ffmpeg decoder hevc" in out

@@ -8,7 +8,10 @@ Conventions (DCVC's, the ones learned-video-coding papers report):
 - ``ms_ssim_rgb``: MS-SSIM per RGB channel, then the channel mean; 11x11 Gaussian window
   (sigma 1.5), 'valid' filtering, 2x2 mean downsampling, 5 scales, or 4 scales with HM's
   renormalised weights when the frame is smaller than 176 pixels (e.g. QCIF).
-A frame identical to its reference has infinite PSNR; it is reported as PSNR_MAX.
+A frame identical to its reference has infinite PSNR; it is reported as PSNR_MAX (100 dB),
+never inf, so that a mean over frames stays finite. That is the one zero-error convention of
+the packages: code outside the metrics (training logs, experiments) takes its PSNR from
+:func:`psnr` or :func:`psnr_from_mse` here.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ def psnr_from_mse(mse: np.ndarray, peak: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
         out = 10.0 * np.log10(peak * peak / mse)
     return np.minimum(out, PSNR_MAX)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
+    """PSNR over all samples of two tensors (RGB in [0, 1] by default), squared errors in
+    float64; PSNR_MAX where they are equal."""
+    mse = torch.mean((a.detach().double() - b.detach().double()).square()).item()
+    return float(psnr_from_mse(mse, peak))
 
 
 class PSNR(Metric):

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from .. import weights
 from .._kernels import warp_error_cpu
 from ..flow import backward_warp as warp
+from ..flow import dis_flow
 from ..video import Video
 from . import Column, FrameBatch, Metric, MetricError, MetricUnavailable
 
@@ -73,26 +74,26 @@ def warp_error(prev: torch.Tensor, cur: torch.Tensor, fw: torch.Tensor, bw: torc
 
 
 class _DIS:
-    """OpenCV's DIS on 8-bit luma; flows as (H, W, 2) float32 arrays."""
+    """OpenCV's DIS (bench.flow.dis_flow) on the coded 8-bit luma plane; flows as (H, W, 2)
+    float32 arrays."""
 
     def __init__(self, preset: str = "medium"):
-        import cv2
-
+        self.preset = preset
         self.label = f"OpenCV DIS ({preset} preset) on luma"
-        self.dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
 
     @staticmethod
     def luma(video: Video, t: int) -> np.ndarray:
+        """The Y plane as coded (not BT.709 luma from RGB): what this metric has always used."""
         frame = video[t : t + 1]
         y = frame.y if frame.bit_depth == 8 else frame.to_bit_depth(8).y
         return np.ascontiguousarray(y[0])
 
     def flows(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """F (prev -> cur) and B (cur -> prev)."""
-        return self.dis.calc(prev, cur, None), self.dis.calc(cur, prev, None)
+        return dis_flow(prev, cur, self.preset), dis_flow(cur, prev, self.preset)
 
     def __call__(self, video: Video, a: int, b: int, device) -> torch.Tensor:
-        flow = self.dis.calc(self.luma(video, a), self.luma(video, b), None)
+        flow = dis_flow(self.luma(video, a), self.luma(video, b), self.preset)
         return torch.from_numpy(flow).permute(2, 0, 1)[None].to(device)
 
 

@@ -49,11 +49,11 @@ def compute_gaussian_tables() -> dict[str, torch.Tensor]:
 def gaussian_tables() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    from bench.weights import file_sha256
+    from bench.store import file_digest
 
     if not GAUSSIAN_TABLES.is_file():
         raise FileNotFoundError(f"{GAUSSIAN_TABLES} is missing (it ships with diffsit; reinstall the package)")
-    if file_sha256(GAUSSIAN_TABLES) != GAUSSIAN_TABLES_SHA256:
+    if file_digest(GAUSSIAN_TABLES) != GAUSSIAN_TABLES_SHA256:
         raise ValueError(f"{GAUSSIAN_TABLES} is not the file this decoder was built with (SHA-256 differs): reinstall the package")
     return load_file(str(GAUSSIAN_TABLES))
 

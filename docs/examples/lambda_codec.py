@@ -26,6 +26,10 @@ class Quantiser(Codec):
     extension = ".q"
     bit_depths = (8, 10)
 
+    def identity(self) -> dict:
+        # what changes the numbers: the stream format (bump it when encode changes) and zlib
+        return {"codec": self.name, "format": 1, "zlib": zlib.ZLIB_VERSION}
+
     def encode(self, video: Video, rate, workdir: Path) -> EncodeResult:
         lam = self.parse_rate(rate)
         head = json.dumps({"w": video.width, "h": video.height, "n": video.frames, "fps": video.fps, "depth": video.bit_depth, "lambda": lam}).encode()

@@ -55,6 +55,9 @@ class FakeCPUCodec(Codec):
         if self.only_in_pid is not None and os.getpid() != self.only_in_pid:
             raise CodecUnavailable("fake-encoder is not installed here")
 
+    def identity(self) -> dict:
+        return {"codec": self.name, "format": "raw 8-bit 4:2:0"}  # lossless: nothing else changes a number
+
     def resources(self) -> Resources:
         return Resources(gpu=self.gpu, cpus=self.threads)
 
