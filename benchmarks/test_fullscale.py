@@ -16,7 +16,7 @@ report: dict = {}
 
 
 def test_fullscale_memory_and_time():
-    from diffsit.fullscale import run
+    from diffsit.experiments.fullscale import run
 
     report.update(run())
     out = Path(".benchmarks") / "fullscale.json"
