@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 35): what a machine with a CUDA GPU runs in under 10 minutes.
-# CI never has a GPU; a session lent one runs this and puts the numbers in the README.
+# CI never has a GPU; a session lent one runs this and puts the numbers in docs/measurements/.
 #   usage: bash benchmarks/gpu_check.sh [OUT]   (in the repo root, the package installed)
 # 1. the sample sweep (x265, vvenc, Diff-SIT, 9 frames) with --device cuda: every job done;
 # 2. a Diff-SIT stream encoded on the CPU decodes on CUDA to the same x~ (per-frame MD5s of

@@ -59,9 +59,9 @@ def weights_bytes(model: str, dtype: str) -> int:
     """Every parameter and buffer of the preset's model with ODFTE in ``dtype``."""
     import torch
 
-    from diffsit.codec import parse_dtype
     from diffsit.model import random_model
     from diffsit.odfte import ODFTE
+    from diffsit.pipeline import parse_dtype
     from diffsit.presets import preset_config
 
     def nbytes(module) -> int:

@@ -16,8 +16,9 @@ import torch
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from diffsit.codec import decode_intermediate, encode_video, load_model, reconstruct
 from diffsit.gop import type_map
+from diffsit.pipeline import decode_intermediate, encode_video, reconstruct
+from diffsit.zoo import load_model
 
 results: dict[str, float] = {}
 
@@ -125,7 +126,7 @@ def test_bigbuckbunny_encode_decode():
     x^ in the decoder with ODFTE reused from the encoder (the harness's path) and run again
     (a decoder on its own)."""
     from bench.datasets import DATASETS
-    from diffsit.codec import RefinementCache
+    from diffsit.pipeline import RefinementCache
 
     model = load_model("tiny-lambda1")
     seq = {s.name: s for s in DATASETS["sample"].resolve(None)}["bigbuckbunny"]

@@ -1,5 +1,5 @@
 """Full-scale Diff-SIT (1080p x 96 frames, Wan2.1-1.3B shapes, random weights): peak memory
-and time of encode and decode, measured on CUDA and estimated on CPU (``diffsit.fullscale``
+and time of encode and decode, measured on CUDA and estimated on CPU (``diffsit.experiments.fullscale``
 states the method). The report is printed at the end and written to .benchmarks/fullscale.json."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ report: dict = {}
 
 
 def test_fullscale_memory_and_time():
-    from diffsit.fullscale import run
+    from diffsit.experiments.fullscale import run
 
     report.update(run())
     out = Path(".benchmarks") / "fullscale.json"

@@ -1,6 +1,8 @@
 """Diff-SIT: sparse temporal encoding refined by one-step video diffusion (arXiv 2603.18501).
 
-Present so far: ``gop`` (backbone/MV schedule, coding order, diffusion windows, intra refresh)
-and ``bitstream`` (the container format). STEM, ODFTE, the codec plugin and the CLI follow
-(issue 5); it will plug into the harness through the ``bench.codecs`` entry point.
+A video codec in rooms: ``zoo`` (models by name, family and λ), ``pipeline`` (encode, decode,
+refine), ``codec`` (the ``bench`` plugin, entry point ``diffsit``), ``model`` and ``presets``
+(the model and its shapes), its parts ``stem`` (the integer-exact STEM coders), ``odfte``,
+``gop``, ``strength`` and ``bitstream``, ``train`` (training and the tiny recipe), and
+``experiments`` (ablations and measurements). ``python -m diffsit`` is its command line.
 """

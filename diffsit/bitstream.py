@@ -53,7 +53,7 @@ The CRC catches damage, not intent: anyone can write a stream with a valid CRC. 
 is also bounded (:func:`check_geometry`) before anything is sized from it: width and height
 1..``MAX_DIMENSION``, fps numerator and denominator above 0, frames 1..``MAX_FRAMES``. The
 encoder refuses to write what the decoder would refuse. The model id is a name to look up
-among the models a decoder knows (``diffsit.codec.spec_for_model_id``), never a path.
+among the models a decoder knows (``diffsit.zoo.spec_for_model_id``), never a path.
 """
 
 from __future__ import annotations
@@ -259,16 +259,8 @@ def _model_id(raw: bytes) -> str:
         raise BitstreamError(f"corrupted stream: the model id {raw[:40]!r} is not UTF-8") from None
 
 
-def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: bytes | None = None) -> Stream:
-    """Parse and check a stream; with model_id/weights given, refuse any other model's stream."""
-    if len(data) < 4 or data[:4] != MAGIC:
-        raise BitstreamError(f"not a Diff-SIT stream: magic {data[:4]!r}, expected {MAGIC!r}")
-    if len(data) < 10:
-        raise BitstreamError("truncated stream: no header")
-    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
-    r = _Reader(body)
-    r.take(4, "magic")
-    version, header_len = r.unpack("<HI", "version")
+def _check_version(version: int) -> None:
+    """Refuse a stream version this decoder does not read, saying why for the ones it once did."""
     if version in (1, 2):
         raise BitstreamError(
             f"stream format version {version} was written by the float STEM, whose reconstructions depend on the machine "
@@ -287,6 +279,19 @@ def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: b
         )
     if version not in READABLE_VERSIONS:
         raise BitstreamError(f"stream format version {version}; this decoder reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+
+
+def decode_stream(data: bytes, *, model_id: str | None = None, weights_sha256: bytes | None = None) -> Stream:
+    """Parse and check a stream; with model_id/weights given, refuse any other model's stream."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise BitstreamError(f"not a Diff-SIT stream: magic {data[:4]!r}, expected {MAGIC!r}")
+    if len(data) < 10:
+        raise BitstreamError("truncated stream: no header")
+    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+    r = _Reader(body)
+    r.take(4, "magic")
+    version, header_len = r.unpack("<HI", "version")
+    _check_version(version)
     if zlib.crc32(body) != crc:
         if header_len + 10 > len(body):
             raise BitstreamError(f"truncated stream: header of {header_len} bytes, {len(body) - 10} present")

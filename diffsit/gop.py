@@ -26,6 +26,8 @@ from enum import Enum
 
 import numpy as np
 
+from bench.codec import check_intra_period
+
 GROUP = 3
 
 
@@ -54,9 +56,15 @@ def backbone_of_group(group: int, frames: int) -> int:
 
 
 def validate_intra_period(intra_period: int) -> None:
-    if intra_period == -1:
-        return
-    if intra_period <= 0 or intra_period % GROUP:
+    """The harness's rule (``bench.codec.check_intra_period``: -1 or positive) and Diff-SIT's:
+    a period is whole groups of three."""
+    try:
+        check_intra_period(intra_period)
+    except ValueError:
+        valid = False
+    else:
+        valid = intra_period == -1 or intra_period % GROUP == 0
+    if not valid:
         raise ValueError(f"intra_period must be -1 (one intra backbone) or a positive multiple of {GROUP}, got {intra_period}")
 
 

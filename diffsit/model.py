@@ -25,7 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .odfte import ODFTE, ODFTEConfig, tiny_config
+from .deferred import Deferred, Scratch, replay, storage_key
+from .odfte import ODFTE, ODFTEConfig, encode_empty_prompt, tiny_config
+from .pretrained import resolve_pretrained
+from .stem.intra import IntraCoder, step_gain, step_ratio
+from .stem.mv import MVCoder
+from .stem.pframe import PCoder
 
 _TABLES = ("._offset", "._quantized_cdf", "._cdf_length")  # the hyperpriors' (EntropyBottleneck)
 _EXACT = (".exact_gain", ".exact_thresholds")
@@ -38,8 +43,6 @@ def level_lambda(lam: float, level: int) -> float:
     """The lambda a model trained at ``lam`` codes at on step level ``level``. At high rate the
     distortion is proportional to the step squared and its slope against the rate too, so a
     step 1/k as fine stands for lambda / k^2 (gain k = q^level)."""
-    from .stem.intra import step_gain
-
     k = step_gain(level)
     return lam / (k * k)
 
@@ -47,8 +50,6 @@ def level_lambda(lam: float, level: int) -> float:
 def lambda_level(lam: float, trained: float) -> int:
     """The step level of a model trained at ``trained`` nearest to coding at ``lam`` (the
     inverse of :func:`level_lambda`, rounded)."""
-    from .stem.intra import step_ratio
-
     return round(math.log(trained / lam) / (2 * math.log(step_ratio())))
 
 
@@ -67,7 +68,7 @@ class DiffSITConfig:
     odfte: ODFTEConfig = field(default_factory=tiny_config)
     window: int = 9  # ODFTE window, 9 + 12m frames
     # frames consecutive ODFTE windows share, crossfaded (gop.overlapping_chunks): without it
-    # every window refines on its own and a seam can show between them (docs/diffsit-measurements.md)
+    # every window refines on its own and a seam can show between them (docs/measurements/diffsit.md)
     window_overlap: int = 0
     # the encoder-chosen strength map's block size (diffsit.strength); 0: none, x^ is ODFTE's
     # output as is (the paper's decoder-only form). Pixels of the padded frame.
@@ -99,11 +100,6 @@ class DiffSIT(nn.Module):
         """``deferred``: build ODFTE without its weights' memory (``diffsit.deferred``), the
         same random draws recorded; :meth:`materialize` gives them values before any use."""
         super().__init__()
-        from .deferred import Deferred
-        from .stem.intra import IntraCoder
-        from .stem.mv import MVCoder
-        from .stem.pframe import PCoder
-
         self.config = config
         self.intra = IntraCoder(**config.intra)
         self.mv = MVCoder(**config.mv)
@@ -119,11 +115,13 @@ class DiffSIT(nn.Module):
     def model_id(self) -> str:
         return self.config.name
 
-    def rd_tradeoff(self) -> tuple[float, float] | None:
+    def rd_tradeoff(self, p_skip: bool | None = None) -> tuple[float, float] | None:
         """(lambda, distortion weight) of the encoder's P-frame mode decision, or None when it
         codes every residual (``p_skip`` off, or a model that does not know its lambda). At a
-        step level the lambda is the one that level's steps stand for (:func:`level_lambda`)."""
-        if not self.config.p_skip or self.config.lam is None:
+        step level the lambda is the one that level's steps stand for (:func:`level_lambda`).
+        ``p_skip``: the caller's setting, over the config's (None: the config's)."""
+        skip = self.config.p_skip if p_skip is None else p_skip
+        if not skip or self.config.lam is None:
             return None
         return level_lambda(self.config.lam, self.step_level), self.config.distortion_weight
 
@@ -137,8 +135,6 @@ class DiffSIT(nn.Module):
     def at_step_level(self, level: int):
         """Code at ``level`` inside the block (the intra coder and the P coder's residual
         codec), then at the trained steps again."""
-        from .stem.intra import step_gain
-
         step_gain(level)  # validates it
         before = self.intra.step_level, self.pframe.codec.step_level
         self.intra.step_level = self.pframe.codec.step_level = level
@@ -173,21 +169,6 @@ class DiffSIT(nn.Module):
         self.odfte.to(dtype or torch.float32)
         return self
 
-    def with_config(self, **changes) -> DiffSIT:
-        """This model's modules, the same tensors and not a copy, under a copy of its config
-        with ``changes`` (``p_skip``, ``strength_block``: how a model codes, not its weights): a
-        codec changes these on a model other codecs share (``diffsit.codec.shared_model``)."""
-        if self._deferred is not None:
-            raise ValueError("materialize() a deferred model before sharing it")
-        view = DiffSIT.__new__(type(self))
-        nn.Module.__init__(view)
-        view.config = replace(self.config, **changes)
-        for name, module in self.named_children():
-            setattr(view, name, module)
-        view._deferred, view._sha256, view.training = None, self.weights_sha256(), self.training
-        view.__dict__["shares"] = self  # not a submodule: keeps the shared model alive, and cached
-        return view
-
     def weights_sha256(self) -> bytes:
         """Hash of the weights, computed once per update(): every encode, decode and manifest
         asks for it, and a Wan-1.3B model has gigabytes to hash."""
@@ -212,8 +193,6 @@ class DiffSIT(nn.Module):
         has the tensor, else its recorded initialisation, in float32 as load_state_dict copies
         it; ODFTE's are then kept in ``dtype`` (:meth:`set_dtype`). One float32 tensor at a
         time is held besides the model: a bf16 Wan-1.3B ODFTE never exists whole in float32."""
-        from .deferred import Scratch
-
         state = {} if state is None else state
         scratch, h = Scratch(), hashlib.sha256()
         for name, t in sorted(self.state_dict(keep_vars=True).items()):
@@ -233,8 +212,6 @@ class DiffSIT(nn.Module):
 
     def _fill(self, name: str, meta: torch.Tensor, stored: torch.Tensor | None, scratch) -> torch.Tensor:
         """A deferred tensor's float32 value, in ``scratch`` when it is only to be cast."""
-        from .deferred import replay, storage_key
-
         shape, stride = tuple(meta.shape), meta.stride()
         out = scratch.like(shape, stride, meta.dtype) if scratch else torch.empty_strided(shape, stride, dtype=meta.dtype)
         if stored is None:
@@ -296,12 +273,10 @@ class DiffSIT(nn.Module):
         cls, folder: str | Path, *, pretrained_dir: str | Path | None = None, need_text_embedding: bool = True, dtype: torch.dtype | None = None
     ) -> DiffSIT:
         """``pretrained_dir``: the Wan folder of a pretrained-based model, over the one its
-        config names (``diffsit.presets.resolve_pretrained``). ``dtype``: ODFTE's
+        config names (``diffsit.pretrained.resolve_pretrained``). ``dtype``: ODFTE's
         (:meth:`set_dtype`); a model not based on a Wan folder loads straight into it
         (:meth:`materialize`), one diffusers loads from the Wan folder is cast after loading."""
         from safetensors.torch import load_file
-
-        from .presets import resolve_pretrained
 
         folder = Path(folder)
         cfg, weights = folder / "config.json", folder / "model.safetensors"
@@ -362,8 +337,6 @@ class DiffSIT(nn.Module):
     @classmethod
     def embed_prompt(cls, folder: str | Path, *, pretrained_dir: str | Path | None = None) -> bytes:
         """Compute and store a Wan-based model's umT5 empty-prompt embedding (once)."""
-        from .odfte import encode_empty_prompt
-
         folder = Path(folder)
         model = cls.load(folder, pretrained_dir=pretrained_dir, need_text_embedding=False)
         if not model.config.odfte.pretrained_dir:

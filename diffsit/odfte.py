@@ -65,7 +65,7 @@ def tiny_config() -> ODFTEConfig:
     holds 1/24 of the input's values instead of 1/48: a VAE this small, trained for minutes on
     a CPU, cannot reconstruct through Wan's bottleneck (the residual form below is why its
     quality does not bound x^'s). At 4x its middle block's attention, over every latent pixel
-    of a frame, took 41 % of a 720p window's time (docs/diffsit-measurements.md); at 8x it has
+    of a frame, took 41 % of a 720p window's time (docs/measurements/diffsit.md); at 8x it has
     a sixteenth of the pairs. The DiT patchifies 2x2, as Wan does, which keeps a 720p window at
     Wan's token count. rope_max_seq_len bounds the latent token grid per side (1024 as in Wan)."""
     return ODFTEConfig(

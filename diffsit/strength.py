@@ -29,6 +29,8 @@ import zlib
 import torch
 import torch.nn.functional as F
 
+from bench.video import KB, KG, KR
+
 from .bitstream import BitstreamError
 
 LEVELS = 8
@@ -59,8 +61,6 @@ TEMPORAL_WEIGHT = 1.0  # w_c: the tiny recipe's stage-2 temporal_weight, so enco
 def planes(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, 3, H, W) RGB (or an RGB difference) -> Y (N, 1, H, W) and the 2x2-mean chroma (N, 1,
     H/2, W/2), without the +0.5 offset: the harness's 4:2:0 conversion, minus rounding."""
-    from bench.video import KB, KG, KR
-
     r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
     y = KR * r + KG * g + KB * b
     return y, F.avg_pool2d((b - y) / (2 - 2 * KB), 2), F.avg_pool2d((r - y) / (2 - 2 * KR), 2)

@@ -18,7 +18,8 @@ from conftest import random_video
 from bench.cli import main as bench_main
 from bench.video import read_yuv, write_yuv
 from diffsit.__main__ import main as diffsit_main
-from diffsit.codec import encode_video, load_model, refine, to_video
+from diffsit.pipeline import encode_video, refine, to_video
+from diffsit.zoo import load_model
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_the_decoder_of_the_encoded_stream_reuses_odfte_and_gives_what_running_i
     for p in "yuv":
         np.testing.assert_array_equal(getattr(reused, p), getattr(rerun, p))
     # an x~ that differs in one sample is refined afresh, never served the cached one
-    from diffsit.codec import RefinementCache
+    from diffsit.pipeline import RefinementCache
 
     model = codec.model_for(1.0)
     x = torch.rand(3, 3, 32, 48)
@@ -156,7 +157,7 @@ def test_through_the_harness_bpp_is_from_the_file(tmp_path):
 
 
 def test_ablation_table(tmp_path):
-    from diffsit.ablate import VARIANTS, ablate
+    from diffsit.experiments.ablate import VARIANTS, ablate
 
     df = ablate(
         "synthetic",
@@ -191,7 +192,7 @@ def test_ablate_cli_errors(tmp_path, capsys):
 
 
 def test_ablation_report_compares_with_x_tilde_at_equal_bits():
-    from diffsit.ablate import report
+    from diffsit.experiments.ablate import report
 
     rows = []
     for lam, bpp, q in ((0.5, 0.4, 30.0), (1, 0.3, 29.0), (2, 0.2, 28.0), (4, 0.1, 26.0)):
@@ -230,7 +231,7 @@ def test_ablation_report_compares_with_x_tilde_at_equal_bits():
 
 
 def test_seam_table_compares_boundary_and_inside_pairs():
-    from diffsit.seams import boundary_pairs, seam_table
+    from diffsit.experiments.seams import boundary_pairs, seam_table
 
     assert boundary_pairs(33, 9).tolist() == [9, 18, 27]
     df = seam_table("synthetic", sequences=["testsrc2"], frames=12, model="random", overlaps=(0, 3), allow_untrained=True)
@@ -242,7 +243,7 @@ def test_p_vs_intra_table_counts_the_stream_p_frames_bytes(tmp_path, capsys):
     """Each P frame's bytes are its record's in the codec's stream, and its intra twin is the
     model's intra coder on the same source frame."""
     from bench.datasets import get_dataset
-    from diffsit.pframes import p_vs_intra
+    from diffsit.experiments.p_vs_intra import p_vs_intra
 
     df = p_vs_intra(sequences=["carphone"], frames=4, lambdas=(1,), model="random", allow_untrained=True, out=tmp_path)
     (seq,) = get_dataset("sample").resolve(None, ["carphone"])
@@ -263,7 +264,7 @@ def test_p_vs_intra_table_counts_the_stream_p_frames_bytes(tmp_path, capsys):
 def test_skipped_p_frames_round_trip_and_p_skip_off_codes_every_residual(clip):
     """A model that knows its lambda decides per P frame; at a lambda where bits cost that
     much every P frame sends its motion alone, and the decoder gives the encoder's samples."""
-    from diffsit.codec import decode_samples
+    from diffsit.pipeline import decode_samples
     from diffsit.stem.exact import samples_to_float
     from diffsit.stem.pframe import MOTION_STRINGS
 
@@ -283,6 +284,38 @@ def test_skipped_p_frames_round_trip_and_p_skip_off_codes_every_residual(clip):
     assert encode_video(model, video, output=False).data == coded.data
 
 
+def test_coding_settings_are_passed_not_written_into_the_model(clip):
+    """strength_block and p_skip given to encode_video code as a model configured so would,
+    and leave the (possibly shared) model as it was."""
+    from dataclasses import asdict
+
+    _, video = clip
+    model = load_model("random", allow_untrained=True)
+    model.config.lam = 1e6  # every P frame would skip its residual
+    before = asdict(model.config)
+    passed = encode_video(model, video, output=False, strength_block=0, p_skip=False)
+    assert asdict(model.config) == before
+    model.config.strength_block, model.config.p_skip = 0, False
+    assert encode_video(model, video, output=False).data == passed.data
+    with pytest.raises(ValueError, match="strength_block"):
+        encode_video(model, video, output=False, strength_block=5)
+
+
+def test_every_cli_command_has_one_parser_and_one_runner():
+    from diffsit.__main__ import COMMANDS, parser
+
+    commands = parser()._subparsers._group_actions[0].choices
+    assert len(commands) == len(COMMANDS) == 9
+    assert all(callable(sub.get_default("run")) for sub in commands.values())
+
+
+def test_train_set_takes_key_value_pairs(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text("{}")
+    assert diffsit_main(["train", "--config", str(config), "--out", str(tmp_path / "o"), "--set", "steps"]) == 2
+    assert "--set 'steps': expected KEY=VALUE (e.g. steps=10)" in capsys.readouterr().err
+
+
 def test_the_cache_key_follows_the_model_config_the_weights_hash_leaves_out(tmp_path):
     """config.json's lambda and skip decision change the stream but not the weights hash: a
     job's identity must change with them, or a cache would serve the old numbers."""
@@ -300,7 +333,7 @@ def test_the_cache_key_follows_the_model_config_the_weights_hash_leaves_out(tmp_
 
 
 def test_equal_psnr_intra_bytes_are_read_off_the_frame_s_intra_curve():
-    from diffsit.pframes import equal_psnr_bytes
+    from diffsit.experiments.p_vs_intra import equal_psnr_bytes
 
     curve = pd.DataFrame(
         {
@@ -324,7 +357,7 @@ def test_equal_psnr_intra_bytes_are_read_off_the_frame_s_intra_curve():
 
 
 def test_a_p_frame_above_the_intra_curve_wins_only_with_fewer_bytes_than_its_top(monkeypatch):
-    from diffsit.pframes import report
+    from diffsit.experiments.p_vs_intra import report
 
     rows = pd.DataFrame(
         {
@@ -340,7 +373,7 @@ def test_a_p_frame_above_the_intra_curve_wins_only_with_fewer_bytes_than_its_top
             "intra_psnr_rgb": [33.0, 33.0],
         }
     )
-    from diffsit.pframes import equal_psnr_bytes
+    from diffsit.experiments.p_vs_intra import equal_psnr_bytes
 
     curve = pd.DataFrame({"bytes": [50, 100, 400], "psnr_rgb": [30.0, 33.0, 34.0], "level": [0, 0, 6]})
     at = [equal_psnr_bytes(curve, p) for p in rows.p_psnr_rgb]
@@ -358,9 +391,9 @@ def test_a_p_frame_above_the_intra_curve_wins_only_with_fewer_bytes_than_its_top
 
 
 def test_rate_points_map_to_the_nearest_model_at_a_step_level():
-    from diffsit.codec import RatePoint, family_lambdas, rate_point
     from diffsit.model import lambda_level, level_lambda
     from diffsit.stem.intra import step_gain, step_ratio
+    from diffsit.zoo import RatePoint, family_lambdas, rate_point
 
     assert family_lambdas("tiny") == [0.5, 1.0, 2.0, 4.0]
     assert rate_point("tiny", 1) == RatePoint("tiny-lambda1", 0)
@@ -379,7 +412,7 @@ def test_rate_points_map_to_the_nearest_model_at_a_step_level():
 
 
 def test_a_ladder_folder_beside_a_path_is_a_family(tmp_path):
-    from diffsit.codec import family_lambdas, rate_point
+    from diffsit.zoo import family_lambdas, rate_point
 
     for lam in (0.5, 2):
         load_model("random", allow_untrained=True).save(tmp_path / f"lad-lambda{lam:g}")
@@ -390,7 +423,7 @@ def test_a_ladder_folder_beside_a_path_is_a_family(tmp_path):
 def test_a_step_level_codes_finer_or_coarser_and_decodes_exactly(clip):
     """The stream records the level; the decoder codes at it whatever the model was left at."""
     from diffsit.bitstream import decode_stream
-    from diffsit.codec import decode_samples
+    from diffsit.pipeline import decode_samples
     from diffsit.stem.exact import samples_to_float
 
     _, video = clip
@@ -424,15 +457,20 @@ def test_codecs_of_one_process_share_one_copy_of_a_model(clip, tmp_path):
     up: each set of weights is held once per dtype, under each codec's own settings."""
     import gc
 
-    from diffsit.codec import _SHARED, DiffSITCodec, UntrainedModel
+    from diffsit.bitstream import decode_stream
+    from diffsit.codec import DiffSITCodec
+    from diffsit.zoo import _SHARED, UntrainedModel
 
     _, video = clip
     a = DiffSITCodec(model="random:5", allow_untrained=True)
     b = DiffSITCodec(model="random:5", allow_untrained=True, strength_block=0, p_skip=False)
     c = DiffSITCodec(model="random:5", allow_untrained=True, dtype="bf16")
     ma, mb, mc = (x.model_for(1.0) for x in (a, b, c))
-    assert ma.odfte is mb.odfte and ma.intra is mb.intra and mc.odfte is not ma.odfte
-    assert (ma.config.strength_block, ma.config.p_skip, mb.config.strength_block, mb.config.p_skip) == (32, True, 0, False)
+    assert ma is mb and mc.odfte is not ma.odfte
+    # b's settings go to the pipeline with each call; the shared model is never changed
+    assert (ma.config.strength_block, ma.config.p_skip) == (32, True) and b.settings() == {"strength_block": 0, "p_skip": False}
+    enc_b = b.encode(video, "1", tmp_path)
+    assert decode_stream(enc_b.bitstream.read_bytes()).strength_block == 0 and (ma.config.strength_block, ma.config.p_skip) == (32, True)
     assert mc.odfte.dtype == torch.bfloat16 and mc.weights_sha256() == ma.weights_sha256()
     with pytest.raises(UntrainedModel):  # a model another codec holds is refused all the same
         DiffSITCodec(model="random:5").model_for(1.0)

@@ -112,7 +112,8 @@ def test_scale_indexes_from_thresholds_are_compressais():
 DECODE = """
 import hashlib, sys, torch
 torch.set_num_threads(int(sys.argv[2]))
-from diffsit.codec import decode_samples, load_model, reconstruct
+from diffsit.pipeline import decode_samples, reconstruct
+from diffsit.zoo import load_model
 from diffsit.stem.exact import samples_to_float
 model = load_model("tiny-lambda4")
 stream, samples = decode_samples(model, open(sys.argv[1], "rb").read())
@@ -131,7 +132,8 @@ def _md5s(samples: torch.Tensor) -> list[str]:
 @pytest.fixture(scope="module")
 def carphone_stream(tmp_path_factory):
     from bench.datasets import get_dataset
-    from diffsit.codec import encode_video, load_model
+    from diffsit.pipeline import encode_video
+    from diffsit.zoo import load_model
 
     (seq,) = get_dataset("sample").resolve(None, ["carphone"])
     video = seq.open(frames=9)
@@ -173,9 +175,10 @@ def test_a_decoder_that_drifts_stops_at_the_first_bad_frame_and_writes_nothing(c
     """Weights perturbed under the hash they were loaded with (so the stream's weights check
     passes): the first P frame's reconstruction differs, the picture hash names it, and the
     CLI leaves no output."""
-    import diffsit.codec
+    import diffsit.zoo
     from diffsit.__main__ import main
-    from diffsit.codec import decode_samples, load_model
+    from diffsit.pipeline import decode_samples
+    from diffsit.zoo import load_model
 
     path, _, _ = carphone_stream
     model = load_model("tiny-lambda4")
@@ -184,7 +187,7 @@ def test_a_decoder_that_drifts_stops_at_the_first_bad_frame_and_writes_nothing(c
         model.pframe.out[-1].bias.add_(0.05)
     with pytest.raises(PictureHashMismatch, match=r"frame 4 \(P frame, 4\. in decoding order\)"):
         decode_samples(model, path.read_bytes())
-    monkeypatch.setattr(diffsit.codec, "load_model", lambda *a, **k: model)
+    monkeypatch.setattr(diffsit.zoo, "load_model", lambda *a, **k: model)
     out = tmp_path / "out.yuv"
     assert main(["decode", str(path), "-o", str(out)]) == 2
     assert "frame 4 (P frame" in capsys.readouterr().err
@@ -207,7 +210,8 @@ def test_cli_verbose_prints_each_frames_check_and_md5(carphone_stream, tmp_path,
 def test_picture_hash_overhead_is_four_bytes_a_frame():
     from conftest import random_video
 
-    from diffsit.codec import encode_video, load_model
+    from diffsit.pipeline import encode_video
+    from diffsit.zoo import load_model
 
     model = load_model("random", allow_untrained=True)
     video = random_video(frames=4, height=64, width=64, seed=1)

@@ -18,7 +18,8 @@ from conftest import make_fake_wan, random_video
 
 from diffsit.model import DiffSIT, MissingTextEmbedding
 from diffsit.odfte import encode_empty_prompt
-from diffsit.presets import WAN_13B_TRANSFORMER, MissingPretrained, preset_config
+from diffsit.presets import WAN_13B_TRANSFORMER, preset_config
+from diffsit.pretrained import MissingPretrained
 
 
 @pytest.fixture
@@ -124,9 +125,9 @@ def test_pretrained_path_is_stored_relative_and_resolved_at_load(wan, tmp_path, 
 
 def test_presets_reach_training_and_the_codec(wan):
     from bench.codec import create_codec
-    from diffsit.codec import load_model, spec_for_model_id
     from diffsit.train.config import TrainConfig
     from diffsit.train.trainer import build_model
+    from diffsit.zoo import load_model, spec_for_model_id
 
     model = build_model(TrainConfig(stage=2, name="fromwan", model={"preset": "wan2.1-1.3b", "pretrained_dir": str(wan)}))
     assert model.config.odfte.pretrained_dir == str(wan.resolve()) and model.config.odfte.lora_rank == 64 and model.config.window == 33
@@ -159,8 +160,9 @@ def test_wan_shaped_preset_has_the_real_shapes():
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16", "fp32"])
 def test_dtype_runs_odfte_in_it_and_keeps_stem_exact(dtype):
-    from diffsit.codec import DTYPES, decode_samples, encode_video, load_model, reconstruct
+    from diffsit.pipeline import DTYPES, decode_samples, encode_video, reconstruct
     from diffsit.stem.exact import samples_to_float
+    from diffsit.zoo import load_model
 
     video = random_video(frames=3, height=64, width=64, seed=2)
     ref = load_model("random", allow_untrained=True)
@@ -198,7 +200,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 def test_fullscale_counts_odfte_on_the_meta_device():
     """The CPU estimate's count: exact FLOPs and live activation bytes of a 1080p window,
     without computing anything (the tiny config here, so it is quick)."""
-    from diffsit.fullscale import LiveBytes, _odfte_count
+    from diffsit.experiments.fullscale import LiveBytes, _odfte_count
     from diffsit.odfte import ODFTE, tiny_config
 
     with torch.device("meta"):

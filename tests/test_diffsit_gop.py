@@ -99,7 +99,8 @@ def test_overlapping_windows_cover_the_clip_and_their_weights_sum_to_one():
 def test_refine_with_overlap_crossfades_the_windows():
     import torch
 
-    from diffsit.codec import load_model, refine
+    from diffsit.pipeline import refine
+    from diffsit.zoo import load_model
 
     model = load_model("random", allow_untrained=True)
     with torch.no_grad():  # an ODFTE that changes the picture (the tiny DiT's output starts at zero)

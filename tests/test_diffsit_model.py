@@ -24,7 +24,7 @@ def test_save_load_round_trip(tmp_path):
     # a stream made before saving decodes bit-identically after loading (tables rebuilt)
     from conftest import random_video
 
-    from diffsit.codec import decode_intermediate, encode_video
+    from diffsit.pipeline import decode_intermediate, encode_video
 
     enc = encode_video(m, random_video(frames=4, height=64, width=64, seed=1))
     _, again = decode_intermediate(back, enc.data)

@@ -47,8 +47,8 @@ def test_skip_decision_takes_the_cheaper_of_residual_and_prediction_in_the_rd_co
     P coder on a photo panned 2 pixels: a random one's residual never beats its prediction.)"""
     from skimage import data
 
-    from diffsit.codec import load_model
     from diffsit.stem.pframe import MOTION_STRINGS, rd_cost
+    from diffsit.zoo import load_model
 
     coder = load_model("tiny-lambda1").pframe
     photo = torch.from_numpy(data.astronaut()[100:180, 150:280]).permute(2, 0, 1)[None].float() / 255

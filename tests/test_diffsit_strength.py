@@ -128,8 +128,8 @@ def test_codec_output_follows_the_map_and_block_zero_is_odfte_as_is():
     pytest.importorskip("diffusers")
     from conftest import random_video
 
-    from diffsit.codec import decode_intermediate, encode_video, reconstruct
     from diffsit.model import random_model
+    from diffsit.pipeline import decode_intermediate, encode_video, reconstruct
 
     video = random_video(frames=3, height=64, width=64, seed=2)
     m = random_model(0)

@@ -421,7 +421,7 @@ def test_checkpoint_carries_provenance_and_refuses_another_config(tmp_path):
 def test_a_stage_1_run_from_a_trained_model_stays_trained(tmp_path):
     """The recipe's last runs fine-tune the P coder of a finished model: stage 1 never touches
     ODFTE, so the result is as complete as its start; from an untrained start it is not."""
-    from diffsit.codec import load_model
+    from diffsit.zoo import load_model
 
     start = load_model("random", allow_untrained=True)
     start.config.trained = True

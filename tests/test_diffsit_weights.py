@@ -10,9 +10,11 @@ import pytest
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from diffsit.codec import DiffSITCodec, _models_root, encode_video, load_model, shipped_models
+from diffsit.codec import DiffSITCodec
 from diffsit.model import DiffSIT
+from diffsit.pipeline import encode_video
 from diffsit.train.recipe import VIDEOS
+from diffsit.zoo import load_model, shipped_models, weights_root
 
 LAMBDAS = (0.5, 1, 2, 4)
 NAMES = [f"tiny-lambda{lam:g}" for lam in LAMBDAS]
@@ -20,13 +22,13 @@ NAMES = [f"tiny-lambda{lam:g}" for lam in LAMBDAS]
 
 def test_four_models_ship_within_16_mb():
     assert set(NAMES) <= set(shipped_models())
-    total = sum(f.stat().st_size for name in NAMES for f in (_models_root() / name).iterdir())
+    total = sum(f.stat().st_size for name in NAMES for f in (weights_root() / name).iterdir())
     assert total <= 16_000_000, total
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_model_is_trained_with_provenance(name):
-    folder = _models_root() / name
+    folder = weights_root() / name
     model = load_model(name)  # refuses untrained models, so this also checks the flag
     assert model.config.trained and model.model_id == name
     meta = DiffSIT.read_metadata(folder)
@@ -64,7 +66,7 @@ def test_every_p_frame_of_the_shipped_ladder_beats_intra(tmp_path):
     """Issue 19's must-show, kept: on bikes and carphone (9 frames, the four λ) each P frame
     costs less than the same frame coded intra at equal or better PSNR. New weights that lose
     it fail here, as a golden would; docs/measurements/diffsit.md holds the table."""
-    from diffsit.pframes import p_vs_intra
+    from diffsit.experiments.p_vs_intra import p_vs_intra
 
     df = p_vs_intra(sequences=["bikes", "carphone"], frames=9, out=tmp_path)
     assert len(df) == 16
@@ -100,7 +102,7 @@ def _number(word: str) -> int:
 @pytest.fixture(scope="module")
 def shipped_config() -> dict:
     """The one config the four shipped models share, name, lambda and description aside."""
-    configs = {name: json.loads((_models_root() / name / "config.json").read_text()) for name in NAMES}
+    configs = {name: json.loads((weights_root() / name / "config.json").read_text()) for name in NAMES}
     for name, cfg in configs.items():
         assert cfg["lam"] == float(name.removeprefix("tiny-lambda"))  # tiny-lambda{0.5,1,2,4}
     shared = [{k: v for k, v in cfg.items() if k not in ("name", "lam", "description")} for cfg in configs.values()]
@@ -134,8 +136,8 @@ def test_readme_quotes_the_shipped_config(shipped_config):
 
 
 def test_measurements_quote_the_shipped_config(shipped_config):
+    from diffsit.experiments.seams import boundary_pairs
     from diffsit.gop import chunks, overlapping_chunks
-    from diffsit.seams import boundary_pairs
 
     cfg = shipped_config
     window, overlap = cfg["window"], cfg["window_overlap"]
@@ -151,3 +153,37 @@ def test_measurements_quote_the_shipped_config(shipped_config):
     together, total2, before = _stated(doc, r"\((\w+) windows for (\d+) frames instead of (\w+)\)")
     assert len(overlapping_chunks(int(total2), window, overlap)) == _number(together)
     assert len(chunks(int(total2), window)) == _number(before)
+
+
+# --- the zoo: family -> λ -> folder, from the models' configs ---------------------------------
+
+
+def test_the_zoo_reads_the_shipped_family_from_the_configs(shipped_config):
+    from diffsit.zoo import LADDER, families, family_lambdas
+
+    ladder = families()["tiny"]
+    assert list(ladder) == [float(lam) for lam in LADDER] == family_lambdas("tiny")
+    for lam, folder in ladder.items():
+        cfg = json.loads((folder / "config.json").read_text())
+        assert cfg["lam"] == lam and cfg["name"] == f"tiny-lambda{lam:g}"
+    assert DiffSITCodec.default_rates == tuple(reversed(LADDER))
+    (stated,) = _stated("docs/architecture.md", r"trained ladder \(([\d., ]+) for `tiny`\)")
+    assert tuple(float(v) for v in stated.split(",")) == LADDER
+
+
+def test_a_shipped_model_is_found_by_its_config_not_its_folder_name(tmp_path, monkeypatch):
+    """A folder renamed on disk still serves the model its config names, at the config's λ;
+    a config whose name is not FAMILY-lambda{its lam} is a model of no family."""
+    import shutil
+
+    import diffsit.zoo as zoo
+
+    shutil.copytree(weights_root() / "tiny-lambda2", tmp_path / "renamed")
+    shutil.copytree(weights_root() / "tiny-lambda1", tmp_path / "other")
+    cfg = json.loads((tmp_path / "other" / "config.json").read_text())
+    (tmp_path / "other" / "config.json").write_text(json.dumps({**cfg, "name": "solo"}))
+    monkeypatch.setattr(zoo, "WEIGHTS", tmp_path)
+    assert zoo.shipped_models() == ["solo", "tiny-lambda2"]
+    assert zoo.families() == {"tiny": {2.0: tmp_path / "renamed"}}
+    assert zoo.model_folder("tiny-lambda2") == tmp_path / "renamed" and zoo.shipped()["solo"].family is None
+    assert zoo.rate_point("tiny", 2) == zoo.RatePoint("tiny-lambda2", 0)

@@ -16,11 +16,13 @@ pytest.importorskip("diffusers")
 
 from conftest import random_video
 
-import diffsit.codec as codec_module
+import diffsit.zoo as zoo_module
 from diffsit.__main__ import main as diffsit_main
 from diffsit.bitstream import MAGIC, MAX_DIMENSION, MAX_FRAMES, BitstreamError, decode_stream
-from diffsit.codec import DiffSITCodec, RatePoint, _models_root, decode_samples, encode_video, family_lambdas, load_model, rate_point, spec_for_model_id
+from diffsit.codec import DiffSITCodec
 from diffsit.model import DiffSIT, random_model
+from diffsit.pipeline import decode_samples, encode_video
+from diffsit.zoo import RatePoint, family_lambdas, load_model, rate_point, spec_for_model_id, weights_root
 
 
 def craft(*, model_id="tiny-lambda1", sha=bytes(32), width=176, height=144, fps=(25, 1), frames=1) -> bytes:
@@ -47,7 +49,7 @@ def no_model_loads(monkeypatch):
         calls.append(args)
         raise Forbidden(f"a model was loaded for {args}")
 
-    monkeypatch.setattr(codec_module, "load_model", forbidden)
+    monkeypatch.setattr(zoo_module, "load_model", forbidden)
     monkeypatch.setattr(DiffSIT, "load", forbidden)
     return calls
 
@@ -147,7 +149,7 @@ def test_a_stream_s_model_id_is_never_a_path(tmp_path, capsys, monkeypatch, no_m
 def hostile_cwd(tmp_path, monkeypatch):
     """A cwd holding a folder named tiny-lambda4 with λ 2's weights, one named tiny with junk,
     and a file named tiny-lambda1."""
-    shutil.copytree(_models_root() / "tiny-lambda2", tmp_path / "tiny-lambda4")
+    shutil.copytree(weights_root() / "tiny-lambda2", tmp_path / "tiny-lambda4")
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "model.safetensors").write_bytes(b"junk")
     (tmp_path / "tiny-lambda1").write_bytes(b"not even a folder")
@@ -163,8 +165,8 @@ def test_a_folder_in_the_cwd_does_not_replace_a_shipped_model(hostile_cwd, tmp_p
     from bench.video import write_yuv
 
     before = _listing(hostile_cwd)
-    shipped = DiffSIT.load(_models_root() / "tiny-lambda4").weights_sha256()
-    other = DiffSIT.load(_models_root() / "tiny-lambda2").weights_sha256()
+    shipped = DiffSIT.load(weights_root() / "tiny-lambda4").weights_sha256()
+    other = DiffSIT.load(weights_root() / "tiny-lambda2").weights_sha256()
     assert load_model("tiny-lambda4").weights_sha256() == shipped
     # the bench codec: the family, its rate points and its models
     assert family_lambdas("tiny") == [0.5, 1.0, 2.0, 4.0] and rate_point("tiny", 4) == RatePoint("tiny-lambda4", 0)

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.store import file_digest
+
 from . import exact
 
 # the Gaussian scale table: 64 levels, log-spaced, as CompressAI's mean-scale models use
@@ -48,8 +50,6 @@ def compute_gaussian_tables() -> dict[str, torch.Tensor]:
 @functools.cache
 def gaussian_tables() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
-
-    from bench.store import file_digest
 
     if not GAUSSIAN_TABLES.is_file():
         raise FileNotFoundError(f"{GAUSSIAN_TABLES} is missing (it ships with diffsit; reinstall the package)")

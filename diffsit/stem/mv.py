@@ -10,7 +10,7 @@ Coding is integer-exact (``diffsit.stem.exact``): the decoded flow becomes motio
 1/16 pel and the warp interpolates the backbone's integer samples. Training differentiates
 the float twin (``forward``: ``bench.flow.backward_warp`` on float pictures).
 
-The encoder-side flow estimate is OpenCV DIS on luma (no weights, not differentiable; it is
+The encoder-side flow estimate is OpenCV DIS (``bench.flow.dis_flow``) on BT.709 luma (no weights, not differentiable; it is
 an *input* to the learned MV encoder, so training does not need its gradient).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.flow import backward_warp
+from bench.flow import backward_warp, dis_flow
 
 from . import exact
 from .intra import IntraCoder
@@ -27,16 +27,17 @@ from .intra import IntraCoder
 FLOW_SCALE = 16.0  # pixels; brings typical flows to O(1) for the transform
 
 
+def luma8(x: torch.Tensor) -> np.ndarray:
+    """BT.709 luma of RGB (1,3,H,W) in [0, 1], 8-bit: what the encoder's flow search sees. It
+    is STEM's own, not the harness's Y plane: changing it would change every stream."""
+    y = 0.2126 * x[0, 0] + 0.7152 * x[0, 1] + 0.0722 * x[0, 2]
+    return (y.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
 def estimate_flow(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """DIS flow on the target's grid pointing into the reference; RGB (1,3,H,W) in [0, 1]."""
-    import cv2
-
-    def luma(x):
-        y = 0.2126 * x[0, 0] + 0.7152 * x[0, 1] + 0.0722 * x[0, 2]
-        return (y.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(np.ascontiguousarray(luma(target)), np.ascontiguousarray(luma(reference)), None)
+    """DIS flow (``bench.flow.dis_flow``, medium preset) on the target's grid pointing into the
+    reference, from their :func:`luma8`; RGB (1,3,H,W) in [0, 1] -> (1,2,H,W)."""
+    flow = dis_flow(luma8(target), luma8(reference), "medium")
     return torch.from_numpy(flow).permute(2, 0, 1)[None].to(target.device, target.dtype)
 
 

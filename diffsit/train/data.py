@@ -32,6 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import children
+from bench.datasets import SampleDataset, cache_dir
+from bench.ffmpeg import ffmpeg_exe
+from bench.spec import parse_pairs
+from bench.store import file_digest
+
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".ts")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -81,32 +87,25 @@ def _read_image(path: Path) -> np.ndarray:
     return im.astype(np.float32) / 255.0
 
 
-def _sha256(path: Path) -> str:
-    from bench.store import file_digest
-
-    return file_digest(path, "sha256")
-
-
 def sample_test_files() -> dict[str, Path]:
     """sha256 -> path of every file of the benchmark's sample test set on this machine."""
-    from bench.datasets import SampleDataset, cache_dir
-
     out: dict[str, Path] = {}
     src = SampleDataset.source_dir()
     files = [src / c[1] for c in SampleDataset.CLIPS] if src else []
     files += sorted((cache_dir() / "sample").glob("*.yuv")) if (cache_dir() / "sample").is_dir() else []
     for f in files:
         if f.is_file():
-            out[_sha256(f)] = f
+            out[file_digest(f, "sha256")] = f
     return out
 
 
 def refuse_test_data(files: list[Path]) -> None:
     test = sample_test_files()
     for f in files:
-        if _sha256(f) in test:
+        digest = file_digest(f, "sha256")
+        if digest in test:
             raise TrainDataError(
-                f"{f} is the benchmark's sample test clip {test[_sha256(f)].name}: test clips are never trained on. Remove it from the training data."
+                f"{f} is the benchmark's sample test clip {test[digest].name}: test clips are never trained on. Remove it from the training data."
             )
 
 
@@ -160,9 +159,6 @@ class SequenceSource(Source):
 
 
 def _decode_video(path: Path, max_frames: int, extra_input: list[str] | None = None) -> list[np.ndarray]:
-    from bench import children
-    from bench.ffmpeg import ffmpeg_exe
-
     exe = ffmpeg_exe()
     probe = children.run([exe, "-hide_banner", *(extra_input or []), "-i", str(path)], capture_output=True, text=True)
     m = re.search(r"Video:.*?(\d{2,5})x(\d{2,5})", probe.stderr)
@@ -312,15 +308,14 @@ def _velocity(rng: np.random.Generator, max_speed: float) -> np.ndarray:
 
 
 def _photo_options(arg: str) -> dict:
-    options = {}
-    for item in filter(None, arg.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            if key != "max_pan" or float(value) < 0:
-                raise ValueError
-            options[key] = float(value)
-        except ValueError:
-            raise TrainDataError(f"photos:{arg}: the photos source takes max_pan=P (pixels per frame, >= 0), e.g. photos:max_pan=16") from None
+    """``max_pan=P`` (``photos:max_pan=16``) -> {"max_pan": P}."""
+    what = f"photos:{arg}: the photos source takes max_pan=P (pixels per frame, >= 0), e.g. photos:max_pan=16"
+    try:
+        options = {key: float(value) for key, value in parse_pairs(filter(None, arg.split(",")), what="photos:", example="max_pan=16").items()}
+    except ValueError:
+        raise TrainDataError(what) from None
+    if set(options) - {"max_pan"} or any(v < 0 for v in options.values()):
+        raise TrainDataError(what)
     return options
 
 

@@ -1,5 +1,5 @@
 """The recipe that trains the shipped ``tiny`` models: one command, about 90 minutes on 2 CPU
-cores (its logged s/step; docs/diffsit-measurements.md has the run's own figures).
+cores (its logged s/step; docs/measurements/diffsit.md has the run's own figures).
 
     python -m diffsit train --recipe tiny --out runs/tiny --install
 
@@ -40,7 +40,7 @@ frame for about two thirds of the intra coder's bytes, and the GOP stages that f
 most of that back (their loss weighs a backbone through the MV frames predicted from it, and
 ``intra_all_frames`` trains the intra coder on every frame, so the bar a P frame must clear
 rises). A short run of the P coder alone at each lambda restores its lead without moving the
-intra coder, the motion coders or ODFTE (docs/diffsit-measurements.md, issue 19's sixth round).
+intra coder, the motion coders or ODFTE (docs/measurements/diffsit.md, issue 19's sixth round).
 
 ``--install`` copies each ``pframe-L/model`` to ``diffsit/weights/tiny-lambdaL``. The shared
 starting points are the usual way to train a rate ladder (CompressAI fine-tunes its lower
@@ -63,10 +63,15 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import strength
-from .config import TrainConfig
+import torch
 
-LAMBDAS = (0.5, 1.0, 2.0, 4.0)
+from .. import strength
+from ..model import DiffSIT
+from ..zoo import LADDER
+from .config import TrainConfig
+from .trainer import train
+
+LAMBDAS = tuple(float(lam) for lam in LADDER)
 # photo clips at the sample clips' speeds (bikes pans 11-13 pixels a frame): see PhotoClips
 DATA = ["photos:max_pan=16", "lavfi:gradients=size=384x256:rate=25:speed=0.015:nb_colors=3"]
 DATA_WEIGHTS = [0.9, 0.1]
@@ -83,7 +88,7 @@ VIDEOS = {"tree.avi": 0.2, "Megamind.avi": 0.15, "vtest.avi": 0.15}
 TEMPORAL_WEIGHT = strength.TEMPORAL_WEIGHT
 
 # frames consecutive ODFTE windows share in the models the recipe writes: one group, the
-# overlap the seam measurement chose (docs/diffsit-measurements.md, "Seams between ODFTE
+# overlap the seam measurement chose (docs/measurements/diffsit.md, "Seams between ODFTE
 # windows"). Training never meets it (its clips are one window); the first run writes it into
 # the model config and every later run starts from a model that carries it
 WINDOW_OVERLAP = 3
@@ -134,152 +139,46 @@ def tiny_recipe(scale: float = 1.0, seed: int = 0, videos: Path | None = None, l
     data2, weights2 = stage2_data(videos)
     common = dict(data=list(DATA), data_weights=list(DATA_WEIGHTS), seed=seed, frames=9)
     common2 = {**common, "data": data2, "data_weights": weights2, "temporal_weight": TEMPORAL_WEIGHT}
-    runs = [
-        (
-            "vae",
-            TrainConfig(
-                stage=0,
-                name="tiny-vae",
-                steps=steps("vae"),
-                batch_size=4,
-                crop=(64, 64),
-                lr=3e-3,
-                model={"window_overlap": WINDOW_OVERLAP},
-                **{**common, "frames": 5},
-            ),
-        ),
-        (
-            "intra",
-            TrainConfig(
-                stage=1,
-                objective="intra",
-                name="tiny-intra",
-                lam=1.0,
-                steps=steps("intra"),
-                batch_size=16,
-                lr=1e-3,
-                init="vae",
-                quantize="noise",
-                **{**common, "frames": 1},
-            ),
-        ),
-        (
-            "motion",
-            TrainConfig(
-                stage=1,
-                objective="motion",
-                name="tiny-motion",
-                lam=1.0,
-                steps=steps("motion"),
-                batch_size=8,
-                crop=(192, 192),
-                lr=1e-3,
-                init="intra",
-                quantize="noise",
-                **{**common, "frames": 4},
-            ),
-        ),
-        (
-            "pframe",
-            TrainConfig(
-                stage=1,
-                objective="pframe",
-                name="tiny-pframe",
-                lam=1.0,
-                steps=steps("pframe"),
-                batch_size=8,
-                lr=5e-4,
-                init="motion",
-                pframe_from_intra=True,
-                **{**common, "frames": 4},
-            ),
-        ),
-        (
-            "stem",
-            TrainConfig(
-                stage=1,
-                name="tiny-stem",
-                lam=1.0,
-                steps=steps("stem"),
-                batch_size=4,
-                lr=3e-4,
-                init="pframe",
-                intra_all_frames=0.25,
-                **common,
-            ),
-        ),
+    return [*_stem_runs(steps, common), *_ladder_runs(steps, common, common2, lambdas)]
+
+
+def _stem_runs(steps, common: dict) -> list[tuple[str, TrainConfig]]:
+    """The runs every rate point shares, up to the λ-1 STEM: the VAE, then STEM's coders one
+    at a time (intra, motion, P) and together."""
+    vae = dict(stage=0, name="tiny-vae", batch_size=4, crop=(64, 64), lr=3e-3, model={"window_overlap": WINDOW_OVERLAP})
+    intra = dict(stage=1, objective="intra", name="tiny-intra", lam=1.0, batch_size=16, lr=1e-3, init="vae", quantize="noise")
+    # the motion and P coders: four frames, a P frame's reference three frames back
+    motion = dict(stage=1, objective="motion", name="tiny-motion", lam=1.0, batch_size=8, crop=(192, 192), lr=1e-3, init="intra", quantize="noise")
+    pframe = dict(stage=1, objective="pframe", name="tiny-pframe", lam=1.0, batch_size=8, lr=5e-4, init="motion", pframe_from_intra=True)
+    stem = dict(stage=1, name="tiny-stem", lam=1.0, batch_size=4, lr=3e-4, init="pframe", intra_all_frames=0.25)
+    return [
+        ("vae", TrainConfig(steps=steps("vae"), **vae, **{**common, "frames": 5})),
+        ("intra", TrainConfig(steps=steps("intra"), **intra, **{**common, "frames": 1})),
+        ("motion", TrainConfig(steps=steps("motion"), **motion, **{**common, "frames": 4})),
+        ("pframe", TrainConfig(steps=steps("pframe"), **pframe, **{**common, "frames": 4})),
+        ("stem", TrainConfig(steps=steps("stem"), **stem, **common)),
     ]
-    for lam in lambdas:
-        runs.append(
-            (
-                f"stem-{lam:g}",
-                TrainConfig(
-                    stage=1,
-                    name=f"tiny-stem-lambda{lam:g}",
-                    lam=lam,
-                    steps=steps("stem-L"),
-                    batch_size=4,
-                    lr=1e-4,
-                    warmup=10,
-                    init="stem",
-                    intra_all_frames=0.25,
-                    **common,
-                ),
-            )
-        )
-    runs.append(
-        (
-            "e2e",
-            TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full", train_stem=False, init="stem-1", **common2),
-        )
-    )
-    for lam in lambdas:
-        runs.append(
-            (
-                f"e2e-{lam:g}",
-                TrainConfig(
-                    stage=2,
-                    name=f"tiny-lambda{lam:g}",
-                    lam=lam,
-                    steps=steps("e2e-L"),
-                    batch_size=2,
-                    lr=5e-4,
-                    warmup=10,
-                    dit="full",
-                    train_stem=False,
-                    init=f"stem-{lam:g}",
-                    init_odfte="e2e",
-                    **common2,
-                ),
-            )
-        )
-    for lam in lambdas:
-        runs.append(
-            (
-                f"pframe-{lam:g}",
-                TrainConfig(
-                    stage=1,
-                    objective="pframe",
-                    name=f"tiny-lambda{lam:g}",
-                    lam=lam,
-                    steps=steps("pframe-L"),
-                    batch_size=8,
-                    lr=1e-4,
-                    warmup=10,
-                    init=f"e2e-{lam:g}",
-                    **{**common, "frames": 4},
-                ),
-            )
-        )
-    return runs
+
+
+def _ladder_runs(steps, common: dict, common2: dict, lambdas: tuple[float, ...]) -> list[tuple[str, TrainConfig]]:
+    """The per-λ runs (STEM at each λ), stage 2 at λ 1 (ODFTE, shared), and at each λ: stage 2
+    from that λ's STEM, then its P coder fine-tuned (``pframe-L``: the shipped model)."""
+    stem_l = dict(stage=1, steps=steps("stem-L"), batch_size=4, lr=1e-4, warmup=10, init="stem", intra_all_frames=0.25, **common)
+    e2e_l = dict(stage=2, steps=steps("e2e-L"), batch_size=2, lr=5e-4, warmup=10, dit="full", train_stem=False, init_odfte="e2e", **common2)
+    pframe_l = dict(stage=1, objective="pframe", steps=steps("pframe-L"), batch_size=8, lr=1e-4, warmup=10, **{**common, "frames": 4})
+    e2e = TrainConfig(stage=2, name="tiny-e2e", lam=1.0, steps=steps("e2e"), batch_size=2, lr=1e-3, dit="full", train_stem=False, init="stem-1", **common2)
+    return [
+        *((f"stem-{lam:g}", TrainConfig(name=f"tiny-stem-lambda{lam:g}", lam=lam, **stem_l)) for lam in lambdas),
+        ("e2e", e2e),
+        *((f"e2e-{lam:g}", TrainConfig(name=f"tiny-lambda{lam:g}", lam=lam, init=f"stem-{lam:g}", **e2e_l)) for lam in lambdas),
+        *((f"pframe-{lam:g}", TrainConfig(name=f"tiny-lambda{lam:g}", lam=lam, init=f"e2e-{lam:g}", **pframe_l)) for lam in lambdas),
+    ]
 
 
 def run_recipe(
     out: str | Path, *, scale: float = 1.0, install: bool = False, weights_dir: Path | None = None, progress: bool = True, lambdas=LAMBDAS
 ) -> list[Path]:
     """Train every run not yet finished; ``install`` copies each ``pframe-L`` of ``lambdas``."""
-    from .trainer import train
-
     out = Path(out)
     results = []
     for name, cfg in tiny_recipe(scale, lambdas=lambdas):
@@ -320,10 +219,6 @@ def _saved_config(folder: Path) -> TrainConfig | None:
 def install_model(src: Path, dst: Path) -> Path:
     """Copy a trained model into the package, its weights stored as float16 (half the bytes;
     the four tiny models must fit in 16 MB), with its training metadata."""
-    import torch
-
-    from ..model import DiffSIT
-
     model = DiffSIT.load(src)
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -20,18 +20,28 @@ from __future__ import annotations
 
 import csv
 import json
-import math
+import pickle
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bench import weights
+from bench.metrics.fidelity import ms_ssim, psnr_from_mse
+from bench.metrics.perceptual import DISTS, LPIPS
 
 from ..gop import GROUP, FrameType, display_types, schedule
-from ..stem.mv import estimate_flow
+from ..model import DiffSIT, DiffSITConfig
+from ..odfte import ODFTE, ODFTEConfig, encode_empty_prompt
+from ..presets import preset_config
+from ..stem.mv import FLOW_SCALE, backbone_warp_clamped, estimate_flow
 from .config import TrainConfig
 from .data import ClipSampler, build_source
 
@@ -99,8 +109,8 @@ def gop_forward(model, clip: torch.Tensor, intra_period: int = -1) -> tuple[torc
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = F.mse_loss(a.detach().float(), b.detach().float()).item()
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+    """PSNR of pictures in [0, 1] for the training log (the harness's: a zero error is ``PSNR_MAX``)."""
+    return float(psnr_from_mse(F.mse_loss(a.detach().float(), b.detach().float()).item(), 1.0))
 
 
 class Perceptual(nn.Module):
@@ -109,15 +119,11 @@ class Perceptual(nn.Module):
 
     def __init__(self, choice: str):
         super().__init__()
-        from bench import weights
-
         if choice == "auto":
             choice = "lpips" if weights.locate("alexnet") else "dists" if weights.locate("vgg16") else "ms_ssim"
         self.choice = choice
         self.net = None
         if choice in ("lpips", "dists"):
-            from bench.metrics.perceptual import DISTS, LPIPS
-
             self.net = (LPIPS if choice == "lpips" else DISTS)().net  # raises, naming the file, if missing
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -128,8 +134,6 @@ class Perceptual(nn.Module):
             return self.net(x_hat, x, normalize=True).mean()
         if self.choice == "dists":
             return self.net(x_hat, x, batch_average=True)
-        from bench.metrics.fidelity import ms_ssim
-
         return 1 - ms_ssim(x_hat.float(), x.float(), differentiable=True).mean()
 
 
@@ -210,8 +214,6 @@ class TrainStep(nn.Module):
         """The two flow coders alone, each on the warp of the (source) reference by its coded
         flow: the MV coder one frame from the reference (an MV frame beside its backbone), the
         P coder's motion coder three frames (the previous group's backbone)."""
-        from ..stem.mv import FLOW_SCALE, backbone_warp_clamped
-
         cfg, m = self.config, self.model
         ref, near, far = clip[:, 0], clip[:, 1], clip[:, 3]
         mv = m.mv(_flows(near, ref), ref)
@@ -226,7 +228,7 @@ class TrainStep(nn.Module):
             bpp=(mv_bpp + p_bpp).item() / 2,
             bpp_mv=mv_bpp.item(),
             bpp_p=p_bpp.item(),
-            psnr_tilde=10 * math.log10(1.0 / max(mse.item(), 1e-12)),
+            psnr_tilde=float(psnr_from_mse(mse.item(), 1.0)),
             aux=aux.item(),
         )
         return loss + aux, logs
@@ -325,10 +327,6 @@ def _lr_lambda(config: TrainConfig):
 
 
 def build_model(config: TrainConfig):
-    from ..model import DiffSIT, DiffSITConfig
-    from ..odfte import ODFTEConfig, encode_empty_prompt
-    from ..presets import preset_config
-
     if config.init:
         model = DiffSIT.load(_model_folder(config.init), pretrained_dir=config.model.get("pretrained_dir"))
     else:
@@ -349,8 +347,6 @@ def build_model(config: TrainConfig):
     if config.init_odfte:
         donor = DiffSIT.load(_model_folder(config.init_odfte))
         model.config.odfte = donor.config.odfte
-        from ..odfte import ODFTE
-
         model.odfte = ODFTE(donor.config.odfte)
         model.odfte.add_lora()
         model.odfte.load_state_dict(donor.odfte.state_dict())
@@ -409,8 +405,6 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, metad
 def _load_training_state(path: Path) -> dict:
     """The optimizer, scheduler and RNG state of a checkpoint: tensors and plain values only
     (what _save_checkpoint writes), so a checkpoint from elsewhere cannot run code on load."""
-    import pickle
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -425,33 +419,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
 
     ``until``: stop after that step, leaving a checkpoint and no result (None returned), as a
     killed run would; the next call resumes it."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    from ..model import DiffSIT
-
     out = Path(out)
-    cuda = torch.cuda.is_available()
-    precision = ("bf16" if cuda else "no") if config.mixed_precision == "auto" else config.mixed_precision
-    acc = Accelerator(
-        cpu=not cuda,
-        mixed_precision=precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        log_with="tensorboard" if config.tensorboard else None,
-        project_dir=str(out),
-    )
+    acc = _accelerator(config, out)
     sampler = ClipSampler([build_source(s) for s in config.data], list(config.data_weights), config.frames, config.crop, config.seed)
-    ckpt = out / "checkpoint"
-    start = 0
-    if resume and (ckpt / "training_state.pt").is_file():
-        saved = TrainConfig.from_dict(json.loads(DiffSIT.read_metadata(ckpt)["training_config"]))
-        if saved != config:
-            raise ValueError(f"{ckpt} was written by a different training config; use another --out, or --no-resume to start over")
-        model = DiffSIT.load(ckpt, pretrained_dir=config.model.get("pretrained_dir"))
-        state = _load_training_state(ckpt / "training_state.pt")
-        start = state["step"]
-    else:
-        model, state = build_model(config), None
+    model, state, start = _start(config, out / "checkpoint", resume)
     if config.stage == 2 and config.dit == "full":
         model.config.odfte.full_dit = True  # the base DiT is trained: save it too
     model.odfte.set_gradient_checkpointing(config.gradient_checkpointing)
@@ -459,20 +430,12 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
     for coder in _entropy_coders(model):
         coder.noisy_decoder_input = config.quantize == "noise"
     main, aux = trainable_parameters(model, config)
-    gains = {id(p) for n, p in model.named_parameters() if n.endswith("log_gain")}
-    optimizer = torch.optim.Adam(
-        [
-            {"params": [p for p in main if id(p) not in gains], "lr": config.lr},
-            {"params": aux, "lr": config.lr_aux},
-            {"params": [p for p in main if id(p) in gains], "lr": config.lr_gain},
-        ]
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0, _lr_lambda(config)])
+    optimizer, scheduler = _optimizer(model, config, main, aux)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        if cuda and "cuda_rng" in state:
+        if torch.cuda.is_available() and "cuda_rng" in state:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
     else:
         torch.manual_seed(config.seed * 1000 + acc.process_index)
@@ -486,75 +449,148 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
         "perceptual": acc.unwrap_model(step_module).perceptual.choice,
         "processes": str(acc.num_processes),
     }
-    if config.tensorboard:
-        acc.init_trackers("diffsit", config={k: v for k, v in json.loads(config.to_json()).items() if isinstance(v, (int, float, str, bool))})
-    log_path = out / "log.csv"
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(config.to_json())
-        if start == 0 or not log_path.is_file():
-            with open(log_path, "w", newline="") as fh:
-                csv.writer(fh).writerow(LOG_FIELDS)
-    from tqdm.auto import tqdm
+    run = _Run(config, out, acc, sampler, step_module, optimizer, scheduler, main, metadata)
+    run.open_log(start)
+    if not run.loop(start, until, progress):
+        return None
+    return run.finish()
 
-    bar = tqdm(total=config.steps, initial=start, disable=not (progress and acc.is_main_process), desc=f"stage {config.stage} {config.name}")
-    tick = time.perf_counter()
-    for step in range(start, config.steps):
-        clip = sampler.batch(step, config.batch_size, acc.process_index).to(acc.device)
-        with acc.autocast():
-            loss, logs = step_module(clip)
-        optimizer.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        if config.grad_clip:
-            acc.clip_grad_norm_(main, config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        bar.update(1)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            row = {
-                "step": done,
-                "stage": config.stage,
-                "lr": scheduler.get_last_lr()[0],
-                "sec_per_step": (time.perf_counter() - tick) / config.log_every,
-                **logs,
-            }
-            tick = time.perf_counter()
-            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "bpp", "psnr_tilde", "psnr_hat") if k in row})
-            if acc.is_main_process:
-                with open(log_path, "a", newline="") as fh:
-                    csv.writer(fh).writerow([row.get(k, "") for k in LOG_FIELDS])
-            if config.tensorboard:
-                acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=done)
-        if (done % config.checkpoint_every == 0 or done == config.steps or done == until) and done != start:
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                _save_checkpoint(ckpt, acc.unwrap_model(step_module).model, optimizer, scheduler, done, metadata)
-        if done == until:
-            bar.close()
-            acc.end_training()
-            return None
-    bar.close()
-    acc.wait_for_everyone()
-    model = acc.unwrap_model(step_module).model
-    result = out / "model"
-    if acc.is_main_process:
-        model.eval()
-        if config.stage == 0:
-            measure_latent_stats(model, sampler, device=acc.device)
-        # stage 1 never touches ODFTE: fine-tuning a part of STEM in a trained model (the
-        # recipe's per-lambda P-coder runs) leaves a model as complete as it started
-        model.config.trained = config.stage == 2 or (config.stage == 1 and model.config.trained)
-        model.config.description = (
-            f"Diff-SIT {model.config.name}, trained by diffsit.train stage {config.stage}"
-            f" (lambda={config.lam:g}, {config.steps} steps); see model.safetensors metadata"
-        )
-        model.update()
-        tmp = result.with_name("model.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save(tmp, metadata={**metadata, "step": str(config.steps)})
-        shutil.rmtree(result, ignore_errors=True)
-        tmp.rename(result)
-    acc.wait_for_everyone()
-    acc.end_training()
-    return result
+
+def _accelerator(config: TrainConfig, out: Path):
+    # accelerate is the [train] extra's, and costs a second to import: only a training run needs it
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cuda = torch.cuda.is_available()
+    precision = ("bf16" if cuda else "no") if config.mixed_precision == "auto" else config.mixed_precision
+    return Accelerator(
+        cpu=not cuda,
+        mixed_precision=precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        log_with="tensorboard" if config.tensorboard else None,
+        project_dir=str(out),
+    )
+
+
+def _start(config: TrainConfig, ckpt: Path, resume: bool) -> tuple[DiffSIT, dict | None, int]:
+    """The model, the saved training state (None: a fresh start) and the first step."""
+    if resume and (ckpt / "training_state.pt").is_file():
+        saved = TrainConfig.from_dict(json.loads(DiffSIT.read_metadata(ckpt)["training_config"]))
+        if saved != config:
+            raise ValueError(f"{ckpt} was written by a different training config; use another --out, or --no-resume to start over")
+        model = DiffSIT.load(ckpt, pretrained_dir=config.model.get("pretrained_dir"))
+        state = _load_training_state(ckpt / "training_state.pt")
+        return model, state, state["step"]
+    return build_model(config), None, 0
+
+
+def _optimizer(model, config: TrainConfig, main: list, aux: list):
+    """Adam over three groups (the weights, the entropy models' quantiles, the quantization
+    gains), each with its learning rate, and its schedule."""
+    gains = {id(p) for n, p in model.named_parameters() if n.endswith("log_gain")}
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [p for p in main if id(p) not in gains], "lr": config.lr},
+            {"params": aux, "lr": config.lr_aux},
+            {"params": [p for p in main if id(p) in gains], "lr": config.lr_gain},
+        ]
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, [_lr_lambda(config), lambda s: 1.0, _lr_lambda(config)])
+
+
+@dataclass
+class _Run:
+    """One training run's loop, its log and its result, once everything is prepared."""
+
+    config: TrainConfig
+    out: Path
+    acc: Any
+    sampler: ClipSampler
+    step_module: Any
+    optimizer: Any
+    scheduler: Any
+    main: list
+    metadata: dict
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "log.csv"
+
+    def open_log(self, start: int) -> None:
+        config, acc = self.config, self.acc
+        if config.tensorboard:
+            acc.init_trackers("diffsit", config={k: v for k, v in json.loads(config.to_json()).items() if isinstance(v, (int, float, str, bool))})
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(config.to_json())
+            if start == 0 or not self.log_path.is_file():
+                with open(self.log_path, "w", newline="") as fh:
+                    csv.writer(fh).writerow(LOG_FIELDS)
+
+    def loop(self, start: int, until: int | None, progress: bool) -> bool:
+        """Steps ``start`` to the end; False when it stopped at ``until`` (a checkpoint, no result)."""
+        config, acc = self.config, self.acc
+        bar = tqdm(total=config.steps, initial=start, disable=not (progress and acc.is_main_process), desc=f"stage {config.stage} {config.name}")
+        tick = time.perf_counter()
+        for step in range(start, config.steps):
+            clip = self.sampler.batch(step, config.batch_size, acc.process_index).to(acc.device)
+            with acc.autocast():
+                loss, logs = self.step_module(clip)
+            self.optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if config.grad_clip:
+                acc.clip_grad_norm_(self.main, config.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            bar.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                self._log(done, logs, (time.perf_counter() - tick) / config.log_every, bar)
+                tick = time.perf_counter()
+            if (done % config.checkpoint_every == 0 or done == config.steps or done == until) and done != start:
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    _save_checkpoint(self.out / "checkpoint", acc.unwrap_model(self.step_module).model, self.optimizer, self.scheduler, done, self.metadata)
+            if done == until:
+                bar.close()
+                acc.end_training()
+                return False
+        bar.close()
+        return True
+
+    def _log(self, done: int, logs: dict, sec_per_step: float, bar) -> None:
+        config = self.config
+        row = {"step": done, "stage": config.stage, "lr": self.scheduler.get_last_lr()[0], "sec_per_step": sec_per_step, **logs}
+        bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "bpp", "psnr_tilde", "psnr_hat") if k in row})
+        if self.acc.is_main_process:
+            with open(self.log_path, "a", newline="") as fh:
+                csv.writer(fh).writerow([row.get(k, "") for k in LOG_FIELDS])
+        if config.tensorboard:
+            self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=done)
+
+    def finish(self) -> Path:
+        """The result: the model with its coding constants, saved to ``out/model``."""
+        config, acc = self.config, self.acc
+        acc.wait_for_everyone()
+        model = acc.unwrap_model(self.step_module).model
+        result = self.out / "model"
+        if acc.is_main_process:
+            model.eval()
+            if config.stage == 0:
+                measure_latent_stats(model, self.sampler, device=acc.device)
+            # stage 1 never touches ODFTE: fine-tuning a part of STEM in a trained model (the
+            # recipe's per-lambda P-coder runs) leaves a model as complete as it started
+            model.config.trained = config.stage == 2 or (config.stage == 1 and model.config.trained)
+            model.config.description = (
+                f"Diff-SIT {model.config.name}, trained by diffsit.train stage {config.stage}"
+                f" (lambda={config.lam:g}, {config.steps} steps); see model.safetensors metadata"
+            )
+            model.update()
+            tmp = result.with_name("model.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save(tmp, metadata={**self.metadata, "step": str(config.steps)})
+            shutil.rmtree(result, ignore_errors=True)
+            tmp.rename(result)
+        acc.wait_for_everyone()
+        acc.end_training()
+        return result

@@ -27,8 +27,21 @@ import time
 import weakref
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.video import Video
+
+from ..gop import overlapping_chunks
+from ..model import random_model
+from ..odfte import ODFTE
+from ..pipeline import DTYPES, decode_samples, encode_video, reconstruct
+from ..presets import preset_config
+from ..stem.exact import samples_to_float
+from ..stem.intra import coded_size
+from ..zoo import load_model
 
 FRAMES, WIDTH, HEIGHT = 96, 1920, 1080
 
@@ -82,10 +95,6 @@ def _throughput(dtype: torch.dtype, device: str = "cpu") -> dict[str, float]:
 def _odfte_count(odfte, windows: int, window: int) -> tuple[float, dict[str, float], int]:
     """FLOPs of ODFTE over ``windows`` windows of 1080p, by operator class, and the peak live
     activation bytes of one window, from a meta-device forward."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .stem.intra import coded_size
-
     ph, pw = coded_size(HEIGHT, WIDTH)
     x = torch.empty(1, 3, window, ph, pw, device="meta", dtype=odfte.dtype)
     tmap = torch.ones(1, window, device="meta")
@@ -98,42 +107,42 @@ def _odfte_count(odfte, windows: int, window: int) -> tuple[float, dict[str, flo
 
 
 def run(device: str | None = None, dtype: str = "bf16", frames: int = FRAMES) -> dict:
-    from .codec import DTYPES, decode_samples, encode_video, load_model, reconstruct
-    from .gop import overlapping_chunks
-    from .odfte import ODFTE
-    from .presets import preset_config
-    from .stem.exact import samples_to_float
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = DTYPES[dtype]
     config = preset_config("wan2.1-1.3b-shaped")
     windows = len(overlapping_chunks(frames, config.window, config.window_overlap))
     report: dict = {"frames": frames, "size": f"{WIDTH}x{HEIGHT}", "preset": "wan2.1-1.3b-shaped", "odfte_dtype": dtype, "device": device, "windows": windows}
-    video = _video(frames if device == "cuda" else 3)
     if device == "cuda":
-        # cast on the CPU, one tensor at a time: the GPU never holds the float32 weights
-        model = load_model("preset:wan2.1-1.3b-shaped", allow_untrained=True, dtype=torch_dtype).to(device)
-        report["gpu"] = torch.cuda.get_device_name()
-        torch.cuda.synchronize()
-        for phase in ("encode", "decode"):
-            torch.cuda.reset_peak_memory_stats()
-            t = time.perf_counter()
-            if phase == "encode":
-                data = encode_video(model, video, device=device, output=False).data
-            else:
-                stream, samples = decode_samples(model, data, device=device)
-                reconstruct(model, stream, samples_to_float(samples))
-            torch.cuda.synchronize()
-            report[phase] = {"seconds": time.perf_counter() - t, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "measured": True}
-        report["bytes"] = len(data)
-        return report
-    # CPU: STEM measured on one group of three 1080p frames, ODFTE counted
-    from .model import random_model
+        return _measure_cuda(report, DTYPES[dtype], frames)
+    return _estimate_cpu(report, config, DTYPES[dtype], windows, frames)
 
+
+def _measure_cuda(report: dict, torch_dtype: torch.dtype, frames: int, device: str = "cuda") -> dict:
+    """Encode and decode measured: wall time (synchronised) and peak memory of each."""
+    video = _video(frames)
+    # cast on the CPU, one tensor at a time: the GPU never holds the float32 weights
+    model = load_model("preset:wan2.1-1.3b-shaped", allow_untrained=True, dtype=torch_dtype).to(device)
+    report["gpu"] = torch.cuda.get_device_name()
+    torch.cuda.synchronize()
+    for phase in ("encode", "decode"):
+        torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        if phase == "encode":
+            data = encode_video(model, video, device=device, output=False).data
+        else:
+            stream, samples = decode_samples(model, data, device=device)
+            reconstruct(model, stream, samples_to_float(samples))
+        torch.cuda.synchronize()
+        report[phase] = {"seconds": time.perf_counter() - t, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "measured": True}
+    report["bytes"] = len(data)
+    return report
+
+
+def _estimate_cpu(report: dict, config, torch_dtype: torch.dtype, windows: int, frames: int) -> dict:
+    """STEM measured on one group of three 1080p frames and scaled, ODFTE counted."""
+    video = _video(3)
     stem = random_model(0, preset_config("tiny"))  # STEM's shapes are the same in every preset
-    stem.config.strength_block = 0
     t = time.perf_counter()
-    data = encode_video(stem, video, output=False).data
+    data = encode_video(stem, video, output=False, strength_block=0).data
     stem_enc = (time.perf_counter() - t) / video.frames
     t = time.perf_counter()
     decode_samples(stem, data)
@@ -177,10 +186,6 @@ def run(device: str | None = None, dtype: str = "bf16", frames: int = FRAMES) ->
 def _video(frames: int):
     """A 1080p clip with structure and motion: 8x8 blocks of random grey levels, shifted by a
     pixel each frame (time and memory do not depend on the content)."""
-    import numpy as np
-
-    from bench.video import Video
-
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (HEIGHT // 8 + 2, WIDTH // 8 + 2), dtype=np.uint8)
     big = np.kron(base, np.ones((8, 8), dtype=np.uint8))

@@ -38,6 +38,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.bdrate import BDError, bd_metric, bd_rate
+from bench.datasets import get_dataset
+from bench.metrics import MetricUnavailable, create_metric, default_metrics, measure, resolve_metrics
+
+from ..pipeline import encode_all_p, encode_video, refine, to_video
+from ..zoo import LADDER, load_model, rate_point
+
 VARIANTS = ("x_tilde", "x_hat", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame", "all_p", "x_tilde_no_skip")
 HIGHER_IS_BETTER = {
     "psnr_y": True,
@@ -54,8 +61,6 @@ SUMMARY_COLUMNS = ("psnr_yuv", "psnr_rgb", "ms_ssim_rgb", "vmaf", "lpips", "dist
 
 
 def _metrics(specs: list[str] | None, width: int, height: int):
-    from bench.metrics import MetricUnavailable, create_metric, default_metrics, resolve_metrics
-
     chosen, skipped = [], {}
     for spec in resolve_metrics(specs) if specs else default_metrics():
         m = create_metric(spec)
@@ -81,7 +86,7 @@ def ablate(
     dataset: str = "sample",
     *,
     frames: int = 9,
-    lambdas=(0.5, 1, 2, 4),
+    lambdas=LADDER,
     model: str = "tiny",
     sequences: list[str] | None = None,
     metrics: list[str] | None = None,
@@ -91,16 +96,10 @@ def ablate(
     out: str | Path = "results/ablation",
     log=print,
 ) -> pd.DataFrame:
-    from bench.datasets import get_dataset
-    from bench.metrics import measure
-
-    from .codec import encode_all_p, encode_video, load_model, rate_point, refine, to_video
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = get_dataset(dataset)
     rows, skipped_all, models = [], {}, {}
-    for seq in ds.resolve(data_root, sequences):
+    for seq in get_dataset(dataset).resolve(data_root, sequences):
         video = seq.open(frames=min(frames, seq.available_frames()))
         pixels = video.frames * video.width * video.height
         chosen, skipped = _metrics(metrics, video.width, video.height)
@@ -110,46 +109,40 @@ def ablate(
             m = load_model(point.spec, allow_untrained=allow_untrained)
             models[f"{lam:g}"] = {"model_id": m.model_id, "weights_sha256": m.weights_sha256().hex(), "trained": m.config.trained, "step_level": point.level}
             t0 = time.perf_counter()
-            enc = encode_video(m, video, device=device, step_level=point.level)
-            with m.at_step_level(point.level):
-                p_data, p_tilde = encode_all_p(m, video, device=device)
-            ip, x_tilde, stem = m.config.intra_period, enc.x_tilde, enc.stem_bytes
-            decoded = {
-                "x_tilde": (x_tilde, stem),
-                "x_hat": (enc.x_hat, len(enc.data)),
-                "x_hat_full": (enc.x_refined, stem),
-                "x_hat_no_fte": (refine(m, x_tilde, ip, use_fte=False), stem),
-                "x_hat_per_frame": (refine(m, x_tilde, ip, per_frame=True), stem),
-                "all_p": (p_tilde, len(p_data)),
-            }
-            if m.rd_tradeoff() is not None:
-                m.config.p_skip = False
-                try:
-                    no_skip = encode_video(m, video, device=device, output=False, step_level=point.level)
-                finally:
-                    m.config.p_skip = True
-                decoded["x_tilde_no_skip"] = (no_skip.x_tilde, no_skip.stem_bytes)
+            decoded, enc, p_data = _variants(m, video, device, point.level)
             for variant, (rgb, nbytes) in decoded.items():
                 dist = to_video(rgb.cpu(), video.width, video.height, video.fps)
-                row = {
-                    "dataset": dataset,
-                    "sequence": seq.name,
-                    "lambda": lam,
-                    "variant": variant,
-                    "frames": video.frames,
-                    "bytes": nbytes,
-                    "bpp": 8 * nbytes / pixels,
-                    **_summarise(measure(video, dist, chosen)),
-                }
-                rows.append(row)
+                here = {"dataset": dataset, "sequence": seq.name, "lambda": lam, "variant": variant, "frames": video.frames}
+                rows.append({**here, "bytes": nbytes, "bpp": 8 * nbytes / pixels, **_summarise(measure(video, dist, chosen))})
             log(
-                f"{seq.name} lambda={lam:g}: {8 * len(enc.data) / pixels:.4f} bpp (strength map {len(enc.data) - stem} bytes; all-P"
+                f"{seq.name} lambda={lam:g}: {8 * len(enc.data) / pixels:.4f} bpp (strength map {len(enc.data) - enc.stem_bytes} bytes; all-P"
                 f" {8 * len(p_data) / pixels:.4f}), {time.perf_counter() - t0:.0f} s"
             )
     df = pd.DataFrame(rows)
     df.to_csv(out / "ablation.csv", index=False)
     (out / "ablation.md").write_text(report(df, models=models, skipped=skipped_all, frames=frames))
     return df
+
+
+def _variants(m, video, device: str, level: int):
+    """Every variant's (RGB video, bytes) at one rate point, the stream's encoding and the
+    all-P stream's bytes."""
+    enc = encode_video(m, video, device=device, step_level=level)
+    with m.at_step_level(level):
+        p_data, p_tilde = encode_all_p(m, video, device=device)
+    ip, x_tilde, stem = m.config.intra_period, enc.x_tilde, enc.stem_bytes
+    decoded = {
+        "x_tilde": (x_tilde, stem),
+        "x_hat": (enc.x_hat, len(enc.data)),
+        "x_hat_full": (enc.x_refined, stem),
+        "x_hat_no_fte": (refine(m, x_tilde, ip, use_fte=False), stem),
+        "x_hat_per_frame": (refine(m, x_tilde, ip, per_frame=True), stem),
+        "all_p": (p_tilde, len(p_data)),
+    }
+    if m.rd_tradeoff() is not None:
+        no_skip = encode_video(m, video, device=device, output=False, step_level=level, p_skip=False)
+        decoded["x_tilde_no_skip"] = (no_skip.x_tilde, no_skip.stem_bytes)
+    return decoded, enc, p_data
 
 
 def dataset_means(df: pd.DataFrame) -> pd.DataFrame:
@@ -212,8 +205,6 @@ def report(df: pd.DataFrame, *, models: dict | None = None, skipped: dict | None
 def equal_bits(means: pd.DataFrame, metric_cols: list[str]) -> list[str]:
     """x^ (and ODFTE as is) against x~ at equal bits: BD-rate and BD-metric over the λ ladder,
     each with the reason when it has no number (x^ spends the strength map's bytes on top)."""
-    from bench.bdrate import BDError, bd_metric, bd_rate
-
     lambdas = means["lambda"].unique()
     if len(lambdas) < 3:
         return ["", f"(BD over the λ ladder needs at least 3 λ; this run has {len(lambdas)}.)"]

@@ -12,10 +12,17 @@ mean above the inside mean by more than x~'s.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench.datasets import get_dataset
+from bench.metrics import create_metric
+
+from ..pipeline import encode_video, refine, to_video
+from ..zoo import load_model
 
 
 def boundary_pairs(frames: int, window: int) -> np.ndarray:
@@ -34,11 +41,6 @@ def seam_table(
     device: str = "cpu",
     allow_untrained: bool = False,
 ) -> pd.DataFrame:
-    from bench.datasets import get_dataset
-    from bench.metrics import create_metric
-
-    from .codec import encode_video, load_model, refine, to_video
-
     m = load_model(model, allow_untrained=allow_untrained)
     ewarp = create_metric("ewarp", device=device, flow=flow)
     rows = []
@@ -90,6 +92,4 @@ def main(args) -> int:
 
 
 def _has_tabulate() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("tabulate") is not None

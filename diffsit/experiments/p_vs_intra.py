@@ -31,14 +31,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.datasets import get_dataset
+from bench.metrics.fidelity import psnr_from_mse
+
+from ..gop import FrameType, schedule
+from ..pipeline import encode_video, frames_rgb
+from ..stem.exact import samples_to_float
+from ..stem.pframe import MOTION_STRINGS
+from ..zoo import LADDER, load_model, rate_point
+
 #: step levels (``diffsit.stem.intra.step_gain``) that extend each frame's intra curve: the
 #: lowest-rate model's coarser steps below the ladder, the highest-rate model's finer ones above
 EXTENSION_LEVELS = (-3, -6, -9, -12, 3, 6, 9, 12)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+    """PSNR-RGB of pictures in [0, 1] (the harness's: a zero error is ``PSNR_MAX``)."""
+    return float(psnr_from_mse(torch.mean((a.double() - b.double()) ** 2).item(), 1.0))
 
 
 def p_vs_intra(
@@ -46,59 +55,19 @@ def p_vs_intra(
     *,
     sequences: list[str] | None = None,
     frames: int = 9,
-    lambdas=(0.5, 1, 2, 4),
+    lambdas=LADDER,
     model: str = "tiny",
     data_root: str | None = None,
     allow_untrained: bool = False,
     out: str | Path = "results/p_vs_intra",
 ) -> pd.DataFrame:
-    from bench.datasets import get_dataset
-
-    from .codec import _frames_rgb, encode_video, load_model, rate_point
-    from .gop import FrameType, schedule
-    from .stem.pframe import MOTION_STRINGS
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, curves = [], []
     for seq in get_dataset(dataset).resolve(data_root, sequences):
         video = seq.open(frames=min(frames, seq.available_frames()))
-        h, w = video.height, video.width
-        src = _frames_rgb(video, "cpu")
-
         for lam in sorted(lambdas, reverse=True):  # the lowest rate first: it extends the curves
-            point = rate_point(model, lam)
-            m = load_model(point.spec, allow_untrained=allow_untrained)
-            m.config.strength_block = 0  # STEM's bytes only: no ODFTE needed
-            enc = encode_video(m, video, output=False, step_level=point.level)
-            records = {r.index: r for r in enc.stream.records}
-            for fc in schedule(video.frames, m.config.intra_period):
-                if fc.type is not FrameType.PRED:
-                    continue
-                strings = records[fc.index].strings
-                cur = src[fc.index : fc.index + 1, :, :h, :w]
-                here = {"sequence": seq.name, "frame": fc.index, "lambda": lam}
-                with m.at_step_level(point.level):
-                    intra = {**here, "level": 0, **_intra_point(m.intra, src[fc.index : fc.index + 1], h, w)}
-                curves.append(intra)
-                ends = {max(lambdas): [v for v in EXTENSION_LEVELS if v < 0], min(lambdas): [v for v in EXTENSION_LEVELS if v > 0]}
-                for level in ends.get(lam, []) if len(lambdas) > 1 else EXTENSION_LEVELS:
-                    with m.at_step_level(point.level + level):
-                        curves.append({**here, "level": level, **_intra_point(m.intra, src[fc.index : fc.index + 1], h, w)})
-                rows.append(
-                    {
-                        "sequence": seq.name,
-                        "lambda": lam,
-                        "frame": fc.index,
-                        "reference": fc.reference,
-                        "p_mode": "skip" if len(strings) == MOTION_STRINGS else "residual",
-                        "p_bytes": sum(map(len, strings)),
-                        "p_motion_bytes": sum(map(len, strings[:MOTION_STRINGS])),
-                        "p_psnr_rgb": _psnr(enc.x_tilde[fc.index : fc.index + 1, :, :h, :w], cur),
-                        "intra_bytes": intra["bytes"],
-                        "intra_psnr_rgb": intra["psnr_rgb"],
-                    }
-                )
+            _rate_point_rows(seq.name, video, lam, lambdas, model, allow_untrained, rows, curves)
     df = pd.DataFrame(rows).sort_values(["sequence", "lambda", "frame"], ignore_index=True)
     curve = pd.DataFrame(curves)
     df["bytes_ratio"] = df["p_bytes"] / df["intra_bytes"]
@@ -114,10 +83,46 @@ def p_vs_intra(
     return df
 
 
+def _rate_point_rows(name: str, video, lam: float, lambdas, model: str, allow_untrained: bool, rows: list, curves: list) -> None:
+    """Each P frame of one sequence at one λ (into ``rows``), and the intra points of the
+    same frames (into ``curves``)."""
+    h, w = video.height, video.width
+    src = frames_rgb(video, "cpu")
+    point = rate_point(model, lam)
+    m = load_model(point.spec, allow_untrained=allow_untrained)
+    enc = encode_video(m, video, output=False, step_level=point.level, strength_block=0)  # STEM's bytes only: no ODFTE needed
+    records = {r.index: r for r in enc.stream.records}
+    ends = {max(lambdas): [v for v in EXTENSION_LEVELS if v < 0], min(lambdas): [v for v in EXTENSION_LEVELS if v > 0]}
+    for fc in schedule(video.frames, m.config.intra_period):
+        if fc.type is not FrameType.PRED:
+            continue
+        strings = records[fc.index].strings
+        frame = src[fc.index : fc.index + 1]
+        here = {"sequence": name, "frame": fc.index, "lambda": lam}
+        with m.at_step_level(point.level):
+            intra = {**here, "level": 0, **_intra_point(m.intra, frame, h, w)}
+        curves.append(intra)
+        for level in ends.get(lam, []) if len(lambdas) > 1 else EXTENSION_LEVELS:
+            with m.at_step_level(point.level + level):
+                curves.append({**here, "level": level, **_intra_point(m.intra, frame, h, w)})
+        rows.append(
+            {
+                "sequence": name,
+                "lambda": lam,
+                "frame": fc.index,
+                "reference": fc.reference,
+                "p_mode": "skip" if len(strings) == MOTION_STRINGS else "residual",
+                "p_bytes": sum(map(len, strings)),
+                "p_motion_bytes": sum(map(len, strings[:MOTION_STRINGS])),
+                "p_psnr_rgb": _psnr(enc.x_tilde[fc.index : fc.index + 1, :, :h, :w], frame[..., :h, :w]),
+                "intra_bytes": intra["bytes"],
+                "intra_psnr_rgb": intra["psnr_rgb"],
+            }
+        )
+
+
 def _intra_point(coder, frame: torch.Tensor, h: int, w: int) -> dict:
     """Bytes and PSNR-RGB of ``frame`` (padded) coded by ``coder``, over the picture (h, w)."""
-    from .stem.exact import samples_to_float
-
     strings, rec = coder.compress_image(frame)
     return {"bytes": sum(map(len, strings)), "psnr_rgb": _psnr(samples_to_float(rec)[..., :h, :w], frame[..., :h, :w])}
 
