@@ -33,8 +33,6 @@ compare them with the dataset-level curve of a user's runs (see :func:`bench.rep
 from __future__ import annotations
 
 import json
-import math
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,34 +40,15 @@ import numpy as np
 import pandas as pd
 
 from .metrics import column, metric_columns
+from .published import ImportFormatError, dataset_name
+from .published import finite as _finite
 from .store import atomic_write_text, file_digest
 
 FORMATS = ("long", "dcvc", "compressai")
 DATASET_LEVEL = "*"
+
+
 # the metric columns a long table may use (the results contract's names)
-_DATASET_ALIASES = {"hevc_b": "hevc_b", "hevcb": "hevc_b", "classb": "hevc_b", "uvg": "uvg", "mcl_jcv": "mcl_jcv", "mcljcv": "mcl_jcv"}
-
-
-class ImportFormatError(ValueError):
-    """The file does not have the structure its format promises; the message says what is wrong."""
-
-
-def dataset_name(text: str) -> str:
-    """``HEVC_B``, ``HEVC-B``, ``UVG``, ``MCL-JCV`` -> the registry's names; others lower-cased."""
-    key = re.sub(r"[^a-z0-9]", "", text.lower())
-    for alias, name in _DATASET_ALIASES.items():
-        if key == alias.replace("_", ""):
-            return name
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-
-def sequence_name(text: str) -> str:
-    """``BasketballDrive_1920x1080_50.yuv`` / ``videoSRC01_1920x1080_30`` -> the name before the geometry."""
-    stem = re.sub(r"\.(yuv|png|mp4)$", "", text, flags=re.I)
-    m = re.match(r"(.+?)_\d+x\d+", stem)
-    return m.group(1) if m else stem
-
-
 def _metric(name: str) -> str:
     """A published metric name as the registry's column (its name or one of its aliases)."""
     known = metric_columns()
@@ -132,21 +111,6 @@ def read_dcvc(path: Path, codec: str | None, psnr_space: str = "rgb") -> pd.Data
         return read(path, _json(path), codec, psnr_space)
     except DCVCFormatError as e:
         raise ImportFormatError(str(e)) from None
-
-
-def _finite(value, path: Path, where: str, key: str, *, positive: bool = False) -> float:
-    """``value`` as a finite number (> 0 with ``positive``), or an ImportFormatError naming the
-    file, where in it, the value, and what to do: a NaN or infinite point would be plotted."""
-    fix = "correct it in the file or remove that point"
-    try:
-        x = math.nan if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        x = math.nan
-    if not math.isfinite(x):
-        raise ImportFormatError(f"{path}: {where}: {key} is {value!r}, not a finite number; {fix}")
-    if positive and x <= 0:
-        raise ImportFormatError(f"{path}: {where}: {key} is {value!r}; bits per pixel must be positive; {fix}")
-    return x
 
 
 #: CompressAI results keys -> columns. Its psnr-yuv is (4Y + U + V)/6 (compressai.utils.video.
