@@ -22,13 +22,14 @@ import csv
 import json
 import math
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bench.provenance import git_state
 
 from ..gop import GROUP, FrameType, display_types, schedule
 from ..stem.mv import estimate_flow
@@ -300,16 +301,8 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
 
 
 def git_provenance() -> dict:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = (
-            subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
-            != ""
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None}
-    return {"commit": commit or None, "dirty": dirty}
+    """The checkout's commit and whether it is dirty (``bench.provenance.git_state``)."""
+    return git_state()
 
 
 def _lr_lambda(config: TrainConfig):
