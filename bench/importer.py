@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import dcvc
 from .metrics import column, metric_columns
 from .published import ImportFormatError, dataset_name
 from .published import finite as _finite
@@ -103,13 +104,11 @@ def _number_rates(df: pd.DataFrame) -> pd.DataFrame:
 def read_dcvc(path: Path, codec: str | None, psnr_space: str = "rgb") -> pd.DataFrame:
     """Every field of a DCVC results file (:mod:`bench.dcvc`): bpp and metrics of all, I and
     P frames in their own columns, frame counts, geometry, timing, and DCVC's other fields."""
-    from .dcvc import DCVCFormatError, read
-
     if not codec:
         raise ImportFormatError("a DCVC results file does not name its codec: pass --codec NAME (e.g. DCVC-DC)")
     try:
-        return read(path, _json(path), codec, psnr_space)
-    except DCVCFormatError as e:
+        return dcvc.read(path, _json(path), codec, psnr_space)
+    except dcvc.DCVCFormatError as e:
         raise ImportFormatError(str(e)) from None
 
 

@@ -40,7 +40,7 @@ def worker_init(threads: int) -> None:
     import torch  # heavy (seconds): only in worker processes, which run jobs that need it
 
     torch.set_num_threads(threads)
-    try:
+    try:  # numba: imported here with torch, where the threads are set
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

@@ -9,6 +9,7 @@ A job that ends without a result is recorded as what Slurm says it was (``cancel
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import math
 import os
 import shutil
@@ -154,8 +155,6 @@ def _on_slurm_signals() -> None:
     - SIGTERM (scancel, preemption, the limit itself) ends the process without a result; the
       driver then asks Slurm which it was. Exiting at once also frees the node for the job
       that preempted this one, rather than after KillWait."""
-    import faulthandler
-
     faulthandler.enable()  # a crash in native code leaves the Python stack in the job's log
 
     def warned(signum, frame):
