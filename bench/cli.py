@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from . import datasets as ds
-from . import dcvc, drift, executors, weights
+from . import dcvc, drift, weights
 from .bdrate import DEFAULT_MIN_OVERLAP, OVERLAP_MARK
 from .codec import BitDepthError, RateError, UnknownCodec, accepted_options, codec_class, codec_names, contributed_options, create_codec
 from .complexity import METHOD, counted
 from .conditions import CONDITIONS, check_comparable
 from .config import SweepConfig, SweepConfigError
 from .decoded import DecodedError
+from .executors import registry
 from .htmlreport import ReportError, write_report
 from .importer import import_results, write_imported
 from .metrics import UnknownMetric, create_metric, default_metrics, metric_names
@@ -179,7 +180,7 @@ def _add_run(sub) -> None:
     run.add_argument("--rates", type=_csv, help="rate points in the codec's own knob (QP for anchors), comma-separated")
     run.add_argument("--metrics", type=_csv, help=f"metrics or columns (default: {','.join(default_metrics())})")
     run.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes) of the local executor")
-    executors.add_arguments(run)
+    registry.add_arguments(run)
     run.add_argument("--out", type=Path, help="results folder (default: results/<dataset>/<codec>/)")
     run.add_argument("--force", action="store_true", help="redo jobs already recorded as done")
     run.add_argument(
@@ -365,7 +366,7 @@ def sweep_config(args) -> SweepConfig:
         device=args.device,
         jobs=args.jobs,
         executor=args.executor,
-        **executors.options_from_args(args),
+        **registry.options_from_args(args),
         force=args.force,
         save_decoded=args.save_decoded,
         save_decoded_limit_gb=args.save_decoded_limit_gb,

@@ -4,7 +4,8 @@ direct ``SweepConfig(...)`` too: an unknown key or a value of the wrong type is 
 :class:`SweepConfigError` naming it.
 
 The executors' settings are not written here: each executor module owns its section
-(``bench.executors.<name>.Options``), which this model takes in as a base.
+(``bench.executors.<name>.Options``), which this model takes in as a base
+(``bench.executors.registry.OPTIONS``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .executors import EXECUTORS, OPTIONS
+from .executors.registry import EXECUTORS, OPTIONS
 
 
 class SweepConfigError(ValueError):
@@ -26,7 +27,7 @@ _LISTS = ("codecs", "rates", "sequences", "metrics")
 _TEXTS = ("out", "data_root", "weights", "dataset")
 
 
-class SweepConfig(*OPTIONS):  # each executor's section (bench.executors.OPTIONS) is a base
+class SweepConfig(*OPTIONS):  # each executor's section (bench.executors.registry.OPTIONS) is a base
     """Everything a sweep needs."""
 
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +56,7 @@ class SweepConfig(*OPTIONS):  # each executor's section (bench.executors.OPTIONS
     device: str = "cpu"
     #: parallel jobs (processes) of the local executor
     jobs: int = 1
-    #: where jobs run: a name of bench.executors.EXECUTORS (local, ray, submitit)
+    #: where jobs run: a name of bench.executors.registry.EXECUTORS (local, ray, submitit)
     executor: str = "local"
     force: bool = False
     #: keep each job's decoded video (decoded/<job>.mkv, lossless FFV1) for `bench visualize`

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import datasets as ds
 from .config import SweepConfig
-from .executors import make_executor
+from .executors.registry import make_executor
 from .jobs import Job, jsonable
 from .metrics import create_metric, resolve_metrics
 from .plan import Plan, PlanError, reuse_of

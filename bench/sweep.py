@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from . import weights
 from .config import SweepConfig
-from .executors import Executor, check_executor, make_executor
+from .executors.base import Executor
+from .executors.registry import check_executor, make_executor
 from .jobs import JobResult, base_record, run_job
 from .metrics import default_metrics, resolve_metrics
 from .plan import CONFLICT_FIX, Plan, PlanError, apply_conditions, codec_specs, curve_conflicts, foreign_tables, partition, plan_dataset
@@ -115,7 +116,7 @@ def run_sweep(
 ) -> SweepResult:
     """Plan every results folder of the sweep (all of them before any job runs), then run
     each. ``executor`` makes the executor of one folder's jobs (default: the one the
-    configuration names, ``bench.executors.make_executor``); ``notify`` receives the notes
+    configuration names, ``bench.executors.registry.make_executor``); ``notify`` receives the notes
     (skipped metrics, conversions, options not taken, jobs already done)."""
     if config.jobs < 1:
         raise PlanError("jobs must be at least 1")

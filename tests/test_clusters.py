@@ -34,9 +34,10 @@ from device_codec import FakeCPUCodec
 
 from bench.codec import register_codec
 from bench.config import SweepConfig
-from bench.executors import make_executor, slurm
+from bench.executors import slurm
 from bench.executors.base import NodeUnusable
 from bench.executors.ray import has_ray_token
+from bench.executors.registry import make_executor
 from bench.plan import PlanError
 from bench.store import ResultsStore
 from bench.sweep import run_sweep

@@ -7,9 +7,9 @@ import argparse
 
 import pytest
 
-from bench import executors
 from bench.cli import build_parser, sweep_config
 from bench.config import SweepConfig, SweepConfigError
+from bench.executors import registry
 from bench.provenance import git_commit, git_state
 
 
@@ -23,14 +23,14 @@ def test_each_executor_owns_its_options():
     """Each executor module names itself, its extra, its options, flags, check and make; its
     flags' dests are exactly its option fields, and SweepConfig takes every field in."""
     parser = argparse.ArgumentParser()
-    for name, module in executors.EXECUTORS.items():
+    for name, module in registry.EXECUTORS.items():
         assert module.NAME == name
         assert all(callable(getattr(module, f)) for f in ("add_arguments", "check", "make"))
         group = parser.add_argument_group(name)
         module.add_arguments(group)
         assert {a.dest for a in group._group_actions} == set(module.Options.model_fields), name
         assert set(module.Options.model_fields) <= set(SweepConfig.keys())
-    assert len(executors.option_names()) == len(set(executors.option_names())), "two executors share an option name"
+    assert len(registry.option_names()) == len(set(registry.option_names())), "two executors share an option name"
 
 
 def test_flags_reach_the_config_with_the_models_defaults():

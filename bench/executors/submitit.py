@@ -69,7 +69,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--submitit-cluster", choices=["slurm", "local", "debug"], help="submitit: where (default: slurm if sbatch is here, else local)")
     group.add_argument("--submitit-folder", help="submitit: scripts and logs, visible to the nodes (default: OUT/.submitit)")
     group.add_argument("--slurm-partition")
-    group.add_argument("--slurm-time", dest="slurm_time_min", type=float, help=f"Slurm: time limit per job, minutes (default {limit:g})")
+    group.add_argument("--slurm-time", dest="slurm_time_min", metavar="SLURM_TIME", type=float, help=f"Slurm: time limit per job, minutes (default {limit:g})")
     group.add_argument("--slurm-gpus-per-task", type=int, help="Slurm: GPUs of a GPU job (default 1)")
     group.add_argument("--slurm-cpus-per-task", type=int, help="Slurm: CPUs per job (default: what the codec declares)")
     group.add_argument(
