@@ -257,6 +257,59 @@ def _halve_row(row, w, w2, out, bottom, single):  # pragma: no cover - compiled
             out[j] = (out[j] + (row[2 * j] + row[min(2 * j + 1, w - 1)])) * 0.25
 
 
+@njit(cache=True, inline="always")
+def _moments_row(xr, yr, w, prod):  # pragma: no cover - compiled
+    """One input row's five local-moment products (x, y, x², y², xy), in float64."""
+    for j in range(w):
+        a = np.float64(xr[j])
+        c = np.float64(yr[j])
+        prod[0, j] = a
+        prod[1, j] = c
+        prod[2, j] = a * a
+        prod[3, j] = c * c
+        prod[4, j] = a * c
+
+
+@njit(cache=True, inline="always")
+def _vertical(acc, ring, i, win, wo):  # pragma: no cover - compiled
+    """Output row ``i``'s five moments: the vertical 11-tap sums over the ring of filtered
+    rows (ring slot ``r % 11`` holds input row r), taps in order t = 0..10."""
+    k = 11
+    for m in range(5):
+        _taps11(
+            acc[m],
+            ring[i % k, m],
+            ring[(i + 1) % k, m],
+            ring[(i + 2) % k, m],
+            ring[(i + 3) % k, m],
+            ring[(i + 4) % k, m],
+            ring[(i + 5) % k, m],
+            ring[(i + 6) % k, m],
+            ring[(i + 7) % k, m],
+            ring[(i + 8) % k, m],
+            ring[(i + 9) % k, m],
+            ring[(i + 10) % k, m],
+            0,
+            win,
+            wo,
+        )
+
+
+@njit(cache=True, inline="always")
+def _ssim_row(acc, c1, c2, sv, cv, wo):  # pragma: no cover - compiled
+    """The SSIM (``sv``) and contrast-structure (``cv``) maps of one output row from its
+    five moments."""
+    for j in range(wo):
+        mu1 = acc[0, j]
+        mu2 = acc[1, j]
+        s11 = acc[2, j] - mu1 * mu1
+        s22 = acc[3, j] - mu2 * mu2
+        s12 = acc[4, j] - mu1 * mu2
+        cs = (2.0 * s12 + c2) / (s11 + s22 + c2)
+        cv[j] = cs
+        sv[j] = (2.0 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs
+
+
 @njit(parallel=True, fastmath=False, cache=True)
 def _ssim_cs_rows(x, y, win, c1, c2, strip, hx, hy, halve):  # pragma: no cover - compiled
     """Per-row sums of the SSIM and contrast-structure maps, 'valid' 11-tap Gaussian windows.
@@ -292,14 +345,7 @@ def _ssim_cs_rows(x, y, win, c1, c2, strip, hx, hy, halve):  # pragma: no cover 
         sv = np.empty(wo)
         cv = np.empty(wo)
         for rr in range(r0, r1 + k - 1):
-            for j in range(w):
-                a = np.float64(x[f, rr, j])
-                c = np.float64(y[f, rr, j])
-                prod[0, j] = a
-                prod[1, j] = c
-                prod[2, j] = a * a
-                prod[3, j] = c * c
-                prod[4, j] = a * c
+            _moments_row(x[f, rr], y[f, rr], w, prod)
             if halve and rr < own:
                 _halve_row(prod[0], w, w2, hx[f, rr // 2], rr % 2 == 1, rr == h - 1 and rr % 2 == 0)
                 _halve_row(prod[1], w, w2, hy[f, rr // 2], rr % 2 == 1, rr == h - 1 and rr % 2 == 0)
@@ -310,33 +356,8 @@ def _ssim_cs_rows(x, y, win, c1, c2, strip, hx, hy, halve):  # pragma: no cover 
             i = rr - (k - 1)  # the output row whose 11 input rows are now in the ring
             if i < r0:
                 continue
-            for m in range(5):
-                _taps11(
-                    acc[m],
-                    ring[i % k, m],
-                    ring[(i + 1) % k, m],
-                    ring[(i + 2) % k, m],
-                    ring[(i + 3) % k, m],
-                    ring[(i + 4) % k, m],
-                    ring[(i + 5) % k, m],
-                    ring[(i + 6) % k, m],
-                    ring[(i + 7) % k, m],
-                    ring[(i + 8) % k, m],
-                    ring[(i + 9) % k, m],
-                    ring[(i + 10) % k, m],
-                    0,
-                    win,
-                    wo,
-                )
-            for j in range(wo):
-                mu1 = acc[0, j]
-                mu2 = acc[1, j]
-                s11 = acc[2, j] - mu1 * mu1
-                s22 = acc[3, j] - mu2 * mu2
-                s12 = acc[4, j] - mu1 * mu2
-                cs = (2.0 * s12 + c2) / (s11 + s22 + c2)
-                cv[j] = cs
-                sv[j] = (2.0 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs
+            _vertical(acc, ring, i, win, wo)
+            _ssim_row(acc, c1, c2, sv, cv, wo)
             ssim_rows[f, i] = _sum8(sv, wo)
             cs_rows[f, i] = _sum8(cv, wo)
     return ssim_rows, cs_rows

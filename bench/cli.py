@@ -5,16 +5,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
 
 from . import datasets as ds
+from . import dcvc, drift, weights
+from .bdrate import DEFAULT_MIN_OVERLAP, OVERLAP_MARK
 from .codec import BitDepthError, RateError, UnknownCodec, accepted_options, codec_class, codec_names, contributed_options, create_codec
-from .metrics import UnknownMetric, default_metrics
-from .store import ResultsStore, read_summaries
-
-if TYPE_CHECKING:
-    from .sweep import SweepConfig
+from .complexity import METHOD, counted
+from .conditions import CONDITIONS, check_comparable
+from .config import SweepConfig, SweepConfigError
+from .decoded import DecodedError
+from .executors import registry
+from .htmlreport import ReportError, write_report
+from .importer import import_results, write_imported
+from .metrics import UnknownMetric, create_metric, default_metrics, metric_names
+from .plan import PlanError
+from .published import dataset_name
+from .remeasure import measure_results
+from .report import FRAME_TYPES, BDOptions, bd_table, format_bd, write_plots
+from .store import ResultsStore, StoreBusy, read_summaries, with_frame_types
+from .sweep import run_sweep
+from .video import Video
+from .visualize import Request, VisualizeError, parse_crop, visualize
 
 
 class UsageError(Exception):
@@ -82,8 +99,6 @@ def _add_bootstrap_args(p: argparse.ArgumentParser) -> None:
 
 def _add_bd_args(p: argparse.ArgumentParser) -> None:
     """The options of a BD table, shared by bdrate and report."""
-    from .bdrate import DEFAULT_MIN_OVERLAP, OVERLAP_MARK
-
     p.add_argument("--method", default="pchip", choices=("pchip", "akima", "cubic"), help="interpolation (default pchip, as JVET CTC)")
     p.add_argument("--convex-hull", action="store_true", help="fit only the points on each codec's RD convex hull")
     p.add_argument(
@@ -110,8 +125,6 @@ def _add_bd_args(p: argparse.ArgumentParser) -> None:
 
 
 def _bd_options(args):
-    from .report import FRAME_TYPES, BDOptions
-
     if args.bootstrap < 0:
         raise UsageError("--bootstrap must be 0 (no interval) or a number of resamples")
     if not 0 < args.ci < 1:
@@ -137,15 +150,27 @@ def _bd_options(args):
 
 def _with_frame_types(summary, opt):
     """The I/P split from frames.csv, read only when a table asks for I or P frames."""
-    from .store import with_frame_types
-
     return with_frame_types(summary) if set(opt.frame_types) - {"all"} else summary
+
+
+#: the --results help of the commands that read results
+RESULTS_HELP = "results folder or summary.csv, repeatable (default: everything under results/ but results/golden)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_setup_commands(sub)
+    _add_table_commands(sub)
+    _add_import_export(sub)
+    _add_views(sub)
+    _add_check(sub)
+    return parser
 
+
+def _add_run(sub) -> None:
+    """``run``: the sweep's flags (the executors' come from :mod:`bench.executors`)."""
     run = sub.add_parser("run", help="sweep codecs x sequences x rate points and write results")
     run.add_argument("--codec", required=True, type=_csv, help="codec[:opt=val...][,codec...] (`python -m bench codecs` lists them)")
     _add_input_args(run, dataset_required=False)
@@ -155,22 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rates", type=_csv, help="rate points in the codec's own knob (QP for anchors), comma-separated")
     run.add_argument("--metrics", type=_csv, help=f"metrics or columns (default: {','.join(default_metrics())})")
     run.add_argument("--jobs", type=int, default=1, help="parallel jobs (processes) of the local executor")
-    ex = run.add_argument_group("where jobs run (bench.executors; docs/clusters.md)")
-    ex.add_argument(
-        "--executor", choices=["local", "ray", "submitit"], default="local", help="local processes (default), a Ray cluster, or Slurm through submitit"
-    )
-    ex.add_argument("--gpus", help="local: pin jobs to these GPUs, one job per GPU at a time (0,1,2 or auto); CPU jobs run beside them")
-    ex.add_argument("--ray-address", help="Ray: a running cluster (auto, ray://HEAD:10001); default: start a local Ray")
-    ex.add_argument("--ray-num-cpus", type=int, help="Ray, local: logical CPUs")
-    ex.add_argument("--ray-num-gpus", type=int, help="Ray, local: logical GPUs")
-    ex.add_argument("--ray-max-retries", type=int, default=2, help="Ray: reruns of a job whose worker died (default 2)")
-    ex.add_argument("--submitit-cluster", choices=["slurm", "local", "debug"], help="submitit: where (default: slurm if sbatch is here, else local)")
-    ex.add_argument("--submitit-folder", help="submitit: scripts and logs, visible to the nodes (default: OUT/.submitit)")
-    ex.add_argument("--slurm-partition")
-    ex.add_argument("--slurm-time", type=float, default=60, help="Slurm: time limit per job, minutes (default 60)")
-    ex.add_argument("--slurm-gpus-per-task", type=int, help="Slurm: GPUs of a GPU job (default 1)")
-    ex.add_argument("--slurm-cpus-per-task", type=int, help="Slurm: CPUs per job (default: what the codec declares)")
-    ex.add_argument("--slurm-flag", action="append", default=[], metavar="KEY=VALUE", help="an extra sbatch flag, e.g. --slurm-flag account=lab (repeatable)")
+    registry.add_arguments(run)
     run.add_argument("--out", type=Path, help="results folder (default: results/<dataset>/<codec>/)")
     run.add_argument("--force", action="store_true", help="redo jobs already recorded as done")
     run.add_argument(
@@ -186,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS); see `bench doctor`")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_setup_commands(sub) -> None:
+    """``measure``, ``conditions``, ``doctor``, ``datasets``, ``codecs``."""
     ms = sub.add_parser("measure", help="add or change metrics of finished results: decodes the stored bitstreams, never encodes")
     ms.add_argument("--results", required=True, type=Path, help="the --out folder of `bench run`")
     ms.add_argument("--metrics", required=True, type=_csv, help="metrics to measure (added to what each job measured)")
@@ -207,9 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_codec_location_args(cdp)
 
-    results_help = "results folder or summary.csv, repeatable (default: everything under results/ but results/golden)"
+
+def _add_table_commands(sub) -> None:
+    """``plot`` and ``bdrate``."""
     pl = sub.add_parser("plot", help="RD curves per dataset and metric, and a paper-style grid")
-    pl.add_argument("--results", action="append", type=Path, help=results_help)
+    pl.add_argument("--results", action="append", type=Path, help=RESULTS_HELP)
     pl.add_argument("--out", type=Path, default=Path("results/plots"), help="where the figures go (default: results/plots)")
     pl.add_argument("--metrics", type=_csv, help="metric columns to plot (default: every known one present)")
     pl.add_argument("--per-sequence", action="store_true", help="also one figure per sequence")
@@ -218,13 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     bdp = sub.add_parser("bdrate", help="BD-rate tables against an anchor codec")
     bdp.add_argument("--anchor", required=True, help="codec the others are compared with")
-    bdp.add_argument("--results", action="append", type=Path, help=results_help)
+    bdp.add_argument("--results", action="append", type=Path, help=RESULTS_HELP)
     bdp.add_argument("--metric", action="append", help="metric column (repeatable; default: every known one present)")
     bdp.add_argument("--format", default="md", choices=("md", "csv", "latex"))
     bdp.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
     bdp.add_argument("--mixed-conditions", action="store_true", help="compare curves made under different named test conditions anyway")
     _add_bd_args(bdp)
 
+
+def _add_import_export(sub) -> None:
+    """``import`` and ``export``."""
     im = sub.add_parser("import", help="turn a published results file into summary.csv rows (marked imported, with their source)")
     im.add_argument("file", type=Path, help="the results file")
     im.add_argument(
@@ -243,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write one codec's results in another tool's schema (DCVC's JSON, for its compare_bd_rate.py)")
     ex.add_argument("--format", required=True, choices=("dcvc",), help="dcvc: the JSON DCVC's test_video.py writes and compare_bd_rate.py reads")
     ex.add_argument("--out", required=True, type=Path, help="the file to write (e.g. mine.json)")
-    ex.add_argument("--results", action="append", type=Path, help=results_help)
+    ex.add_argument("--results", action="append", type=Path, help=RESULTS_HELP)
     ex.add_argument("--codec", help="the codec to export (a DCVC file holds one; needed when the results have several)")
     ex.add_argument("--dataset", help="only this dataset")
     ex.add_argument(
@@ -254,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--force", action="store_true", help="replace --out if it exists")
 
+
+def _add_views(sub) -> None:
+    """``visualize`` and ``report``."""
     vz = sub.add_parser("visualize", help="crops and x-t slices of each codec at matched bitrate, from videos kept by run --save-decoded")
     vz.add_argument("--results", action="append", type=Path, required=True, help="results folder (searched below), repeatable")
     vz.add_argument("--sequence", required=True, help="the sequence to show")
@@ -269,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     vz.add_argument("--out", type=Path, help="folder (default: RESULTS/visuals/<sequence>-f<frame>-<bpp>bpp)")
 
     rp = sub.add_parser("report", help="one HTML page (a folder with index.html) of RD curves, BD tables, per-sequence and per-frame views, visuals")
-    rp.add_argument("--results", action="append", type=Path, help=results_help)
+    rp.add_argument("--results", action="append", type=Path, help=RESULTS_HELP)
     rp.add_argument("--out", type=Path, default=Path("results/report"), help="folder for index.html (default: results/report)")
     rp.add_argument("--anchor", action="append", help="BD tables against this codec (repeatable; default: the anchors present)")
     rp.add_argument("--visuals", action="append", type=Path, default=[], help="a `bench visualize` folder to embed (those under --results are found)")
@@ -277,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", default="Rate-distortion report")
     _add_bd_args(rp)
 
+
+def _add_check(sub) -> None:
+    """``check``: the golden sets."""
     ck = sub.add_parser("check", help="CI: rerun the golden configuration and fail on metric drift")
     ck.add_argument("--golden", required=True, type=Path, help="golden set folder (config.json, summary.csv, tolerances.json)")
     ck.add_argument("--results", type=Path, help="compare these results instead of running the configuration")
@@ -287,7 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_location_args(ck)
     _add_data_args(ck)
     ck.add_argument("--weights", help="folder of pretrained weights files (also $BENCH_WEIGHTS)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     # the command as a user would type it again (manifests record it; visualize suggests it)
     args.command_line = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     if getattr(args, "weights", None):
-        from . import weights
-
         os.environ[weights.ENV] = str(Path(args.weights).expanduser())  # workers inherit it
     try:
         commands = {
@@ -319,9 +340,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # planning errors (missing encoder, busy store) read best bare
-        from .store import StoreBusy
-        from .sweep import PlanError, SweepConfigError
-
         if isinstance(e, (PlanError, StoreBusy, SweepConfigError)):
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -330,8 +348,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def sweep_config(args) -> SweepConfig:
     """The ``run`` command line as a SweepConfig (the CLI only parses)."""
-    from .sweep import SweepConfig
-
     harness = {k: getattr(args, k) for k in ("ffmpeg", *_location_options()) if getattr(args, k, None) is not None}
     return SweepConfig(
         codecs=args.codec,
@@ -350,18 +366,7 @@ def sweep_config(args) -> SweepConfig:
         device=args.device,
         jobs=args.jobs,
         executor=args.executor,
-        gpus=args.gpus,
-        ray_address=args.ray_address,
-        ray_num_cpus=args.ray_num_cpus,
-        ray_num_gpus=args.ray_num_gpus,
-        ray_max_retries=args.ray_max_retries,
-        submitit_cluster=args.submitit_cluster,
-        submitit_folder=args.submitit_folder,
-        slurm_partition=args.slurm_partition,
-        slurm_time_min=args.slurm_time,
-        slurm_gpus_per_task=args.slurm_gpus_per_task,
-        slurm_cpus_per_task=args.slurm_cpus_per_task,
-        slurm_flags=_flags(args.slurm_flag),
+        **registry.options_from_args(args),
         force=args.force,
         save_decoded=args.save_decoded,
         save_decoded_limit_gb=args.save_decoded_limit_gb,
@@ -371,19 +376,7 @@ def sweep_config(args) -> SweepConfig:
     )
 
 
-def _flags(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--slurm-flag {item!r}: expected KEY=VALUE (e.g. account=lab)")
-        out[key.lstrip("-")] = value
-    return out
-
-
 def cmd_run(args) -> int:
-    from .sweep import run_sweep
-
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     result = run_sweep(sweep_config(args), argv=args.command_line)
@@ -396,8 +389,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_measure(args) -> int:
-    from .remeasure import measure_results
-
     part = measure_results(args.results, args.metrics, jobs=args.jobs, device=args.device, progress=not args.quiet)
     for r in part.failed:
         print(f"FAILED {r['job_id']}: {r.get('error', '')}", file=sys.stderr)
@@ -406,8 +397,6 @@ def cmd_measure(args) -> int:
 
 
 def cmd_conditions(args) -> int:
-    from .conditions import CONDITIONS
-
     for c in CONDITIONS.values():
         print(f"{c.name}: {c.title}")
         print(f"  source:       {c.source}")
@@ -419,9 +408,6 @@ def cmd_conditions(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from . import weights
-    from .metrics import create_metric, metric_names
-
     print("weights files (looked for in: " + ", ".join(map(str, weights.search_dirs())) + ")")
     for r in weights.doctor_rows():
         mark = "present" if r["present"] else "MISSING"
@@ -493,21 +479,12 @@ def cmd_codecs(args) -> int:
         except Exception as e:  # a broken plugin must not hide the others
             print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")
     if args.complexity:
-        from .complexity import METHOD
-
         print(f"\ncomplexity: {METHOD}")
     return 0
 
 
 def _complexity_line(codec, width: int, height: int) -> str:
     """kMAC/pixel and seconds per frame of one learned codec on 3 random frames."""
-    import tempfile
-    import time
-
-    import numpy as np
-
-    from .complexity import counted
-    from .video import Video
 
     rng = np.random.default_rng(0)
     video = Video(*(rng.integers(0, 256, (3, h, w), dtype=np.uint8) for h, w in ((height, width), (height // 2, width // 2), (height // 2, width // 2))))
@@ -549,8 +526,6 @@ def _summaries(paths: list[Path] | None, what: str = "plot"):
 
 
 def cmd_plot(args) -> int:
-    from .report import write_plots
-
     files = write_plots(
         _summaries(args.results), args.out, metrics=args.metrics, per_sequence=args.per_sequence, ms_ssim_db=args.ms_ssim_db, formats=tuple(args.format)
     )
@@ -559,9 +534,6 @@ def cmd_plot(args) -> int:
 
 
 def cmd_bdrate(args) -> int:
-    from .conditions import check_comparable
-    from .report import bd_table, format_bd
-
     summary = _summaries(args.results)
     conditions = [] if args.mixed_conditions else check_comparable(summary, args.anchor)
     opt = _bd_options(args)
@@ -581,9 +553,6 @@ def cmd_bdrate(args) -> int:
 
 
 def cmd_visualize(args) -> int:
-    from .decoded import DecodedError
-    from .visualize import Request, VisualizeError, parse_crop, visualize
-
     try:
         req = Request(
             results=args.results,
@@ -609,8 +578,6 @@ def cmd_visualize(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .htmlreport import ReportError, write_report
-
     opt = _bd_options(args)
     try:
         index = write_report(
@@ -631,14 +598,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .importer import import_results, write_imported
-
     df = import_results(args.file, args.format, codec=args.codec, dataset=args.dataset, psnr_space=args.psnr_space, source=args.source)
     out = args.out or Path("results") / "imported" / args.file.stem
     existing = ResultsStore(out).summary_path
     if existing.exists():
-        import pandas as pd
-
         old = pd.read_csv(existing)
         if "imported" not in old or not old["imported"].fillna(False).astype(bool).all():
             raise UsageError(f"{out} holds results of runs, not imported ones; choose another --out")
@@ -652,10 +615,6 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .dcvc import DCVCFormatError, export, write
-    from .importer import dataset_name
-    from .store import with_frame_types
-
     if args.out.exists() and not args.force:
         raise UsageError(f"{args.out} exists; pass --force to replace it")
     summary = with_frame_types(_summaries(args.results, what="export"))
@@ -664,30 +623,28 @@ def cmd_export(args) -> int:
         if summary.empty:
             raise UsageError(f"no results on dataset {args.dataset!r}")
     try:
-        obj, notes = export(summary, args.psnr_space, args.codec)
-    except DCVCFormatError as e:
+        obj, notes = dcvc.export(summary, args.psnr_space, args.codec)
+    except dcvc.DCVCFormatError as e:
         raise UsageError(str(e)) from None
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     n = sum(len(rates) for seqs in obj.values() for rates in seqs.values())
-    print(f"wrote {n} entries ({len(obj)} dataset(s)) -> {write(obj, args.out)}")
+    print(f"wrote {n} entries ({len(obj)} dataset(s)) -> {dcvc.write(obj, args.out)}")
     return 0
 
 
 def cmd_check(args) -> int:
-    from .drift import GoldenError, Locations, check, format_report
-
     harness = {k: getattr(args, k) for k in ("ffmpeg", *_location_options()) if getattr(args, k, None) is not None}
-    where = Locations(harness, data_root=args.data_root, weights=args.weights)
+    where = drift.Locations(harness, data_root=args.data_root, weights=args.weights)
     try:
-        table, ok = check(args.golden, args.results, do_update=args.update, keep=args.keep, where=where)
-    except GoldenError as e:
+        table, ok = drift.check(args.golden, args.results, do_update=args.update, keep=args.keep, where=where)
+    except drift.GoldenError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.update:
         print(f"golden tables in {args.golden} rewritten from this run ({len(table)} values)")
         return 0
-    print(format_report(table, ok))
+    print(drift.format_report(table, ok))
     return 0 if ok else 1
 
 

@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .datasets import DATASETS as REGISTRY
+from .metrics import RATE_COLUMNS, column
 from .published import dataset_name, sequence_name
 from .published import finite as _finite
+from .store import atomic_write_text
 
 FRAME_PREFIX = {"all": "", "i": "i_frame_", "p": "p_frame_"}
 SPACES = ("rgb", "yuv")
@@ -187,15 +190,13 @@ def _six_one_one(out: dict, t: str, path: Path, where: str, space: str) -> dict:
 def _geometry(res: dict, path: Path, where: str, dataset: str, seq_key: str, seq: str) -> dict:
     """width and height from the sequence file name (``_1920x1080``), else from the dataset
     registry; either must multiply to frame_pixel_num. Neither: ``pixels`` alone."""
-    from .datasets import DATASETS
-
     if "frame_pixel_num" not in res:
         return {}
     pixels = res["frame_pixel_num"]
     if not isinstance(pixels, int) or isinstance(pixels, bool) or pixels <= 0:
         raise DCVCFormatError(f"{path}: {where}: frame_pixel_num is {pixels!r}, not a whole number of pixels")
     m = re.search(r"_(\d+)x(\d+)", seq_key)
-    specs = {s.name: (s.width, s.height) for s in getattr(DATASETS.get(dataset), "specs", [])}
+    specs = {s.name: (s.width, s.height) for s in getattr(REGISTRY.get(dataset), "specs", [])}
     size = (int(m.group(1)), int(m.group(2))) if m else specs.get(seq)
     if size is None:
         return {"pixels": pixels}
@@ -252,8 +253,6 @@ def _one_codec(summary: pd.DataFrame, codec: str | None) -> pd.DataFrame:
 
 
 def _left_out(rows: pd.DataFrame, cols: dict[str, str], space: str) -> list[str]:
-    from .metrics import RATE_COLUMNS, column
-
     written = set(cols.values()) | ({"psnr_yuv", "ms_ssim_yuv"} if space == "rgb" else set())  # derivable from the planes
     rate = {c.name for c in RATE_COLUMNS}
     measured = [c for c in rows.columns if (column(c) is not None or c == "psnr_yuv_411") and c not in rate and rows[c].notna().any()]
@@ -264,13 +263,11 @@ def _left_out(rows: pd.DataFrame, cols: dict[str, str], space: str) -> list[str]
 def _names(row) -> tuple[str, str, str]:
     """The file's own names where the rows came from one, else DCVC's (its dataset configs'
     class names and the registry's file names, as in its VTM anchor file)."""
-    from .datasets import DATASETS as registry
-
     ds, seq = row.get("source_dataset"), row.get("source_sequence")
     if not isinstance(ds, str):
         ds = DATASETS.get(row["dataset"], str(row["dataset"]))
     if not isinstance(seq, str):
-        files = {s.name: s.file for s in getattr(registry.get(row["dataset"]), "specs", [])}
+        files = {s.name: s.file for s in getattr(REGISTRY.get(row["dataset"]), "specs", [])}
         seq = files.get(str(row["sequence"]), str(row["sequence"]))
     rate = str(row["rate"])
     return ds, seq, f"{int(rate):03d}" if rate.isdigit() else rate
@@ -339,8 +336,6 @@ def _plain(v):
 
 
 def write(obj: dict, out: Path) -> Path:
-    from .store import atomic_write_text
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(obj, indent=2, allow_nan=False) + "\n")

@@ -1,7 +1,7 @@
 """CI drift check: rerun a small recorded configuration and compare with golden tables.
 
 A golden set is a folder holding
-- ``config.json``: the sweep to run, as a :class:`~bench.sweep.SweepConfig` (dataset, codecs
+- ``config.json``: the sweep to run, as a :class:`~bench.config.SweepConfig` (dataset, codecs
   with options, rates, frames, metrics; an unknown key is an error); encoders whose output
   could depend on thread count are pinned to one thread there. It holds only what is
   measured (GOLDEN_KEYS): where binaries, code, weights, data and output are come from the
@@ -35,10 +35,11 @@ import pandas as pd
 
 from . import datasets, ffmpeg, weights
 from .codec import codec_class, contributed_options, location_options
+from .config import SweepConfig, SweepConfigError
 from .metrics import default_tolerances, metric_class
 from .spec import parse_spec
 from .store import KEY, ResultsStore, atomic_write_text
-from .sweep import SweepConfig, SweepConfigError, run_sweep
+from .sweep import run_sweep
 
 
 class GoldenError(ValueError):

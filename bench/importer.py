@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dcvc import DCVCFormatError, read
+from . import dcvc
 from .metrics import column, metric_columns
 from .published import ImportFormatError, dataset_name
 from .published import finite as _finite
@@ -50,6 +50,7 @@ FORMATS = ("long", "dcvc", "compressai")
 DATASET_LEVEL = "*"
 
 
+# the metric columns a long table may use (the results contract's names)
 def _metric(name: str) -> str:
     """A published metric name as the registry's column (its name or one of its aliases)."""
     known = metric_columns()
@@ -107,8 +108,8 @@ def read_dcvc(path: Path, codec: str | None, psnr_space: str = "rgb") -> pd.Data
     if not codec:
         raise ImportFormatError("a DCVC results file does not name its codec: pass --codec NAME (e.g. DCVC-DC)")
     try:
-        return read(path, _json(path), codec, psnr_space)
-    except DCVCFormatError as e:
+        return dcvc.read(path, _json(path), codec, psnr_space)
+    except dcvc.DCVCFormatError as e:
         raise ImportFormatError(str(e)) from None
 
 

@@ -14,10 +14,15 @@ import sys
 from pathlib import Path
 
 from . import datasets as ds
+from .config import SweepConfig
+from .executors.registry import make_executor
+from .jobs import Job, jsonable
 from .metrics import create_metric, resolve_metrics
+from .plan import Plan, PlanError, reuse_of
+from .provenance import now, provenance
 from .records import JobRecord, Status
 from .store import ResultsStore
-from .sweep import Job, Plan, PlanError, SweepConfig, SweepPart, _jsonable, _now, _reuse, execute, make_executor, provenance
+from .sweep import SweepPart, execute
 
 
 def measure_results(out: str | Path, metrics: list[str], *, jobs: int = 1, device: str = "cpu", progress: bool = True) -> SweepPart:
@@ -32,7 +37,7 @@ def measure_results(out: str | Path, metrics: list[str], *, jobs: int = 1, devic
             raise PlanError(f"{out} holds no finished job to measure")
         planned = [(rec, _job(rec, specs, device, store)) for rec in records]
         skipped = [job for rec, job in planned if rec.config_hash == job.config_hash()]
-        todo = [dataclasses.replace(job, reuse=_reuse(rec.to_dict(), store)) for rec, job in planned if rec.config_hash != job.config_hash()]
+        todo = [dataclasses.replace(job, reuse=reuse_of(rec.to_dict(), store)) for rec, job in planned if rec.config_hash != job.config_hash()]
         missing = [j.job_id for j in todo if j.reuse is None]
         if missing:
             raise PlanError(
@@ -42,7 +47,7 @@ def measure_results(out: str | Path, metrics: list[str], *, jobs: int = 1, devic
         config = SweepConfig(codecs=sorted({j.row_label for _, j in planned}), dataset=planned[0][1].dataset, jobs=jobs, device=device, progress=progress)
         # the run that made the bitstreams stays the provenance; this adds what was measured later
         prov = store.manifest().get("provenance") or provenance({}, config=config)
-        prov = {**prov, "measured_later": [*prov.get("measured_later", []), {"metrics": specs, "time": _now(), "command": sys.argv}]}
+        prov = {**prov, "measured_later": [*prov.get("measured_later", []), {"metrics": specs, "time": now(), "command": sys.argv}]}
         records = execute(Plan(todo, skipped, {}), make_executor(config), store, prov, progress=progress)
     return SweepPart(Path(out), records, len(skipped), [])
 
@@ -58,7 +63,7 @@ def _job(rec: JobRecord, specs: list[str], device: str, store: ResultsStore) -> 
     metric_ids = {}
     for spec in wanted:
         m = create_metric(spec, device=device)
-        metric_ids[m.name] = _jsonable(m.identity())
+        metric_ids[m.name] = jsonable(m.identity())
     identity = json.dumps({"codec_identity": config.get("codec_identity"), "metrics": metric_ids}, sort_keys=True, default=str)
     return Job(
         dataset=rec.dataset,

@@ -45,7 +45,7 @@ def job_env():
 
 def _jobs(out: Path):
     from bench.datasets import get_dataset
-    from bench.sweep import plan
+    from bench.plan import plan
 
     seqs = get_dataset("synthetic").resolve(None, ["testsrc2"])
     rates = [str(q) for q in range(22, 22 + JOBS)]
@@ -55,7 +55,7 @@ def _jobs(out: Path):
 def _run(executor, out: Path) -> tuple[list[dict], float]:
     from cluster_timing import Timed
 
-    from bench.sweep import run_job
+    from bench.jobs import run_job
 
     t = time.time()
     try:
@@ -72,7 +72,7 @@ def _work(record: dict) -> float:
 
 
 def _slurm_absent() -> str | None:
-    """(Asked with sinfo itself: the benchmark also measures the code before bench.slurm.)"""
+    """(Asked with sinfo itself: the benchmark also measures the code before bench.executors.slurm.)"""
     import subprocess
 
     try:
@@ -88,7 +88,7 @@ def test_slurm_job_startup(benchmark, tmp_path):
         pytest.skip(reason)
     import pickle
 
-    from bench.executors import SubmititExecutor
+    from bench.executors.submitit import SubmititExecutor
 
     _run(SubmititExecutor(tmp_path / "warm" / ".submitit", cluster="slurm"), tmp_path / "warm")
     box = {}
@@ -106,7 +106,7 @@ def test_slurm_job_startup(benchmark, tmp_path):
 
 
 def test_ray_warm_job_overhead(benchmark, tmp_path):
-    from bench.executors import RayExecutor
+    from bench.executors.ray import RayExecutor
 
     box = {}
     benchmark.pedantic(lambda: box.update(run=_run(RayExecutor(num_cpus=SLOTS), tmp_path / "r")), rounds=1)

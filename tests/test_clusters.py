@@ -32,11 +32,15 @@ sys.path.insert(0, str(FAKES))
 
 from device_codec import FakeCPUCodec
 
-from bench import slurm
 from bench.codec import register_codec
-from bench.executors import NodeUnusable, has_ray_token
+from bench.config import SweepConfig
+from bench.executors import slurm
+from bench.executors.base import NodeUnusable
+from bench.executors.ray import has_ray_token
+from bench.executors.registry import make_executor
+from bench.plan import PlanError
 from bench.store import ResultsStore
-from bench.sweep import PlanError, SweepConfig, make_executor, run_sweep
+from bench.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 PREEMPTION = ("lowcancel", "lowrequeue", "urgent")
@@ -167,7 +171,7 @@ def _sample_config(out: Path, **kw) -> SweepConfig:
     from bench.drift import Golden
 
     cfg = Golden.load(ROOT / "results" / "golden" / "sample").sweep_config(out)
-    return dataclasses.replace(cfg, sequences=["carphone", "bikes"], frames=3, progress=False, **kw)
+    return cfg.replace(sequences=["carphone", "bikes"], frames=3, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +286,7 @@ def test_ctrl_c_cancels_the_submitted_jobs_and_the_rerun_redoes_them(slurm_clust
         f"import sys; sys.path.insert(0, {str(FAKES)!r})\n"
         "from device_codec import FakeCPUCodec\n"
         "from bench.codec import register_codec\n"
-        "from bench.sweep import SweepConfig, run_sweep\n"
+        "from bench.config import SweepConfig\nfrom bench.sweep import run_sweep\n"
         "register_codec('fake-cpu', FakeCPUCodec)\n"
         f"run_sweep(SweepConfig(codecs=['fake-cpu:sleep=300:hold={hold}:only_rate=2'], dataset='synthetic', sequences=['testsrc2'],"
         f" frames=2, rates=['1', '2', '3'], metrics=['psnr'], out={str(out)!r}, progress=False, executor='submitit', submitit_cluster='slurm'))\n"
@@ -507,7 +511,7 @@ class _FakeSlurmJob:
 
 
 def _submitted(tmp_path, job_id="7_1", log=True):
-    from bench.executors import _Submitted
+    from bench.executors.submitit import _Submitted
 
     paths = _Paths(tmp_path)
     if log:
@@ -516,7 +520,7 @@ def _submitted(tmp_path, job_id="7_1", log=True):
 
 
 def _ex(**kw):
-    from bench.executors import SubmititExecutor
+    from bench.executors.submitit import SubmititExecutor
 
     return SubmititExecutor("f", cluster="slurm", settle_s=10, unknown_s=60, timeout_min=2, **kw)
 
@@ -540,7 +544,7 @@ def test_sacct_reads_the_signal_from_the_step_and_expands_pending_tasks(monkeypa
 
 
 def test_an_ended_state_is_recorded_once_it_has_held(tmp_path):
-    from bench.executors import JobInterrupted
+    from bench.executors.base import JobInterrupted
 
     ex, t = _ex(), _submitted(tmp_path)
     cancelled = slurm.SlurmState("CANCELLED", "vm", "None")
@@ -588,7 +592,7 @@ def test_a_job_slurm_does_not_know_is_lost_after_a_stated_wait(tmp_path, monkeyp
 
 
 def test_a_job_slurm_could_not_launch_stops_the_sweep(tmp_path):
-    from bench.executors import NodeProblem
+    from bench.executors.base import NodeProblem
 
     ex, t = _ex(), _submitted(tmp_path, log=False)
     failed = slurm.SlurmState("FAILED", "gpu7", "JobLaunchFailure", "0:53")
@@ -599,7 +603,7 @@ def test_a_job_slurm_could_not_launch_stops_the_sweep(tmp_path):
 
 def test_a_job_no_ray_node_can_hold_is_refused_not_queued_forever():
     from bench.codec import Resources
-    from bench.executors import _check_fits
+    from bench.executors.ray import _check_fits
 
     job = type("J", (), {"resources": Resources(cpus=8), "row_label": "x265:threads=8"})()
     with pytest.raises(PlanError, match=r"x265:threads=8 needs 8 CPU\(s\) a job, and no node of the Ray cluster has that many \(at most 4 CPUs"):
@@ -611,8 +615,9 @@ def test_a_node_without_the_encoder_or_the_data_is_a_node_problem(tmp_path):
     """On a cluster (unlike the local executor) such a job stops the sweep: it comes back
     as a NodeProblem that names the node, not as a failed record."""
     from bench.datasets import get_dataset
-    from bench.executors import NodeProblem, run_on_node
-    from bench.sweep import plan, run_job
+    from bench.executors.base import NodeProblem, run_on_node
+    from bench.jobs import run_job
+    from bench.plan import plan
 
     seqs = get_dataset("synthetic").resolve(None, ["testsrc2"])
     (job,) = plan(

@@ -143,7 +143,9 @@ def test_an_identity_naming_only_the_codec_fails_the_contract():
 def test_an_eight_bit_only_codec_is_refused_at_plan_time_for_10_bit_sources(tmp_path):
     from baselines.x265 import X265
     from bench.codec import register_codec
-    from bench.sweep import PlanError, SweepConfig, run_sweep
+    from bench.config import SweepConfig
+    from bench.plan import PlanError
+    from bench.sweep import run_sweep
 
     class EightOnly(X265):
         name = "x265-8bit-only"

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bench.complexity import counted
-from bench.sweep import SweepConfig, run_sweep
+from bench.config import SweepConfig
+from bench.sweep import run_sweep
 
 
 def test_a_convolution_counts_its_macs():

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.importer import ImportFormatError, dataset_name, import_results, sequence_name
+from bench.importer import ImportFormatError, import_results
+from bench.published import dataset_name, sequence_name
 from bench.report import AVERAGE, OVERALL, UNWEIGHTED
 
 ROOT = Path(__file__).resolve().parents[1]

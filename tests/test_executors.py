@@ -24,9 +24,11 @@ sys.path.insert(0, str(FAKES))
 from device_codec import FakeCPUCodec, FakeGPUCodec
 
 from bench.codec import register_codec
+from bench.config import SweepConfig
 from bench.drift import Golden
+from bench.plan import PlanError
 from bench.store import ResultsStore
-from bench.sweep import PlanError, SweepConfig, run_sweep
+from bench.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 register_codec("fake-cpu", FakeCPUCodec)
@@ -152,7 +154,7 @@ def _same_as_golden(golden, local, out) -> None:
 )
 def test_cluster_executors_reproduce_the_sample_golden_exactly(golden_local, tmp_path, executor, settings):
     golden, local, md5 = golden_local
-    cfg = dataclasses.replace(golden.sweep_config(tmp_path / executor), progress=False, executor=executor, **settings)
+    cfg = golden.sweep_config(tmp_path / executor).replace(progress=False, executor=executor, **settings)
     assert run_sweep(cfg).ok
     _same_as_golden(golden, local, tmp_path / executor)
     assert _golden_md5s(tmp_path / executor) == md5
@@ -182,7 +184,7 @@ def test_a_killed_driver_leaves_a_store_the_rerun_completes_without_duplicates(t
         f"import sys; sys.path.insert(0, {str(FAKES)!r})\n"
         "from device_codec import FakeCPUCodec\n"
         "from bench.codec import register_codec\n"
-        "from bench.sweep import SweepConfig, run_sweep\n"
+        "from bench.config import SweepConfig\nfrom bench.sweep import run_sweep\n"
         "register_codec('fake-cpu', FakeCPUCodec)\n"
         "run_sweep(SweepConfig(codecs=['fake-cpu:sleep=1.5'], dataset='synthetic', sequences=['testsrc2'], frames=2,"
         f" rates=['1','2','3','4'], metrics=['psnr'], out={str(out)!r}, progress=False))\n"
@@ -211,7 +213,8 @@ def test_a_node_without_the_encoder_or_the_data_fails_its_jobs_by_name(tmp_path)
     assert not result.ok and len(result.failed) == 2
     assert all(f"on node {socket.gethostname()}: fake-encoder is not installed here" in r["error"] for r in result.failed)
     # a source the worker cannot see
-    from bench.sweep import plan, run_job
+    from bench.jobs import run_job
+    from bench.plan import plan
 
     planned = plan(
         codecs=[("fake-cpu", {"sleep": 0})],

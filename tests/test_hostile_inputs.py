@@ -14,9 +14,12 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.config import SweepConfig
 from bench.datasets import Sequence
+from bench.jobs import Job
+from bench.plan import PlanError
 from bench.store import PooledResults, ResultsStore, read_summaries
-from bench.sweep import Job, PlanError, SweepConfig, run_sweep
+from bench.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG5 = ROOT / "results" / "published" / "diffsit_fig5"

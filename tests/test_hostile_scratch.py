@@ -235,7 +235,8 @@ def test_an_8_bit_file_run_as_10_bit_is_refused_and_nothing_is_written(tmp_path,
 
 
 def test_a_later_frame_out_of_range_fails_the_job_never_done(tmp_path, monkeypatch, ffmpeg_exe):
-    from bench.sweep import SweepConfig, run_sweep
+    from bench.config import SweepConfig
+    from bench.sweep import run_sweep
 
     # valid 10-bit frames, then one whose word 7 of its V plane is 0xFFFF
     clip = tmp_path / "clip_352x288_25_10bit.yuv"

@@ -10,8 +10,10 @@ import pytest
 
 from baselines.x265 import X265
 from bench.cli import main
+from bench.config import SweepConfig
+from bench.plan import PlanError
 from bench.store import ResultsStore
-from bench.sweep import PlanError, SweepConfig, run_sweep
+from bench.sweep import run_sweep
 
 
 def _config(out, **kw) -> SweepConfig:

@@ -186,7 +186,8 @@ def test_encoder_decoder_mismatch_is_reported(tmp_path, capsys):
 
 def test_a_failed_job_keeps_the_log_its_codec_attached(tmp_path):
     from bench.codec import CodecError
-    from bench.sweep import SweepConfig, run_sweep
+    from bench.config import SweepConfig
+    from bench.sweep import run_sweep
 
     class Refuses(X265):
         name = "refuses"

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 
 from bench.codec import RateError, codec_names, register_codec
+from bench.config import SweepConfig, SweepConfigError
+from bench.plan import PlanError
 from bench.store import ResultsStore
-from bench.sweep import PlanError, SweepConfig, SweepConfigError, run_sweep
+from bench.sweep import run_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
 from lambda_codec import Quantiser  # the README's plugin example, as written there

@@ -9,7 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from bench.sweep import SweepConfig, run_sweep
+from bench.config import SweepConfig
+from bench.sweep import run_sweep
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ METRICS = ["psnr", "psnr_rgb", "ms_ssim_rgb"]
 
 
 def _sweep(out: Path, codec: str, rates: list[str], sequence: str = "carphone", save: bool = True, frames: int = 9):
-    from bench.sweep import SweepConfig, run_sweep
+    from bench.config import SweepConfig
+    from bench.sweep import run_sweep
 
     res = run_sweep(
         SweepConfig(
@@ -82,7 +83,8 @@ def test_a_decoded_file_that_is_not_its_records_is_refused(runs, tmp_path):
 
 
 def test_a_job_done_without_its_decoded_video_is_redone_when_asked(tmp_path, synthetic):
-    from bench.sweep import SweepConfig, run_sweep
+    from bench.config import SweepConfig
+    from bench.sweep import run_sweep
 
     def sweep(save):
         return run_sweep(

@@ -22,7 +22,6 @@ import csv
 import json
 import pickle
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ from tqdm.auto import tqdm
 from bench import weights
 from bench.metrics.fidelity import ms_ssim, psnr_from_mse
 from bench.metrics.perceptual import DISTS, LPIPS
+
+from bench.provenance import git_state
 
 from ..gop import GROUP, FrameType, display_types, schedule
 from ..model import DiffSIT, DiffSITConfig
@@ -302,16 +303,8 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
 
 
 def git_provenance() -> dict:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = (
-            subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
-            != ""
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None}
-    return {"commit": commit or None, "dirty": dirty}
+    """The checkout's commit and whether it is dirty (``bench.provenance.git_state``)."""
+    return git_state()
 
 
 def _lr_lambda(config: TrainConfig):
