@@ -35,7 +35,6 @@ from tqdm.auto import tqdm
 from bench import weights
 from bench.metrics.fidelity import ms_ssim, psnr_from_mse
 from bench.metrics.perceptual import DISTS, LPIPS
-
 from bench.provenance import git_state
 
 from ..gop import GROUP, FrameType, display_types, schedule
