@@ -44,6 +44,7 @@ from .codec import (
 from .datasets import Sequence
 from .metrics import create_metric, measure
 from .provenance import now
+from .records import JobRecord, Status
 from .store import ResultsStore, dumps, file_digest, safe_name
 from .video import Video
 
@@ -140,7 +141,7 @@ def bitstream_hash_of(config: dict[str, Any]) -> str:
 class JobResult:
     """What a job gives back to the driver: its record, its frames.csv rows, its files."""
 
-    record: dict[str, Any]
+    record: JobRecord
     frames: pd.DataFrame | None = None
     #: what travels back to the driver, which alone writes the store: the bitstream and the
     #: encoder's logs, by their name under bitstreams/ (never the decoded video)
@@ -198,7 +199,7 @@ def run_job(job: Job) -> JobResult:
             decoded_files = _kept_decoded(job, dist, Path(tmp), options, samples, record)
             frames, summary = _tables(job, ref, coded, values, timings)
         record.update(
-            status="done",
+            status=Status.DONE,
             summary=summary,
             bitstream=summary["bitstream"],
             bitstream_md5=summary["bitstream_md5"],
@@ -210,21 +211,21 @@ def run_job(job: Job) -> JobResult:
             encoder=coded.encoder,
             metrics={m.name: m.describe() for m in metrics},
         )
-        result = JobResult(record, frames, files, decoded_files)
+        result = (frames, files, decoded_files)
     except Exception as e:  # recorded, the sweep goes on
         if _interrupted(e):  # the scheduler stopped the job (time limit, preemption): not its failure
             raise
         if isinstance(e, ToolFailed):  # its message names the stored log, not the scratch folder now gone
             e.keep(job.job_id)
-        record.update(status="failed", error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
+        record.update(status=Status.FAILED, error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
         kept = _failure_logs(job, e)
         if kept:  # the encoder's own account of why, where the next reader can open it
             record["logs"] = [f"{ResultsStore.BITSTREAMS}/{name}" for name in kept]
-        result = JobResult(record, None, kept)
+        result = (None, kept, {})
     record["notes"] = notes
     record["timings"] = {k: round(v, 3) for k, v in timings.items()}
     record["finished"] = now()
-    return result
+    return JobResult(JobRecord.from_dict(record), *result)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .conditions import label as conditions_label
 from .datasets import Sequence
 from .jobs import ID_KEYS, Job, bitstream_hash_of, jsonable
 from .metrics import create_metric
+from .records import Status
 from .store import ResultsStore
 
 if TYPE_CHECKING:
@@ -362,7 +363,7 @@ def foreign_tables(store: ResultsStore) -> list[str]:
     if not rows:
         return []
     return [
-        f"{store.root} holds {rows} summary row(s) that no job record under {store.root / 'jobs'} made "
+        f"{store.root} holds {rows} summary row(s) that no job record under {store.jobs_dir} made "
         "(an imported or published table, or another tool's): `bench run` would rewrite the table and lose them. "
         "Write this run to another --out (a report reads both folders)"
     ]
@@ -391,9 +392,9 @@ def partition(jobs: list[Job], store: ResultsStore, force: bool = False) -> tupl
     todo, done = [], []
     for job in jobs:
         rec = store.load_record(job.job_id)
-        if not force and rec and rec.get("status") == "done" and rec.get("config_hash") == job.config_hash() and _has_decoded(job, rec, store):
+        if not force and rec and rec.get("status") == Status.DONE and rec.get("config_hash") == job.config_hash() and _has_decoded(job, rec, store):
             done.append(job)
-        elif not force and rec and rec.get("status") == "done" and bitstream_hash_of(rec.get("config") or {}) == job.bitstream_hash():
+        elif not force and rec and rec.get("status") == Status.DONE and bitstream_hash_of(rec.get("config") or {}) == job.bitstream_hash():
             todo.append(dataclasses.replace(job, reuse=reuse_of(rec, store)))  # None if its files are gone
         else:
             todo.append(job)

@@ -26,6 +26,7 @@ from .jobs import JobResult, base_record, run_job
 from .metrics import default_metrics, resolve_metrics
 from .plan import CONFLICT_FIX, Plan, PlanError, apply_conditions, codec_specs, curve_conflicts, foreign_tables, partition, plan_dataset
 from .provenance import now, provenance
+from .records import JobRecord, Status
 from .store import ResultsStore, TableWriter, read_summaries
 
 
@@ -34,13 +35,13 @@ class SweepPart:
     """One results folder of a sweep: what ran there, what was skipped, what was noted."""
 
     out: Path
-    records: list[dict]
+    records: list[JobRecord]
     skipped: int
     notes: list[str]
 
     @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.records if r.get("status") != "done"]
+    def failed(self) -> list[JobRecord]:
+        return [r for r in self.records if not r.done]
 
 
 @dataclass
@@ -48,7 +49,7 @@ class SweepResult:
     parts: list[SweepPart]
 
     @property
-    def failed(self) -> list[dict]:
+    def failed(self) -> list[JobRecord]:
         return [r for p in self.parts for r in p.failed]
 
     @property
@@ -60,7 +61,7 @@ class SweepResult:
         return read_summaries([p.out for p in self.parts])
 
 
-def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progress: bool = True) -> list[dict]:
+def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progress: bool = True) -> list[JobRecord]:
     """Run the plan, committing each finished job; returns the records of this run's jobs."""
     tables = TableWriter(store, prov)
     results = []
@@ -68,18 +69,19 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
     try:
         for job, res in executor.run(run_job, p.jobs):
             if isinstance(res, BaseException):
-                status = getattr(res, "status", "failed")  # JobInterrupted: timed_out, preempted
-                what = "" if status != "failed" else "worker crashed: "
+                status = Status(getattr(res, "status", Status.FAILED))  # JobInterrupted: timed_out, preempted
+                what = "" if status is not Status.FAILED else "worker crashed: "
                 error = f"{what}{type(res).__name__}: {res}"[-4000:]
                 # WorkerDied: the signal that ended the worker (SIGABRT, SIGSEGV, SIGKILL)
-                res = JobResult({**base_record(job), "status": status, "error": error, **getattr(res, "record_fields", {}), "finished": now()})
+                fields = {**base_record(job), "status": status, "error": error, **getattr(res, "record_fields", {}), "finished": now()}
+                res = JobResult(JobRecord.from_dict(fields))
             # the files first, then the record that names them: a driver killed in between
             # leaves a job without a record, which a rerun redoes
             store.write_files(res.files)
             store.write_files(res.decoded, ResultsStore.DECODED)
             tables.add(res.record, res.frames)
             results.append(res.record)
-            bar.set_postfix_str(f"{job.row_label} {job.sequence.name} {job.rate}: {res.record['status']}")
+            bar.set_postfix_str(f"{job.row_label} {job.sequence.name} {job.rate}: {res.record.status}")
             bar.update()
     finally:
         bar.close()

@@ -13,6 +13,7 @@ failing every job the queue hands it. Records say where they ran (``ran_on``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import sys
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from .. import children, weights
 from ..jobs import Job, JobResult
 from ..plan import PlanError
+from ..records import JobRecord, Status
 
 
 class Executor(Protocol):
@@ -53,9 +55,9 @@ class JobInterrupted(RuntimeError):
     ``preempted``, ``timed_out``, ``crashed``, ``lost``); ``record_fields`` go into its
     record (where it ran, Slurm's state and exit code)."""
 
-    def __init__(self, status: str, message: str, record_fields: dict[str, Any] | None = None):
+    def __init__(self, status: Status | str, message: str, record_fields: dict[str, Any] | None = None):
         super().__init__(message)
-        self.status = status
+        self.status = Status(status)
         self.record_fields = record_fields or {}
 
 
@@ -107,11 +109,11 @@ def node_problem(job: Job) -> str | None:
     return None
 
 
-def _unavailable_here(record: dict) -> bool:
+def _unavailable_here(record: JobRecord) -> bool:
     """Whether a failed record says the node lacks what the job needs (an encoder, weights),
     which ``run_job`` reports as ``CodecError: on node ...``, ``CodecUnavailable`` or
     ``WeightsMissing``, rather than that the job itself failed."""
-    if record.get("status") != "failed":
+    if record.get("status") != Status.FAILED:
         return False
     text = f"{record.get('error', '')}\n{record.get('traceback', '')}"
     return str(record.get("error", "")).startswith("CodecError: on node ") or "CodecUnavailable" in text or "WeightsMissing" in text
@@ -125,8 +127,7 @@ def run_on_node(fn, job: Job, ran_on: dict[str, Any]) -> JobResult | NodeProblem
     result = fn(job)
     if _unavailable_here(result.record):
         return NodeProblem(ran_on["node"], str(result.record["error"]), ran_on)
-    result.record["ran_on"] = ran_on
-    return result
+    return dataclasses.replace(result, record=result.record.replace(ran_on=ran_on))
 
 
 def stop_sweep(problem: NodeProblem, cancelled: int) -> NodeUnusable:

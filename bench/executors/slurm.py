@@ -18,18 +18,20 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from ..records import Status
+
 #: Slurm job states after which no result will come, and the record status of each
 ENDS = {
-    "CANCELLED": "cancelled",
-    "PREEMPTED": "preempted",
-    "TIMEOUT": "timed_out",
-    "DEADLINE": "timed_out",
-    "FAILED": "crashed",
-    "OUT_OF_MEMORY": "crashed",
-    "NODE_FAIL": "crashed",
-    "BOOT_FAIL": "crashed",
+    "CANCELLED": Status.CANCELLED,
+    "PREEMPTED": Status.PREEMPTED,
+    "TIMEOUT": Status.TIMED_OUT,
+    "DEADLINE": Status.TIMED_OUT,
+    "FAILED": Status.CRASHED,
+    "OUT_OF_MEMORY": Status.CRASHED,
+    "NODE_FAIL": Status.CRASHED,
+    "BOOT_FAIL": Status.CRASHED,
     # ended well, yet no result file: the node could not write the submitit folder
-    "COMPLETED": "crashed",
+    "COMPLETED": Status.CRASHED,
 }
 
 _TIMEOUT_S = 60  # a slurmctld that does not answer a query in a minute is not there

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..jobs import Job, JobResult
 from ..plan import PlanError
+from ..records import Status
 from ..spec import parse_pairs
 from . import slurm
 from .base import Executor, JobInterrupted, NodeProblem, log, run_on_node, stop_sweep, worker_init
@@ -343,7 +344,7 @@ class SubmititExecutor:
             return value
         text = str(value)
         if "UncompletedJobError" in text:  # submitit's local cluster ending a job at its limit
-            status = "timed_out" if "timed-out" in text else "preempted"
+            status = Status.TIMED_OUT if "timed-out" in text else Status.PREEMPTED
             return JobInterrupted(status, f"{status} on submitit's {self.cluster or 'cluster'}: {text[-500:]}")
         # the job failed before or after bench's code: loading it, or submitit itself
         state = self._states.get(t.sjob.job_id)
@@ -362,7 +363,7 @@ class SubmititExecutor:
             return t.sjob.result()
         except (UncompletedJobError, FailedJobError) as e:
             text, state = str(e), str(t.sjob.state).upper()
-            status = "timed_out" if "TIMEOUT" in state or "timed-out" in text else "preempted" if "preempt" in text.lower() else "crashed"
+            status = Status.TIMED_OUT if "TIMEOUT" in state or "timed-out" in text else Status.PREEMPTED if "preempt" in text.lower() else Status.CRASHED
             return JobInterrupted(status, f"{status} on submitit's {self.cluster or 'cluster'} (state {t.sjob.state}): {text[-1500:]}")
 
     def _verdict(self, t: _Submitted, s: slurm.SlurmState | None, now: float) -> Any:
@@ -371,7 +372,7 @@ class SubmititExecutor:
         if s is None:
             if now - t.submitted < self.unknown_s:
                 return None  # just submitted: Slurm may not list it yet
-            return JobInterrupted("lost", self._lost_message(jid), {"ran_on": {"engine": "slurm", "job_id": jid}})
+            return JobInterrupted(Status.LOST, self._lost_message(jid), {"ran_on": {"engine": "slurm", "job_id": jid}})
         if not s.ended:
             t.ended = None
             return None
