@@ -15,12 +15,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec
+from bench.codec import Codec, CodecUnavailable, EncodeResult, Rate, RateSpec, Requirement
 from bench.video import Video
 
 from .bitstream import FORMAT_VERSION, stream_model_id
 from .pipeline import RefinementCache, check_picture_hash, check_strength_block, decode_intermediate, encode_video, parse_dtype, reconstruct, to_video
 from .zoo import LADDER, rate_point, shared_model, spec_for_model_id
+
+#: the [diffsit] extra: the intra coder, the refiner, its adapters, the weights format
+EXTRA_PACKAGES = ("compressai", "diffusers", "peft", "safetensors")
 
 
 class DiffSITCodec(Codec):
@@ -94,8 +97,18 @@ class DiffSITCodec(Codec):
     def _shared(self, spec: str):
         return shared_model(spec, allow_untrained=self.allow_untrained, pretrained_dir=self.pretrained, dtype=self.dtype, device=self.device)
 
+    @classmethod
+    def contract_options(cls) -> dict[str, Any]:
+        """bench.testing's contract: a random-weight tiny model, decoder checked against the
+        encoder's reconstruction (the shipped weights are the goldens' business)."""
+        return {"model": "random", "allow_untrained": True, "verify": True}
+
+    def requirements(self) -> list[Requirement]:
+        """The [diffsit] extra's packages: the intra coder, the refiner and its adapters."""
+        return [Requirement(f"Python package {m}", importlib.util.find_spec(m) is not None, fix="pip install 'diffsit-bench[diffsit]'") for m in EXTRA_PACKAGES]
+
     def check(self) -> None:
-        missing = [m for m in ("compressai", "diffusers", "peft", "safetensors") if importlib.util.find_spec(m) is None]
+        missing = [m for m in EXTRA_PACKAGES if importlib.util.find_spec(m) is None]
         if missing:
             raise CodecUnavailable(f"diffsit needs the [diffsit] extra ({', '.join(missing)} missing): pip install 'diffsit-bench[diffsit]'")
         for lam in self.default_rates[:1]:
