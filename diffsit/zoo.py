@@ -36,7 +36,7 @@ from .pretrained import WAN_DIR_ENV
 from .stem.intra import MAX_STEP_LEVEL
 
 #: the λ ladder of the ``tiny`` family: the shipped models' (``diffsit/weights/tiny-lambda*``,
-#: checked against their configs by tests/test_diffsit_weights.py), the training recipe's and
+#: checked against their configs by tests/diffsit/test_diffsit_weights.py), the training recipe's and
 #: the CLI's default rate points
 LADDER = (0.5, 1, 2, 4)
 

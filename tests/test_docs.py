@@ -3,7 +3,7 @@
 Every number the docs quote about a shipped configuration is read here from the file it
 describes (named conditions, default rate ladders, golden sets, the Diff-SIT stream format,
 the shipped models' configs; the models' ODFTE settings are checked in
-tests/test_diffsit_weights.py), every link in README/CHANGELOG/docs points at a file that
+tests/diffsit/test_diffsit_weights.py), every link in README/CHANGELOG/docs points at a file that
 exists, every `bench` command and option is in docs/usage.md, and the README stays short.
 A statement reworded so that a pattern here no longer finds it fails: check it by hand
 against the file, then update the pattern."""

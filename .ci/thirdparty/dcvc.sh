@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DCVC-FM and DCVC-DC (microsoft/DCVC) for tests/test_dcvc_real.py: each model folder copied
+# DCVC-FM and DCVC-DC (microsoft/DCVC) for tests/baselines/test_dcvc_real.py: each model folder copied
 # into DEST (the source is read-only, and DCVC's CMake copies the built module into its own
 # src/models/), its C++ entropy coder built offline for PYTHON, and checkpoints of random
 # weights made from DCVC's own classes under the file names the adapter expects.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HM-16.23, the HEVC reference encoder/decoder, for tests/test_reference_real.py.
+# HM-16.23, the HEVC reference encoder/decoder, for tests/baselines/test_reference_real.py.
 #   usage: hm.sh SRC DEST PYTHON   (run by .ci/build-thirdparty; SRC is read-only)
 # HM's CMake writes its binaries into the *source* tree (bin/umake/gcc-*/x86_64/release/), so
 # the source is copied into DEST first; DEST is then the tree the plugin takes: hm_dir=DEST

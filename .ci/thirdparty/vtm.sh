@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# VTM-17.0, the VVC reference encoder/decoder, for tests/test_reference_real.py.
+# VTM-17.0, the VVC reference encoder/decoder, for tests/baselines/test_reference_real.py.
 #   usage: vtm.sh SRC DEST PYTHON   (run by .ci/build-thirdparty; SRC is read-only)
 # VTM's CMake writes its binaries into the *source* tree (bin/umake/gcc-*/x86_64/release/), so
 # the source is copied into DEST first; DEST is then the tree the plugin takes: vtm_dir=DEST

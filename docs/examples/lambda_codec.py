@@ -1,4 +1,4 @@
-"""A complete λ-driven codec plugin: the example of docs/codecs.md (linked from the README), run as is by tests/test_sweep_api.py.
+"""A complete λ-driven codec plugin: the example of docs/codecs.md (linked from the README), run as is by tests/bench/test_sweep_api.py.
 
 It quantises every sample with step λ (a larger λ, fewer bits) and deflates the result, one
 zlib stream per frame. Register it with one line in your package's pyproject.toml::

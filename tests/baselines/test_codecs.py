@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 
 import numpy as np
@@ -100,23 +99,8 @@ def test_describe_records_binary_and_arguments():
     assert any("bframes=0" in a for a in d["encoder_args_template"])
 
 
-def _fake_ffmpeg(tmp_path, encoders: str):
-    """A stand-in ffmpeg that answers -version and -encoders but has no HEVC/VVC encoder."""
-    path = tmp_path / "ffmpeg"
-    path.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in\n'
-        '  *-version*) echo "ffmpeg version fake-1.0";;\n'
-        f'  *-encoders*) printf " V..... {encoders}  test\\n";;\n'
-        '  *-decoders*) printf " V..... hevc  test\\n";;\n'
-        "esac\n"
-    )
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
-def test_ffmpeg_without_the_encoder_says_which_and_how_to_fix(tmp_path):
-    fake = _fake_ffmpeg(tmp_path, "libx264")
+def test_ffmpeg_without_the_encoder_says_which_and_how_to_fix(fake_ffmpeg):
+    fake = fake_ffmpeg("libx264")
     with pytest.raises(CodecUnavailable) as e:
         create_codec("x265", ffmpeg=str(fake)).check()
     msg = str(e.value)

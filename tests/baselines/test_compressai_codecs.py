@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("compressai")
 
-from conftest import random_video
+from support import random_video
 
 from baselines.container import ContainerError, read_container
 from bench import weights

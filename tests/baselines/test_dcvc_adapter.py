@@ -1,4 +1,4 @@
-"""The DCVC adapters' checks and options, without running DCVC (tests/test_dcvc_real.py runs
+"""The DCVC adapters' checks and options, without running DCVC (tests/baselines/test_dcvc_real.py runs
 the real code): where the checkout, the checkpoints and the C++ coder are looked for, what
 `bench doctor` is told when one is missing, checkpoint trust by SHA-256, rate points, and
 DCVC-RT's refusal on a machine without CUDA. A "checkout" here is only the folder layout the

@@ -6,7 +6,7 @@ checkpoints of random weights from their own classes (.ci/thirdparty/dcvc.sh). W
 absent (a user's clone has no ../shared/thirdparty) or failed, these tests skip and say why.
 
 By hand: ``BENCH_THIRDPARTY_BUILD=/tmp/tp bash .ci/build-thirdparty $(which python)``, then
-``BENCH_THIRDPARTY_BUILD=/tmp/tp python -m pytest tests/test_dcvc_real.py``.
+``BENCH_THIRDPARTY_BUILD=/tmp/tp python -m pytest tests/baselines/test_dcvc_real.py``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import random_video
+from support import random_video
 
 from bench.codec import CodecUnavailable, codec_names, create_codec, register_codec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("BENCH_THIRDPARTY") or REPO.parent / "shared" / "thirdparty")
 FAMILY = SHARED / "DCVC" / "DCVC-family"
 

@@ -4,7 +4,7 @@ The fakes follow HM's and VTM's command-line contract but code with ffmpeg, so t
 are real HEVC/VVC; what is tested is the wrapper: how binaries and cfg files are found, the
 exact encoder and decoder command lines (DCVC's test conditions), the kept encoder log, and
 every error path. The fakes refuse what the real encoders refuse (an intra period their GOP
-cannot honour); tests/test_reference_real.py runs the real HM-16.23 and VTM-17.0.
+cannot honour); tests/baselines/test_reference_real.py runs the real HM-16.23 and VTM-17.0.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from bench.codec import CodecError, CodecUnavailable, RateError, ToolFailed, create_codec
 
-sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "fakes"))
 
 from reference_tree import ROLES, make_tree
 
@@ -169,7 +169,7 @@ def test_intra_period_the_gop_cannot_honour_is_refused_before_any_encode(period,
     ],
 )
 def test_the_fake_refuses_what_hm_refuses(period, refused, tmp_path):
-    """Run the fake by itself (past the plugin's check), as tests/test_reference_real.py runs HM."""
+    """Run the fake by itself (past the plugin's check), as tests/baselines/test_reference_real.py runs HM."""
     tree = make_tree(tmp_path / "HM", "hm")
     cfg = tree / "cfg" / ROLES["hm"][2]
     opts = ["--DecodingRefreshType=2", f"--IntraPeriod={period}", "--QP=37", f"--InputFile={tmp_path / 'x'}", f"--BitstreamFile={tmp_path / 'y'}"]

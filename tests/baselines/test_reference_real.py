@@ -24,7 +24,7 @@ import pytest
 from bench.cli import main
 from bench.codec import create_codec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOURCE = Path(os.environ.get("BENCH_THIRDPARTY", REPO.parent / "shared" / "thirdparty"))
 # tox sets it ({work_dir}/thirdparty); by hand, tox's default work dir is looked in
 BUILD = Path(os.environ.get("BENCH_THIRDPARTY_BUILD") or Path(os.environ.get("BENCH_TOX_WORKDIR", "~/.cache/bench/tox")).expanduser() / "thirdparty")

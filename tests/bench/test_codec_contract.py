@@ -4,7 +4,7 @@ this machine has them, fake HM/VTM binaries, DCVC's real code built by .ci/build
 
 Each plugin runs under its own ``contract_options()``; only what needs a fixture of this tree
 (a fake binary, a build folder) is supplied here, so a new codec needs no edit of this file.
-tests/test_thirdparty_codec.py runs the same contract from a plugin package outside the tree.
+tests/bench/test_thirdparty_codec.py runs the same contract from a plugin package outside the tree.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from bench.codec import Codec, CodecUnavailable, EncodeResult, Requirement, code
 from bench.testing import check_codec_contract, check_identity, contract_clip, require_runnable
 from bench.video import Video, write_yuv
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "fakes"))
 
 from reference_tree import make_tree
 
 
 def _dcvc_build(name: str, tmp: Path) -> dict:
-    """DCVC's real code, as .ci/build-thirdparty built it (tests/test_dcvc_real.py)."""
+    """DCVC's real code, as .ci/build-thirdparty built it (tests/baselines/test_dcvc_real.py)."""
     build = Path(os.environ.get("BENCH_THIRDPARTY_BUILD") or tmp / "none") / "dcvc"
     if not (build / ".stamp").is_file():
         pytest.skip(f"{name}: no DCVC build in {build} ($BENCH_THIRDPARTY_BUILD; .ci/build-thirdparty makes it from ../shared/thirdparty)")
@@ -42,8 +42,6 @@ FIXTURES = {
     "dcvc-dc": lambda tmp: _dcvc_build("dcvc-dc", tmp),
     "dcvc-fm": lambda tmp: _dcvc_build("dcvc-fm", tmp),
     "dcvc-rt": lambda tmp: _dcvc_build("dcvc-rt", tmp),
-    # TODO(lead): DiffSITCodec.contract_options() once diffsit/codec.py's plugin settles (issue 33)
-    "diffsit": lambda tmp: {"model": "random", "allow_untrained": True, "verify": True},
 }
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import random_video
+from support import random_video
 
 from bench.datasets import DATASETS, DatasetError, DatasetMissing, PathDataset, SampleDataset, UnknownDataset, get_dataset
 from bench.video import write_yuv

@@ -22,7 +22,7 @@ from bench.importer import ImportFormatError, import_results
 from bench.published import dataset_name, sequence_name
 from bench.report import AVERAGE, OVERALL, UNWEIGHTED
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THIRDPARTY = ROOT.parent / "shared" / "thirdparty"
 DCVC = THIRDPARTY / "DCVC"
 VTM_FILE = DCVC / "anchors" / "vtm_17.0_yuv420_LB_allf_ip0.json"

@@ -10,7 +10,7 @@ import pytest
 from bench.cli import main
 from bench.drift import Golden, compare
 
-GOLDEN = Path(__file__).resolve().parents[1] / "results" / "golden" / "sample"
+GOLDEN = Path(__file__).resolve().parents[2] / "results" / "golden" / "sample"
 
 
 @pytest.fixture

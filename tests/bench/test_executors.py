@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-FAKES = Path(__file__).parent / "fakes"
+FAKES = Path(__file__).parents[1] / "fakes"
 sys.path.insert(0, str(FAKES))
 
 from device_codec import FakeCPUCodec, FakeGPUCodec
@@ -30,7 +30,7 @@ from bench.plan import PlanError
 from bench.store import ResultsStore
 from bench.sweep import run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 register_codec("fake-cpu", FakeCPUCodec)
 register_codec("fake-gpu", FakeGPUCodec)
 

@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "results" / "golden" / "sample"
 NUMERIC = ["bpp", "bytes", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "ms_ssim_rgb"]
 

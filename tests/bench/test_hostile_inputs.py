@@ -21,7 +21,7 @@ from bench.plan import PlanError
 from bench.store import PooledResults, ResultsStore, read_summaries
 from bench.sweep import run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIG5 = ROOT / "results" / "published" / "diffsit_fig5"
 
 

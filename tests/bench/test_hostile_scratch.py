@@ -26,7 +26,7 @@ from bench import scratch
 from bench.codec import CodecError, create_codec
 from bench.video import SampleRangeError, read_yuv
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, **kwargs) -> subprocess.Popen:

@@ -13,7 +13,7 @@ from bench.importer import ImportFormatError, import_results
 from bench.report import OVERALL, UNWEIGHTED, bd_table, format_bd, write_plots
 from bench.store import read_summaries
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIG5 = ROOT / "results" / "published" / "diffsit_fig5.csv"
 FIG5_SUMMARY = ROOT / "results" / "published" / "diffsit_fig5" / "summary.csv"
 

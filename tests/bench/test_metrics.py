@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import pytorch_msssim
 import torch
-from conftest import random_video
+from support import random_video
 
 from bench.metrics import MetricError, UnknownMetric, create_metric, measure, resolve_metrics
 from bench.metrics.fidelity import PSNR_MAX, ms_ssim, psnr

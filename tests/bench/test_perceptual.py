@@ -8,7 +8,7 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
-from conftest import random_video
+from support import random_video
 
 from bench import weights
 from bench.cli import main

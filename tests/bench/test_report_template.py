@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from bench import htmlreport
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SLOTS = dict(csp="", script="", title="t", generated="g", rd="", bd="", visuals="", provenance="", data="{}")
 
 

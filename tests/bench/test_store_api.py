@@ -104,7 +104,7 @@ def test_no_module_but_the_store_names_its_files():
     a string literal of one anywhere else in the packages (f-strings included) is a second
     place that would have to change with it."""
     names = {ResultsStore.SUMMARY, ResultsStore.FRAMES, ResultsStore.MANIFEST, f".{ResultsStore.FRAMES}"}
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     found = []
     for package in ("bench", "baselines", "diffsit"):
         for path in sorted((root / package).rglob("*.py")):

@@ -221,10 +221,8 @@ def test_bad_cli_input_exits_2_with_the_valid_names(tmp_path, capsys):
     assert not list(tmp_path.rglob("*.hevc"))  # nothing was encoded
 
 
-def test_missing_encoder_fails_at_plan_time(tmp_path, capsys):
-    from test_codecs import _fake_ffmpeg
-
-    fake = _fake_ffmpeg(tmp_path, "libx264")
+def test_missing_encoder_fails_at_plan_time(tmp_path, capsys, fake_ffmpeg):
+    fake = fake_ffmpeg("libx264")
     assert run_cli("run", "--codec", "x265", "--dataset", "synthetic", "--ffmpeg", fake, "--out", tmp_path / "r") == 2
     err = capsys.readouterr().err
     assert "no encoder 'libx265'" in err and "--ffmpeg PATH" in err

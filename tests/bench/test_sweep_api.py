@@ -18,10 +18,10 @@ from bench.plan import PlanError
 from bench.store import ResultsStore
 from bench.sweep import run_sweep
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "docs" / "examples"))
 from lambda_codec import Quantiser  # the README's plugin example, as written there
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(out, **kw) -> SweepConfig:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from conftest import random_video
+from support import random_video
 
 from bench.video import (
     Video,

@@ -15,7 +15,7 @@ import pytest
 from bench.cli import main
 from bench.store import ResultsStore, read_summaries
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "results" / "published"
 METRICS = ["psnr", "psnr_rgb", "ms_ssim_rgb"]
 

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from conftest import random_video
+from support import random_video
 
 from bench.cli import main as bench_main
 from bench.video import read_yuv, write_yuv
@@ -175,7 +175,7 @@ def test_ablation_table(tmp_path):
     v = df.set_index("variant")
     assert len({v.loc[k, "bpp"] for k in ("x_tilde", "x_hat_full", "x_hat_no_fte", "x_hat_per_frame")}) == 1  # one bitstream
     assert v.loc["x_tilde", "bpp"] < v.loc["x_hat", "bpp"] < 1.05 * v.loc["x_tilde", "bpp"]  # plus the strength map
-    # each block's strength is picked for PSNR-YUV (linearised; tests/test_diffsit_strength.py checks the choice)
+    # each block's strength is picked for PSNR-YUV (linearised; tests/diffsit/test_diffsit_strength.py checks the choice)
     assert v.loc["x_hat", "psnr_yuv"] >= v.loc["x_tilde", "psnr_yuv"] - 0.01
     assert v.loc["all_p", "bpp"] != v.loc["x_tilde", "bpp"]
     md = (tmp_path / "ablation.md").read_text()

@@ -208,7 +208,7 @@ def test_cli_verbose_prints_each_frames_check_and_md5(carphone_stream, tmp_path,
 
 
 def test_picture_hash_overhead_is_four_bytes_a_frame():
-    from conftest import random_video
+    from support import random_video
 
     from diffsit.pipeline import encode_video
     from diffsit.zoo import load_model

@@ -14,7 +14,7 @@ pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from conftest import make_fake_wan, random_video
+from support import make_fake_wan, random_video
 
 from diffsit.model import DiffSIT, MissingTextEmbedding
 from diffsit.odfte import encode_empty_prompt

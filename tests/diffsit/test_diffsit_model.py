@@ -22,7 +22,7 @@ def test_save_load_round_trip(tmp_path):
     back = DiffSIT.load(tmp_path / "m")
     assert back.weights_sha256() == m.weights_sha256() and back.model_id == m.model_id
     # a stream made before saving decodes bit-identically after loading (tables rebuilt)
-    from conftest import random_video
+    from support import random_video
 
     from diffsit.pipeline import decode_intermediate, encode_video
 
@@ -32,7 +32,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_wan_based_model_saves_only_our_weights(tmp_path):
-    from conftest import make_fake_wan
+    from support import make_fake_wan
 
     from diffsit.odfte import encode_empty_prompt
 

@@ -126,7 +126,7 @@ def test_trailing_bytes_after_the_map_are_refused():
 def test_codec_output_follows_the_map_and_block_zero_is_odfte_as_is():
     pytest.importorskip("compressai")
     pytest.importorskip("diffusers")
-    from conftest import random_video
+    from support import random_video
 
     from diffsit.model import random_model
     from diffsit.pipeline import decode_intermediate, encode_video, reconstruct
@@ -147,7 +147,7 @@ def test_codec_output_follows_the_map_and_block_zero_is_odfte_as_is():
 def test_strength_block_option_of_the_plugin_and_the_cli(tmp_path, capsys):
     pytest.importorskip("compressai")
     pytest.importorskip("diffusers")
-    from conftest import random_video
+    from support import random_video
 
     from bench.video import write_yuv
     from diffsit.__main__ import main as diffsit_main

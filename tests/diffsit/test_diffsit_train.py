@@ -21,7 +21,7 @@ from diffsit.train.config import TrainConfig
 from diffsit.train.data import ClipSampler, PhotoClips, TrainDataError, build_source, frames_source, refuse_test_data, video_source
 from diffsit.train.trainer import TrainStep, train, trainable_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 needs_skimage = pytest.mark.skipif(__import__("importlib").util.find_spec("skimage") is None, reason="scikit-image ([train] extra)")
 
 
@@ -592,7 +592,7 @@ def test_stage_2_on_a_wan_folder_model_trains_lora_and_saves_only_ours(tmp_path)
     """The full-scale path: a model whose ODFTE comes from a Wan2.1 Diffusers folder (here the
     tiny shapes, saved with save_pretrained as Wan's are) trains LoRA, not the base DiT, and
     its result holds only our weights."""
-    from conftest import make_fake_wan
+    from support import make_fake_wan
 
     base = make_fake_wan(tmp_path / "wan")
     odfte = {"pretrained_dir": str(tmp_path / "wan"), "text_tokens": 8, "fte_channels": 8}

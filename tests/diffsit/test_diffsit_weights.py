@@ -79,7 +79,7 @@ def test_every_p_frame_of_the_shipped_ladder_beats_intra(tmp_path):
 
 # --- what README and docs say about the shipped configs ---------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIFFSIT_DOC = "docs/diffsit.md"  # the reference page of the codec, its models and options
 WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("compressai")
 pytest.importorskip("diffusers")
 
-from conftest import random_video
+from support import random_video
 
 import diffsit.zoo as zoo_module
 from diffsit.__main__ import main as diffsit_main
