@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import weights
-from bench.codec import Codec, CodecError, EncodeResult, Rate, RateSpec, Requirement, check_intra_period, is_intra_frame
+from bench.codec import Codec, CodecError, CodecUnavailable, EncodeResult, Rate, RateSpec, Requirement, check_intra_period, is_intra_frame
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from .container import frame_sizes, read_container, write_container
@@ -111,8 +111,6 @@ class CompressAICodec(Codec):
         else:
             path = weights.find_file(self.weights_file(quality))
             if path is None:
-                from bench.codec import CodecUnavailable
-
                 raise CodecUnavailable(
                     weights.file_missing_message(
                         self.weights_file(quality), f"CompressAI {self.architecture} q{quality} ({self.metric})", self.weights_url(quality)

@@ -261,6 +261,7 @@ def yuv420_to_rgb(y, u, v, bit_depth: int = 8, *, device: str | torch.device = "
     On CPU, ``out`` may be a reusable float32 buffer that receives the result.
     """
     if torch.device(device).type == "cpu" and not any(isinstance(p, torch.Tensor) for p in (y, u, v)):
+        # numba compiles (or loads from its cache) every kernel when _kernels is imported
         from ._kernels import yuv420_to_rgb_cpu
 
         return torch.from_numpy(yuv420_to_rgb_cpu(np.asarray(y), np.asarray(u), np.asarray(v), bit_depth, out))

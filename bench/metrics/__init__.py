@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..spec import parse_spec
 from ..video import Video
 
 # registry name -> "module:Class" (imported on first use, so heavy metrics cost nothing until asked for)
@@ -281,8 +282,6 @@ def default_tolerances() -> dict[str, dict[str, float]]:
 
 def create_metric(spec: str, **kwargs: Any) -> Metric:
     """``create_metric("lpips", device="cuda")`` or ``create_metric("ewarp:flow=dis")``."""
-    from ..spec import parse_spec
-
     name, options = parse_spec(spec)
     cls = metric_class(name)
     try:

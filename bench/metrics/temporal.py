@@ -41,7 +41,7 @@ from .._kernels import warp_error_cpu
 from ..flow import backward_warp as warp
 from ..flow import dis_flow
 from ..video import Video
-from . import Column, FrameBatch, Metric, MetricError, MetricUnavailable
+from . import Column, FrameBatch, Metric, MetricError, MetricUnavailable, measure
 
 SCALE = 1e3
 FLOWS = ("auto", "raft", "raft_small", "dis", "dis_fast")
@@ -196,8 +196,6 @@ class Ewarp(Metric):
 
     def compute_sequence(self, ref: Video, dist: Video) -> dict[str, np.ndarray]:
         """The whole sequence at once (frame 0: NaN)."""
-        from . import measure
-
         return measure(ref, dist, [self], device=self.device)
 
     def identity(self):
