@@ -175,7 +175,7 @@ def _code_imports() -> list[tuple[str, str]]:
 
 def test_code_in_the_docs_imports():
     imports = _code_imports()
-    assert ("README.md", "from bench.sweep import SweepConfig, run_sweep") in imports
+    assert ("README.md", "from bench.config import SweepConfig") in imports
     for doc, line in imports:
         try:
             exec(line, {})
