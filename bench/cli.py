@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import datasets as ds
 from . import dcvc, drift, weights
@@ -600,9 +599,10 @@ def cmd_report(args) -> int:
 def cmd_import(args) -> int:
     df = import_results(args.file, args.format, codec=args.codec, dataset=args.dataset, psnr_space=args.psnr_space, source=args.source)
     out = args.out or Path("results") / "imported" / args.file.stem
-    existing = ResultsStore(out).summary_path
+    store = ResultsStore(out)
+    existing = store.summary_path
     if existing.exists():
-        old = pd.read_csv(existing)
+        old = store.summary()
         if "imported" not in old or not old["imported"].fillna(False).astype(bool).all():
             raise UsageError(f"{out} holds results of runs, not imported ones; choose another --out")
         if not args.force:

@@ -57,10 +57,11 @@ class ToolFailed(CodecError):
         super().__init__(summary)
         self.summary, self.logs, self.where, self.detail = summary, dict(logs), where, detail
 
-    def keep(self, job_id: str) -> dict[str, bytes]:
-        """The logs by their name under the store's bitstreams/; the message names those now."""
+    def keep(self, job_id: str, folder: str) -> dict[str, bytes]:
+        """The logs by their name in ``folder`` (the store's, where the driver writes them);
+        the message names those now."""
         files = {f"{job_id}.{suffix}": data for suffix, data in self.logs.items()}
-        self.where = ", ".join(f"bitstreams/{name}" for name in files)
+        self.where = ", ".join(f"{folder}/{name}" for name in files)
         return files
 
     def __str__(self) -> str:

@@ -216,7 +216,7 @@ def run_job(job: Job) -> JobResult:
         if _interrupted(e):  # the scheduler stopped the job (time limit, preemption): not its failure
             raise
         if isinstance(e, ToolFailed):  # its message names the stored log, not the scratch folder now gone
-            e.keep(job.job_id)
+            e.keep(job.job_id, ResultsStore.BITSTREAMS)
         record.update(status=Status.FAILED, error=f"{type(e).__name__}: {e}"[-4000:], traceback=traceback.format_exc()[-4000:])
         kept = _failure_logs(job, e)
         if kept:  # the encoder's own account of why, where the next reader can open it

@@ -24,7 +24,7 @@ class Status(str, Enum):
 
     DONE = "done"
     FAILED = "failed"
-    # what a cluster ended without a result (bench.executors.JobInterrupted, bench.slurm.ENDS)
+    # what a cluster ended without a result (bench.executors.base.JobInterrupted, bench.executors.slurm.ENDS)
     TIMED_OUT = "timed_out"
     PREEMPTED = "preempted"
     CANCELLED = "cancelled"
@@ -46,7 +46,7 @@ class JobRecord:
     id and a status; the rest depends on how far it got."""
 
     job_id: str
-    # what the job is (bench.sweep._base_record): the key of its summary row and its config
+    # what the job is (bench.jobs.base_record): the key of its summary row and its config
     config_hash: str | None = None
     config: dict[str, Any] | None = None
     dataset: str | None = None
@@ -54,7 +54,7 @@ class JobRecord:
     codec: str | None = None  # the row label (the codec column of the tables)
     codec_name: str | None = None  # the registered codec it ran
     rate: Any = None  # as planned: int, float or str
-    # where and when it ran (bench.sweep.run_job)
+    # where and when it ran (bench.jobs.run_job)
     source: dict[str, Any] | None = None
     node: str | None = None
     started: str | None = None
@@ -75,7 +75,7 @@ class JobRecord:
     error: str | None = None
     traceback: str | None = None
     logs: list[str] | None = None  # the encoder's logs, paths under the store
-    signal: str | None = None  # bench.workers.WorkerDied
+    signal: str | None = None  # bench.executors.pool.WorkerDied
     exitcode: int | None = None
     slurm: dict[str, Any] | None = None  # bench.executors: the Slurm state that ended it
     ran_on: dict[str, Any] | None = None  # bench.executors: engine, node, cluster job id

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import children, weights
-from ..jobs import Job, JobResult
+from ..jobs import PINNED_ENV, Job, JobResult
 from ..plan import PlanError
 from ..records import JobRecord, Status
 
@@ -48,6 +49,16 @@ def worker_init(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except Exception:  # pragma: no cover - numba is a dependency, threads are a hint
         pass
+
+
+def pinned_init(gpu: str | None, threads: int) -> None:
+    """A local pool worker's start: pinned to ``gpu`` (None: no GPU), ``threads`` threads.
+    Here, not in .local, so that a worker never imports the options' schema library."""
+    # before torch initialises CUDA in this process: it reads the variable once
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+    if gpu is not None:
+        os.environ[PINNED_ENV] = gpu
+    worker_init(threads)
 
 
 class JobInterrupted(RuntimeError):

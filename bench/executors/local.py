@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..jobs import PINNED_ENV, Job
+from ..jobs import Job
 from ..plan import PlanError
-from .base import Executor, worker_init
+from .base import Executor, pinned_init, worker_init
 from .pool import WorkerPool
 
 if TYPE_CHECKING:
@@ -93,14 +93,6 @@ class LocalExecutor:
             self._pool = None
 
 
-def _pinned_init(gpu: str | None, threads: int) -> None:
-    # before torch initialises CUDA in this process: it reads the variable once
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
-    if gpu is not None:
-        os.environ[PINNED_ENV] = gpu
-    worker_init(threads)
-
-
 @dataclass
 class PinnedExecutor:
     """One single-process pool per GPU, fed one job at a time, and a pool of CPU workers."""
@@ -113,8 +105,8 @@ class PinnedExecutor:
         ctx = multiprocessing.get_context("spawn")
         cores = os.cpu_count() or 1
         threads = max(1, cores // (len(self.gpus) + self.cpu_workers))
-        gpu_pools = {g: cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_pinned_init, initargs=(g, threads)) for g in self.gpus}
-        cpu_pool = cf.ProcessPoolExecutor(self.cpu_workers, mp_context=ctx, initializer=_pinned_init, initargs=(None, threads))
+        gpu_pools = {g: cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=pinned_init, initargs=(g, threads)) for g in self.gpus}
+        cpu_pool = cf.ProcessPoolExecutor(self.cpu_workers, mp_context=ctx, initializer=pinned_init, initargs=(None, threads))
         self._pools = [*gpu_pools.values(), cpu_pool]
         pending = deque(j for j in jobs if j.resources.gpu)
         running: dict[cf.Future, tuple[Job, str | None]] = {}

@@ -395,12 +395,12 @@ class SubmititExecutor:
         }
         return JobInterrupted(status, self._message(t, s, status), fields)
 
-    def _message(self, t: _Submitted, s: slurm.SlurmState, status: str) -> str:
+    def _message(self, t: _Submitted, s: slurm.SlurmState, status: Status) -> str:
         head = f"Slurm job {t.sjob.job_id} on node {s.node or '?'} ended {s.state} without a result"
         why = {
-            "cancelled": "it was cancelled (scancel, by a user or an administrator)",
-            "preempted": "a job of a higher-priority partition preempted it (PreemptMode=CANCEL; under REQUEUE Slurm reruns it by itself)",
-            "timed_out": f"it reached its time limit of {max(1, math.ceil(self.timeout_min))} min: a rerun with a larger --slurm-time redoes it",
+            Status.CANCELLED: "it was cancelled (scancel, by a user or an administrator)",
+            Status.PREEMPTED: "a job of a higher-priority partition preempted it (PreemptMode=CANCEL; under REQUEUE Slurm reruns it by itself)",
+            Status.TIMED_OUT: f"it reached its time limit of {max(1, math.ceil(self.timeout_min))} min: a rerun with a larger --slurm-time redoes it",
         }.get(status)
         if why is None and s.state == "COMPLETED":
             why = f"its process ended well, yet no result file appeared in {t.sjob.paths.folder}: is the submitit folder shared with the node?"

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from bench.datasets import get_dataset
-from bench.metrics.fidelity import psnr_from_mse
+from bench.metrics.fidelity import psnr
 
 from ..gop import FrameType, schedule
 from ..pipeline import encode_video, frames_rgb
@@ -43,11 +43,6 @@ from ..zoo import LADDER, load_model, rate_point
 #: step levels (``diffsit.stem.intra.step_gain``) that extend each frame's intra curve: the
 #: lowest-rate model's coarser steps below the ladder, the highest-rate model's finer ones above
 EXTENSION_LEVELS = (-3, -6, -9, -12, 3, 6, 9, 12)
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR-RGB of pictures in [0, 1] (the harness's: a zero error is ``PSNR_MAX``)."""
-    return float(psnr_from_mse(torch.mean((a.double() - b.double()) ** 2).item(), 1.0))
 
 
 def p_vs_intra(
@@ -114,7 +109,7 @@ def _rate_point_rows(name: str, video, lam: float, lambdas, model: str, allow_un
                 "p_mode": "skip" if len(strings) == MOTION_STRINGS else "residual",
                 "p_bytes": sum(map(len, strings)),
                 "p_motion_bytes": sum(map(len, strings[:MOTION_STRINGS])),
-                "p_psnr_rgb": _psnr(enc.x_tilde[fc.index : fc.index + 1, :, :h, :w], frame[..., :h, :w]),
+                "p_psnr_rgb": psnr(enc.x_tilde[fc.index : fc.index + 1, :, :h, :w], frame[..., :h, :w]),
                 "intra_bytes": intra["bytes"],
                 "intra_psnr_rgb": intra["psnr_rgb"],
             }
@@ -124,7 +119,7 @@ def _rate_point_rows(name: str, video, lam: float, lambdas, model: str, allow_un
 def _intra_point(coder, frame: torch.Tensor, h: int, w: int) -> dict:
     """Bytes and PSNR-RGB of ``frame`` (padded) coded by ``coder``, over the picture (h, w)."""
     strings, rec = coder.compress_image(frame)
-    return {"bytes": sum(map(len, strings)), "psnr_rgb": _psnr(samples_to_float(rec)[..., :h, :w], frame[..., :h, :w])}
+    return {"bytes": sum(map(len, strings)), "psnr_rgb": psnr(samples_to_float(rec)[..., :h, :w], frame[..., :h, :w])}
 
 
 def equal_psnr_bytes(curve: pd.DataFrame, psnr: float) -> tuple[float, str]:

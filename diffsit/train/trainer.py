@@ -301,11 +301,6 @@ def trainable_parameters(model, config: TrainConfig) -> tuple[list[nn.Parameter]
     return main, aux
 
 
-def git_provenance() -> dict:
-    """The checkout's commit and whether it is dirty (``bench.provenance.git_state``)."""
-    return git_state()
-
-
 def _lr_lambda(config: TrainConfig):
     def f(step: int) -> float:
         if step < config.warmup:
@@ -436,7 +431,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, progress
     metadata = {
         "training_config": config.to_json(),
         "data": json.dumps(sampler.describe()),
-        "git": json.dumps(git_provenance()),
+        "git": json.dumps(git_state()),
         "stage": str(config.stage),
         "perceptual": acc.unwrap_model(step_module).perceptual.choice,
         "processes": str(acc.num_processes),

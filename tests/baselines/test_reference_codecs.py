@@ -13,17 +13,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_tree import ROLES, make_tree
 
 from bench.codec import CodecError, CodecUnavailable, RateError, ToolFailed, create_codec
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fakes"))
-
-from reference_tree import ROLES, make_tree
 
 
 @pytest.fixture
@@ -126,7 +121,7 @@ def test_encoder_failure_quotes_its_log_and_carries_it(tmp_path, monkeypatch, sy
     # the scratch folder goes with the job: the log travels in the error, for the store
     e = info.value
     assert isinstance(e, ToolFailed) and e.logs == {"enc.log": log.read_bytes()} and f"its log: {log};" in str(e)
-    assert e.keep("hm-synthetic-testsrc2-37-abc") == {"hm-synthetic-testsrc2-37-abc.enc.log": log.read_bytes()}
+    assert e.keep("hm-synthetic-testsrc2-37-abc", "bitstreams") == {"hm-synthetic-testsrc2-37-abc.enc.log": log.read_bytes()}
     assert str(e).startswith("HM encoder failed (exit 1); its log: bitstreams/hm-synthetic-testsrc2-37-abc.enc.log; its last lines:\n")
 
 

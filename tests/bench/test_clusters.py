@@ -28,7 +28,6 @@ import pandas as pd
 import pytest
 
 FAKES = Path(__file__).parents[1] / "fakes"
-sys.path.insert(0, str(FAKES))
 
 from device_codec import FakeCPUCodec
 

@@ -10,21 +10,15 @@ tests/bench/test_thirdparty_codec.py runs the same contract from a plugin packag
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from _pytest.outcomes import Failed, Skipped
+from reference_tree import make_tree
 
 from bench.codec import Codec, CodecUnavailable, EncodeResult, Requirement, codec_class, codec_names
 from bench.testing import check_codec_contract, check_identity, contract_clip, require_runnable
 from bench.video import Video, write_yuv
-
-HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE / "fakes"))
-
-from reference_tree import make_tree
 
 
 def _dcvc_build(name: str, tmp: Path) -> dict:
@@ -99,17 +93,17 @@ class _MissingDeclared(_Stub):
 
 
 def test_a_check_that_raises_fails_the_contract():
-    with pytest.raises(Failed, match="check\\(\\) raised RuntimeError: segfault"):
+    with pytest.raises(pytest.fail.Exception, match="check\\(\\) raised RuntimeError: segfault"):
         require_runnable(_Crashes())
 
 
 def test_a_check_that_refuses_without_declaring_what_is_missing_fails():
-    with pytest.raises(Failed, match="declares nothing missing"):
+    with pytest.raises(pytest.fail.Exception, match="declares nothing missing"):
         require_runnable(_RefusesUndeclared())
 
 
 def test_a_declared_missing_requirement_skips_naming_it():
-    with pytest.raises(Skipped, match="needs the stub encoder \\(looked in /opt/stub/bin\\): build it"):
+    with pytest.raises(pytest.skip.Exception, match="needs the stub encoder \\(looked in /opt/stub/bin\\): build it"):
         require_runnable(_MissingDeclared())
     require_runnable(_Stub())  # nothing missing: runs
 
