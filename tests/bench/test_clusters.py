@@ -282,6 +282,9 @@ def test_ctrl_c_cancels_the_submitted_jobs_and_the_rerun_redoes_them(slurm_clust
     out, hold = tmp_path / "sweep", tmp_path / "hold"
     hold.touch()
     script = (
+        # a shell that starts CI in the background ignores SIGINT, and a child inherits that;
+        # the driver here stands for a user's foreground run, where Ctrl-C is KeyboardInterrupt
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"import sys; sys.path.insert(0, {str(FAKES)!r})\n"
         "from device_codec import FakeCPUCodec\n"
         "from bench.codec import register_codec\n"
