@@ -5,6 +5,7 @@ of its own, so it adds nothing to the start-up it measures."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -27,5 +28,5 @@ class Timed:
     def __call__(self, job):
         enter, start = time.time(), process_start()
         result = self.fn(job)
-        result.record["timing"] = {"process_start": start, "enter": enter, "exit": time.time(), "pid": os.getpid()}
-        return result
+        timing = {"process_start": start, "enter": enter, "exit": time.time(), "pid": os.getpid()}
+        return dataclasses.replace(result, record=result.record.replace(timing=timing))

@@ -4,6 +4,7 @@ first-party modules (function-level imports counted) and no function over 60 lin
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,3 +41,16 @@ def test_the_cycle_finder_sees_a_function_level_cycle(tmp_path, monkeypatch):
     assert tool.cycles() == [["bench.a", "bench.b"]]
     (pkg / "b.py").write_text("def f():\n" + "    x = 1\n" * 61)
     assert [q for _, _, q, _ in tool.long_functions()] == ["f"]
+
+
+def test_the_benchmarks_still_import():
+    """benchmarks/ runs by hand, not in CI: a refactor that moves what they import would
+    leave them broken unseen. Collecting them imports every module."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "benchmarks")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
