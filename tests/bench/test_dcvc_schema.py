@@ -48,6 +48,7 @@ needs_compare = pytest.mark.skipif(
 # computed: per sequence, 'Overall' (its frame-weighted class curve) and 'Average'.
 DRIVER = r"""
 import json, sys
+sys.dont_write_bytecode = True  # the checkout is ../shared's, read-only to us: no __pycache__ in it
 sys.path.insert(0, ".")
 import compare_bd_rate as c
 calls = []
