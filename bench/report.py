@@ -155,6 +155,12 @@ def _points(rows: pd.DataFrame, metric: str) -> list[tuple[float, float]]:
     return [(float(r), float(q)) for r, q in zip(rows["bpp"], rows[metric]) if not (math.isnan(r) or math.isnan(q))]
 
 
+def _no_curve_row(base: dict, label: str, metric: str, error: Exception) -> dict:
+    """The row of a dataset-level BD cell that has no frame-weighted curve (frame counts unknown)."""
+    note = f"no frame-weighted curve: {error}; see {UNWEIGHTED!r}"
+    return {**base, "sequence": label, "metric": metric, "bd_rate": np.nan, "bd_metric": np.nan, "note": note}
+
+
 def _bd_cell(anchor_pts, test_pts, metric: str, opt: BDOptions) -> dict:
     lower = lower_is_better(metric)
     notes = []
@@ -350,16 +356,7 @@ def _sequence_rows(view, base, common: set[str], missing: list[str], metric: str
         try:
             curves = dataset_curves(pair, [metric], keep, frame_weighted=weighted)
         except UnknownFrames as e:
-            rows.append(
-                {
-                    **base,
-                    "sequence": label,
-                    "metric": metric,
-                    "bd_rate": np.nan,
-                    "bd_metric": np.nan,
-                    "note": f"no frame-weighted curve: {e}; see {UNWEIGHTED!r}",
-                }
-            )
+            rows.append(_no_curve_row(base, label, metric, e))
             continue
         cell = _bd_cell(_points(curves[curves.codec == anchor], metric), _points(curves[curves.codec == codec], metric), metric, opt)
         cell["note"] = " | ".join(filter(None, [cell["note"], left_out]))
@@ -447,16 +444,7 @@ def _level_rows(view, base, a_seqs, t_seqs, metric, opt) -> list[dict]:
                 view[view.codec.isin([anchor, codec])], [metric], {(dataset, anchor): a_seqs, (dataset, codec): t_seqs}, frame_weighted=weighted
             )
         except UnknownFrames as e:
-            rows.append(
-                {
-                    **base,
-                    "sequence": label,
-                    "metric": metric,
-                    "bd_rate": np.nan,
-                    "bd_metric": np.nan,
-                    "note": f"no frame-weighted curve: {e}; see {UNWEIGHTED!r}",
-                }
-            )
+            rows.append(_no_curve_row(base, label, metric, e))
             continue
         cell = _bd_cell(_points(curves[curves.codec == anchor], metric), _points(curves[curves.codec == codec], metric), metric, opt)
         how = "frame-weighted mean" if weighted else "mean"
