@@ -8,17 +8,19 @@ so file names with spaces, quotes or ``;`` reach ffmpeg unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import children
+from . import children, progress
 
 ENV_VAR = "BENCH_FFMPEG"
 
@@ -98,6 +100,30 @@ def tail(text: str | bytes, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def _feed(proc: subprocess.Popen, chunks: Iterable[bytes]) -> bool:
+    """Write ``chunks`` to ffmpeg's stdin; True if ffmpeg stopped reading (its log says why)."""
+    broken = False
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        broken = True
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            broken = True
+    return broken
+
+
+def _follow_frames(stream) -> None:
+    """ffmpeg's ``-progress`` lines: ``frame=N`` is the frames it has output so far."""
+    for line in stream:
+        if line.startswith(b"frame="):
+            with contextlib.suppress(ValueError):
+                progress.reach(int(line[6:]))
+
+
 def run(
     exe: str,
     args: Sequence[str | os.PathLike],
@@ -110,32 +136,32 @@ def run(
 
     ``stdin_chunks`` streams raw frames in, so a 1080p source is never held whole in memory.
     """
-    cmd = [exe, "-hide_banner", "-y", *(["-nostdin"] if stdin_chunks is None else []), *map(str, args)]
+    # a job's progress bar follows ffmpeg's own frame counter (it needs stdout, so only when
+    # stderr goes to a log)
+    follow = progress.active() and log is not None
+    cmd = [exe, "-hide_banner", "-y", *(["-nostdin"] if stdin_chunks is None else []), *(["-progress", "pipe:1"] if follow else []), *map(str, args)]
     errf = open(log, "wb") if log is not None else None
+    err = None
     try:
         proc = children.popen(
             cmd,
             stdin=subprocess.PIPE if stdin_chunks is not None else subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if follow else subprocess.DEVNULL,
             stderr=errf if errf is not None else subprocess.PIPE,
         )
-        broken = False
-        if stdin_chunks is not None:
-            try:
-                for chunk in stdin_chunks:
-                    proc.stdin.write(chunk)
-            except BrokenPipeError:
-                broken = True  # ffmpeg exited early; its stderr says why
-            finally:
-                try:
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    broken = True
+        reader = threading.Thread(target=_follow_frames, args=(proc.stdout,), daemon=True) if follow else None
+        if reader is not None:
+            reader.start()
+        broken = _feed(proc, stdin_chunks) if stdin_chunks is not None else False
         try:
-            _, err = proc.communicate(timeout=timeout)
+            if reader is None:
+                _, err = proc.communicate(timeout=timeout)
+            else:
+                proc.wait(timeout=timeout)
+                reader.join()
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait() if reader is not None else proc.communicate()
             raise FFmpegError(f"ffmpeg timed out after {timeout}s: {' '.join(map(str, cmd))}") from None
     finally:
         if errf is not None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from . import progress as progress_bars
 from . import weights
 from .config import SweepConfig
 from .executors.base import Executor
@@ -66,8 +67,12 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
     tables = TableWriter(store, prov)
     results = []
     bar = tqdm(total=len(p.jobs), desc="bench run", unit="job", disable=not progress, file=sys.stderr)
+    bars = progress_bars.JobBars(
+        {j.job_id: (f"{j.row_label} {j.sequence.name} {j.rate}", j.row_label, j.frames, j.sequence.width * j.sequence.height) for j in p.jobs},
+        enabled=progress,
+    )
     try:
-        for job, res in executor.run(run_job, p.jobs):
+        for job, res in _with_bars(executor.run(run_job, p.jobs), bars):
             if isinstance(res, BaseException):
                 status = Status(getattr(res, "status", Status.FAILED))  # JobInterrupted: timed_out, preempted
                 what = "" if status is not Status.FAILED else "worker crashed: "
@@ -81,13 +86,26 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
             store.write_files(res.decoded, ResultsStore.DECODED)
             tables.add(res.record, res.frames)
             results.append(res.record)
+            bars.finished(job.job_id, res.record.get("timings", {}))
             bar.set_postfix_str(f"{job.row_label} {job.sequence.name} {job.rate}: {res.record.status}")
             bar.update()
     finally:
+        bars.close()
         bar.close()
         executor.close()
         tables.finish()
     return results
+
+
+def _with_bars(results: Iterator, bars: progress_bars.JobBars) -> Iterator:
+    """The executor's results, with the jobs' progress going to ``bars`` while it runs them
+    (only while the executor is inside, never while the driver commits)."""
+    while True:
+        with progress_bars.sink(bars):
+            item = next(results, None)
+        if item is None:
+            return
+        yield item
 
 
 def _stderr(message: str) -> None:

@@ -21,6 +21,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from .. import progress
+
+#: what ``_collect`` returns for a progress message: the job has not answered yet
+_PROGRESS = object()
+
 
 class WorkerDied(RuntimeError):
     """The process running a job ended without answering (a signal, or ``os._exit``)."""
@@ -43,15 +48,17 @@ class WorkerError(RuntimeError):
 def _serve(conn: Connection, init: Callable[..., None] | None, initargs: tuple) -> None:
     if init is not None:
         init(*initargs)
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            return
-        fn, job = msg
-        try:
-            conn.send(("ok", fn(job)))
-        except BaseException as e:  # sent back as text: an exception may not pickle
-            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+    # a job's progress goes to the driver on the job's own pipe, before its answer
+    with progress.sink(lambda event: conn.send(("progress", event))):
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                return
+            fn, job = msg
+            try:
+                conn.send(("ok", fn(job)))
+            except BaseException as e:  # sent back as text: an exception may not pickle
+                conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
 @dataclass
@@ -89,7 +96,9 @@ class WorkerPool:
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
             for w in busy:
                 if w.conn in ready or w.process.sentinel in ready:
-                    yield w.job, self._collect(w)
+                    job, answer = w.job, self._collect(w)
+                    if answer is not _PROGRESS:
+                        yield job, answer
 
     def _feed(self, fn: Callable, pending: deque) -> None:
         while pending and (idle := self._idle()) is not None:
@@ -110,6 +119,9 @@ class WorkerPool:
             w.process.join(timeout=10)
             self._workers.remove(w)
             return WorkerDied(w.process.exitcode)
+        if kind == "progress":  # the job goes on
+            progress.forward(value)
+            return _PROGRESS
         w.job = None
         return value if kind == "ok" else WorkerError(value)
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .. import progress
 from ..spec import parse_spec
 from ..video import Video
 
@@ -332,6 +333,21 @@ def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, d
         raise MetricError(f"reference is {ref.bit_depth}-bit but the distorted video is {dist.bit_depth}-bit")
     values: dict[str, list[np.ndarray]] = {c: [] for m in metrics for c in m.columns}
     per_frame = [m for m in metrics if not m.sequence_level]
+    # the progress of a job's metrics stage: a pass over the frames for the per-frame
+    # metrics together, one for each sequence-level metric
+    passes = bool(per_frame) + sum(m.sequence_level for m in metrics)
+    with progress.stage("metrics", ref.frames * passes):
+        _measure_frames(ref, dist, per_frame, values, batch, device)
+        for m in metrics:
+            if m.sequence_level:
+                for col, v in m.compute_sequence(ref, dist).items():
+                    values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
+                progress.advance(ref.frames)
+    return _checked(ref, metrics, values)
+
+
+def _measure_frames(ref: Video, dist: Video, per_frame: list[Metric], values: dict[str, list[np.ndarray]], batch: int, device) -> None:
+    """The per-frame metrics, a batch of frames at a time, each frame read once."""
     if per_frame:
         shape = (min(batch, ref.frames), 3, ref.height, ref.width)
         buffers = (np.empty(shape, np.float32), np.empty(shape, np.float32))
@@ -344,12 +360,16 @@ def measure(ref: Video, dist: Video, metrics: list[Metric], *, batch: int = 4, d
                     values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
             if pairs:
                 fb.keep_last()
-            fb.ref.release()  # a long clip's frames are read once, never held (Video.release)
-            fb.dist.release()
-    for m in metrics:
-        if m.sequence_level:
-            for col, v in m.compute_sequence(ref, dist).items():
-                values[col].append(np.asarray(v, dtype=np.float64).reshape(-1))
+            # a long clip's frames are read once, never held (Video.release); from the frame
+            # before the batch, which pair metrics read again
+            first = max(start - 1, 0)
+            ref[first : fb.stop].release()
+            dist[first : fb.stop].release()
+            progress.advance(fb.stop - start)
+
+
+def _checked(ref: Video, metrics: list[Metric], values: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """One value per frame for every column, each finite (pair columns: from frame 1)."""
     out = {c: np.concatenate(v) if v else np.empty(0) for c, v in values.items()}
     bad_len = {c: len(v) for c, v in out.items() if len(v) != ref.frames}
     if bad_len:
