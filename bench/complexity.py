@@ -78,3 +78,35 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+#: what a job's peak memory counts
+MEMORY_SCOPE = (
+    "peak resident memory of the process that ran the job, counted from the job's start (Linux's clear_refs); tools run as "
+    "child processes (ffmpeg, HM/VTM encoders) are not included"
+)
+
+
+def reset_peak_memory() -> bool:
+    """Count this process's peak resident memory afresh from now (Linux's ``clear_refs``
+    value 5): a worker that serves many jobs reports each job's own peak. False where the
+    kernel does not allow it; the peak is then the process's since it started."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MiB (VmHWM; ru_maxrss where /proc has none)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import complexity, scratch
+from . import complexity, progress, scratch
 from . import decoded as decoded_store
 from .codec import (
     Codec,
@@ -186,12 +186,13 @@ def run_job(job: Job) -> JobResult:
     timings: dict[str, float] = {}
     notes: list[str] = []
     files: dict[str, bytes] = {}
+    own_peak = complexity.reset_peak_memory()
     try:
         codec, metrics, options = _build(job, node)
         ref = job.sequence.open(frames=job.frames, start=job.start)
         if job.coded_bit_depth != ref.bit_depth:
             notes.append(f"{job.codec} codes {job.coded_bit_depth}-bit: the {ref.bit_depth}-bit source was converted for it and its output back")
-        with scratch.job_dir(job.job_id) as tmp:
+        with scratch.job_dir(job.job_id) as tmp, progress.job(job.job_id):
             coded = _coded(job, codec, ref, Path(tmp), timings, files, notes)
             dist = _decoded(job, codec, coded, Path(tmp), timings).to_bit_depth(ref.bit_depth)
             samples = decoded_store.samples_md5(dist)
@@ -207,7 +208,7 @@ def run_job(job: Job) -> JobResult:
             samples_md5=samples,
             metric_specs=list(job.metrics),
             codec_config=codec.describe(),
-            cost=complexity.host(job.device),
+            cost={**complexity.host(job.device), **_memory(own_peak)},
             encoder=coded.encoder,
             metrics={m.name: m.describe() for m in metrics},
         )
@@ -236,6 +237,11 @@ class _Coded:
     per_frame: dict[str, list]
     encoder: dict[str, Any]
     reconstruction: Video | None = None
+
+
+def _memory(own_peak: bool) -> dict[str, Any]:
+    scope = complexity.MEMORY_SCOPE if own_peak else "peak resident memory of the process since it started (this kernel cannot reset it)"
+    return {"peak_rss_mb": round(complexity.peak_memory_mb(), 1), "peak_rss_scope": scope}
 
 
 def _build(job: Job, node: str) -> tuple[Codec, list, dict[str, Any]]:
@@ -277,7 +283,7 @@ def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files:
         files[name] = job.reuse["bitstream"]
         return _Coded(final, job.reuse["per_frame"], job.reuse["encoder"])
     t0 = time.perf_counter()
-    with complexity.counted(codec.learned, job.device) as macs:
+    with complexity.counted(codec.learned, job.device) as macs, progress.stage("encode", ref.frames):
         enc = codec.encode(ref.to_bit_depth(job.coded_bit_depth), job.rate, work)
     macs.flops += codec.take_counted_flops()
     timings["encode_s"] = time.perf_counter() - t0
@@ -300,7 +306,7 @@ def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files:
 
 def _decoded(job: Job, codec: Codec, coded: _Coded, work: Path, timings: dict) -> Video:
     t0 = time.perf_counter()
-    with complexity.counted(codec.learned, job.device) as macs:
+    with complexity.counted(codec.learned, job.device) as macs, progress.stage("decode", job.frames):
         dist = codec.decode(coded.path, work, bit_depth=job.coded_bit_depth)
     macs.flops += codec.take_counted_flops()
     timings["decode_s"] = time.perf_counter() - t0
