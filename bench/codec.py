@@ -29,10 +29,10 @@ import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
+from . import plugins
 from .spec import parse_spec
 from .video import Video
 
@@ -378,14 +378,14 @@ def register_codec(name: str, target: type[Codec] | str) -> None:
 
 
 def codec_names() -> list[str]:
-    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    names = {ep.name for ep in plugins.group(ENTRY_POINT_GROUP)}
     return sorted(names | set(_runtime))
 
 
 def codec_class(name: str) -> type[Codec]:
     target = _runtime.get(name)
     if target is None:
-        eps = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        eps = [ep for ep in plugins.group(ENTRY_POINT_GROUP) if ep.name == name]
         if not eps:
             raise UnknownCodec(name, codec_names())
         return eps[0].load()

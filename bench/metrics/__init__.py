@@ -20,13 +20,12 @@ import importlib
 from abc import ABC
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .. import progress
+from .. import plugins, progress
 from ..spec import parse_spec
 from ..video import Video
 
@@ -216,7 +215,7 @@ class Metric(ABC):
 def _registry() -> dict[str, str]:
     """Built-in metrics, then those of other packages' ``bench.metrics`` entry points."""
     out = dict(METRICS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in plugins.group(ENTRY_POINT_GROUP):
         out.setdefault(ep.name, ep.value)
     return out
 
