@@ -16,9 +16,12 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,8 +59,42 @@ def die_with_pool_parent() -> None:
     A pool worker outlives a killed driver until its job ends (its encoder with it); with
     this it dies at once, and its own children after it. The pool's processes are started
     by the thread that submits the jobs, which waits for them all before it returns. A
-    process multiprocessing did not start (a Ray worker) is left alone."""
+    worker forked by a fork server (bench.executors.pool) is the server's child: it watches
+    the driver itself. A process multiprocessing did not start (a Ray worker) is left alone."""
     parent = multiprocessing.parent_process()
     if _prctl is None or parent is None:
         return
-    _die_with(parent.pid)
+    if os.getppid() in (parent.pid, 1):  # 1: the parent is already gone
+        _die_with(parent.pid)
+    else:  # forked by a fork server, which outlives the driver while its workers live
+        _watch(parent.pid)
+
+
+def _watch(pid: int) -> None:
+    """Kill this process when process ``pid`` (not its parent) ends: a thread waits on it."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGKILL)
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): look every half second
+        fd = None
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _exists(pid):
+                time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)  # our own children get theirs from the kernel
+
+    threading.Thread(target=wait, name=f"bench-dies-with-{pid}", daemon=True).start()
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

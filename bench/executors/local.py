@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from ..jobs import Job
 from ..plan import PlanError
 from .base import Executor, pinned_init, worker_init
-from .pool import WorkerPool
+from .pool import WorkerPool, start_early
 
 if TYPE_CHECKING:
     from ..config import SweepConfig
@@ -40,7 +40,10 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def check(config: SweepConfig) -> None:
-    """Nothing to ask before planning: ``--gpus`` is read when the executor is made."""
+    """Nothing to ask before planning (``--gpus`` is read when the executor is made); with
+    worker processes to come, their fork server starts now, importing while the sweep plans."""
+    if config.jobs > 1 and not config.gpus:
+        start_early()
 
 
 def make(config: SweepConfig) -> Executor:

@@ -2,18 +2,23 @@
 
 A learned codec runs native code (a C++ entropy coder, CUDA kernels) inside the Python process
 that calls it: a ``double free`` or an ``abort()`` there kills the process, not just the job.
-``WorkerPool`` runs jobs in long-lived spawn processes, one job at a time each, so such a
+``WorkerPool`` runs jobs in long-lived worker processes, one job at a time each, so such a
 crash costs the job that was running (reported as :class:`WorkerDied`, with the signal) and
 the worker is replaced; the other jobs go on. ``concurrent.futures.ProcessPoolExecutor`` is
 not used because one dead worker breaks the whole pool and fails every pending job.
 
-A worker also serves many jobs: the imports (torch, numba) are paid once per worker.
+A worker also serves many jobs, and starts warm: workers are forked from a fork server that
+has imported the harness (torch, pandas, numba's kernels) once per sweep, which
+:func:`start_early` starts while the driver plans. A spawned worker took 1.5-4 s to import
+them, longer than a short job.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -45,7 +50,36 @@ class WorkerError(RuntimeError):
     """``fn`` raised in the worker; the message carries the worker's traceback."""
 
 
-def _serve(conn: Connection, init: Callable[..., None] | None, initargs: tuple) -> None:
+#: what the fork server imports once, so that each worker forked from it starts with them
+#: (torch, pandas, numba's compiled kernels: 1.5-4 s a process, longer than a short job)
+PRELOAD = ["bench.jobs", "bench._kernels"]
+
+
+def context() -> multiprocessing.context.BaseContext:
+    """Where the platform has it, a fork server that imports :data:`PRELOAD` once (a fresh,
+    single-threaded process: never one that ran OpenMP or CUDA, so forking it is safe); each
+    worker forks from it warm. Elsewhere, spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def start_early() -> None:
+    """Start the fork server now, so that its imports overlap the driver's planning."""
+    if context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _serve(conn: Connection, init: Callable[..., None] | None, initargs: tuple, env: dict[str, str], path: list[str]) -> None:
+    # a worker forked from the fork server has the server's environment and path, which
+    # were the driver's when the server started: take the driver's as they are now
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path[:] = path
     if init is not None:
         init(*initargs)
     # a job's progress goes to the driver on the job's own pipe, before its answer
@@ -70,7 +104,8 @@ class _Worker:
 
 @dataclass
 class WorkerPool:
-    """``size`` spawn workers, each fed one job at a time; ``init(*initargs)`` runs once in each."""
+    """``size`` workers (:func:`context`), each fed one job at a time; ``init(*initargs)`` runs
+    once in each."""
 
     size: int
     init: Callable[..., None] | None = None
@@ -78,9 +113,9 @@ class WorkerPool:
     _workers: list[_Worker] = field(default_factory=list, init=False)
 
     def _start(self) -> _Worker:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = context()
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=_serve, args=(child, self.init, self.initargs), daemon=True)
+        process = ctx.Process(target=_serve, args=(child, self.init, self.initargs, dict(os.environ), list(sys.path)), daemon=True)
         process.start()
         child.close()
         worker = _Worker(process, parent)

@@ -193,6 +193,43 @@ def test_a_killed_driver_takes_its_pool_worker_and_the_workers_encoder(tmp_path)
             driver.wait(timeout=30)
 
 
+_POOL_DRIVER = """
+from bench import ffmpeg
+from bench.executors.base import worker_init
+from bench.executors.pool import WorkerPool
+args = ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "3600", "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", {out!r}]
+def encode(_):
+    ffmpeg.run(ffmpeg.ffmpeg_exe(), args)
+if __name__ == "__main__":
+    pool = WorkerPool(1, worker_init, (1,))
+    list(pool.run(encode, [0]))
+"""
+
+
+def test_a_killed_driver_takes_its_fork_server_worker_and_its_encoder(tmp_path):
+    """The sweep's own pool forks its workers from a fork server: the worker's parent is the
+    server, which ends with the driver, and the worker and its encoder end with the server."""
+    from bench.executors.pool import context
+
+    out = str(tmp_path / "long.264")
+    script = tmp_path / "driver.py"
+    script.write_text(_POOL_DRIVER.format(out=out))
+    driver = _python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
+    try:
+        encoder = _wait(lambda: _ffmpeg_writing(out), 90, "the worker's encoder started")
+        worker = _parent(encoder)
+        assert worker != driver.pid and _alive(worker)
+        if context().get_start_method() == "forkserver":
+            assert _parent(worker) != driver.pid  # forked by the server
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        _wait(lambda: not _alive(worker) and not _alive(encoder), 20, "worker and encoder gone after the driver was killed")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)
+
+
 # --- 3. an input that is not what it claims ---------------------------------------------------
 
 
