@@ -175,22 +175,30 @@ if __name__ == "__main__":
 """
 
 
-def test_a_killed_driver_takes_its_pool_worker_and_the_workers_encoder(tmp_path):
+def _killed_driver_leaves_nothing(tmp_path, driver_code: str) -> tuple[int, int]:
+    """Start ``driver_code`` (formatted with the output path) until its worker's encoder
+    writes, kill -9 the driver, and check the worker and encoder end; (driver, worker) pids."""
     out = str(tmp_path / "long.264")
     script = tmp_path / "driver.py"
-    script.write_text(_DRIVER.format(out=out))
+    script.write_text(driver_code.format(out=out))
     driver = _python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
     try:
         encoder = _wait(lambda: _ffmpeg_writing(out), 90, "the worker's encoder started")
         worker = _parent(encoder)
         assert worker != driver.pid and _alive(worker)
+        server = _parent(worker)
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
-        _wait(lambda: not _alive(worker) and not _alive(encoder), 10, "worker and encoder gone after the driver was killed")
+        _wait(lambda: not _alive(worker) and not _alive(encoder), 20, "worker and encoder gone after the driver was killed")
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait(timeout=30)
+    return driver.pid, server
+
+
+def test_a_killed_driver_takes_its_pool_worker_and_the_workers_encoder(tmp_path):
+    _killed_driver_leaves_nothing(tmp_path, _DRIVER)
 
 
 _POOL_DRIVER = """
@@ -208,26 +216,12 @@ if __name__ == "__main__":
 
 def test_a_killed_driver_takes_its_fork_server_worker_and_its_encoder(tmp_path):
     """The sweep's own pool forks its workers from a fork server: the worker's parent is the
-    server, which ends with the driver, and the worker and its encoder end with the server."""
+    server, which lives while its workers do, so the worker watches the driver itself."""
     from bench.executors.pool import context
 
-    out = str(tmp_path / "long.264")
-    script = tmp_path / "driver.py"
-    script.write_text(_POOL_DRIVER.format(out=out))
-    driver = _python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
-    try:
-        encoder = _wait(lambda: _ffmpeg_writing(out), 90, "the worker's encoder started")
-        worker = _parent(encoder)
-        assert worker != driver.pid and _alive(worker)
-        if context().get_start_method() == "forkserver":
-            assert _parent(worker) != driver.pid  # forked by the server
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
-        _wait(lambda: not _alive(worker) and not _alive(encoder), 20, "worker and encoder gone after the driver was killed")
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(timeout=30)
+    driver, worker_parent = _killed_driver_leaves_nothing(tmp_path, _POOL_DRIVER)
+    if context().get_start_method() == "forkserver":
+        assert worker_parent != driver
 
 
 # --- 3. an input that is not what it claims ---------------------------------------------------
