@@ -474,7 +474,8 @@ def cmd_codecs(args) -> int:
             depths = "/".join(map(str, codec.bit_depths)) + ("+conv" if codec.convert_bit_depth else "")
             print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {depths:<10} {status}{have} [rates: {codec.rate_spec.describe()}]")
             if args.complexity and codec.learned and status == "ok":
-                print(f"{'':<21} {_complexity_line(codec, *args.complexity)}")
+                decoder = create_codec(name, **_location_opts(args, cls))
+                print(f"{'':<21} {_complexity_line(codec, decoder, *args.complexity)}")
         except Exception as e:  # a broken plugin must not hide the others
             print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")
     if args.complexity:
@@ -482,8 +483,10 @@ def cmd_codecs(args) -> int:
     return 0
 
 
-def _complexity_line(codec, width: int, height: int) -> str:
-    """kMAC/pixel and seconds per frame of one learned codec on 3 random frames."""
+def _complexity_line(codec, decoder, width: int, height: int) -> str:
+    """kMAC/pixel and seconds per frame of one learned codec on 3 random frames; ``decoder``
+    is a second instance, which decodes as a receiver would, with nothing kept from encoding
+    (Diff-SIT's encoder keeps ODFTE's output for its own decoder in a sweep)."""
 
     rng = np.random.default_rng(0)
     video = Video(*(rng.integers(0, 256, (3, h, w), dtype=np.uint8) for h, w in ((height, width), (height // 2, width // 2), (height // 2, width // 2))))
@@ -492,9 +495,11 @@ def _complexity_line(codec, width: int, height: int) -> str:
         t0 = time.perf_counter()
         with counted(True) as enc:
             bitstream = codec.encode(video, rate, Path(tmp)).bitstream
+        enc.flops += codec.take_counted_flops()
         t1 = time.perf_counter()
         with counted(True) as dec:
-            codec.decode(bitstream, Path(tmp))
+            decoder.decode(bitstream, Path(tmp))
+        dec.flops += decoder.take_counted_flops()
         t2 = time.perf_counter()
     px = 3 * width * height
     return (

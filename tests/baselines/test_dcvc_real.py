@@ -15,6 +15,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -74,6 +75,19 @@ def test_both_families_run_end_to_end_on_cpu(build, tmp_path):
         assert size[codec, 63] > size[codec, 0], f"{codec}: q 63 should give more bits than q 0"
     configs = {r["codec"]: r["codec_config"] for r in records}
     assert len(configs["dcvc-fm"]["checkpoints"]) == 2 and all(len(s) == 64 for s in configs["dcvc-fm"]["checkpoints"].values())
+
+
+def test_bench_codecs_gives_both_families_complexity(build, capsys):
+    """kMAC/pixel and seconds a frame, both directions, from the real networks (random
+    weights: the count does not depend on the values)."""
+    from bench.cli import main
+
+    assert main(["codecs", "--complexity", "128x128", "--dcvc-root", str(build)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in ("dcvc-fm", "dcvc-dc"):
+        (i,) = [k for k, line in enumerate(lines) if line.startswith(f"{name} ")]
+        figures = [float(x) for x in re.findall(r"([0-9.]+) kMAC/px", lines[i + 1])]
+        assert len(figures) == 2 and min(figures) > 100, lines[i + 1]  # hundreds of kMAC/px each way
 
 
 def test_doctor_tells_an_unbuilt_coder_from_a_built_one(build, tmp_path, capsys):

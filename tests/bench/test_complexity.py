@@ -3,6 +3,8 @@ one declared method, and every job's per-frame times say what they include."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -35,3 +37,31 @@ def test_learned_jobs_report_kmac_per_pixel_and_anchors_their_times(tmp_path):
     anchor = run_sweep(SweepConfig.from_dict({**base, "codecs": ["x265:preset=ultrafast"], "rates": ["40"], "out": str(tmp_path / "a")}))
     s = anchor.parts[0].records[0]["summary"]
     assert "encode_kmac_per_px" not in s and s["decode_s_per_frame"] > 0
+
+
+def _kmac(line: str, part: str) -> float:
+    m = re.search(rf"{part} ([0-9.]+) kMAC/px, ([0-9.]+) s/frame", line)
+    assert m, f"no {part} figures in {line!r}"
+    return float(m.group(1))
+
+
+def test_bench_codecs_states_both_directions_of_every_runnable_learned_codec(capsys):
+    """Diff-SIT's decoder is measured as a receiver runs it (ODFTE included): the sweep's
+    encoder keeps ODFTE's output for its own decoder, which would show 0 kMAC/px here."""
+    from bench.cli import main
+
+    assert main(["codecs", "--complexity", "64x64"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    (i,) = [k for k, line in enumerate(lines) if line.startswith("diffsit ")]
+    assert _kmac(lines[i + 1], "encode") > 0 and _kmac(lines[i + 1], "decode") > 0
+    assert "complexity: kMAC/pixel: torch FlopCounterMode" in out
+
+
+def test_a_compressai_model_has_its_complexity_line():
+    from bench.cli import _complexity_line
+    from bench.codec import create_codec
+
+    make = lambda: create_codec("bmshj2018-hyperprior", random_weights_for_tests=True)
+    line = _complexity_line(make(), make(), 64, 64)
+    assert _kmac(line, "encode") > 1 and _kmac(line, "decode") > 1
