@@ -28,7 +28,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench import weights
+from bench import progress, weights
 from bench.codec import Codec, CodecError, CodecUnavailable, EncodeResult, Rate, RateSpec, Requirement, check_intra_period, is_intra_frame
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
@@ -141,6 +141,7 @@ class CompressAICodec(Codec):
                 strings, x_rec = self._encode_frame(net, x, i)
                 frames.append(strings)
                 recon.append(crop(x_rec.clamp(0, 1), video.height, video.width).cpu())
+                progress.advance(1)
         header = {
             "model": self.architecture,
             "quality": q,
@@ -175,6 +176,7 @@ class CompressAICodec(Codec):
         with torch.no_grad():
             for i, strings in enumerate(frames):
                 out.append(crop(self._decode_frame(net, strings, (ph // self.multiple, pw // self.multiple), i).clamp(0, 1), h, w).cpu())
+                progress.advance(1)
         return rgb_to_yuv420(torch.cat(out), bit_depth or int(header.get("bit_depth", 8)), float(header["fps"]))
 
     @classmethod

@@ -117,11 +117,25 @@ def _feed(proc: subprocess.Popen, chunks: Iterable[bytes]) -> bool:
 
 
 def _follow_frames(stream) -> None:
-    """ffmpeg's ``-progress`` lines: ``frame=N`` is the frames it has output so far."""
+    """ffmpeg's ``-progress`` lines: ``frame=N`` is the frames it has output so far. Reads to
+    the end whatever happens, so ffmpeg never blocks on a full pipe."""
     for line in stream:
         if line.startswith(b"frame="):
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(Exception):
                 progress.reach(int(line[6:]))
+
+
+def _stop(proc: subprocess.Popen | None, reader: threading.Thread | None) -> None:
+    """However ``run`` ends (a timeout, a failing frame source, Ctrl-C), ffmpeg has ended and
+    its progress reader with it: nothing reports into the next job's bar."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait() if reader is not None else proc.communicate()
+    if reader is not None:
+        reader.join()
+        proc.stdout.close()
 
 
 def run(
@@ -141,7 +155,7 @@ def run(
     follow = progress.active() and log is not None
     cmd = [exe, "-hide_banner", "-y", *(["-nostdin"] if stdin_chunks is None else []), *(["-progress", "pipe:1"] if follow else []), *map(str, args)]
     errf = open(log, "wb") if log is not None else None
-    err = None
+    err, proc, reader = None, None, None
     try:
         proc = children.popen(
             cmd,
@@ -149,8 +163,8 @@ def run(
             stdout=subprocess.PIPE if follow else subprocess.DEVNULL,
             stderr=errf if errf is not None else subprocess.PIPE,
         )
-        reader = threading.Thread(target=_follow_frames, args=(proc.stdout,), daemon=True) if follow else None
-        if reader is not None:
+        if follow:
+            reader = threading.Thread(target=_follow_frames, args=(proc.stdout,), daemon=True)
             reader.start()
         broken = _feed(proc, stdin_chunks) if stdin_chunks is not None else False
         try:
@@ -158,12 +172,10 @@ def run(
                 _, err = proc.communicate(timeout=timeout)
             else:
                 proc.wait(timeout=timeout)
-                reader.join()
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait() if reader is not None else proc.communicate()
             raise FFmpegError(f"ffmpeg timed out after {timeout}s: {' '.join(map(str, cmd))}") from None
     finally:
+        _stop(proc, reader)
         if errf is not None:
             errf.close()
     if proc.returncode != 0 or broken:

@@ -2,12 +2,13 @@
 stage's frames are done, and when the job should end.
 
 A job says where it is with :func:`stage` and :func:`advance` / :func:`reach`. Codecs may call
-``advance`` from their frame loops; ffmpeg-driven codecs need not, since ``bench.ffmpeg.run``
-reads ffmpeg's own frame counter, and ``bench.metrics.measure`` counts its batches. Where
-the events go is this process's sink (:func:`sink`): in the driver, :class:`JobBars` (a bar
-per running job under the sweep's bar); in a local worker process, the pipe back to the
-driver (``bench.executors.pool``). With no sink (a cluster job, a library call) nothing is
-reported and the cost is one check per call.
+``advance`` from their frame loops (and :func:`expect` when they make more than one pass over
+the frames); ffmpeg-driven codecs need not, since ``bench.ffmpeg.run`` reads ffmpeg's own
+frame counter, and ``bench.metrics.measure`` counts its batches. Where the events go is this
+process's sink (:func:`sink`): in the driver, :class:`JobBars` (a bar per running job under
+the sweep's bar); in a local worker process, the pipe back to the driver
+(``bench.executors.pool``). With no sink (a cluster job, a library call) nothing is reported
+and the cost is one check per call.
 """
 
 from __future__ import annotations
@@ -86,11 +87,22 @@ def stage(name: str, total: int) -> Iterator[None]:
         return
     with _state.lock:
         _state.stage, _state.done, _state.total = name, 0, max(int(total), 1)
-    _emit(force=True)
     try:
+        _emit(force=True)
         yield
     finally:
-        _state.stage = None
+        with _state.lock:
+            _state.stage = None
+
+
+def expect(total: int) -> None:
+    """The current stage has ``total`` units after all (a codec that makes two passes over
+    the frames, say); a no-op outside a stage."""
+    if _state.stage is not None:
+        with _state.lock:
+            _state.total = max(int(total), 1)
+            _state.done = min(_state.done, _state.total)
+        _emit(force=True)
 
 
 def advance(n: int = 1) -> None:
@@ -115,16 +127,21 @@ def active() -> bool:
 
 
 def _emit(force: bool = False) -> None:
-    fn = _state.sink
-    if fn is None or _state.stage is None:
+    """Send where the stage is, at most MAX_RATE times a second; sent under the lock, so that
+    events leave in order. A sink that fails (a closed pipe or terminal) costs the job its
+    progress, never the job."""
+    if _state.sink is None:
         return
     with _state.lock:
+        fn = _state.sink
         now = time.monotonic()
-        if not force and now - _state.sent < 1.0 / MAX_RATE and _state.done < _state.total:
+        if fn is None or _state.stage is None or (not force and now - _state.sent < 1.0 / MAX_RATE and _state.done < _state.total):
             return
         _state.sent = now
-        event = Event(_state.job or "", _state.stage, _state.done, _state.total)
-        fn(event)
+        try:
+            fn(Event(_state.job or "", _state.stage, _state.done, _state.total))
+        except Exception:
+            _state.sink = None
 
 
 # --- the driver's view ---------------------------------------------------------------------
@@ -175,14 +192,19 @@ class JobBars:
     """A progress bar per running job (its stage and frames, and the job's ETA), below the
     sweep's bar. ``jobs`` maps job ids to (label, frames, pixels a frame)."""
 
-    def __init__(self, jobs: dict[str, tuple[str, str, int, int]], enabled: bool = True, file=sys.stderr):
-        self.jobs, self.enabled, self.file = jobs, enabled, file
+    def __init__(self, jobs: dict[str, tuple[str, str, int, int]], enabled: bool = True, file=None):
+        self.jobs, self.enabled, self._file = jobs, enabled, file
         self.rates = StageRates()
         self.running: dict[str, _Running] = {}
+        self.ended: set[str] = set()
         self.lock = threading.Lock()
 
+    @property
+    def file(self):
+        return self._file if self._file is not None else sys.stderr
+
     def __call__(self, event: Event) -> None:
-        if not self.enabled or event.job not in self.jobs:
+        if not self.enabled or event.job not in self.jobs or event.job in self.ended:
             return
         with self.lock:
             run = self.running.get(event.job)
@@ -218,6 +240,7 @@ class JobBars:
     def finished(self, job_id: str, timings: dict[str, float]) -> None:
         """A job ended: its bar goes, its stage times teach the estimates."""
         with self.lock:
+            self.ended.add(job_id)
             run = self.running.pop(job_id, None)
             if run is not None:
                 run.bar.close()

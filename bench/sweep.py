@@ -67,9 +67,10 @@ def execute(p: Plan, executor: Executor, store: ResultsStore, prov: dict, progre
     tables = TableWriter(store, prov)
     results = []
     bar = tqdm(total=len(p.jobs), desc="bench run", unit="job", disable=not progress, file=sys.stderr)
+    # a bar per running job redraws lines in place: on a terminal only, never in a log
     bars = progress_bars.JobBars(
         {j.job_id: (f"{j.row_label} {j.sequence.name} {j.rate}", j.row_label, j.frames, j.sequence.width * j.sequence.height) for j in p.jobs},
-        enabled=progress,
+        enabled=progress and sys.stderr.isatty(),
     )
     try:
         for job, res in _with_bars(executor.run(run_job, p.jobs), bars):
@@ -101,7 +102,7 @@ def _with_bars(results: Iterator, bars: progress_bars.JobBars) -> Iterator:
     """The executor's results, with the jobs' progress going to ``bars`` while it runs them
     (only while the executor is inside, never while the driver commits)."""
     while True:
-        with progress_bars.sink(bars):
+        with progress_bars.sink(bars if bars.enabled else None):
             item = next(results, None)
         if item is None:
             return

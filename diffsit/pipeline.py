@@ -21,6 +21,7 @@ from fractions import Fraction
 
 import torch
 
+from bench import progress
 from bench.video import Video, crop, pad_to_multiple, rgb_to_yuv420
 
 from . import strength
@@ -92,6 +93,7 @@ class RefinementCache:
         key = self.key(model, x_tilde, intra_period)
         if key == self._key and self._value is not None:
             self.hits += 1
+            progress.advance(x_tilde.shape[0])  # the pass over the frames, done already
             return self._value.clone()
         value = refine(model, x_tilde, intra_period)
         self._key, self._value = key, value.clone()
@@ -130,13 +132,16 @@ def encode_video(
     n = video.frames
     recon: dict[int, torch.Tensor] = {}
     records = []
+    block = model.config.strength_block if strength_block is None else check_strength_block(strength_block)
+    # a job's progress: STEM's pass over the frames, then ODFTE's when it runs
+    progress.expect(2 * n if block or output else n)
     with model.at_step_level(step_level):
         for fc in schedule(n, model.config.intra_period):
             strings, rec = _code_frame(model, fc, frames[fc.index : fc.index + 1], recon, p_skip)
             recon[fc.index] = rec
             records.append(FrameRecord(fc.index, fc.type, tuple(strings), picture_hash(rec, picture_hash_kind)))
+            progress.advance(1)
     x_tilde = samples_to_float(torch.cat([recon[i] for i in range(n)]))
-    block = model.config.strength_block if strength_block is None else check_strength_block(strength_block)
     x_refined = _refine(model, x_tilde, model.config.intra_period, cache) if block or output else None
     x_hat, packed = x_refined, b""
     if block:
@@ -177,6 +182,7 @@ def decode_samples(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, 
     ph, pw = coded_size(stream.height, stream.width)
     recon: dict[int, torch.Tensor] = {}
     expected = {fc.index: fc for fc in schedule(stream.frames, stream.intra_period)}
+    progress.expect(2 * stream.frames)  # STEM's pass over the frames, then ODFTE's (reconstruct)
     with model.at_step_level(stream.step_level):
         for position, rec in enumerate(stream.records):
             fc = expected[rec.index]
@@ -189,6 +195,7 @@ def decode_samples(model, data: bytes, *, device: str = "cpu") -> tuple[Stream, 
             else:
                 recon[rec.index] = model.mv.decompress(list(rec.strings), recon[fc.reference])
             rec.check(recon[rec.index], stream.picture_hash, position)
+            progress.advance(1)
     return stream, torch.cat([recon[i] for i in range(stream.frames)])
 
 
@@ -218,6 +225,7 @@ def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: boo
     else:
         windows = overlapping_chunks(n, model.config.window, overlap)
     out = torch.zeros_like(x_tilde)
+    covered = 0
     for k, ch in enumerate(windows):
         idx = pad_indices(ch)
         clip = x_tilde[idx].permute(1, 0, 2, 3).unsqueeze(0).to(dtype)  # (1, 3, T, H, W)
@@ -228,6 +236,8 @@ def refine(model, x_tilde: torch.Tensor, intra_period: int = -1, *, use_fte: boo
             out[ch.start : ch.stop] += w * y
         else:
             out[ch.start : ch.stop] = y
+        progress.advance(ch.stop - max(ch.start, covered))  # frames no earlier window had
+        covered = ch.stop
     return out
 
 

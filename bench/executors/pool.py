@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -82,17 +83,25 @@ def _serve(conn: Connection, init: Callable[..., None] | None, initargs: tuple, 
     sys.path[:] = path
     if init is not None:
         init(*initargs)
-    # a job's progress goes to the driver on the job's own pipe, before its answer
-    with progress.sink(lambda event: conn.send(("progress", event))):
+    # a job's progress goes to the driver on the job's own pipe, before its answer; progress
+    # may come from another thread (ffmpeg's reader), and a message larger than a pipe's
+    # buffer is written in parts, so one lock keeps every message whole
+    sending = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with sending:
+            conn.send(message)
+
+    with progress.sink(lambda event: send(("progress", event))):
         while True:
             msg = conn.recv()
             if msg is None:
                 return
             fn, job = msg
             try:
-                conn.send(("ok", fn(job)))
+                send(("ok", fn(job)))
             except BaseException as e:  # sent back as text: an exception may not pickle
-                conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+                send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
 @dataclass

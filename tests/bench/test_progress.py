@@ -4,6 +4,8 @@ process, from a worker process, and from ffmpeg's own frame counter; the job's E
 from __future__ import annotations
 
 import io
+import re
+import threading
 
 import pytest
 
@@ -116,10 +118,14 @@ def test_job_bars_show_each_running_job_with_its_eta():
     bars.finished("a", {"encode_s": 2.0, "decode_s": 1.0, "metrics_s": 3.0})
     assert "a" not in bars.running
     bars(Event("b", "decode", 5, 10))  # later stages now known from job a
+    bars(Event("a", "metrics", 1, 10))  # a late event of a finished job draws nothing
+    assert "a" not in bars.running
     bars.close()
     text = out.getvalue()
-    assert "x265 clip 37 encode" in text and "x265 clip 37 decode" in text and "job ETA" in text
+    assert "x265 clip 37 encode" in text and "x265 clip 37 decode" in text
     assert "job ETA ?" in text  # before any job had finished, a later stage is unknown
+    # job b's decode, half done, then its metrics at job a's pace: a number, not "?"
+    assert re.search(r"x265 clip 32 decode.*job ETA \d\d:\d\d", text)
 
 
 def test_a_quiet_sweep_draws_no_job_bars():
@@ -127,3 +133,65 @@ def test_a_quiet_sweep_draws_no_job_bars():
     bars = JobBars({"a": ("x", "x", 1, 1)}, enabled=False, file=out)
     bars(Event("a", "encode", 0, 1))
     assert out.getvalue() == "" and not bars.running
+
+
+def test_a_failing_sink_costs_the_progress_not_the_job():
+    def broken(event):
+        raise BrokenPipeError("the driver went away")
+
+    with progress.sink(broken), progress.job("j"), progress.stage("encode", 3):
+        progress.advance(3)  # no error reaches the job
+
+
+def test_ffmpeg_ends_with_its_run_even_when_the_frame_source_fails(ffmpeg_exe, tmp_path):
+    """The reader of ffmpeg's progress is joined and ffmpeg killed however run() ends, so no
+    frame count of this encode lands in a later stage's bar."""
+    from bench import ffmpeg
+
+    def frames():
+        yield bytes(64 * 64 * 3 // 2) * 2
+        raise RuntimeError("the source went away")
+
+    seen = []
+    args = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x64", "-i", "-", "-c:v", "libx264", "-f", "h264", str(tmp_path / "o.264")]
+    with progress.sink(seen.append), progress.job("j"), progress.stage("encode", 10):
+        with pytest.raises(RuntimeError, match="source went away"):
+            ffmpeg.run(ffmpeg_exe, args, log=tmp_path / "log", stdin_chunks=frames())
+        assert not [t for t in threading.enumerate() if t.name != "MainThread" and t.is_alive() and "follow" in str(t)]
+        count = len(seen)
+        progress.reach(0)
+    assert len(seen) == count  # nothing came after run() returned
+
+
+@pytest.mark.parametrize(
+    ("codec", "rate"),
+    [("bmshj2018-hyperprior:random_weights_for_tests=true", "1"), ("diffsit", "1")],
+)
+def test_a_learned_codecs_frame_loops_report_each_frame(tmp_path, monkeypatch, codec, rate):
+    """Learned codecs are the slow ones: their own frame loops advance the bar (Diff-SIT's
+    two passes, STEM then ODFTE, each over every frame)."""
+    from bench.codec import parse_codec_spec
+    from bench.datasets import get_dataset
+    from bench.jobs import run_job
+    from bench.plan import plan
+
+    name, options = parse_codec_spec(codec)
+    job = plan(
+        codecs=[(name, options)],
+        dataset="synthetic",
+        sequences=get_dataset("synthetic").resolve(None, ["testsrc2"]),
+        rates=[rate],
+        frames=3,
+        metrics=["psnr"],
+        device="cpu",
+        out=tmp_path / "p",
+    ).jobs[0]
+    seen: list[Event] = []
+    monkeypatch.setattr(progress, "MAX_RATE", 1e9)  # every frame's event, however fast
+    with progress.sink(seen.append):
+        rec = run_job(job).record
+    assert rec["status"] == "done", rec.get("error")
+    for stage in ("encode", "decode"):
+        events = [e for e in seen if e.stage == stage]
+        assert events[-1].done == events[-1].total >= 3
+        assert len({e.done for e in events}) >= 3  # frame by frame, not 0 then all
