@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,34 +66,15 @@ def die_with_pool_parent() -> None:
     if os.getppid() in (parent.pid, 1):  # 1: the parent is already gone
         _die_with(parent.pid)
     else:  # forked by a fork server, which outlives the driver while its workers live
-        _watch(parent.pid)
+        _watch(parent.sentinel)
 
 
-def _watch(pid: int) -> None:
-    """Kill this process when process ``pid`` (not its parent) ends: a thread waits on it."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os.kill(os.getpid(), signal.SIGKILL)
-    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): look every half second
-        fd = None
+def _watch(sentinel: int) -> None:
+    """Kill this process when the process behind ``sentinel`` ends (multiprocessing's parent
+    sentinel: a pipe whose other end only that process holds): a thread waits on it."""
 
     def wait() -> None:
-        if fd is not None:
-            select.select([fd], [], [])
-        else:
-            while _exists(pid):
-                time.sleep(0.5)
+        multiprocessing.connection.wait([sentinel])
         os.kill(os.getpid(), signal.SIGKILL)  # our own children get theirs from the kernel
 
-    threading.Thread(target=wait, name=f"bench-dies-with-{pid}", daemon=True).start()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    threading.Thread(target=wait, name="bench-dies-with-driver", daemon=True).start()

@@ -177,7 +177,8 @@ if __name__ == "__main__":
 
 def _killed_driver_leaves_nothing(tmp_path, driver_code: str) -> tuple[int, int]:
     """Start ``driver_code`` (formatted with the output path) until its worker's encoder
-    writes, kill -9 the driver, and check the worker and encoder end; (driver, worker) pids."""
+    writes, kill -9 the driver, and check the worker and encoder end; the pids of the driver
+    and of the worker's parent."""
     out = str(tmp_path / "long.264")
     script = tmp_path / "driver.py"
     script.write_text(driver_code.format(out=out))
