@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,8 +85,9 @@ def _cpu_model() -> str:
 
 #: what a job's peak memory counts
 MEMORY_SCOPE = (
-    "peak resident memory of the process that ran the job, counted from the job's start (Linux's clear_refs); tools run as "
-    "child processes (ffmpeg, HM/VTM encoders) are not included"
+    "peak resident memory of the process that ran the job, counted from the job's start (Linux's clear_refs), which includes "
+    "what the process held when the job started (rss_at_start_mb: its imports, and in a worker what earlier jobs left); tools "
+    "run as child processes (ffmpeg, HM/VTM encoders) are not included"
 )
 
 
@@ -109,4 +111,14 @@ def peak_memory_mb() -> float:
                 return int(line.split()[1]) / 1024
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB on Linux
+
+
+def resident_memory_mb() -> float | None:
+    """This process's resident memory now, in MiB (None where /proc has none)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None

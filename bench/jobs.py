@@ -187,6 +187,7 @@ def run_job(job: Job) -> JobResult:
     notes: list[str] = []
     files: dict[str, bytes] = {}
     own_peak = complexity.reset_peak_memory()
+    at_start = complexity.resident_memory_mb()
     try:
         codec, metrics, options = _build(job, node)
         ref = job.sequence.open(frames=job.frames, start=job.start)
@@ -208,7 +209,7 @@ def run_job(job: Job) -> JobResult:
             samples_md5=samples,
             metric_specs=list(job.metrics),
             codec_config=codec.describe(),
-            cost={**complexity.host(job.device), **_memory(own_peak)},
+            cost={**complexity.host(job.device), **_memory(own_peak, at_start)},
             encoder=coded.encoder,
             metrics={m.name: m.describe() for m in metrics},
         )
@@ -239,9 +240,10 @@ class _Coded:
     reconstruction: Video | None = None
 
 
-def _memory(own_peak: bool) -> dict[str, Any]:
+def _memory(own_peak: bool, at_start: float | None) -> dict[str, Any]:
     scope = complexity.MEMORY_SCOPE if own_peak else "peak resident memory of the process since it started (this kernel cannot reset it)"
-    return {"peak_rss_mb": round(complexity.peak_memory_mb(), 1), "peak_rss_scope": scope}
+    start = {} if at_start is None else {"rss_at_start_mb": round(at_start, 1)}
+    return {"peak_rss_mb": round(complexity.peak_memory_mb(), 1), **start, "peak_rss_scope": scope}
 
 
 def _build(job: Job, node: str) -> tuple[Codec, list, dict[str, Any]]:
