@@ -475,6 +475,7 @@ def cmd_codecs(args) -> int:
             print(f"{name:<21} {codec.rate_name:<8} {ladder:<18} {depths:<10} {status}{have} [rates: {codec.rate_spec.describe()}]")
             if args.complexity and codec.learned and status == "ok":
                 decoder = create_codec(name, **_location_opts(args, cls))
+                decoder.check()
                 print(f"{'':<21} {_complexity_line(codec, decoder, *args.complexity)}")
         except Exception as e:  # a broken plugin must not hide the others
             print(f"{name:<21} {'?':<8} {'?':<18} broken plugin: {e}")

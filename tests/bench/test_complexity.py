@@ -54,6 +54,8 @@ def test_bench_codecs_states_both_directions_of_every_runnable_learned_codec(cap
     out = capsys.readouterr().out
     lines = out.splitlines()
     (i,) = [k for k, line in enumerate(lines) if line.startswith("diffsit ")]
+    if " ok " not in lines[i]:
+        pytest.skip(f"Diff-SIT cannot run here: {lines[i]}")
     assert _kmac(lines[i + 1], "encode") > 0 and _kmac(lines[i + 1], "decode") > 0
     assert "complexity: kMAC/pixel: torch FlopCounterMode" in out
 
