@@ -67,6 +67,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench import progress
 from bench.codec import (
     Codec,
     CodecError,
@@ -473,6 +474,9 @@ class _Child:
         try:
             self.conn.send((op, kwargs))
             kind, value = self.conn.recv()
+            while kind == "progress":  # frames the child has coded: the job's bar follows them
+                progress.reach(value)
+                kind, value = self.conn.recv()
         except (EOFError, OSError) as e:
             raise CodecError(f"the {self.family} process ended during {op} ({self._exit()}); DCVC's native code crashed or ran out of memory") from e
         if kind == "ok":
@@ -507,29 +511,32 @@ def _close_children() -> None:
 
 
 def serve(fd: int) -> None:
-    """The child's loop: ``init`` builds the runner, then each request calls one of its methods."""
+    """The child's loop: ``init`` builds the runner, then each request calls one of its methods.
+    Each frame the runner codes goes back to the job before the answer (bench.progress)."""
     conn = Connection(fd)
     runner = None
-    while True:
-        try:
-            op, kwargs = conn.recv()
-        except EOFError:
-            return
-        try:
-            if op == "init":
-                module, _, cls = kwargs.pop("target").partition(":")
-                runner = getattr(importlib.import_module(module), cls)(**kwargs)
-                result = None
-            else:
-                with counted(op in ("encode", "decode")) as count:  # the networks run here, not in the job
-                    result = getattr(runner, op)(**kwargs)
-                if isinstance(result, dict) and count.flops:
-                    result["flops"] = count.flops
-            conn.send(("ok", result))
-        except Exception as e:  # sent back as text: it may not pickle
-            tb = traceback.format_exc().strip().splitlines()[-12:]
-            message = str(e) if isinstance(e, CodecUnavailable) else f"{type(e).__name__}: {e}\n" + "\n".join(tb)
-            conn.send(("error", (isinstance(e, CodecUnavailable), message)))
+    with progress.sink(lambda event: conn.send(("progress", event.done))):
+        while True:
+            try:
+                op, kwargs = conn.recv()
+            except EOFError:
+                return
+            try:
+                if op == "init":
+                    module, _, cls = kwargs.pop("target").partition(":")
+                    runner = getattr(importlib.import_module(module), cls)(**kwargs)
+                    result = None
+                else:
+                    # the networks run here, not in the job; the job's stage has the total
+                    with counted(op in ("encode", "decode")) as count, progress.job(op), progress.stage(op, 1 << 31):
+                        result = getattr(runner, op)(**kwargs)
+                    if isinstance(result, dict) and count.flops:
+                        result["flops"] = count.flops
+                conn.send(("ok", result))
+            except Exception as e:  # sent back as text: it may not pickle
+                tb = traceback.format_exc().strip().splitlines()[-12:]
+                message = str(e) if isinstance(e, CodecUnavailable) else f"{type(e).__name__}: {e}\n" + "\n".join(tb)
+                conn.send(("error", (isinstance(e, CodecUnavailable), message)))
 
 
 # --- the code that runs in the child -------------------------------------------------------------------
@@ -688,6 +695,7 @@ class FMRunner(Runner):
                 sizes.append(out.tell() - start)  # a new SPS counts in the frame that needs it
                 types.append("I" if intra else "P")
                 out_planes.append(self.to_420(dpb["ref_frame"], pads, bit_depth))
+                progress.advance(1)
         return {"frame_bytes": sizes, "frame_types": types, "planes": stack(out_planes)}
 
     def decode(self, *, path, bit_depth):
@@ -707,6 +715,7 @@ class FMRunner(Runner):
                     dpb = self.p_net.decompress(bit_stream, dpb, sps)["dpb"]
                 h, w = sps["height"], sps["width"]
                 out_planes.append(self.to_420(dpb["ref_frame"], self.pads(h, w), bit_depth))
+                progress.advance(1)
         if not out_planes:
             raise CodecError(f"{path}: no frames in the DCVC-FM stream")
         return {"planes": stack(out_planes), "bit_depth": bit_depth, "fps": 25.0}  # the stream carries no frame rate
@@ -763,6 +772,7 @@ class DCRunner(Runner):
                 frames.append([tmp.read_bytes()])
                 types.append("I" if is_intra_frame(i, intra_period) else "P")
                 out_planes.append(self.to_420(dpb["ref_frame"], pads, bit_depth))
+                progress.advance(1)
         tmp.unlink(missing_ok=True)
         header = {"model": "dcvc-dc", "intra_period": intra_period, "bit_depth": bit_depth, "fps": fps}
         write_container(Path(path), header, frames)
@@ -787,5 +797,6 @@ class DCRunner(Runner):
                     q_in_ckpt, q, frame_idx, stream = sh.decode_p(str(tmp))
                     dpb = self.p_net.decompress(dpb, stream, *size, q_in_ckpt, q, frame_idx)["dpb"]
                 out_planes.append(self.to_420(dpb["ref_frame"], self.pads(*size), bit_depth))
+                progress.advance(1)
         tmp.unlink(missing_ok=True)
         return {"planes": stack(out_planes), "bit_depth": bit_depth, "fps": float(header["fps"])}

@@ -90,6 +90,24 @@ def test_bench_codecs_gives_both_families_complexity(build, capsys):
         assert len(figures) == 2 and min(figures) > 100, lines[i + 1]  # hundreds of kMAC/px each way
 
 
+def test_the_child_reports_each_frame_to_the_jobs_bar(build, tmp_path):
+    """DCVC codes in a child process of its own; its frames reach the job's progress stage
+    (about a second a frame here, over the child's 5 events a second)."""
+    from bench import progress
+
+    codec = create_codec("dcvc-fm", dcvc_root=str(build))
+    video = random_video(frames=3, height=128, width=128)
+    seen = []
+    with progress.sink(seen.append), progress.job("j"):
+        with progress.stage("encode", 3):
+            stream = codec.encode(video, 42, tmp_path).bitstream
+        with progress.stage("decode", 3):
+            codec.decode(stream, tmp_path)
+    for stage in ("encode", "decode"):
+        done = [e.done for e in seen if e.stage == stage]
+        assert done == sorted(done) and {1, 2, 3} <= set(done), (stage, done)
+
+
 def test_doctor_tells_an_unbuilt_coder_from_a_built_one(build, tmp_path, capsys):
     from bench.cli import main
 
