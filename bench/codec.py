@@ -204,6 +204,10 @@ class EncodeResult:
     logs: list[Path] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
     tools: dict[str, Any] = field(default_factory=dict)
+    #: work this instance's decoder will not do again because the encoder did it (Diff-SIT's
+    #: ODFTE refinement in a sweep): the job's decode time and kMAC/px leave it out, and its
+    #: record and the report say so; empty for a decoder that does all of its work
+    decode_leaves_out: str = ""
 
     def __post_init__(self) -> None:
         self.bitstream = Path(self.bitstream)

@@ -122,3 +122,35 @@ def resident_memory_mb() -> float | None:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return None
+
+
+# --- the report's table ------------------------------------------------------------------------
+
+#: summary.csv's cost columns, in the report's order, with their headings
+COST_COLUMNS = (
+    ("encode_s_per_frame", "encode s/frame"),
+    ("decode_s_per_frame", "decode s/frame"),
+    ("encode_kmac_per_px", "encode kMAC/px"),
+    ("decode_kmac_per_px", "decode kMAC/px"),
+)
+
+
+def cost_table(summary) -> list[dict[str, Any]]:
+    """Per results folder and codec, each cost column's mean over its jobs weighted by their
+    frames (jobs without the column left out: imported rows, anchors' kMAC/px), with the
+    frame sizes and job count; codecs with no cost column at all are not listed."""
+    cols = [c for c, _ in COST_COLUMNS if c in summary]
+    out = []
+    if not cols:
+        return out
+    for (folder, codec), rows in summary.groupby(["results_dir", "codec"], sort=True):
+        values = {}
+        for c in cols:
+            have = rows[rows[c].notna()]
+            if len(have):
+                weight = have["frames"].astype(float)
+                values[c] = float((have[c].astype(float) * weight).sum() / weight.sum())
+        if values:
+            sizes = sorted({f"{int(w)}x{int(h)}" for w, h in zip(rows["width"], rows["height"], strict=True)})
+            out.append({"folder": folder, "codec": codec, "jobs": len(rows), "sizes": ", ".join(sizes), "values": values})
+    return out

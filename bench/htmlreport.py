@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from . import complexity
 from . import report as rp
 from .codec import UnknownCodec, codec_class, codec_names
 from .safepath import UnsafePath, make_dirs, read_inside, relative_parts, write_into
@@ -273,6 +274,34 @@ def _provenance_html(summary: pd.DataFrame) -> str:
     """The provenance sections (templates/provenance.html.j2), one per results folder."""
     runs = [_run_provenance(d, rows) for d, rows in summary.groupby("results_dir", sort=True)]
     return _environment().get_template(_PROVENANCE).render(runs=runs)
+
+
+def _complexity_html(summary: pd.DataFrame) -> str:
+    """The complexity and timing table (templates/complexity.html.j2), each row with what its
+    decode figures leave out, where the job records say (``decode_leaves_out``)."""
+    rows = complexity.cost_table(summary)
+    notes = {folder: _leaves_out(folder) for folder in {r["folder"] for r in rows}}
+    for r in rows:
+        r["cells"] = {c: _cost_cell(c, r["values"].get(c)) for c, _ in complexity.COST_COLUMNS}
+        r["leaves_out"] = "; ".join(sorted(notes[r["folder"]].get(r["codec"], ())))
+    return _environment().get_template(_COMPLEXITY).render(rows=rows, columns=complexity.COST_COLUMNS, method=complexity.METHOD + ".")
+
+
+def _leaves_out(folder: str) -> dict[str, set[str]]:
+    """Per codec label of a results folder, what its done jobs' decoders left to the encoder."""
+    out: dict[str, set[str]] = {}
+    if not Path(folder).is_dir():
+        return out
+    for rec in ResultsStore(folder).jobs():
+        if rec.done and rec.decode_leaves_out:
+            out.setdefault(str(rec.codec), set()).add(str(rec.decode_leaves_out))
+    return out
+
+
+def _cost_cell(column: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if column.endswith("per_frame") else f"{value:.1f}"
 
 
 def _run_provenance(d: str, rows: pd.DataFrame) -> dict:
@@ -526,6 +555,7 @@ def write_report(
         rd=Markup(_rd_html(data["rd"])),
         bd=Markup(_bd_sections(tables, metrics, opt)),
         visuals=Markup(visual_html),
+        complexity=Markup(_complexity_html(summary)),
         provenance=Markup(_provenance_html(summary)),
         data=Markup(script_json(data)),
     )
@@ -629,6 +659,7 @@ def curve_counts(summary: pd.DataFrame, metrics: list[str] | None = None) -> dic
 _TEMPLATES = Path(__file__).with_name("templates")
 _PAGE = "report.html.j2"
 _PROVENANCE = "provenance.html.j2"
+_COMPLEXITY = "complexity.html.j2"
 # the page's one script, allowed by its hash (no 'unsafe-inline'): whatever markup a results
 # folder smuggled into the page could not run
 _SCRIPT = (_TEMPLATES / "report.js").read_text(encoding="utf-8")

@@ -211,6 +211,7 @@ def run_job(job: Job) -> JobResult:
             codec_config=codec.describe(),
             cost={**complexity.host(job.device), **_memory(own_peak, at_start)},
             encoder=coded.encoder,
+            **({"decode_leaves_out": coded.decode_leaves_out} if coded.decode_leaves_out else {}),
             metrics={m.name: m.describe() for m in metrics},
         )
         result = (frames, files, decoded_files)
@@ -238,6 +239,7 @@ class _Coded:
     per_frame: dict[str, list]
     encoder: dict[str, Any]
     reconstruction: Video | None = None
+    decode_leaves_out: str = ""
 
 
 def _memory(own_peak: bool, at_start: float | None) -> dict[str, Any]:
@@ -303,7 +305,7 @@ def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files:
     except CodecError as e:  # per-frame sizes are informative; bpp is the file's
         notes.append(f"no per-frame bits: {e}")
         per_frame = {"bits": [np.nan] * ref.frames, "frame_type": [""] * ref.frames, "qp": [np.nan] * ref.frames}
-    return _Coded(final, per_frame, {"command": [str(a) for a in enc.command], "tools": enc.tools}, enc.reconstruction)
+    return _Coded(final, per_frame, {"command": [str(a) for a in enc.command], "tools": enc.tools}, enc.reconstruction, enc.decode_leaves_out)
 
 
 def _decoded(job: Job, codec: Codec, coded: _Coded, work: Path, timings: dict) -> Video:

@@ -71,6 +71,7 @@ class JobRecord:
     cost: dict[str, Any] | None = None
     encoder: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    decode_leaves_out: str | None = None  # bench.codec.EncodeResult.decode_leaves_out
     # a job that did not finish
     error: str | None = None
     traceback: str | None = None

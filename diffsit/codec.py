@@ -148,6 +148,7 @@ class DiffSITCodec(Codec):
                 # decode_s then leaves out ODFTE, which encode_s holds (RefinementCache)
                 "decoder_reuses_refinement": self._cache is not None,
             },
+            decode_leaves_out="ODFTE's refinement, which the encoder ran (in encode_s); a receiver runs it" if self._cache is not None else "",
         )
 
     def decode(self, path: Path, workdir: Path, *, bit_depth: int | None = None) -> Video:

@@ -380,3 +380,21 @@ def test_an_attackers_results_folder_runs_no_script_in_chromium(layout, capsys):
     assert set(HOSTILE_CODECS) <= set(legend)  # shown as the text they are
     assert images == [["visuals/00/compare.png", True], ["visuals/00/xt.png", True], ["visuals/01/compare.png", True], ["visuals/01/xt.png", True]]
     layout.assert_contained(before)
+
+
+def test_a_records_cost_note_and_codec_name_stay_text(tmp_path):
+    """The complexity table reads each job's decode_leaves_out from its record: text from the
+    folder, escaped like every other value; a record that is not a record is left out."""
+    from bench.htmlreport import _complexity_html
+    from bench.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "run")
+    codec = "<img src=x onerror=alert(1)>"
+    summary_row = {"dataset": "d", "sequence": "s", "codec": codec, "rate": "1", "frames": 2, "width": 64, "height": 64}
+    summary_row |= {"encode_s_per_frame": 0.5, "decode_s_per_frame": 0.25, "bpp": 0.1}
+    record = {"job_id": "j", "status": "done", "codec": codec, "decode_leaves_out": "</td><script>alert(2)</script>", "summary": summary_row}
+    store.commit(record, None)
+    store.record_path("broken").write_text("[1, 2]")  # not a record: ignored
+    html = _complexity_html(pd.DataFrame([{**summary_row, "results_dir": str(store.root)}]))
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;/td&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html

@@ -15,7 +15,7 @@ from markupsafe import Markup
 from bench import htmlreport
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOTS = dict(csp="", script="", title="t", generated="g", rd="", bd="", visuals="", provenance="", data="{}")
+SLOTS = dict(csp="", script="", title="t", generated="g", rd="", bd="", visuals="", complexity="", provenance="", data="{}")
 
 
 def test_values_are_text_and_never_template():
@@ -43,6 +43,6 @@ def test_the_template_ships_as_package_data():
     line = re.search(r"^bench = \[(.*)\]$", text[text.index("[tool.setuptools.package-data]") :], flags=re.M).group(1)
     patterns = re.findall(r'"([^"]+)"', line)
     shipped = {p.name for p in (ROOT / "bench" / "templates").iterdir()}
-    assert shipped == {"report.html.j2", "provenance.html.j2", "report.js"}
+    assert shipped == {"report.html.j2", "provenance.html.j2", "complexity.html.j2", "report.js"}
     assert all(any(Path("templates", name).match(p) for p in patterns) for name in shipped)
     assert re.search(r'^    "jinja2>=3",', text, flags=re.M)

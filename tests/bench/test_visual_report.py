@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -284,6 +285,16 @@ def test_report_tables_drilldown_frames_visuals_and_provenance(report):
     for md5 in summary[summary.codec == "x265"]["bitstream_md5"]:
         assert md5 in text
     assert "git commit" in text and "imported from" in text
+    # complexity and timing: one row per codec of our runs, none for the published curves
+    table = text[text.index('<section id="complexity">') : text.index('<section id="provenance">')]
+    rows = re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td><td>([^<]*)</td>((?:<td>[^<]*</td>){4})</tr>", table)
+    assert sorted(r[0] for r in rows) == ["diffsit", "vvenc", "x265"]
+    cells = {r[0]: re.findall(r"<td>([^<]*)</td>", r[3]) for r in rows}
+    assert all(float(c) > 0 for c in cells["x265"][:2]) and cells["x265"][2:] == ["–", "–"]  # an anchor: no kMAC/px
+    # Diff-SIT's decoder reuses its encoder's ODFTE in a sweep: its decode cells say so
+    assert all(float(c) > 0 for c in cells["diffsit"][::2]) and all(c.endswith(" *") for c in cells["diffsit"][1::2])
+    assert "* diffsit: the decode figures leave out ODFTE&#x27;s refinement" in table
+    assert "FlopCounterMode" in table
     vis = list((index.parent / "visuals").rglob("compare.png"))
     assert len(vis) == 1 and 'src="visuals/00/compare.png"' in text
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
