@@ -479,6 +479,9 @@ class _Child:
                 kind, value = self.conn.recv()
         except (EOFError, OSError) as e:
             raise CodecError(f"the {self.family} process ended during {op} ({self._exit()}); DCVC's native code crashed or ran out of memory") from e
+        except BaseException:  # interrupted mid-answer: its unread messages would answer the next call
+            self.proc.kill()
+            raise
         if kind == "ok":
             return value
         unavailable, message = value
@@ -515,6 +518,7 @@ def serve(fd: int) -> None:
     Each frame the runner codes goes back to the job before the answer (bench.progress)."""
     conn = Connection(fd)
     runner = None
+    progress.MAX_RATE = float("inf")  # every frame: the job's process limits what it shows
     with progress.sink(lambda event: conn.send(("progress", event.done))):
         while True:
             try:

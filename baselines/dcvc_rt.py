@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench import progress
 from bench.codec import CodecError, CodecUnavailable, RateSpec, Requirement, is_intra_frame
 
 from .dcvc import DCVCCodec, Runner, stack
@@ -205,6 +206,7 @@ class RTRunner(Runner):
                 sh.write_ip(out, intra, sps["sps_id"], qp, encoded["bit_stream"])
                 sizes.append(out.tell() - start)
                 types.append("I" if intra else "P")
+                progress.advance(1)
         Path(path).write_bytes(out.getvalue())
         return {"frame_bytes": sizes, "frame_types": types, "planes": None}  # its P frames are not reconstructed
 
@@ -228,6 +230,7 @@ class RTRunner(Runner):
                 qp, bit_stream = sh.read_ip_remaining(f)
                 x_hat = self.decode_frame(header["nal_type"] == sh.NalType.NAL_I, sps, qp, bit_stream)
                 out_planes.append(self.planes_of(x_hat, sps["height"], sps["width"]))
+                progress.advance(1)
         if not out_planes:
             raise CodecError(f"{path}: no frames in the DCVC-RT stream")
         return {"planes": stack(out_planes), "bit_depth": 8, "fps": 25.0}  # the stream carries no frame rate

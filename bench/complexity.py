@@ -136,21 +136,36 @@ COST_COLUMNS = (
 
 
 def cost_table(summary) -> list[dict[str, Any]]:
-    """Per results folder and codec, each cost column's mean over its jobs weighted by their
-    frames (jobs without the column left out: imported rows, anchors' kMAC/px), with the
-    frame sizes and job count; codecs with no cost column at all are not listed."""
+    """Per results folder and codec, each cost column's mean over the jobs that have it,
+    weighted by their frames, with their frame sizes and the job count. Measured here only:
+    imported rows (published timings, on the authors' machines) are left out, and so is a
+    codec with no cost column at all. Values that are not numbers count as missing."""
+    import pandas as pd
+
     cols = [c for c, _ in COST_COLUMNS if c in summary]
+    if not cols or summary.empty:
+        return []
+    own = summary[~summary["imported"].fillna(False).astype(bool)] if "imported" in summary else summary
     out = []
-    if not cols:
-        return out
-    for (folder, codec), rows in summary.groupby(["results_dir", "codec"], sort=True):
-        values = {}
+    for (folder, codec), rows in own.groupby(["results_dir", "codec"], sort=True):
+        frames = pd.to_numeric(rows.get("frames"), errors="coerce") if "frames" in rows else pd.Series(1.0, index=rows.index)
+        values, used = {}, []
         for c in cols:
-            have = rows[rows[c].notna()]
-            if len(have):
-                weight = have["frames"].astype(float)
-                values[c] = float((have[c].astype(float) * weight).sum() / weight.sum())
+            v = pd.to_numeric(rows[c], errors="coerce")
+            ok = v.notna() & frames.gt(0)
+            if ok.any():
+                values[c] = float((v[ok] * frames[ok]).sum() / frames[ok].sum())
+                used.append(ok)
         if values:
-            sizes = sorted({f"{int(w)}x{int(h)}" for w, h in zip(rows["width"], rows["height"], strict=True)})
-            out.append({"folder": folder, "codec": codec, "jobs": len(rows), "sizes": ", ".join(sizes), "values": values})
+            have = rows[pd.concat(used, axis=1).any(axis=1)]
+            out.append({"folder": folder, "codec": str(codec), "jobs": len(have), "sizes": _sizes(have), "values": values})
     return out
+
+
+def _sizes(rows) -> str:
+    import pandas as pd
+
+    if "width" not in rows or "height" not in rows:
+        return ""
+    wh = pd.DataFrame({"w": pd.to_numeric(rows["width"], errors="coerce"), "h": pd.to_numeric(rows["height"], errors="coerce")}).dropna()
+    return ", ".join(sorted({f"{int(w)}x{int(h)}" for w, h in zip(wh["w"], wh["h"], strict=True)}))

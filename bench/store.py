@@ -238,9 +238,9 @@ class ResultsStore:
         folder is untrusted: an id is used to name files)."""
         out = []
         for p in sorted(self.jobs_dir.glob("*.json")):
-            try:
-                rec = json.loads(p.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            try:  # below the folder only: no link followed, no FIFO waited on
+                rec = json.loads(read_inside(self.root, f"{self.JOBS}/{p.name}"))
+            except (OSError, ValueError):  # unreadable, not a regular file, not JSON
                 continue
             if isinstance(rec, dict) and rec.get("job_id") == p.stem and _plain_id(p.stem):
                 out.append(rec)

@@ -67,3 +67,23 @@ def test_a_compressai_model_has_its_complexity_line():
     make = lambda: create_codec("bmshj2018-hyperprior", random_weights_for_tests=True)
     line = _complexity_line(make(), make(), 64, 64)
     assert _kmac(line, "encode") > 1 and _kmac(line, "decode") > 1
+
+
+def test_the_reports_cost_table_takes_only_what_was_measured_here():
+    """Imported rows (published timings, another machine) are left out; a missing size, a
+    missing or zero frame count and text in a number column neither crash nor count."""
+    import pandas as pd
+
+    from bench.complexity import cost_table
+
+    rows = [
+        {"results_dir": "r", "codec": "x265", "frames": 2, "width": 64, "height": 64, "encode_s_per_frame": 1.0, "decode_s_per_frame": 0.5},
+        {"results_dir": "r", "codec": "x265", "frames": 6, "width": 64, "height": 64, "encode_s_per_frame": 3.0, "decode_s_per_frame": "<b>"},
+        {"results_dir": "r", "codec": "x265", "frames": 0, "width": None, "height": None, "encode_s_per_frame": 99.0},
+        {"results_dir": "p", "codec": "DCVC-FM", "frames": 96, "width": None, "height": None, "encode_s_per_frame": 0.2, "imported": True},
+    ]
+    (row,) = cost_table(pd.DataFrame(rows))
+    assert row["codec"] == "x265" and row["jobs"] == 2 and row["sizes"] == "64x64"
+    assert row["values"]["encode_s_per_frame"] == pytest.approx((2 * 1.0 + 6 * 3.0) / 8)
+    assert row["values"]["decode_s_per_frame"] == pytest.approx(0.5)
+    assert cost_table(pd.DataFrame(rows[3:])) == []

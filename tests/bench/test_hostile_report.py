@@ -398,3 +398,16 @@ def test_a_records_cost_note_and_codec_name_stay_text(tmp_path):
     html = _complexity_html(pd.DataFrame([{**summary_row, "results_dir": str(store.root)}]))
     assert "<script>" not in html and "<img" not in html
     assert "&lt;/td&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_job_records_behind_a_fifo_or_a_link_are_not_read(tmp_path):
+    """Readers of a folder's records (the report's complexity notes among them) read regular
+    files below the folder only: a FIFO would hang them, a link to /dev/zero fill memory."""
+    from bench.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "run")
+    store.commit({"job_id": "ok", "status": "done", "codec": "x265"}, None)
+    os.mkfifo(store.record_path("fifo"))
+    store.record_path("zero").symlink_to("/dev/zero")
+    (store.jobs_dir / "dir.json").mkdir()
+    assert [r.job_id for r in store.jobs()] == ["ok"]
