@@ -271,7 +271,27 @@ def _build(job: Job, node: str) -> tuple[Codec, list, dict[str, Any]]:
         codec.check()
     except Exception as e:
         raise CodecError(f"on node {node}: {e}") from e
-    return codec, [create_metric(m, device=device) for m in job.metrics], options
+    return codec, [_metric(m, device) for m in job.metrics], options
+
+
+#: metrics built for earlier jobs of this process, by spec, device and environment: a warm
+#: worker keeps a metric's network (LPIPS, DISTS, RAFT, CLIP-IQA) loaded across its jobs.
+#: Metrics keep nothing of a job between compute() calls. Codecs are built afresh for each
+#: job: a Diff-SIT codec keeps every model it loaded, which would hold one model per rate
+#: point in memory at once.
+_METRICS: dict[tuple[str, str, int], Any] = {}
+_KEPT_METRICS = 16
+
+
+def _metric(spec: str, device: str):
+    # the environment names weights folders (BENCH_WEIGHTS, TORCH_HOME) and tools
+    key = (spec, str(device), hash(frozenset(os.environ.items())))
+    metric = _METRICS.get(key)
+    if metric is None:
+        if len(_METRICS) >= _KEPT_METRICS:
+            _METRICS.pop(next(iter(_METRICS)))
+        metric = _METRICS[key] = create_metric(spec, device=device)
+    return metric
 
 
 def _coded(job: Job, codec: Codec, ref: Video, work: Path, timings: dict, files: dict, notes: list) -> _Coded:

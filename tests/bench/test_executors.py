@@ -235,3 +235,28 @@ def _synthetic():
     from bench.datasets import get_dataset
 
     return get_dataset("synthetic").resolve(None, ["testsrc2"])
+
+
+def test_a_warm_process_keeps_its_metrics_not_its_codecs(tmp_path, monkeypatch):
+    """A worker serving many jobs builds a metric's network once; a new environment (another
+    weights folder) builds it again; codecs are built per job (a Diff-SIT codec keeps every
+    model it loaded)."""
+    from bench.jobs import _build
+    from bench.plan import plan
+
+    job = plan(
+        codecs=[("x265", {})],
+        dataset="synthetic",
+        sequences=_synthetic(),
+        rates=["37"],
+        frames=2,
+        metrics=["psnr", "lpips:random_weights=true"],
+        device="cpu",
+        out=tmp_path / "p",
+    ).jobs[0]
+    codec1, metrics1, _ = _build(job, "here")
+    codec2, metrics2, _ = _build(job, "here")
+    assert all(a is b for a, b in zip(metrics1, metrics2, strict=True)) and codec1 is not codec2
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path))
+    _, metrics3, _ = _build(job, "here")
+    assert metrics3[1] is not metrics1[1]
