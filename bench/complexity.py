@@ -103,12 +103,20 @@ def reset_peak_memory() -> bool:
         return False
 
 
-def peak_memory_mb() -> float:
-    """This process's peak resident memory in MiB (VmHWM; ru_maxrss where /proc has none)."""
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmHWM, VmRSS) in MiB; None where there is none."""
     with contextlib.suppress(OSError, ValueError):
         for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
+    return None
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MiB (VmHWM; ru_maxrss where /proc has none)."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -117,11 +125,7 @@ def peak_memory_mb() -> float:
 
 def resident_memory_mb() -> float | None:
     """This process's resident memory now, in MiB (None where /proc has none)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in open("/proc/self/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return None
+    return _status_mb("VmRSS")
 
 
 # --- the report's table ------------------------------------------------------------------------
